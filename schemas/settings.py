@@ -1,0 +1,123 @@
+"""One typed Settings object for every crashd process (server, worker, CLI).
+
+Each field is read from the environment as ``CRASHD_<FIELD>`` (``CRASHD_DATA_DIR``,
+``CRASHD_DATABASE_URL`` ...). Settings are built once at start-up and passed down; nothing
+here runs at import time.
+"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MiB = 1024 * 1024
+
+# Secrets that are obviously placeholders; refused outside development.
+PLACEHOLDER_SECRETS = {"", "changeme", "change-me", "secret", "admin", "token", "dev"}
+
+
+class Settings(BaseSettings):
+    """crashd configuration; every field can be set with ``CRASHD_<FIELD>``."""
+
+    model_config = SettingsConfigDict(env_prefix="CRASHD_", extra="ignore")
+
+    environment: str = Field(
+        "development",
+        description="`development` or `production`; production refuses placeholder secrets.",
+    )
+    data_dir: Path = Field(
+        Path("./crashd-data"),
+        description="Folder for the SQLite database (default) and the local blob store.",
+    )
+    database_url: str | None = Field(
+        None,
+        description="SQLAlchemy URL; default `sqlite:///<data_dir>/crashd.db`. "
+        "`postgresql://...` uses PostgreSQL through psycopg 3.",
+    )
+    redis_url: str | None = Field(
+        None,
+        description="Unset: an in-process worker runs jobs. Set: jobs go to RQ on this Redis "
+        "and `crashd worker` runs them.",
+    )
+    queue_name: str = Field("crashd", description="RQ queue name.")
+    admin_token: str | None = Field(
+        None,
+        description="Bearer token for the admin JSON API. In development a random one is "
+        "created and kept in `<data_dir>/admin-token` when unset.",
+    )
+    max_upload_bytes: int = Field(100 * MiB, description="Cap on the request body as sent.")
+    max_decompressed_bytes: int = Field(
+        500 * MiB, description="Cap on the body and on each part after decompression."
+    )
+    sentry_dsn: str | None = Field(
+        None, description="When set, the server reports its own errors there with sentry-sdk."
+    )
+    dedupe_window_hours: int = Field(
+        24, description="The same dump from the same client within this window is one crash."
+    )
+    sweeper_interval_seconds: float = Field(
+        60.0, description="How often the sweeper looks for crashes stuck in `received`."
+    )
+    sweeper_stuck_after_seconds: float = Field(
+        120.0, description="A crash `received` for longer than this is enqueued again."
+    )
+    job_timeout_seconds: int = Field(300, description="Time limit of one processing job.")
+    public_url: str | None = Field(
+        None, description="Base URL clients use to reach the server, e.g. http://host:8000."
+    )
+
+    @field_validator("environment")
+    @classmethod
+    def _known_environment(cls, value: str) -> str:
+        if value not in {"development", "production"}:
+            raise ValueError("environment must be 'development' or 'production'")
+        return value
+
+    @model_validator(mode="after")
+    def _refuse_placeholders(self) -> "Settings":
+        if self.environment == "production":
+            if self.admin_token is None or self.admin_token.lower() in PLACEHOLDER_SECRETS:
+                raise ValueError("CRASHD_ADMIN_TOKEN must be set to a real secret in production")
+            if len(self.admin_token) < 16:
+                raise ValueError("CRASHD_ADMIN_TOKEN must be at least 16 characters")
+        return self
+
+    @property
+    def effective_database_url(self) -> str:
+        """The database URL with the SQLite default filled in and postgres mapped to psycopg 3."""
+        url = self.database_url or f"sqlite:///{(self.data_dir / 'crashd.db').resolve()}"
+        for prefix in ("postgresql://", "postgres://"):
+            if url.startswith(prefix):
+                return "postgresql+psycopg://" + url[len(prefix):]
+        return url
+
+    @property
+    def blob_dir(self) -> Path:
+        """Root of the filesystem blob store."""
+        return self.data_dir / "blobs"
+
+    def resolve_admin_token(self) -> str:
+        """Return the admin token, creating and keeping a random one in development.
+
+        Raises ValueError in production when none is configured (the validator already
+        refuses that, so this only guards direct construction).
+        """
+        if self.admin_token:
+            return self.admin_token
+        if self.environment != "development":
+            raise ValueError("CRASHD_ADMIN_TOKEN is required outside development")
+        path = self.data_dir / "admin-token"
+        if path.exists():
+            self.admin_token = path.read_text().strip()
+        else:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            token = secrets.token_urlsafe(24)
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(token + "\n")
+            tmp.chmod(0o600)
+            tmp.rename(path)
+            self.admin_token = token
+        return self.admin_token

@@ -1,0 +1,176 @@
+"""JSON API for people and tools (admin bearer token), plus health and version endpoints."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+
+from schemas.tables import Attachment, Crash
+from server.auth import is_admin
+from storage import queries
+from storage.blobs import BlobNotFound
+
+if TYPE_CHECKING:
+    from server.app import ServerState
+
+VERSION = "0.1.0"
+
+
+def _state(request: Request) -> "ServerState":
+    return request.app.state.crashd
+
+
+def _unauthorized() -> Response:
+    return JSONResponse(
+        {"detail": "admin bearer token required"},
+        status_code=401,
+        headers={"WWW-Authenticate": "Bearer"},
+    )
+
+
+def _iso(value: Any) -> str | None:
+    value = queries.as_utc(value)
+    return value.isoformat() if value is not None else None
+
+
+def crash_document(crash: Crash, project_name: str | None, attachments: list[Attachment]) -> dict[str, Any]:
+    """The JSON shape of GET /api/crashes/<crash_id>."""
+    return {
+        "crash_id": crash.crash_id,
+        "status": crash.status,
+        "project": project_name,
+        "project_id": crash.project_id,
+        "submitted_via": crash.submitted_via,
+        "received_at": _iso(crash.received_at),
+        "processed_at": _iso(crash.processed_at),
+        "product": crash.product,
+        "build": crash.build,
+        "tester_id": crash.tester_id,
+        "annotations": crash.annotations,
+        "minidump": {"size": crash.minidump_size, "sha256": crash.minidump_sha256},
+        "size": crash.minidump_size,
+        "sha256": crash.minidump_sha256,
+        "attachments": [
+            {"name": a.name, "filename": a.filename, "content_type": a.content_type,
+             "size": a.size, "sha256": a.sha256}
+            for a in attachments
+        ],
+        "processing_error": crash.processing_error,
+        "processed": crash.processed,
+    }
+
+
+def _load_crash(state: "ServerState", crash_id: str) -> tuple[Crash, str | None, list[Attachment]] | None:
+    crash = queries.get_crash(state.ctx.engine, crash_id=crash_id)
+    if crash is None:
+        return None
+    project = queries.find_project(state.ctx.engine, ref=str(crash.project_id))
+    attachments = queries.get_attachments(state.ctx.engine, crash_id=crash.crash_id)
+    return crash, project.name if project else None, attachments
+
+
+async def crash_detail(request: Request) -> Response:
+    """GET /api/crashes/<crash_id>: status, project, annotations, attachments, size, sha256."""
+    state = _state(request)
+    if not is_admin(request, state.admin_token):
+        return _unauthorized()
+    found = await run_in_threadpool(_load_crash, state, request.path_params["crash_id"])
+    if found is None:
+        return JSONResponse({"detail": "crash not found"}, status_code=404)
+    return JSONResponse(crash_document(*found))
+
+
+async def crash_minidump(request: Request) -> Response:
+    """GET /api/crashes/<crash_id>/minidump: the raw dump bytes."""
+    state = _state(request)
+    if not is_admin(request, state.admin_token):
+        return _unauthorized()
+    crash = await run_in_threadpool(queries.get_crash, state.ctx.engine, crash_id=request.path_params["crash_id"])
+    if crash is None:
+        return JSONResponse({"detail": "crash not found"}, status_code=404)
+    return _blob_response(state, crash.minidump_key, "application/x-dmp", f"{crash.crash_id}.dmp")
+
+
+async def crash_attachment(request: Request) -> Response:
+    """GET /api/crashes/<crash_id>/attachments/<name>: one attachment's bytes."""
+    state = _state(request)
+    if not is_admin(request, state.admin_token):
+        return _unauthorized()
+    found = await run_in_threadpool(_load_crash, state, request.path_params["crash_id"])
+    name = request.path_params["name"]
+    match = [a for a in found[2] if a.name == name] if found else []
+    if not match:
+        return JSONResponse({"detail": "attachment not found"}, status_code=404)
+    attachment = match[0]
+    return _blob_response(
+        state, attachment.blob_key, attachment.content_type or "application/octet-stream",
+        attachment.filename or attachment.name,
+    )
+
+
+def _blob_response(state: "ServerState", key: str, media_type: str, filename: str) -> Response:
+    try:
+        handle = state.ctx.blobs.open(key)
+    except BlobNotFound:
+        return JSONResponse({"detail": "blob missing from the store"}, status_code=410)
+    handle.close()
+    safe = filename.replace('"', "")
+    return StreamingResponse(
+        state.ctx.blobs.iter_chunks(key), media_type=media_type,
+        headers={"Content-Disposition": f'attachment; filename="{safe}"'},
+    )
+
+
+async def discards(request: Request) -> Response:
+    """GET /api/discards: rejected uploads per reason (today and all time)."""
+    state = _state(request)
+    if not is_admin(request, state.admin_token):
+        return _unauthorized()
+    today = queries.utcnow().strftime("%Y-%m-%d")
+    engine = state.ctx.engine
+    return JSONResponse({
+        "today": await run_in_threadpool(queries.discard_counts, engine, day=today),
+        "all_time": await run_in_threadpool(queries.discard_counts, engine),
+    })
+
+
+async def lbheartbeat(request: Request) -> Response:
+    """GET /__lbheartbeat__: the process answers (for load balancers)."""
+    return PlainTextResponse("OK")
+
+
+async def heartbeat(request: Request) -> Response:
+    """GET /__heartbeat__: database, blob store and queue all answer (503 with details if not)."""
+    state = _state(request)
+    checks = await run_in_threadpool(_run_checks, state)
+    ok = all(value == "ok" for value in checks.values())
+    return JSONResponse({"status": "ok" if ok else "error", "checks": checks}, status_code=200 if ok else 503)
+
+
+def _run_checks(state: "ServerState") -> dict[str, str]:
+    checks: dict[str, str] = {}
+    for name, check in (
+        ("database", lambda: queries.count_by_status(state.ctx.engine)),
+        ("blob_store", state.ctx.blobs.check),
+        ("queue", state.queue.check),
+    ):
+        try:
+            check()
+            checks[name] = "ok"
+        except Exception as exc:  # noqa: BLE001 - reported, not raised
+            checks[name] = f"error: {type(exc).__name__}: {exc}"
+    return checks
+
+
+async def version(request: Request) -> Response:
+    """GET /__version__: what is running."""
+    state = _state(request)
+    return JSONResponse({
+        "name": "crashd",
+        "version": VERSION,
+        "queue": "rq" if state.settings.redis_url else "in-process",
+        "database": state.ctx.engine.dialect.name,
+    })

@@ -1,0 +1,99 @@
+"""The Starlette application: create_app(settings) wires storage, queue and routes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.routing import Route
+
+from schemas.settings import Settings
+from server import api, ingest
+from storage.db import migrate
+from workers import jobs
+from workers.queue import InProcessJobQueue, JobQueue, make_queue
+from workers.sweeper import sweep
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ServerState:
+    """Everything a request handler needs, built once at start-up."""
+
+    settings: Settings
+    ctx: jobs.WorkerContext
+    queue: JobQueue
+    admin_token: str
+    tmp_dir: Path
+
+
+def build_state(settings: Settings) -> ServerState:
+    """Create engine, blob store and queue, and run migrations."""
+    ctx = jobs.build_context(settings)
+    migrate(ctx.engine)
+    tmp_dir = settings.data_dir / "tmp"
+    tmp_dir.mkdir(parents=True, exist_ok=True)
+    queue = make_queue(settings)
+    if isinstance(queue, InProcessJobQueue):
+        jobs.install_context(ctx)  # the in-process worker shares the server's engine
+    return ServerState(settings, ctx, queue, settings.resolve_admin_token(), tmp_dir)
+
+
+def init_sentry(settings: Settings) -> None:
+    """Report the server's own errors to CRASHD_SENTRY_DSN (which may be crashd itself)."""
+    if settings.sentry_dsn:
+        import sentry_sdk
+
+        sentry_sdk.init(dsn=settings.sentry_dsn, environment=settings.environment, send_default_pii=False)
+
+
+async def _sweeper_loop(state: ServerState) -> None:
+    while True:
+        await asyncio.sleep(state.settings.sweeper_interval_seconds)
+        try:
+            await run_in_threadpool(sweep, state.ctx, state.queue)
+        except Exception:  # noqa: BLE001 - keep sweeping
+            log.exception("sweeper failed")
+
+
+ROUTES = [
+    Route("/api/{project}/minidump/", ingest.minidump_endpoint, methods=["POST"]),
+    Route("/submit", ingest.submit_endpoint, methods=["POST"]),
+    Route("/api/crashes/{crash_id}", api.crash_detail, methods=["GET"]),
+    Route("/api/crashes/{crash_id}/minidump", api.crash_minidump, methods=["GET"]),
+    Route("/api/crashes/{crash_id}/attachments/{name}", api.crash_attachment, methods=["GET"]),
+    Route("/api/discards", api.discards, methods=["GET"]),
+    Route("/__heartbeat__", api.heartbeat, methods=["GET"]),
+    Route("/__lbheartbeat__", api.lbheartbeat, methods=["GET"]),
+    Route("/__version__", api.version, methods=["GET"]),
+]
+
+
+def create_app(settings: Settings, state: ServerState | None = None) -> Starlette:
+    """The ASGI app. State is built at start-up (lifespan) unless handed in."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        own = app.state.crashd is None
+        if own:
+            init_sentry(settings)
+            app.state.crashd = await run_in_threadpool(build_state, settings)
+        sweeper = asyncio.create_task(_sweeper_loop(app.state.crashd))
+        try:
+            yield
+        finally:
+            sweeper.cancel()
+            if own:
+                app.state.crashd.queue.close()
+                app.state.crashd.ctx.engine.dispose()
+
+    app = Starlette(routes=ROUTES, lifespan=lifespan)
+    app.state.crashd = state
+    return app

@@ -1,0 +1,184 @@
+"""The ``crashd`` command: serve, worker, project, sweep, migrate.
+
+Every command reads the same Settings (``CRASHD_*`` environment variables).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from typing import Callable
+
+from schemas.settings import Settings
+from schemas.tables import Project
+
+log = logging.getLogger("crashd")
+
+
+def project_urls(settings: Settings, project: Project, base_url: str) -> dict[str, str | int | None]:
+    """What a client needs to upload to project: its key and both endpoint URLs."""
+    base = (settings.public_url or base_url).rstrip("/")
+    return {
+        "project": project.name,
+        "project_id": project.id,
+        "ingest_key": project.ingest_key,
+        "minidump_url": f"{base}/api/{project.id}/minidump/?sentry_key={project.ingest_key}",
+        "submit_url": f"{base}/submit?key={project.ingest_key}",
+    }
+
+
+def _base_url(host: str, port: int) -> str:
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    return f"http://{shown}:{port}"
+
+
+def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
+    """Run the HTTP server (and, without Redis, the in-process worker)."""
+    import uvicorn
+
+    from server.app import build_state, create_app, init_sentry
+    from storage import queries
+
+    init_sentry(settings)
+    state = build_state(settings)
+    projects = queries.list_projects(state.ctx.engine)
+    project = projects[0] if projects else queries.create_project(state.ctx.engine, name="default")
+    urls = project_urls(settings, project, _base_url(args.host, args.port))
+    mode = "RQ on " + settings.redis_url if settings.redis_url else "in-process worker"
+    print(f"crashd listening on {_base_url(args.host, args.port)}  ({state.ctx.engine.dialect.name}, {mode})")
+    print(f"  project '{project.name}' minidump upload URL: {urls['minidump_url']}")
+    print(f"  project '{project.name}' Breakpad submit URL: {urls['submit_url']}")
+    print(f"  admin token: {state.admin_token}")
+    sys.stdout.flush()
+    try:
+        uvicorn.run(create_app(settings, state), host=args.host, port=args.port, log_level=args.log_level)
+    finally:
+        state.queue.close()
+    return 0
+
+
+def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
+    """Run an RQ worker for the processing queue."""
+    if not settings.redis_url:
+        print("crashd worker needs CRASHD_REDIS_URL; without it `crashd serve` runs the jobs itself",
+              file=sys.stderr)
+        return 2
+    from redis import Redis
+    from rq import Queue, Worker
+
+    from storage.db import make_engine, migrate
+
+    engine = make_engine(settings)
+    migrate(engine)
+    engine.dispose()  # forked job processes open their own connections
+    redis = Redis.from_url(settings.redis_url)
+    worker = Worker([Queue(settings.queue_name, connection=redis)], connection=redis)
+    worker.work(burst=args.burst, with_scheduler=False)
+    return 0
+
+
+def cmd_project_create(settings: Settings, args: argparse.Namespace) -> int:
+    """Create a project and print its ingest key and upload URLs."""
+    from storage import queries
+    from storage.db import make_engine, migrate
+
+    engine = make_engine(settings)
+    migrate(engine)
+    try:
+        project = queries.create_project(engine, name=args.name)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    urls = project_urls(settings, project, args.base_url)
+    if args.json:
+        print(json.dumps(urls))
+    else:
+        for key, value in urls.items():
+            print(f"{key}: {value}")
+    return 0
+
+
+def cmd_project_list(settings: Settings, args: argparse.Namespace) -> int:
+    """List projects with their keys and URLs (JSON lines with --json)."""
+    from storage import queries
+    from storage.db import make_engine, migrate
+
+    engine = make_engine(settings)
+    migrate(engine)
+    for project in queries.list_projects(engine):
+        urls = project_urls(settings, project, args.base_url)
+        print(json.dumps(urls) if args.json else f"{project.id}\t{project.name}\t{project.ingest_key}")
+    return 0
+
+
+def cmd_sweep(settings: Settings, args: argparse.Namespace) -> int:
+    """Re-enqueue crashes stuck in `received`/`processing` once, then exit."""
+    from storage.db import migrate
+    from workers import jobs
+    from workers.queue import InProcessJobQueue, make_queue
+    from workers.sweeper import sweep
+
+    ctx = jobs.build_context(settings)
+    migrate(ctx.engine)
+    jobs.install_context(ctx)
+    queue = make_queue(settings)
+    enqueued = sweep(ctx, queue)
+    if isinstance(queue, InProcessJobQueue):
+        queue.join()
+    queue.close()
+    print(f"re-enqueued {len(enqueued)} crashes")
+    return 0
+
+
+def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
+    """Apply database migrations and exit."""
+    from storage.db import make_engine, migrate
+
+    migrate(make_engine(settings))
+    print("database is up to date")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="crashd", description="crash-report ingestion server")
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the HTTP server")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--log-level", default="info")
+    serve.set_defaults(func=cmd_serve)
+    worker = sub.add_parser("worker", help="run an RQ worker (needs CRASHD_REDIS_URL)")
+    worker.add_argument("--burst", action="store_true", help="exit when the queue is empty")
+    worker.set_defaults(func=cmd_worker)
+    project = sub.add_parser("project", help="manage projects").add_subparsers(dest="action", required=True)
+    for name, func in (("create", cmd_project_create), ("list", cmd_project_list)):
+        p = project.add_parser(name)
+        if name == "create":
+            p.add_argument("name")
+        p.add_argument("--json", action="store_true")
+        p.add_argument("--base-url", default="http://127.0.0.1:8000",
+                       help="server URL used in printed upload URLs (CRASHD_PUBLIC_URL wins)")
+        p.set_defaults(func=func)
+    sub.add_parser("sweep", help="re-enqueue stuck crashes once").set_defaults(func=cmd_sweep)
+    sub.add_parser("migrate", help="apply database migrations").set_defaults(func=cmd_migrate)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``crashd`` console script."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    try:
+        settings = Settings()
+    except ValueError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+    func: Callable[[Settings, argparse.Namespace], int] = args.func
+    return func(settings, args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,276 @@
+"""Crash upload endpoints: ``POST /api/<project>/minidump/`` (Sentry) and ``POST /submit``
+(Breakpad/Socorro). Persist, then acknowledge (Antenna's crashmover): the raw dump, the
+attachments and the annotations are in the blob store and the crash row is committed before
+the 200; enqueueing comes after and may fail without failing the upload.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+from sqlalchemy.exc import SQLAlchemyError
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+
+from schemas.tables import Attachment, Crash, Project, utcnow
+from server.auth import INGEST_KEY_PARAMS, ingest_key
+from server.upload_parser import (
+    Budget,
+    MalformedUpload,
+    ParsedUpload,
+    SpoolWriter,
+    UploadTooLarge,
+    assemble,
+    decoded_body,
+    parse_multipart,
+    prepare_minidump,
+)
+from storage import queries
+from storage.blobs import BlobStoreError, day_key
+
+if TYPE_CHECKING:
+    from server.app import ServerState
+
+log = logging.getLogger(__name__)
+
+# Annotation names that carry the build, the product and the tester, in order of preference.
+BUILD_KEYS = ("ver", "version", "release", "sentry.release")
+PRODUCT_KEYS = ("prod", "product", "ProductName", "sentry.extra.product")
+TESTER_KEYS = ("tester_id", "guid", "user_id", "sentry.user.id")
+
+
+class Rejected(Exception):
+    """An upload refused before parsing (authentication); reason is counted."""
+
+    def __init__(self, status_code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status_code = status_code
+        self.reason = reason
+
+
+class StorageUnavailable(Exception):
+    """Blob store or database failed: the client gets 503 and retries."""
+
+
+@dataclass(frozen=True)
+class Flavor:
+    """How one endpoint answers: Breakpad's text or Sentry's plain id / JSON errors."""
+
+    name: str
+
+    def accepted(self, crash_id: str) -> Response:
+        if self.name == "submit":
+            return PlainTextResponse(f"CrashID=bp-{crash_id}\n")
+        return PlainTextResponse(crash_id)
+
+    def refused(self, status_code: int, code: str) -> Response:
+        headers = {"Retry-After": "60"} if status_code == 503 else None
+        if self.name == "submit":
+            return PlainTextResponse(f"Discarded={code}\n", status_code=status_code, headers=headers)
+        return JSONResponse({"detail": code}, status_code=status_code, headers=headers)
+
+
+SUBMIT = Flavor("submit")
+MINIDUMP = Flavor("minidump")
+
+
+async def minidump_endpoint(request: Request) -> Response:
+    """Sentry / sentry-native path; answers the crash id as text."""
+    return await ingest(request, MINIDUMP, project_ref=request.path_params["project"])
+
+
+async def submit_endpoint(request: Request) -> Response:
+    """Breakpad / Socorro path; answers ``CrashID=bp-<uuid>``."""
+    return await ingest(request, SUBMIT, project_ref=None)
+
+
+async def ingest(request: Request, flavor: Flavor, project_ref: str | None) -> Response:
+    """Authenticate, read, persist, acknowledge, enqueue."""
+    state: ServerState = request.app.state.crashd
+    try:
+        project = await run_in_threadpool(authenticate, state, request, project_ref)
+        parsed = await read_upload(request, state)
+        try:
+            crash_id, created = await run_in_threadpool(
+                persist_upload, state, project, parsed, flavor.name, query_annotations(request)
+            )
+        finally:
+            parsed.close()
+    except MalformedUpload as exc:
+        return await _refuse(state, flavor, exc.status_code, exc.discard_code, exc.reason, str(exc))
+    except Rejected as exc:
+        return await _refuse(state, flavor, exc.status_code, exc.reason, exc.reason, str(exc))
+    except StorageUnavailable as exc:
+        log.error("storage unavailable, upload refused with 503: %s", exc)
+        return flavor.refused(503, "storage_unavailable")
+    if created:
+        await run_in_threadpool(enqueue_quietly, state, crash_id)
+    return flavor.accepted(crash_id)
+
+
+async def _refuse(state: "ServerState", flavor: Flavor, status: int, code: str, reason: str, why: str) -> Response:
+    log.info("upload discarded: %s (%s)", code, why)
+    try:
+        await run_in_threadpool(queries.count_discard, state.ctx.engine, reason=reason)
+    except SQLAlchemyError as exc:  # counting must never turn a 400 into a 500
+        log.warning("could not count discard %s: %s", reason, exc)
+    return flavor.refused(status, code)
+
+
+def authenticate(state: "ServerState", request: Request, project_ref: str | None) -> Project:
+    """The project whose ingest key the request carries. Raises Rejected (401/404)."""
+    key = ingest_key(request)
+    if not key:
+        raise Rejected(401, "missing_key")
+    project = queries.project_by_key(state.ctx.engine, ingest_key=key)
+    if project is None:
+        raise Rejected(401, "bad_key")
+    if project_ref is not None and project_ref not in (str(project.id), project.name):
+        raise Rejected(401, "bad_key")
+    return project
+
+
+async def read_upload(request: Request, state: "ServerState") -> ParsedUpload:
+    """Stream and parse the body into a ParsedUpload. Raises MalformedUpload/UploadTooLarge."""
+    settings = state.settings
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > settings.max_upload_bytes:
+        raise UploadTooLarge("too_large", f"Content-Length {declared}")
+    budget = Budget(settings.max_decompressed_bytes)
+    body = decoded_body(
+        request.stream(),
+        content_encoding=request.headers.get("content-encoding", "").strip().lower(),
+        max_upload_bytes=settings.max_upload_bytes,
+    )
+    media_type, _, params = request.headers.get("content-type", "").partition(";")
+    media_type = media_type.strip().lower()
+    if media_type.startswith("multipart/"):
+        boundary = _boundary(params)
+        parts = await parse_multipart(body, boundary=boundary, tmp_dir=state.tmp_dir, budget=budget)
+        return await run_in_threadpool(assemble, parts, tmp_dir=state.tmp_dir, budget=budget)
+    # A bare minidump body (sentry-native, curl --data-binary).
+    writer = SpoolWriter(state.tmp_dir, budget)
+    async for chunk in body:
+        writer.write(chunk)
+    part = writer.finish("upload_file_minidump", None, media_type or None)
+    try:
+        return ParsedUpload(await run_in_threadpool(prepare_minidump, part, "", state.tmp_dir, budget))
+    except BaseException:
+        part.close()
+        raise
+
+
+def _boundary(params: str) -> bytes:
+    match = re.search(r'boundary\s*=\s*("([^"]+)"|[^\s;]+)', params, re.IGNORECASE)
+    if not match:
+        raise MalformedUpload("bad_multipart", "multipart Content-Type without a boundary")
+    return (match.group(2) or match.group(1)).encode("latin-1")
+
+
+def query_annotations(request: Request) -> dict[str, str]:
+    """Query parameters other than the key (Crashpad sends product, version, guid there)."""
+    return {k: v for k, v in request.query_params.items() if k not in INGEST_KEY_PARAMS}
+
+
+def first_of(annotations: dict[str, str], keys: tuple[str, ...]) -> str | None:
+    """The first non-empty annotation among keys, truncated to the column size."""
+    for key in keys:
+        value = annotations.get(key, "").strip()
+        if value:
+            return value[:200]
+    return None
+
+
+def fingerprint(project: Project, tester_id: str | None, dump_sha256: str) -> str:
+    """Dedupe key of a client retry: the same dump from the same client of one project."""
+    raw = f"{project.id}\0{tester_id or ''}\0{dump_sha256}".encode()
+    return hashlib.sha256(raw).hexdigest()
+
+
+def persist_upload(
+    state: "ServerState", project: Project, parsed: ParsedUpload, via: str, from_query: dict[str, str]
+) -> tuple[str, bool]:
+    """Store blobs and rows for an upload. Returns (crash_id, created); created is False
+    when this is a retry of an upload stored within the dedupe window.
+    Raises StorageUnavailable."""
+    annotations = {**from_query, **parsed.annotations}  # form fields win over the query
+    tester_id = first_of(annotations, TESTER_KEYS)
+    key = fingerprint(project, tester_id, parsed.minidump.sha256)
+    window = timedelta(hours=state.settings.dedupe_window_hours)
+    engine, blobs = state.ctx.engine, state.ctx.blobs
+    written: list[str] = []
+    try:
+        existing = queries.find_recent_duplicate(engine, fingerprint=key, window=window)
+        if existing is not None:
+            return existing, False
+        now = utcnow()
+        crash_id = str(uuid.uuid4())
+        crash = Crash(
+            crash_id=crash_id, project_id=project.id, received_at=now, updated_at=now,  # type: ignore[arg-type]
+            submitted_via=via, product=first_of(annotations, PRODUCT_KEYS),
+            build=first_of(annotations, BUILD_KEYS), tester_id=tester_id,
+            minidump_key=day_key("minidumps", now, f"{crash_id}.dmp"),
+            minidump_size=parsed.minidump.size, minidump_sha256=parsed.minidump.sha256,
+            annotations_key=day_key("annotations", now, f"{crash_id}.json"), annotations=annotations,
+        )
+        blobs.put_file(crash.minidump_key, parsed.minidump.file)
+        written.append(crash.minidump_key)
+        attachments = _store_attachments(state, crash, parsed, written)
+        document = {"crash_id": crash_id, "project": project.name, "received_at": now.isoformat(),
+                    "submitted_via": via, "annotations": annotations,
+                    "attachments": [a.model_dump(exclude={"id"}) for a in attachments]}
+        blobs.put_bytes(crash.annotations_key, json.dumps(document, indent=1).encode())
+        written.append(crash.annotations_key)
+        stored_id, created = queries.insert_crash(
+            engine, crash=crash, attachments=attachments, fingerprint=key, window=window
+        )
+    except (BlobStoreError, SQLAlchemyError) as exc:
+        _delete_quietly(state, written)
+        raise StorageUnavailable(str(exc)) from exc
+    if not created:  # a concurrent retry won the race: keep one copy only
+        _delete_quietly(state, written)
+    return stored_id, created
+
+
+def _store_attachments(state: "ServerState", crash: Crash, parsed: ParsedUpload, written: list[str]) -> list[Attachment]:
+    attachments = []
+    seen: set[str] = set()
+    for index, part in enumerate(parsed.attachments):
+        name = part.name or f"attachment-{index}"
+        while name in seen:  # two parts with one field name are both kept
+            name = f"{name}-{index}"
+        seen.add(name)
+        safe = re.sub(r"[^A-Za-z0-9._-]", "_", name)[:80]
+        key = day_key("attachments", crash.received_at, f"{crash.crash_id}/{index:02d}-{safe}")
+        state.ctx.blobs.put_file(key, part.file)
+        written.append(key)
+        attachments.append(Attachment(
+            crash_id=crash.crash_id, name=name[:200], filename=(part.filename or None) and part.filename[:300],
+            content_type=(part.content_type or None) and part.content_type[:200],
+            size=part.size, sha256=part.sha256, blob_key=key,
+        ))
+    return attachments
+
+
+def _delete_quietly(state: "ServerState", keys: list[str]) -> None:
+    for key in keys:
+        try:
+            state.ctx.blobs.delete(key)
+        except BlobStoreError as exc:
+            log.warning("could not remove %s: %s", key, exc)
+
+
+def enqueue_quietly(state: "ServerState", crash_id: str) -> None:
+    """Enqueue processing; a failure is logged and left to the sweeper, never raised."""
+    try:
+        state.queue.enqueue(crash_id)
+    except Exception as exc:  # noqa: BLE001 - the upload is safe; the sweeper retries
+        log.warning("enqueue of %s failed, the sweeper will retry: %s", crash_id, exc)

@@ -1,0 +1,387 @@
+"""Read a crash upload body: stream, decompress under a cap, split multipart into parts.
+
+Clients send (all seen from real handlers):
+- Crashpad: ``multipart/form-data``, ``Transfer-Encoding: chunked`` and by default the whole
+  body gzipped with ``Content-Encoding: gzip``; annotations are form fields.
+- Breakpad ``minidump_upload``/``HTTPUpload``: plain multipart with a Content-Length.
+- sentry-native: multipart with extra parts (``__sentry-event``), or a raw body
+  ``application/octet-stream``.
+Every byte is counted as it arrives, so a gzip bomb stops at the cap instead of filling memory
+or disk.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tempfile
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, AsyncIterator, Callable, Iterator
+
+import zstandard
+from python_multipart.multipart import MultipartParseError, MultipartParser, parse_options_header
+
+MINIDUMP_FIELD = "upload_file_minidump"
+MINIDUMP_MAGIC = b"MDMP"
+GZIP_MAGIC = b"\x1f\x8b"
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+OUT_CHUNK = 256 * 1024
+SPOOL_IN_MEMORY = 1024 * 1024
+MAX_FIELD_CHARS = 64 * 1024  # a longer text field is kept as an attachment instead
+
+
+class MalformedUpload(Exception):
+    """The upload cannot be accepted; reason is a short code such as ``bad_gzip``."""
+
+    status_code = 400
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+
+    @property
+    def discard_code(self) -> str:
+        """What Antenna-style clients see after ``Discarded=``."""
+        return f"malformed_{self.reason}"
+
+
+class UploadTooLarge(MalformedUpload):
+    """The body, or what it decompresses to, is past a configured cap (HTTP 413)."""
+
+    status_code = 413
+
+    @property
+    def discard_code(self) -> str:
+        return self.reason
+
+
+@dataclass
+class UploadPart:
+    """One file from an upload, spooled to memory or a temp file, with its digest."""
+
+    name: str
+    filename: str | None
+    content_type: str | None
+    file: IO[bytes]
+    size: int = 0
+    sha256: str = ""
+
+    def head(self, n: int = 4) -> bytes:
+        """The first n bytes (the file position is restored to 0)."""
+        self.file.seek(0)
+        data = self.file.read(n)
+        self.file.seek(0)
+        return data
+
+    def close(self) -> None:
+        self.file.close()
+
+
+@dataclass
+class ParsedUpload:
+    """The minidump, other files and text annotations of one upload."""
+
+    minidump: UploadPart
+    attachments: list[UploadPart] = field(default_factory=list)
+    annotations: dict[str, str] = field(default_factory=dict)
+
+    def close(self) -> None:
+        self.minidump.close()
+        for part in self.attachments:
+            part.close()
+
+
+class SpoolWriter:
+    """Write into a spooled temp file while hashing and counting against a shared budget."""
+
+    def __init__(self, tmp_dir: Path | None, budget: "Budget") -> None:
+        self.file: IO[bytes] = tempfile.SpooledTemporaryFile(  # noqa: SIM115
+            max_size=SPOOL_IN_MEMORY, dir=tmp_dir
+        )
+        self.digest = hashlib.sha256()
+        self.size = 0
+        self.budget = budget
+
+    def write(self, data: bytes) -> None:
+        self.budget.spend(len(data))
+        self.digest.update(data)
+        self.size += len(data)
+        self.file.write(data)
+
+    def finish(self, name: str, filename: str | None, content_type: str | None) -> UploadPart:
+        self.file.seek(0)
+        return UploadPart(name, filename, content_type, self.file, self.size, self.digest.hexdigest())
+
+
+@dataclass
+class Budget:
+    """Bytes left before ``too_large_decompressed``; shared by the body and every part."""
+
+    left: int
+
+    def spend(self, n: int) -> None:
+        self.left -= n
+        if self.left < 0:
+            raise UploadTooLarge("too_large_decompressed", "decompressed upload exceeds the limit")
+
+
+# -- decompression --------------------------------------------------------------------------
+
+
+class Decoder:
+    """Incremental decoder for one Content-Encoding; output comes in bounded chunks."""
+
+    def __init__(self, encoding: str) -> None:
+        self.encoding = encoding
+        if encoding in ("gzip", "x-gzip"):
+            self._z = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        elif encoding == "deflate":
+            self._z = zlib.decompressobj()
+        elif encoding == "zstd":
+            self._zstd = zstandard.ZstdDecompressor().decompressobj()
+        elif encoding not in ("", "identity"):
+            raise MalformedUpload("unsupported_encoding", f"Content-Encoding {encoding!r}")
+
+    @property
+    def reason(self) -> str:
+        return "bad_zstd" if self.encoding == "zstd" else "bad_gzip"
+
+    def feed(self, data: bytes) -> Iterator[bytes]:
+        """Decode data, yielding at most OUT_CHUNK bytes at a time. Raises MalformedUpload."""
+        try:
+            if self.encoding in ("", "identity"):
+                yield data
+            elif self.encoding == "zstd":
+                # zstandard's decompressobj has no output bound per call. An RLE block turns
+                # 4 input bytes into 128 KiB, so 512-byte slices bound one call to ~16 MiB
+                # before the budget check sees it.
+                for i in range(0, len(data), 512):
+                    yield self._zstd.decompress(data[i : i + 512])
+            else:
+                out = self._z.decompress(data, OUT_CHUNK)
+                yield out
+                while self._z.unconsumed_tail:
+                    yield self._z.decompress(self._z.unconsumed_tail, OUT_CHUNK)
+        except (zlib.error, zstandard.ZstdError) as exc:
+            raise MalformedUpload(self.reason, str(exc)) from exc
+
+    def finish(self) -> None:
+        """Raise MalformedUpload when the compressed stream ended early."""
+        if self.encoding in ("gzip", "x-gzip", "deflate") and not self._z.eof:
+            raise MalformedUpload(self.reason, "compressed stream is truncated")
+
+
+async def decoded_body(
+    chunks: AsyncIterator[bytes], *, content_encoding: str, max_upload_bytes: int
+) -> AsyncIterator[bytes]:
+    """The request body decoded per Content-Encoding (or sniffed gzip), counted against caps."""
+    received = 0
+    decoder: Decoder | None = Decoder(content_encoding) if content_encoding else None
+    async for chunk in chunks:
+        if not chunk:
+            continue
+        received += len(chunk)
+        if received > max_upload_bytes:
+            raise UploadTooLarge("too_large", "upload exceeds the limit")
+        if decoder is None:
+            # Some Breakpad-era clients gzip the body without saying so: sniff the magic.
+            decoder = Decoder("gzip" if chunk.startswith(GZIP_MAGIC) else "identity")
+        for out in decoder.feed(chunk):
+            if out:
+                yield out
+    if decoder is not None:
+        decoder.finish()
+
+
+def decompress_part(part: UploadPart, encoding: str, tmp_dir: Path | None, budget: Budget) -> UploadPart:
+    """Replace a gzip- or zstd-compressed part by its decompressed content."""
+    writer = SpoolWriter(tmp_dir, budget)
+    part.file.seek(0)
+    if encoding == "zstd":
+        # stream_reader bounds each read's output, unlike decompressobj.
+        try:
+            with zstandard.ZstdDecompressor().stream_reader(part.file, closefd=False) as reader:
+                while chunk := reader.read(OUT_CHUNK):
+                    writer.write(chunk)
+        except zstandard.ZstdError as exc:
+            raise MalformedUpload("bad_zstd", str(exc)) from exc
+        if writer.size == 0:
+            raise MalformedUpload("bad_zstd", "empty zstd frame")
+    else:
+        decoder = Decoder(encoding)
+        while chunk := part.file.read(OUT_CHUNK):
+            for out in decoder.feed(chunk):
+                writer.write(out)
+        decoder.finish()
+    part.close()
+    return writer.finish(part.name, part.filename, part.content_type)
+
+
+# -- multipart ------------------------------------------------------------------------------
+
+
+class _PartCollector:
+    """python-multipart callbacks that spool each part and record its headers."""
+
+    def __init__(self, tmp_dir: Path | None, budget: Budget) -> None:
+        self.tmp_dir = tmp_dir
+        self.budget = budget
+        self.parts: list[tuple[dict[str, str], UploadPart]] = []
+        self.ended = False
+        self._headers: dict[str, str] = {}
+        self._field = b""
+        self._value = b""
+        self._writer: SpoolWriter | None = None
+
+    def callbacks(self) -> dict[str, Callable[..., None]]:
+        return {
+            "on_part_begin": self._begin,
+            "on_header_field": lambda d, s, e: self._append("_field", d[s:e]),
+            "on_header_value": lambda d, s, e: self._append("_value", d[s:e]),
+            "on_header_end": self._header_end,
+            "on_headers_finished": self._headers_finished,
+            "on_part_data": lambda d, s, e: self._writer.write(d[s:e]) if self._writer else None,
+            "on_part_end": self._part_end,
+            "on_end": self._end,
+        }
+
+    def _append(self, attr: str, data: bytes) -> None:
+        setattr(self, attr, getattr(self, attr) + data)
+
+    def _begin(self) -> None:
+        self._headers = {}
+        self._writer = None
+
+    def _header_end(self) -> None:
+        name = self._field.decode("latin-1").strip().lower()
+        self._headers[name] = self._value.decode("utf-8", "replace").strip()
+        self._field = self._value = b""
+
+    def _headers_finished(self) -> None:
+        self._writer = SpoolWriter(self.tmp_dir, self.budget)
+
+    def _part_end(self) -> None:
+        if self._writer is None:
+            return
+        disposition, params = parse_options_header(self._headers.get("content-disposition", ""))
+        name = params.get(b"name", b"").decode("utf-8", "replace")
+        raw_filename = params.get(b"filename")
+        filename = raw_filename.decode("utf-8", "replace") if raw_filename is not None else None
+        content_type = self._headers.get("content-type")
+        part = self._writer.finish(name, filename, content_type)
+        self.parts.append((self._headers, part))
+        self._writer = None
+
+    def _end(self) -> None:
+        self.ended = True
+
+
+async def parse_multipart(
+    body: AsyncIterator[bytes], *, boundary: bytes, tmp_dir: Path | None, budget: Budget
+) -> list[tuple[dict[str, str], UploadPart]]:
+    """Split a multipart body into (headers, part) pairs. Raises MalformedUpload."""
+    collector = _PartCollector(tmp_dir, budget)
+    parser = MultipartParser(boundary, collector.callbacks(), max_header_count=32)
+    try:
+        async for chunk in body:
+            parser.write(chunk)
+        parser.finalize()
+    except MultipartParseError as exc:
+        _close_all(collector.parts)
+        raise MalformedUpload("bad_multipart", str(exc)) from exc
+    except BaseException:
+        _close_all(collector.parts)
+        raise
+    if not collector.ended:
+        _close_all(collector.parts)
+        raise MalformedUpload("bad_multipart", "multipart body ended before its closing boundary")
+    return collector.parts
+
+
+def _close_all(parts: list[tuple[dict[str, str], UploadPart]]) -> None:
+    for _, part in parts:
+        part.close()
+
+
+# -- assembling an upload -------------------------------------------------------------------
+
+
+def flatten_json(value: object, prefix: str, out: dict[str, str]) -> None:
+    """Flatten JSON into dotted string annotations: {"user": {"id": 1}} -> user.id = "1"."""
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            flatten_json(inner, f"{prefix}.{key}" if prefix else str(key), out)
+    elif isinstance(value, str):
+        out[prefix] = value
+    elif value is None:
+        out[prefix] = ""
+    elif isinstance(value, (bool, int, float)):
+        out[prefix] = json.dumps(value)
+    else:
+        out[prefix] = json.dumps(value, separators=(",", ":"))
+
+
+def load_json_object(data: bytes, what: str) -> dict[str, object]:
+    """Parse data as a JSON object. Raises MalformedUpload("invalid_json")."""
+    try:
+        value = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise MalformedUpload("invalid_json", f"{what}: {exc}") from exc
+    if not isinstance(value, dict):
+        raise MalformedUpload("invalid_json", f"{what}: expected a JSON object")
+    return value
+
+
+def assemble(
+    parts: list[tuple[dict[str, str], UploadPart]], *, tmp_dir: Path | None, budget: Budget
+) -> ParsedUpload:
+    """Sort parts into the minidump, attachments and annotations. Raises MalformedUpload."""
+    minidump: UploadPart | None = None
+    attachments: list[UploadPart] = []
+    annotations: dict[str, str] = {}
+    try:
+        for headers, part in parts:
+            if part.name == MINIDUMP_FIELD and minidump is None:
+                minidump = prepare_minidump(part, headers.get("content-encoding", ""), tmp_dir, budget)
+            elif part.name == "extra" and _looks_like_json(part):
+                flatten_json(load_json_object(part.file.read(), "extra"), "", annotations)
+                part.close()
+            elif part.name == "sentry" and part.filename is None:
+                flatten_json(load_json_object(part.file.read(), "sentry"), "sentry", annotations)
+                part.close()
+            elif part.filename is None and part.size <= MAX_FIELD_CHARS:
+                annotations[part.name] = part.file.read().decode("utf-8", "replace")
+                part.close()
+            else:
+                attachments.append(part)
+    except BaseException:
+        for _, part in parts:
+            part.close()
+        raise
+    if minidump is None:
+        for part in attachments:
+            part.close()
+        raise MalformedUpload("no_minidump", f"no {MINIDUMP_FIELD} part")
+    return ParsedUpload(minidump, attachments, annotations)
+
+
+def _looks_like_json(part: UploadPart) -> bool:
+    # Firefox/Socorro send "extra" as a JSON file; anything else named extra is a plain field.
+    return (part.content_type or "").startswith("application/json") or part.head(1) == b"{"
+
+
+def prepare_minidump(part: UploadPart, encoding: str, tmp_dir: Path | None, budget: Budget) -> UploadPart:
+    """Decompress a gzip/zstd minidump part (by header or magic) and check the MDMP magic."""
+    head = part.head(4)
+    if encoding.lower() in ("gzip", "x-gzip") or head.startswith(GZIP_MAGIC):
+        part = decompress_part(part, "gzip", tmp_dir, budget)
+    elif encoding.lower() == "zstd" or head == ZSTD_MAGIC:
+        part = decompress_part(part, "zstd", tmp_dir, budget)
+    if part.size == 0:
+        raise MalformedUpload("no_minidump", "the minidump part is empty")
+    if part.head(4) != MINIDUMP_MAGIC:
+        raise MalformedUpload("not_minidump", "the file does not start with MDMP")
+    return part

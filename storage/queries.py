@@ -1,0 +1,228 @@
+"""Database queries. Every function takes keyword arguments only, and a Session or Engine."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime, timedelta, timezone
+from typing import Any, Sequence
+
+from sqlalchemy import func, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+
+from schemas.tables import (
+    Attachment,
+    Crash,
+    CrashStatus,
+    DiscardCount,
+    Project,
+    UploadFingerprint,
+    utcnow,
+)
+from storage.db import session
+
+
+def as_utc(value: datetime | None) -> datetime | None:
+    """SQLite hands datetimes back naive; everything we store is UTC."""
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=timezone.utc)
+
+
+# -- projects -------------------------------------------------------------------------------
+
+
+def create_project(engine: Engine, *, name: str) -> Project:
+    """Create a project with a fresh ingest key. Raises ValueError if the name is taken."""
+    project = Project(name=name, ingest_key=secrets.token_hex(16))
+    with session(engine) as s:
+        s.add(project)
+        try:
+            s.commit()
+        except IntegrityError as exc:
+            raise ValueError(f"project {name!r} already exists") from exc
+        s.refresh(project)
+        return project
+
+
+def list_projects(engine: Engine) -> list[Project]:
+    """All projects, oldest first."""
+    with session(engine) as s:
+        return list(s.exec(select(Project).order_by(col(Project.id))))
+
+
+def find_project(engine: Engine, *, ref: str) -> Project | None:
+    """A project by numeric id (as Sentry DSNs name it) or by name."""
+    with session(engine) as s:
+        if ref.isdigit():
+            found = s.get(Project, int(ref))
+            if found is not None:
+                return found
+        return s.exec(select(Project).where(Project.name == ref)).first()
+
+
+def project_by_key(engine: Engine, *, ingest_key: str) -> Project | None:
+    """The project owning ingest_key, or None."""
+    with session(engine) as s:
+        return s.exec(select(Project).where(Project.ingest_key == ingest_key)).first()
+
+
+# -- crashes --------------------------------------------------------------------------------
+
+
+def find_recent_duplicate(engine: Engine, *, fingerprint: str, window: timedelta) -> str | None:
+    """The crash id first stored for fingerprint within window, or None."""
+    since = utcnow() - window
+    with session(engine) as s:
+        row = s.exec(
+            select(UploadFingerprint).where(
+                UploadFingerprint.fingerprint == fingerprint,
+                UploadFingerprint.created_at >= since,
+            )
+        ).first()
+        return row.crash_id if row else None
+
+
+def insert_crash(
+    engine: Engine,
+    *,
+    crash: Crash,
+    attachments: Sequence[Attachment],
+    fingerprint: str,
+    window: timedelta,
+) -> tuple[str, bool]:
+    """Insert a crash, its attachments and its dedupe fingerprint in one transaction.
+
+    Returns (crash_id, True) when inserted, or (existing_crash_id, False) when another upload
+    with the same fingerprint won within window (also when it won concurrently).
+    """
+    now = crash.received_at
+    with session(engine) as s:
+        s.add(crash)
+        s.add_all(attachments)
+        s.flush()
+        stale = s.get(UploadFingerprint, fingerprint)
+        if stale is None:
+            s.add(UploadFingerprint(fingerprint=fingerprint, crash_id=crash.crash_id, created_at=now))
+        elif as_utc(stale.created_at) >= now - window:  # type: ignore[operator]
+            s.rollback()
+            return stale.crash_id, False
+        else:
+            # An old retry window: take the fingerprint over, but only if nobody else did.
+            result = s.execute(
+                update(UploadFingerprint)
+                .where(
+                    col(UploadFingerprint.fingerprint) == fingerprint,
+                    col(UploadFingerprint.crash_id) == stale.crash_id,
+                )
+                .values(crash_id=crash.crash_id, created_at=now)
+            )
+            if result.rowcount != 1:  # type: ignore[attr-defined]
+                s.rollback()
+                return _winner(engine, fingerprint), False
+        try:
+            s.commit()
+        except IntegrityError:
+            s.rollback()
+            return _winner(engine, fingerprint), False
+    return crash.crash_id, True
+
+
+def _winner(engine: Engine, fingerprint: str) -> str:
+    with session(engine) as s:
+        row = s.get(UploadFingerprint, fingerprint)
+        if row is None:  # pragma: no cover - the row we collided with cannot vanish
+            raise RuntimeError(f"fingerprint {fingerprint} vanished")
+        return row.crash_id
+
+
+def get_crash(engine: Engine, *, crash_id: str) -> Crash | None:
+    """The crash, accepting Breakpad's ``bp-`` prefix."""
+    crash_id = crash_id.removeprefix("bp-")
+    with session(engine) as s:
+        return s.get(Crash, crash_id)
+
+
+def get_attachments(engine: Engine, *, crash_id: str) -> list[Attachment]:
+    """Attachments of a crash, in upload order."""
+    with session(engine) as s:
+        stmt = select(Attachment).where(Attachment.crash_id == crash_id).order_by(col(Attachment.id))
+        return list(s.exec(stmt))
+
+
+def claim_crash(engine: Engine, *, crash_id: str) -> Crash | None:
+    """Mark a crash `processing` and return it; None when it does not exist."""
+    with session(engine) as s:
+        crash = s.get(Crash, crash_id)
+        if crash is None:
+            return None
+        crash.status = CrashStatus.processing.value
+        crash.updated_at = utcnow()
+        s.add(crash)
+        s.commit()
+        return crash
+
+
+def finish_crash(
+    engine: Engine, *, crash_id: str, status: CrashStatus, processed: dict[str, Any], error: str | None
+) -> None:
+    """Store the processing result and final status of a crash."""
+    now = utcnow()
+    with session(engine) as s:
+        s.execute(
+            update(Crash)
+            .where(col(Crash.crash_id) == crash_id)
+            .values(status=status.value, processed=processed, processing_error=error,
+                    processed_at=now, updated_at=now)
+        )
+        s.commit()
+
+
+def stuck_crash_ids(
+    engine: Engine, *, received_before: datetime, processing_before: datetime, limit: int = 1000
+) -> list[str]:
+    """Crashes still `received` (or `processing`, a dead worker) since before the cut-offs."""
+    with session(engine) as s:
+        stmt = (
+            select(Crash.crash_id)
+            .where(
+                ((Crash.status == CrashStatus.received.value) & (Crash.updated_at < received_before))
+                | ((Crash.status == CrashStatus.processing.value) & (Crash.updated_at < processing_before))
+            )
+            .order_by(col(Crash.received_at))
+            .limit(limit)
+        )
+        return list(s.exec(stmt))
+
+
+def count_by_status(engine: Engine) -> dict[str, int]:
+    """How many crashes are in each status."""
+    with session(engine) as s:
+        rows = s.exec(select(Crash.status, func.count()).group_by(Crash.status))
+        return {status: n for status, n in rows}
+
+
+# -- discards -------------------------------------------------------------------------------
+
+
+def count_discard(engine: Engine, *, reason: str) -> None:
+    """Add one to today's counter for reason (an atomic upsert, safe across processes)."""
+    table = DiscardCount.__table__  # type: ignore[attr-defined]
+    dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
+    stmt = dialect.insert(table).values(reason=reason, day=utcnow().strftime("%Y-%m-%d"), count=1)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["reason", "day"], set_={"count": table.c["count"] + 1}
+    )
+    with engine.begin() as conn:
+        conn.execute(stmt)
+
+
+def discard_counts(engine: Engine, *, day: str | None = None) -> dict[str, int]:
+    """Rejections per reason, for one UTC day or (day=None) all time."""
+    with session(engine) as s:
+        stmt = select(DiscardCount.reason, func.sum(DiscardCount.count)).group_by(DiscardCount.reason)
+        if day is not None:
+            stmt = stmt.where(DiscardCount.day == day)
+        return {reason: int(n) for reason, n in s.exec(stmt)}

@@ -1,0 +1,1 @@
+"""crashd workers."""

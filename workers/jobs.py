@@ -1,0 +1,57 @@
+"""Thin job entry points. RQ workers and the in-process worker call the same functions.
+
+The context (settings, engine, blob store) is built on first use in the worker process, or
+handed over by the server for the in-process worker; never at import time.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.engine import Engine
+
+from schemas.settings import Settings
+from storage.blobs import BlobStore, FSBlobStore
+from storage.db import make_engine
+
+
+@dataclass
+class WorkerContext:
+    """What a job needs: settings, the database engine and the blob store."""
+
+    settings: Settings
+    engine: Engine
+    blobs: BlobStore
+
+
+def build_context(settings: Settings) -> WorkerContext:
+    """Create the engine and blob store for settings."""
+    return WorkerContext(settings, make_engine(settings), FSBlobStore(settings.blob_dir))
+
+
+_context: WorkerContext | None = None
+_lock = threading.Lock()
+
+
+def install_context(context: WorkerContext | None) -> None:
+    """Use context for jobs run in this process (the server's in-process worker, tests)."""
+    global _context
+    _context = context
+
+
+def current_context() -> WorkerContext:
+    """The installed context, or one built from the environment on first use (RQ workers)."""
+    global _context
+    with _lock:
+        if _context is None:
+            _context = build_context(Settings())
+        return _context
+
+
+def process_crash(crash_id: str) -> dict[str, Any]:
+    """RQ job ``process:<crash_id>``: run the processing pipeline on one crash."""
+    from workers.pipeline import run_pipeline
+
+    return run_pipeline(current_context(), crash_id)

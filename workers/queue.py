@@ -1,0 +1,128 @@
+"""Job queues: RQ on Redis when CRASHD_REDIS_URL is set, else an in-process worker thread.
+
+Both run ``workers.jobs.process_crash``; RQ job ids are ``process:<crash_id>``.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue as stdlib_queue
+import threading
+from abc import ABC, abstractmethod
+
+from schemas.settings import Settings
+
+log = logging.getLogger(__name__)
+
+JOB_FUNCTION = "workers.jobs.process_crash"
+
+
+def job_id(crash_id: str) -> str:
+    """The RQ job id of a crash's processing job."""
+    return f"process:{crash_id}"
+
+
+class JobQueue(ABC):
+    """Where crashes wait for processing."""
+
+    @abstractmethod
+    def enqueue(self, crash_id: str) -> None:
+        """Schedule processing of crash_id. Raises on a queue failure (callers decide)."""
+
+    def is_pending(self, crash_id: str) -> bool:
+        """True when a job for crash_id is already queued or running."""
+        return False
+
+    def check(self) -> None:
+        """Raise when the queue cannot be reached (health checks)."""
+
+    def close(self) -> None:
+        """Stop background threads, close connections."""
+
+
+class RQJobQueue(JobQueue):
+    """Jobs on an RQ queue in Redis, run by ``crashd worker``."""
+
+    def __init__(self, settings: Settings) -> None:
+        from redis import Redis
+        from rq import Queue
+
+        assert settings.redis_url
+        self.redis = Redis.from_url(settings.redis_url)
+        self.queue = Queue(settings.queue_name, connection=self.redis)
+        self.timeout = settings.job_timeout_seconds
+
+    def enqueue(self, crash_id: str) -> None:
+        self.queue.enqueue(
+            JOB_FUNCTION,
+            crash_id,
+            job_id=job_id(crash_id),
+            job_timeout=self.timeout,
+            result_ttl=24 * 3600,
+            failure_ttl=7 * 24 * 3600,
+        )
+
+    def is_pending(self, crash_id: str) -> bool:
+        from rq.job import Job, JobStatus
+        from rq.exceptions import NoSuchJobError
+
+        try:
+            status = Job.fetch(job_id(crash_id), connection=self.redis).get_status()
+        except NoSuchJobError:
+            return False
+        return status in (JobStatus.QUEUED, JobStatus.STARTED, JobStatus.DEFERRED, JobStatus.SCHEDULED)
+
+    def check(self) -> None:
+        self.redis.ping()
+
+    def close(self) -> None:
+        self.redis.close()
+
+
+class InProcessJobQueue(JobQueue):
+    """A worker thread in the server process: the laptop default, no Redis needed."""
+
+    def __init__(self) -> None:
+        self._queue: stdlib_queue.Queue[str | None] = stdlib_queue.Queue()
+        self._pending: set[str] = set()
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, name="crashd-inprocess-worker", daemon=True)
+        self._thread.start()
+
+    def enqueue(self, crash_id: str) -> None:
+        with self._lock:
+            self._pending.add(crash_id)
+        self._queue.put(crash_id)
+
+    def is_pending(self, crash_id: str) -> bool:
+        with self._lock:
+            return crash_id in self._pending
+
+    def join(self) -> None:
+        """Wait until every job enqueued so far has run (tests, CLI)."""
+        self._queue.join()
+
+    def _run(self) -> None:
+        from workers.jobs import process_crash
+
+        while True:
+            crash_id = self._queue.get()
+            try:
+                if crash_id is None:
+                    return
+                process_crash(crash_id)
+            except Exception:  # noqa: BLE001 - one bad crash must not stop the worker
+                log.exception("in-process job failed for %s", crash_id)
+            finally:
+                with self._lock:
+                    self._pending.discard(crash_id or "")
+                self._queue.task_done()
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout=30)
+
+
+def make_queue(settings: Settings) -> JobQueue:
+    """RQ when settings.redis_url is set, else the in-process worker."""
+    return RQJobQueue(settings) if settings.redis_url else InProcessJobQueue()
