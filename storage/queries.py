@@ -101,6 +101,7 @@ def insert_crash(
     now = crash.received_at
     with session(engine) as s:
         s.add(crash)
+        s.flush()  # the crash row first: attachments reference it
         s.add_all(attachments)
         s.flush()
         stale = s.get(UploadFingerprint, fingerprint)

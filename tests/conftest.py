@@ -1,0 +1,252 @@
+"""Shared fixtures: real PostgreSQL and Redis, both backends, corpus access, a live server.
+
+Backends: every test that takes ``crashd`` runs twice, on SQLite with the in-process worker and
+on PostgreSQL with RQ on Redis. A service that does not answer fails the test; nothing skips
+quietly. Corpus tests skip (loudly counted at the end) only where the corpus is absent and
+CRASHD_REQUIRE_CORPUS is not set.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import psycopg
+import pytest
+import uvicorn
+from redis import Redis
+from starlette.testclient import TestClient
+
+from schemas.settings import Settings
+from schemas.tables import Project
+from server.app import ServerState, build_state, create_app
+from storage import queries
+from workers import jobs
+
+PG_ADMIN_URL = os.environ.get("CRASHD_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("CRASHD_TEST_REDIS", "redis://127.0.0.1:6379/0")
+ADMIN_TOKEN = "test-admin-token-0123456789"
+REPO = Path(__file__).resolve().parent.parent
+CORPUS = Path(os.environ.get("CRASHD_CORPUS", REPO.parent / "shared" / "corpus")).resolve()
+CORPUS_SKIP = "corpus not found"
+TABLES = "attachments, crashes, upload_fingerprints, discard_counts, projects"
+
+
+# -- services -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test session; dropped at the end."""
+    name = f"crashd_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    try:
+        admin = psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as exc:
+        pytest.fail(f"PostgreSQL at {PG_ADMIN_URL} does not answer (run .ci/run): {exc}")
+    admin.execute(f'CREATE DATABASE "{name}"')
+    base = PG_ADMIN_URL.rsplit("/", 1)[0]
+    try:
+        yield f"{base}/{name}"
+    finally:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """The Redis server URL; fails when Redis does not answer."""
+    try:
+        Redis.from_url(REDIS_URL, socket_connect_timeout=5).ping()
+    except Exception as exc:  # noqa: BLE001
+        pytest.fail(f"Redis at {REDIS_URL} does not answer (run .ci/run): {exc}")
+    return REDIS_URL
+
+
+# -- crashd on both backends ----------------------------------------------------------------
+
+
+@dataclass
+class Crashd:
+    """A crashd app under test with helpers to upload and to run queued jobs."""
+
+    backend: str
+    settings: Settings
+    state: ServerState
+    client: TestClient
+    project: Project
+
+    @property
+    def key(self) -> str:
+        return self.project.ingest_key
+
+    @property
+    def admin(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+    def drain(self) -> None:
+        """Run every queued job to the end (RQ: a real worker in burst mode)."""
+        if self.settings.redis_url:
+            from rq import Queue, SimpleWorker
+
+            redis = Redis.from_url(self.settings.redis_url)
+            queue = Queue(self.settings.queue_name, connection=redis)
+            SimpleWorker([queue], connection=redis).work(burst=True)
+        else:
+            self.state.queue.join()  # type: ignore[attr-defined]
+
+    def crash(self, crash_id: str) -> dict:
+        response = self.client.get(f"/api/crashes/{crash_id}", headers=self.admin)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    def crash_count(self) -> int:
+        return sum(queries.count_by_status(self.state.ctx.engine).values())
+
+    def blob_files(self) -> list[Path]:
+        root = self.settings.blob_dir
+        return sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith(".")) if root.exists() else []
+
+
+def make_settings(backend: str, tmp_path: Path, pg_database: str | None, redis_url: str | None, **extra) -> Settings:
+    """Settings for one backend, with data in tmp_path."""
+    fields = dict(data_dir=tmp_path / "data", admin_token=ADMIN_TOKEN, sweeper_interval_seconds=3600)
+    if backend == "postgres-rq":
+        fields.update(database_url=pg_database, redis_url=redis_url, queue_name=f"crashd-test-{uuid.uuid4().hex[:8]}")
+    fields.update(extra)
+    return Settings(**fields)
+
+
+def _reset_postgres(url: str) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")
+
+
+@pytest.fixture(params=["sqlite-inprocess", "postgres-rq"])
+def backend(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@pytest.fixture
+def services(backend: str, request: pytest.FixtureRequest) -> tuple[str | None, str | None]:
+    """(postgres url, redis url) for the backend; only the services it needs are touched."""
+    if backend == "postgres-rq":
+        return request.getfixturevalue("pg_database"), request.getfixturevalue("redis_url")
+    return None, None
+
+
+@pytest.fixture
+def crashd(backend: str, services, tmp_path: Path) -> Iterator[Crashd]:
+    """A running crashd app (lifespan started) with one project."""
+    pg, redis = services
+    settings = make_settings(backend, tmp_path, pg, redis)
+    yield from _crashd(backend, settings)
+
+
+def _crashd(backend: str, settings: Settings) -> Iterator[Crashd]:
+    state = build_state(settings)
+    jobs.install_context(state.ctx)  # RQ jobs drained in this process use the same context
+    if settings.database_url:
+        _reset_postgres(settings.database_url)
+    project = queries.create_project(state.ctx.engine, name="game")
+    app = create_app(settings, state)
+    try:
+        with TestClient(app) as client:
+            yield Crashd(backend, settings, state, client, project)
+    finally:
+        state.queue.close()
+        if settings.redis_url:
+            from redis.exceptions import ConnectionError as RedisDown
+            from rq import Queue
+
+            try:
+                Queue(settings.queue_name, connection=Redis.from_url(settings.redis_url)).delete(delete_jobs=True)
+            except RedisDown:  # the dead-Redis tests point at a port nothing listens on
+                pass
+        state.ctx.engine.dispose()
+        jobs.install_context(None)
+
+
+# -- a live server on a loopback port -------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class LiveServer:
+    """crashd served by uvicorn in a thread, for real HTTP clients (Crashpad, chunked bodies)."""
+
+    def __init__(self, crashd: Crashd) -> None:
+        self.crashd = crashd
+        self.port = free_port()
+        config = uvicorn.Config(create_app(crashd.settings, crashd.state), host="127.0.0.1",
+                                port=self.port, log_level="warning", lifespan="on")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> "LiveServer":
+        self.thread.start()
+        deadline = time.monotonic() + 15
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("uvicorn did not start")
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=15)
+
+
+@pytest.fixture
+def live(crashd: Crashd) -> Iterator[LiveServer]:
+    with LiveServer(crashd) as server:
+        yield server
+
+
+# -- the real corpus ------------------------------------------------------------------------
+
+
+def corpus_dumps() -> list[Path]:
+    """Every minidump of the corpus (empty when the corpus is absent)."""
+    return sorted(CORPUS.glob("*/*.dmp")) if CORPUS.is_dir() else []
+
+
+def require_corpus() -> Path:
+    """The corpus folder; skips (or fails with CRASHD_REQUIRE_CORPUS=1) when absent."""
+    if CORPUS.is_dir():
+        return CORPUS
+    if os.environ.get("CRASHD_REQUIRE_CORPUS") == "1":
+        pytest.fail(f"CRASHD_REQUIRE_CORPUS=1 but the corpus is missing at {CORPUS}")
+    pytest.skip(f"{CORPUS_SKIP} at {CORPUS} (set CRASHD_CORPUS)")
+
+
+def corpus_params() -> list:
+    """Parametrize over corpus dumps; a single skipping param when the corpus is absent."""
+    dumps = corpus_dumps()
+    if dumps:
+        return [pytest.param(p, id=p.parent.name) for p in dumps]
+    return [pytest.param(None, id="no-corpus")]
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # type: ignore[no-untyped-def]
+    skipped = [r for r in terminalreporter.stats.get("skipped", []) if CORPUS_SKIP in str(r.longrepr)]
+    if skipped:
+        bar = "!" * 78
+        terminalreporter.write_line(bar, red=True, bold=True)
+        terminalreporter.write_line(
+            f"!!! {len(skipped)} CORPUS TESTS SKIPPED: no corpus at {CORPUS}. "
+            "Set CRASHD_CORPUS or CRASHD_REQUIRE_CORPUS=1.", red=True, bold=True)
+        terminalreporter.write_line(bar, red=True, bold=True)

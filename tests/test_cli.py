@@ -1,0 +1,82 @@
+"""The crashd command line: project create/list, migrate, and `serve` end to end."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from conftest import REPO, free_port
+from minidump_writer import small_dump
+from uploads import minidump_upload
+
+
+def crashd(*args: str, data_dir: Path, timeout: int = 60, **env: str) -> subprocess.CompletedProcess:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("CRASHD_")}
+    return subprocess.run([sys.executable, "-m", "server.cli", *args], cwd=REPO, capture_output=True,
+                          text=True, timeout=timeout, env={**base, "CRASHD_DATA_DIR": str(data_dir), **env})
+
+
+def test_project_create_json(tmp_path: Path) -> None:
+    done = crashd("project", "create", "nar-game", "--json", data_dir=tmp_path)
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert {"project", "ingest_key", "minidump_url", "submit_url"} <= out.keys()
+    assert out["project"] == "nar-game"
+    assert out["minidump_url"] == f"http://127.0.0.1:8000/api/{out['project_id']}/minidump/?sentry_key={out['ingest_key']}"
+    assert out["submit_url"] == f"http://127.0.0.1:8000/submit?key={out['ingest_key']}"
+    again = crashd("project", "create", "nar-game", "--json", data_dir=tmp_path)
+    assert again.returncode == 1 and "already exists" in again.stderr
+    listed = crashd("project", "list", "--json", data_dir=tmp_path)
+    assert [json.loads(line)["ingest_key"] for line in listed.stdout.splitlines()] == [out["ingest_key"]]
+
+
+def test_public_url_setting_is_used(tmp_path: Path) -> None:
+    done = crashd("project", "create", "g", "--json", data_dir=tmp_path, CRASHD_PUBLIC_URL="https://crash.example.test")
+    assert json.loads(done.stdout)["submit_url"].startswith("https://crash.example.test/submit?key=")
+
+
+def test_configuration_error_is_reported_not_raised(tmp_path: Path) -> None:
+    done = crashd("migrate", data_dir=tmp_path, CRASHD_ENVIRONMENT="production")
+    assert done.returncode == 2 and "CRASHD_ADMIN_TOKEN" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_serve_embedded_default_end_to_end(tmp_path: Path) -> None:
+    """`crashd serve` with no configuration: prints its URLs, accepts an upload, processes it."""
+    port = free_port()
+    base = {k: v for k, v in os.environ.items() if not k.startswith("CRASHD_")}
+    proc = subprocess.Popen([sys.executable, "-m", "server.cli", "serve", "--port", str(port)], cwd=REPO,
+                            env={**base, "CRASHD_DATA_DIR": str(tmp_path)}, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        lines = [proc.stdout.readline() for _ in range(4)]  # type: ignore[union-attr]
+        banner = "".join(lines)
+        upload_url = re.search(r"minidump upload URL: (\S+)", banner).group(1)  # type: ignore[union-attr]
+        token = re.search(r"admin token: (\S+)", banner).group(1)  # type: ignore[union-attr]
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/__lbheartbeat__").status_code == 200:
+                    break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, banner
+                time.sleep(0.1)
+        body, ctype = minidump_upload(small_dump(5), ver="2.0")
+        crash_id = httpx.post(upload_url, content=body, headers={"Content-Type": ctype}).text
+        for _ in range(100):
+            crash = httpx.get(f"http://127.0.0.1:{port}/api/crashes/{crash_id}",
+                              headers={"Authorization": f"Bearer {token}"}).json()
+            if crash["status"] == "processed":
+                break
+            time.sleep(0.1)
+        assert crash["status"] == "processed" and crash["build"] == "2.0"
+        assert (tmp_path / "crashd.db").exists()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
