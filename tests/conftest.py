@@ -8,8 +8,12 @@ CRASHD_REQUIRE_CORPUS is not set.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import socket
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -17,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+import httpx
 import psycopg
 import pytest
 import uvicorn
@@ -250,3 +255,48 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # ty
             f"!!! {len(skipped)} CORPUS TESTS SKIPPED: no corpus at {CORPUS}. "
             "Set CRASHD_CORPUS or CRASHD_REQUIRE_CORPUS=1.", red=True, bold=True)
         terminalreporter.write_line(bar, red=True, bold=True)
+
+
+# -- `crashd serve` as a subprocess ---------------------------------------------------------
+
+
+@dataclass
+class ServeProcess:
+    """A `crashd serve` process and what its banner printed."""
+
+    proc: "subprocess.Popen[str]"
+    port: int
+    upload_url: str
+    admin_token: str
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+@contextlib.contextmanager
+def serve_process(data_dir: Path, **env: str) -> Iterator[ServeProcess]:
+    """Run `crashd serve` with only the given CRASHD_* variables; wait until it answers."""
+    port = free_port()
+    base = {k: v for k, v in os.environ.items() if not k.startswith("CRASHD_")}
+    proc = subprocess.Popen([sys.executable, "-m", "server.cli", "serve", "--port", str(port)], cwd=REPO,
+                            env={**base, "CRASHD_DATA_DIR": str(data_dir), **env},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        banner = "".join(proc.stdout.readline() for _ in range(4))  # type: ignore[union-attr]
+        upload = re.search(r"minidump upload URL: (\S+)", banner)
+        token = re.search(r"admin token: (\S+)", banner)
+        assert upload and token, f"unexpected banner: {banner}"
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/__lbheartbeat__").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline and proc.poll() is None, f"crashd serve did not start: {banner}"
+            time.sleep(0.1)
+        yield ServeProcess(proc, port, upload.group(1), token.group(1))
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
 import time
@@ -12,7 +11,7 @@ from pathlib import Path
 
 import httpx
 
-from conftest import REPO, free_port
+from conftest import REPO, serve_process
 from minidump_writer import small_dump
 from uploads import minidump_upload
 
@@ -49,34 +48,14 @@ def test_configuration_error_is_reported_not_raised(tmp_path: Path) -> None:
 
 def test_serve_embedded_default_end_to_end(tmp_path: Path) -> None:
     """`crashd serve` with no configuration: prints its URLs, accepts an upload, processes it."""
-    port = free_port()
-    base = {k: v for k, v in os.environ.items() if not k.startswith("CRASHD_")}
-    proc = subprocess.Popen([sys.executable, "-m", "server.cli", "serve", "--port", str(port)], cwd=REPO,
-                            env={**base, "CRASHD_DATA_DIR": str(tmp_path)}, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
-    try:
-        lines = [proc.stdout.readline() for _ in range(4)]  # type: ignore[union-attr]
-        banner = "".join(lines)
-        upload_url = re.search(r"minidump upload URL: (\S+)", banner).group(1)  # type: ignore[union-attr]
-        token = re.search(r"admin token: (\S+)", banner).group(1)  # type: ignore[union-attr]
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/__lbheartbeat__").status_code == 200:
-                    break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline, banner
-                time.sleep(0.1)
+    with serve_process(tmp_path) as serve:
         body, ctype = minidump_upload(small_dump(5), ver="2.0")
-        crash_id = httpx.post(upload_url, content=body, headers={"Content-Type": ctype}).text
+        crash_id = httpx.post(serve.upload_url, content=body, headers={"Content-Type": ctype}).text
         for _ in range(100):
-            crash = httpx.get(f"http://127.0.0.1:{port}/api/crashes/{crash_id}",
-                              headers={"Authorization": f"Bearer {token}"}).json()
+            crash = httpx.get(f"{serve.url}/api/crashes/{crash_id}",
+                              headers={"Authorization": f"Bearer {serve.admin_token}"}).json()
             if crash["status"] == "processed":
                 break
             time.sleep(0.1)
         assert crash["status"] == "processed" and crash["build"] == "2.0"
         assert (tmp_path / "crashd.db").exists()
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
