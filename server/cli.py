@@ -11,6 +11,8 @@ import logging
 import sys
 from typing import Callable
 
+from pydantic import ValidationError
+
 from schemas.settings import Settings
 from schemas.tables import Project
 
@@ -20,10 +22,12 @@ log = logging.getLogger("crashd")
 def project_urls(settings: Settings, project: Project, base_url: str) -> dict[str, str | int | None]:
     """What a client needs to upload to project: its key and both endpoint URLs."""
     base = (settings.public_url or base_url).rstrip("/")
+    scheme, _, host = base.partition("://")
     return {
         "project": project.name,
         "project_id": project.id,
         "ingest_key": project.ingest_key,
+        "dsn": f"{scheme}://{project.ingest_key}@{host}/{project.id}",
         "minidump_url": f"{base}/api/{project.id}/minidump/?sentry_key={project.ingest_key}",
         "submit_url": f"{base}/submit?key={project.ingest_key}",
     }
@@ -50,7 +54,10 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     print(f"crashd listening on {_base_url(args.host, args.port)}  ({state.ctx.engine.dialect.name}, {mode})")
     print(f"  project '{project.name}' minidump upload URL: {urls['minidump_url']}")
     print(f"  project '{project.name}' Breakpad submit URL: {urls['submit_url']}")
-    print(f"  admin token: {state.admin_token}")
+    if settings.environment == "development":
+        print(f"  admin token: {state.admin_token}")
+    else:  # never write a production secret to logs
+        print("  admin token: the value of CRASHD_ADMIN_TOKEN")
     sys.stdout.flush()
     try:
         uvicorn.run(create_app(settings, state), host=args.host, port=args.port, log_level=args.log_level)
@@ -173,8 +180,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("alembic").setLevel(logging.WARNING)
     try:
         settings = Settings()
-    except ValueError as exc:
-        print(f"configuration error: {exc}", file=sys.stderr)
+    except ValidationError as exc:  # name the problem, never echo the values (secrets)
+        for error in exc.errors():
+            where = ".".join(str(part) for part in error["loc"]) or "settings"
+            print(f"configuration error: {where}: {error['msg']}", file=sys.stderr)
         return 2
     func: Callable[[Settings, argparse.Namespace], int] = args.func
     return func(settings, args)

@@ -26,7 +26,8 @@ def test_project_create_json(tmp_path: Path) -> None:
     done = crashd("project", "create", "nar-game", "--json", data_dir=tmp_path)
     assert done.returncode == 0, done.stderr
     out = json.loads(done.stdout)
-    assert {"project", "ingest_key", "minidump_url", "submit_url"} <= out.keys()
+    assert {"project", "ingest_key", "minidump_url", "submit_url", "dsn"} <= out.keys()
+    assert out["dsn"] == f"http://{out['ingest_key']}@127.0.0.1:8000/{out['project_id']}"
     assert out["project"] == "nar-game"
     assert out["minidump_url"] == f"http://127.0.0.1:8000/api/{out['project_id']}/minidump/?sentry_key={out['ingest_key']}"
     assert out["submit_url"] == f"http://127.0.0.1:8000/submit?key={out['ingest_key']}"
@@ -44,6 +45,9 @@ def test_public_url_setting_is_used(tmp_path: Path) -> None:
 def test_configuration_error_is_reported_not_raised(tmp_path: Path) -> None:
     done = crashd("migrate", data_dir=tmp_path, CRASHD_ENVIRONMENT="production")
     assert done.returncode == 2 and "CRASHD_ADMIN_TOKEN" in done.stderr and "Traceback" not in done.stderr
+    secret = crashd("migrate", data_dir=tmp_path, CRASHD_ENVIRONMENT="production", CRASHD_ADMIN_TOKEN="changeme",
+                    CRASHD_DATABASE_URL="postgresql://user:hunter2@db/x")
+    assert secret.returncode == 2 and "hunter2" not in secret.stderr + secret.stdout
 
 
 def test_serve_embedded_default_end_to_end(tmp_path: Path) -> None:
