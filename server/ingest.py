@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from schemas.tables import Attachment, Crash, Project, utcnow
@@ -111,6 +111,10 @@ async def ingest(request: Request, flavor: Flavor, project_ref: str | None) -> R
     except StorageUnavailable as exc:
         log.error("storage unavailable, upload refused with 503: %s", exc)
         return flavor.refused(503, "storage_unavailable")
+    except ClientDisconnect:
+        # The client hung up mid-body (a Crashpad upload timing out); it will retry. Nobody
+        # reads this answer, but the discard is counted.
+        return await _refuse(state, flavor, 400, "client_disconnected", "client_disconnected", "client disconnected")
     if created:
         await run_in_threadpool(enqueue_quietly, state, crash_id)
     return flavor.accepted(crash_id)
@@ -158,13 +162,13 @@ async def read_upload(request: Request, state: "ServerState") -> ParsedUpload:
         return await run_in_threadpool(assemble, parts, tmp_dir=state.tmp_dir, budget=budget)
     # A bare minidump body (sentry-native, curl --data-binary).
     writer = SpoolWriter(state.tmp_dir, budget)
-    async for chunk in body:
-        writer.write(chunk)
-    part = writer.finish("upload_file_minidump", None, media_type or None)
     try:
+        async for chunk in body:
+            writer.write(chunk)
+        part = writer.finish("upload_file_minidump", None, media_type or None)
         return ParsedUpload(await run_in_threadpool(prepare_minidump, part, "", state.tmp_dir, budget))
     except BaseException:
-        part.close()
+        writer.file.close()
         raise
 
 

@@ -136,6 +136,7 @@ class Decoder:
 
     def __init__(self, encoding: str) -> None:
         self.encoding = encoding
+        self._trailing = False
         if encoding in ("gzip", "x-gzip"):
             self._z = zlib.decompressobj(16 + zlib.MAX_WBITS)
         elif encoding == "deflate":
@@ -161,12 +162,24 @@ class Decoder:
                 for i in range(0, len(data), 512):
                     yield self._zstd.decompress(data[i : i + 512])
             else:
-                out = self._z.decompress(data, OUT_CHUNK)
-                yield out
-                while self._z.unconsumed_tail:
-                    yield self._z.decompress(self._z.unconsumed_tail, OUT_CHUNK)
+                yield from self._inflate(data)
         except (zlib.error, zstandard.ZstdError) as exc:
             raise MalformedUpload(self.reason, str(exc)) from exc
+
+    def _inflate(self, data: bytes) -> Iterator[bytes]:
+        while data and not self._trailing:
+            yield self._z.decompress(data, OUT_CHUNK)
+            while self._z.unconsumed_tail:
+                yield self._z.decompress(self._z.unconsumed_tail, OUT_CHUNK)
+            data = b""
+            if self._z.eof and self._z.unused_data:
+                data = self._z.unused_data
+                if self.encoding != "deflate" and data[:2] in (GZIP_MAGIC, GZIP_MAGIC[:1]):
+                    # gzip allows members back to back (`cat a.gz b.gz`): start the next one.
+                    self._z = zlib.decompressobj(16 + zlib.MAX_WBITS)
+                else:
+                    # Like gzip(1): "decompression OK, trailing garbage ignored".
+                    self._trailing = True
 
     def finish(self) -> None:
         """Raise MalformedUpload when the compressed stream ended early."""
@@ -180,6 +193,7 @@ async def decoded_body(
     """The request body decoded per Content-Encoding (or sniffed gzip), counted against caps."""
     received = 0
     decoder: Decoder | None = Decoder(content_encoding) if content_encoding else None
+    head = b""  # without a Content-Encoding, the first bytes decide (gzip magic or not)
     async for chunk in chunks:
         if not chunk:
             continue
@@ -188,10 +202,17 @@ async def decoded_body(
             raise UploadTooLarge("too_large", "upload exceeds the limit")
         if decoder is None:
             # Some Breakpad-era clients gzip the body without saying so: sniff the magic.
-            decoder = Decoder("gzip" if chunk.startswith(GZIP_MAGIC) else "identity")
+            head += chunk
+            if len(head) < len(GZIP_MAGIC):
+                continue
+            decoder = Decoder("gzip" if head.startswith(GZIP_MAGIC) else "identity")
+            chunk, head = head, b""
         for out in decoder.feed(chunk):
             if out:
                 yield out
+    if decoder is None and head:
+        decoder = Decoder("identity")
+        yield head
     if decoder is not None:
         decoder.finish()
 
@@ -278,6 +299,12 @@ class _PartCollector:
     def _end(self) -> None:
         self.ended = True
 
+    def close(self) -> None:
+        """Close every spooled part, including one still being written."""
+        _close_all(self.parts)
+        if self._writer is not None:
+            self._writer.file.close()
+
 
 async def parse_multipart(
     body: AsyncIterator[bytes], *, boundary: bytes, tmp_dir: Path | None, budget: Budget
@@ -290,13 +317,13 @@ async def parse_multipart(
             parser.write(chunk)
         parser.finalize()
     except MultipartParseError as exc:
-        _close_all(collector.parts)
+        collector.close()
         raise MalformedUpload("bad_multipart", str(exc)) from exc
     except BaseException:
-        _close_all(collector.parts)
+        collector.close()
         raise
     if not collector.ended:
-        _close_all(collector.parts)
+        collector.close()
         raise MalformedUpload("bad_multipart", "multipart body ended before its closing boundary")
     return collector.parts
 

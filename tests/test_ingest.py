@@ -407,3 +407,39 @@ def test_health_and_version(crashd: Crashd) -> None:
     assert version["name"] == "crashd"
     assert version["queue"] == ("rq" if crashd.backend == "postgres-rq" else "in-process")
     assert version["database"] == ("postgresql" if crashd.backend == "postgres-rq" else "sqlite")
+
+
+def test_concatenated_gzip_members(crashd: Crashd) -> None:
+    dump = small_dump(50, size=10_000)
+    body, ctype = minidump_upload(dump, ver="1")
+    packed = gzip.compress(body[:5000]) + gzip.compress(body[5000:])
+    response = post_minidump(crashd, packed, ctype, headers={"Content-Encoding": "gzip"})
+    assert response.status_code == 200, response.text
+    assert stored_dump(crashd, response.text) == dump
+
+
+def test_gzip_sniffed_from_one_byte_chunks(crashd: Crashd) -> None:
+    dump = small_dump(51)
+    body, ctype = minidump_upload(dump)
+    packed = gzipped(body)
+    chunks = [packed[:1], packed[1:2], packed[2:]]
+    response = crashd.client.post(f"/submit?key={crashd.key}", content=iter(chunks), headers={"Content-Type": ctype})
+    assert response.status_code == 200, response.text
+
+
+def test_client_disconnect_mid_upload_is_counted_not_crashed(crashd: Crashd, live) -> None:
+    import socket
+    import time
+
+    body, ctype = minidump_upload(small_dump(52, size=50_000))
+    with socket.create_connection(("127.0.0.1", live.port)) as sock:
+        head = (f"POST /submit?key={crashd.key} HTTP/1.1\r\nHost: x\r\nContent-Type: {ctype}\r\n"
+                f"Transfer-Encoding: chunked\r\n\r\n").encode()
+        sock.sendall(head + f"{20000:x}\r\n".encode() + body[:20000] + b"\r\n")
+        time.sleep(0.2)
+    deadline = time.monotonic() + 10
+    while discards(crashd) != {"client_disconnected": 1}:
+        assert time.monotonic() < deadline, discards(crashd)
+        time.sleep(0.05)
+    assert_nothing_stored(crashd)
+    assert list(crashd.state.tmp_dir.iterdir()) == []
