@@ -35,7 +35,9 @@ from storage import queries
 from workers import jobs
 
 PG_ADMIN_URL = os.environ.get("CRASHD_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
-REDIS_URL = os.environ.get("CRASHD_TEST_REDIS", "redis://127.0.0.1:6379/0")
+# Tests keep to their own Redis database and empty it at the end (finished RQ jobs keep
+# their hashes for result_ttl otherwise).
+REDIS_URL = os.environ.get("CRASHD_TEST_REDIS", "redis://127.0.0.1:6379/15")
 ADMIN_TOKEN = "test-admin-token-0123456789"
 REPO = Path(__file__).resolve().parent.parent
 CORPUS = Path(os.environ.get("CRASHD_CORPUS", REPO.parent / "shared" / "corpus")).resolve()
@@ -64,13 +66,15 @@ def pg_database() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def redis_url() -> str:
-    """The Redis server URL; fails when Redis does not answer."""
+def redis_url() -> Iterator[str]:
+    """The Redis server URL (the tests' own database); fails when Redis does not answer."""
+    redis = Redis.from_url(REDIS_URL, socket_connect_timeout=5)
     try:
-        Redis.from_url(REDIS_URL, socket_connect_timeout=5).ping()
+        redis.ping()
     except Exception as exc:  # noqa: BLE001
         pytest.fail(f"Redis at {REDIS_URL} does not answer (run .ci/run): {exc}")
-    return REDIS_URL
+    yield REDIS_URL
+    redis.flushdb()
 
 
 # -- crashd on both backends ----------------------------------------------------------------
