@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import AsyncIterator
@@ -12,8 +13,11 @@ from typing import AsyncIterator
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.routing import Route
+from sqlalchemy.engine import Engine
 
 from schemas.settings import Settings
+from schemas.tables import Project
+from storage import queries
 from server import api, ingest
 from storage.db import migrate
 from workers import jobs
@@ -21,6 +25,30 @@ from workers.queue import InProcessJobQueue, JobQueue, make_queue
 from workers.sweeper import sweep
 
 log = logging.getLogger(__name__)
+
+
+class ProjectKeys:
+    """Projects by ingest key, remembered for a few seconds: every upload needs one, and a
+    database round trip per upload showed up in bench/ingest.py profiles."""
+
+    TTL_SECONDS = 10.0
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._cache: dict[str, tuple[Project | None, float]] = {}
+
+    def get(self, ingest_key: str) -> Project | None:
+        """The project of ingest_key (None when unknown; unknown keys are not cached)."""
+        hit = self._cache.get(ingest_key)
+        now = time.monotonic()
+        if hit is not None and hit[1] > now:
+            return hit[0]
+        project = queries.project_by_key(self.engine, ingest_key=ingest_key)
+        if project is not None:
+            if len(self._cache) > 10_000:
+                self._cache.clear()
+            self._cache[ingest_key] = (project, now + self.TTL_SECONDS)
+        return project
 
 
 @dataclass
@@ -32,6 +60,7 @@ class ServerState:
     queue: JobQueue
     admin_token: str
     tmp_dir: Path
+    projects: ProjectKeys
 
 
 def build_state(settings: Settings) -> ServerState:
@@ -43,7 +72,7 @@ def build_state(settings: Settings) -> ServerState:
     queue = make_queue(settings)
     if isinstance(queue, InProcessJobQueue):
         jobs.install_context(ctx)  # the in-process worker shares the server's engine
-    return ServerState(settings, ctx, queue, settings.resolve_admin_token(), tmp_dir)
+    return ServerState(settings, ctx, queue, settings.resolve_admin_token(), tmp_dir, ProjectKeys(ctx.engine))
 
 
 def init_sentry(settings: Settings) -> None:

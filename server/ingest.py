@@ -99,8 +99,8 @@ async def ingest(request: Request, flavor: Flavor, project_ref: str | None) -> R
         project = await run_in_threadpool(authenticate, state, request, project_ref)
         parsed = await read_upload(request, state)
         try:
-            crash_id, created = await run_in_threadpool(
-                persist_upload, state, project, parsed, flavor.name, query_annotations(request)
+            crash_id = await run_in_threadpool(
+                persist_and_enqueue, state, project, parsed, flavor.name, query_annotations(request)
             )
         finally:
             parsed.close()
@@ -115,9 +115,16 @@ async def ingest(request: Request, flavor: Flavor, project_ref: str | None) -> R
         # The client hung up mid-body (a Crashpad upload timing out); it will retry. Nobody
         # reads this answer, but the discard is counted.
         return await _refuse(state, flavor, 400, "client_disconnected", "client_disconnected", "client disconnected")
-    if created:
-        await run_in_threadpool(enqueue_quietly, state, crash_id)
     return flavor.accepted(crash_id)
+
+
+def persist_and_enqueue(state: "ServerState", project: Project, parsed: ParsedUpload, via: str,
+                        from_query: dict[str, str]) -> str:
+    """persist_upload, then enqueue a new crash (one thread-pool hop for both)."""
+    crash_id, created = persist_upload(state, project, parsed, via, from_query)
+    if created:
+        enqueue_quietly(state, crash_id)
+    return crash_id
 
 
 async def _refuse(state: "ServerState", flavor: Flavor, status: int, code: str, reason: str, why: str) -> Response:
@@ -134,7 +141,7 @@ def authenticate(state: "ServerState", request: Request, project_ref: str | None
     key = ingest_key(request)
     if not key:
         raise Rejected(401, "missing_key")
-    project = queries.project_by_key(state.ctx.engine, ingest_key=key)
+    project = state.projects.get(key)
     if project is None:
         raise Rejected(401, "bad_key")
     if project_ref is not None and project_ref not in (str(project.id), project.name):
