@@ -7,11 +7,13 @@ here runs at import time.
 
 from __future__ import annotations
 
+import json
 import secrets
 from pathlib import Path
+from typing import Annotated
 
 from pydantic import Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 MiB = 1024 * 1024
 
@@ -68,6 +70,25 @@ class Settings(BaseSettings):
     public_url: str | None = Field(
         None, description="Base URL clients use to reach the server, e.g. http://host:8000."
     )
+    symbol_urls: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Upstream Breakpad symbol servers, asked in order after `<data_dir>/symbols`: "
+        "`<url>/<debug_file>/<DEBUG_ID>/<name>.sym`. Comma-separated or a JSON list.",
+    )
+    symbol_miss_ttl_seconds: float = Field(
+        3600.0, description="How long a symbol server's 404 is remembered before asking again."
+    )
+
+    @field_validator("symbol_urls", mode="before")
+    @classmethod
+    def _split_symbol_urls(cls, value: object) -> object:
+        """``CRASHD_SYMBOL_URLS`` is a JSON list or comma-separated URLs."""
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [url.strip() for url in text.split(",") if url.strip()]
+        return value
 
     @field_validator("environment")
     @classmethod
@@ -98,6 +119,16 @@ class Settings(BaseSettings):
     def blob_dir(self) -> Path:
         """Root of the filesystem blob store."""
         return self.data_dir / "blobs"
+
+    @property
+    def symbols_dir(self) -> Path:
+        """Uploaded symbols, Breakpad layout: ``<symbols_dir>/<debug_file>/<DEBUG_ID>/<file>``."""
+        return self.data_dir / "symbols"
+
+    @property
+    def symbol_cache_dir(self) -> Path:
+        """SymCaches and indexes built from debug files, and downloads from symbol servers."""
+        return self.data_dir / "symcache"
 
     def resolve_admin_token(self) -> str:
         """Return the admin token, creating and keeping a random one in development.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, Any
 
 from starlette.concurrency import run_in_threadpool
@@ -63,6 +64,17 @@ def crash_document(crash: Crash, project_name: str | None, attachments: list[Att
     }
 
 
+def load_report(state: "ServerState", crash: Crash) -> dict[str, Any] | None:
+    """The full processed report (rust-minidump JSON) from the blob store, if processed."""
+    key = (crash.processed or {}).get("report_key")
+    if not key:
+        return None
+    try:
+        return json.loads(state.ctx.blobs.read_bytes(key))
+    except (BlobNotFound, ValueError):
+        return None
+
+
 def _load_crash(state: "ServerState", crash_id: str) -> tuple[Crash, str | None, list[Attachment]] | None:
     crash = queries.get_crash(state.ctx.engine, crash_id=crash_id)
     if crash is None:
@@ -80,7 +92,9 @@ async def crash_detail(request: Request) -> Response:
     found = await run_in_threadpool(_load_crash, state, request.path_params["crash_id"])
     if found is None:
         return JSONResponse({"detail": "crash not found"}, status_code=404)
-    return JSONResponse(crash_document(*found))
+    document = crash_document(*found)
+    document["stackwalk"] = await run_in_threadpool(load_report, state, found[0])
+    return JSONResponse(document)
 
 
 async def crash_minidump(request: Request) -> Response:

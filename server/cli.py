@@ -139,6 +139,30 @@ def cmd_sweep(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_stackwalk(settings: Settings, args: argparse.Namespace) -> int:
+    """Process dumps offline with the worker's code: one JSON document per line with --json."""
+    from pathlib import Path
+
+    from symbolicator.process import local_provider, process_minidump
+    from symbolicator.report_text import format_report
+
+    provider = local_provider([Path(d) for d in args.symbols], settings.symbol_cache_dir)
+    status = 0
+    for path in args.dumps:
+        try:
+            data = Path(path).read_bytes()
+        except OSError as exc:
+            print(f"error: {path}: {exc}", file=sys.stderr)
+            status = 1
+            continue
+        report = process_minidump(data, provider)
+        if args.json:
+            print(json.dumps(report, separators=(",", ":")))
+        else:
+            print(format_report(report, all_threads=args.all_threads))
+    return status
+
+
 def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
     """Apply database migrations and exit."""
     from storage.db import make_engine, migrate
@@ -170,6 +194,13 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
     sub.add_parser("sweep", help="re-enqueue stuck crashes once").set_defaults(func=cmd_sweep)
     sub.add_parser("migrate", help="apply database migrations").set_defaults(func=cmd_migrate)
+    walk = sub.add_parser("stackwalk", help="walk and symbolicate minidumps offline")
+    walk.add_argument("dumps", nargs="+", metavar="DUMP")
+    walk.add_argument("--symbols", action="append", default=[], metavar="DIR",
+                      help="a symbol folder in the Breakpad layout (repeatable)")
+    walk.add_argument("--json", action="store_true", help="rust-minidump's JSON, one document per line")
+    walk.add_argument("--all-threads", action="store_true", help="human output: every thread")
+    walk.set_defaults(func=cmd_stackwalk)
     return parser
 
 

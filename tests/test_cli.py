@@ -63,3 +63,40 @@ def test_serve_embedded_default_end_to_end(tmp_path: Path) -> None:
             time.sleep(0.1)
         assert crash["status"] == "processed" and crash["build"] == "2.0"
         assert (tmp_path / "crashd.db").exists()
+
+
+def test_stackwalk_json_one_document_per_dump(tmp_path: Path) -> None:
+    from conftest import require_corpus
+
+    corpus = require_corpus()
+    cases = ["linux-x64-generated-crashpad-segv-O0", "win-x86-breakpad-minidump2"]
+    dumps = [str(next((corpus / c).glob("*.dmp"))) for c in cases]
+    args = ["stackwalk", *dumps, "--json"]
+    for case in cases:
+        args += ["--symbols", str(corpus / case / "symbols")]
+    done = crashd(*args, data_dir=tmp_path, timeout=120)
+    assert done.returncode == 0, done.stderr
+    documents = [json.loads(line) for line in done.stdout.splitlines()]
+    assert len(documents) == 2
+    linux, windows = documents
+    assert linux["crash_info"] == {"type": "SIGSEGV / SEGV_MAPERR", "address": "0x0000000000000045",
+                                   "crashing_thread": 0, "assertion": None}
+    frame = linux["crashing_thread"]["frames"][0]
+    assert {"frame", "trust", "module", "module_offset", "function", "function_offset", "file", "line", "inlines"} <= frame.keys()
+    assert (frame["module"], frame["function"], frame["line"]) == ("crashme", "crash_here", 43)
+    module = next(m for m in linux["modules"] if m["filename"] == "crashme")
+    assert module["debug_id"] == "B19A4795B226ABBD7EE6DBD76B7952480" and module["loaded_symbols"] is True
+    assert {"filename", "debug_file", "debug_id", "code_id", "base_addr", "end_addr", "missing_symbols"} <= module.keys()
+    assert windows["system_info"]["cpu_arch"] == "x86"
+    assert [f["function"] for f in windows["crashing_thread"]["frames"][:2]] == ["`anonymous namespace'::CrashFunction", "main"]
+
+
+def test_stackwalk_human_output_and_missing_file(tmp_path: Path) -> None:
+    from conftest import require_corpus
+
+    case = require_corpus() / "linux-x64-breakpad-inline"
+    done = crashd("stackwalk", str(next(case.glob("*.dmp"))), "--symbols", str(case / "symbols"), data_dir=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "Thread 0 (crashed)" in done.stdout and "Found by: inlining" in done.stdout
+    missing = crashd("stackwalk", str(tmp_path / "nope.dmp"), data_dir=tmp_path)
+    assert missing.returncode == 1 and "nope.dmp" in missing.stderr and "Traceback" not in missing.stderr

@@ -19,11 +19,22 @@ from storage.db import make_engine
 
 @dataclass
 class WorkerContext:
-    """What a job needs: settings, the database engine and the blob store."""
+    """What a job needs: settings, the database engine, the blob store and (built on first
+    use, then kept warm for every later job of this process) the symbol provider."""
 
     settings: Settings
     engine: Engine
     blobs: BlobStore
+    _symbols: Any = None
+
+    @property
+    def symbols(self) -> Any:
+        """The SymbolProvider over the symbol store and CRASHD_SYMBOL_URLS."""
+        if self._symbols is None:
+            from symbolicator.symbols.provider import CachedSymbolProvider
+
+            self._symbols = CachedSymbolProvider.from_settings(self.settings)
+        return self._symbols
 
 
 def build_context(settings: Settings) -> WorkerContext:

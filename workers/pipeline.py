@@ -2,19 +2,23 @@
 
 Each rule has ``predicate()`` (should it run on this crash?) and ``action()`` (what it adds to
 the processed crash). A rule that raises adds a note; the next rules still run and the crash
-is still saved. Later issues add: read the minidump, walk stacks, symbolicate, signature.
+is still saved. Order: verify the stored dump -> read it -> walk every thread ->
+symbolicate -> report (the full JSON to the blob store, a summary to the crash row).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from schemas.stack import Thread
 from schemas.tables import Crash, CrashStatus
 from storage import queries
-from storage.blobs import CHUNK, BlobNotFound
+from storage.blobs import BlobNotFound, day_key
 from workers.jobs import WorkerContext
 
 log = logging.getLogger(__name__)
@@ -22,12 +26,16 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class ProcessingState:
-    """A crash being processed: the row, the processed document and notes so far."""
+    """A crash being processed: the row, what rules produced so far, and notes."""
 
     crash: Crash
+    deadline: float
     processed: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     fatal: str | None = None
+    raw: bytes | None = None
+    dump: Any = None  # symbolicator.minidump.Minidump
+    threads: list[Thread] | None = None
 
 
 class Rule:
@@ -47,22 +55,18 @@ class Rule:
 
 
 class VerifyMinidumpRule(Rule):
-    """Adds ``minidump{size, sha256}`` read back from the blob store, and checks it against
-    what ingest recorded. A missing blob is fatal: nothing else can run."""
+    """Adds ``minidump{size, sha256}`` read back from the blob store and checks them against
+    what ingest recorded. A missing or altered blob is fatal: nothing else can run."""
 
     def action(self, ctx: WorkerContext, state: ProcessingState) -> None:
-        digest = hashlib.sha256()
-        size = 0
         try:
-            with ctx.blobs.open(state.crash.minidump_key) as handle:
-                while chunk := handle.read(CHUNK):
-                    digest.update(chunk)
-                    size += len(chunk)
+            state.raw = ctx.blobs.read_bytes(state.crash.minidump_key)
         except BlobNotFound:
             state.fatal = f"minidump blob missing: {state.crash.minidump_key}"
             return
-        state.processed["minidump"] = {"size": size, "sha256": digest.hexdigest()}
-        if digest.hexdigest() != state.crash.minidump_sha256 or size != state.crash.minidump_size:
+        digest = hashlib.sha256(state.raw).hexdigest()
+        state.processed["minidump"] = {"size": len(state.raw), "sha256": digest}
+        if digest != state.crash.minidump_sha256 or len(state.raw) != state.crash.minidump_size:
             state.fatal = "minidump blob does not match the uploaded size/sha256"
 
 
@@ -74,7 +78,76 @@ class CopyAnnotationsRule(Rule):
         state.processed.update(product=crash.product, build=crash.build, tester_id=crash.tester_id)
 
 
-DEFAULT_RULES: tuple[Rule, ...] = (VerifyMinidumpRule(), CopyAnnotationsRule())
+class ReadMinidumpRule(Rule):
+    """Reads the dump's streams; adds ``annotations``: those found inside the dump
+    (Crashpad's) under the upload's form fields, which win. Reader notes become notes."""
+
+    def action(self, ctx: WorkerContext, state: ProcessingState) -> None:
+        from symbolicator.minidump import read_minidump
+
+        assert state.raw is not None
+        state.dump = read_minidump(state.raw)
+        state.notes.extend(state.dump.notes)
+        state.processed["annotations"] = {**state.dump.annotations, **(state.crash.annotations or {})}
+
+
+class WalkStacksRule(Rule):
+    """Walks every thread (crashing thread first) within the job's time limit."""
+
+    def predicate(self, ctx: WorkerContext, state: ProcessingState) -> bool:
+        return state.fatal is None and state.dump is not None
+
+    def action(self, ctx: WorkerContext, state: ProcessingState) -> None:
+        from symbolicator.process import walk_all_threads
+
+        state.threads, notes = walk_all_threads(state.dump, ctx.symbols, state.deadline)
+        state.notes.extend(notes)
+
+
+class ReportRule(Rule):
+    """Builds the rust-minidump-style report: stored whole as JSON in the blob store
+    (``processed/<day>/<crash_id>.json``); ``processed`` keeps its summary for the row."""
+
+    def predicate(self, ctx: WorkerContext, state: ProcessingState) -> bool:
+        return state.fatal is None and state.threads is not None
+
+    def action(self, ctx: WorkerContext, state: ProcessingState) -> None:
+        from symbolicator.report import build_report
+
+        report = build_report(state.dump, state.threads or [], ctx.symbols, [])
+        key = day_key("processed", state.crash.received_at, f"{state.crash.crash_id}.json")
+        ctx.blobs.put_bytes(key, json.dumps(report, separators=(",", ":")).encode())
+        state.processed.update(summarize(report), report_key=key)
+
+
+def summarize(report: dict[str, Any], top: int = 10) -> dict[str, Any]:
+    """What the crash row keeps: crash reason and address, OS/CPU, the top of the crashing
+    thread, and which modules' symbols were loaded, missing or corrupt."""
+    crashing = report.get("crashing_thread") or {}
+    modules = report.get("modules", [])
+
+    def names(flag: str) -> list[str]:
+        return [f"{m['debug_file']}/{m['debug_id']}" for m in modules if m.get(flag)]
+
+    return {
+        "crash_reason": report["crash_info"]["type"],
+        "crash_address": report["crash_info"]["address"],
+        "crashing_thread": report["crash_info"]["crashing_thread"],
+        "os": report["system_info"]["os"],
+        "cpu_arch": report["system_info"]["cpu_arch"],
+        "top_frames": [
+            {k: f.get(k) for k in ("frame", "trust", "module", "module_offset", "function", "file", "line")}
+            for f in crashing.get("frames", [])[:top]
+        ],
+        "loaded_symbols": names("loaded_symbols"),
+        "missing_symbols": names("missing_symbols"),
+        "corrupt_symbols": names("corrupt_symbols"),
+    }
+
+
+DEFAULT_RULES: tuple[Rule, ...] = (
+    VerifyMinidumpRule(), CopyAnnotationsRule(), ReadMinidumpRule(), WalkStacksRule(), ReportRule(),
+)
 
 
 def run_rules(ctx: WorkerContext, state: ProcessingState, rules: tuple[Rule, ...]) -> None:
@@ -94,7 +167,9 @@ def run_pipeline(ctx: WorkerContext, crash_id: str, rules: tuple[Rule, ...] = DE
     if crash is None:
         log.warning("process: no crash %s", crash_id)
         return {"crash_id": crash_id, "status": "missing"}
-    state = ProcessingState(crash)
+    # The cooperative limit sits a little under RQ's hard job timeout, so a slow dump ends
+    # with a partial result and a note instead of a killed job.
+    state = ProcessingState(crash, deadline=time.monotonic() + 0.8 * ctx.settings.job_timeout_seconds)
     run_rules(ctx, state, rules)
     state.processed["notes"] = state.notes
     status = CrashStatus.failed if state.fatal else CrashStatus.processed
@@ -102,3 +177,16 @@ def run_pipeline(ctx: WorkerContext, crash_id: str, rules: tuple[Rule, ...] = DE
         ctx.engine, crash_id=crash_id, status=status, processed=state.processed, error=state.fatal
     )
     return {"crash_id": crash_id, "status": status.value, "notes": state.notes}
+
+
+def mark_timed_out(job: Any, connection: Any, exc_type: Any, exc_value: Any, tb: Any) -> None:
+    """RQ on_failure callback: a job killed by its time limit (or crashing) marks its crash
+    failed with the reason, so the sweeper does not retry it forever."""
+    from workers.jobs import current_context
+
+    crash_id = job.args[0] if job.args else None
+    if crash_id is None:
+        return
+    reason = f"processing job failed: {getattr(exc_type, '__name__', exc_type)}: {exc_value}"
+    queries.finish_crash(current_context().engine, crash_id=crash_id, status=CrashStatus.failed,
+                         processed={"notes": [reason]}, error=reason)

@@ -53,6 +53,10 @@ class RQJobQueue(JobQueue):
         self.timeout = settings.job_timeout_seconds
 
     def enqueue(self, crash_id: str) -> None:
+        from rq import Callback
+
+        from workers.pipeline import mark_timed_out
+
         self.queue.enqueue(
             JOB_FUNCTION,
             crash_id,
@@ -60,6 +64,7 @@ class RQJobQueue(JobQueue):
             job_timeout=self.timeout,
             result_ttl=24 * 3600,
             failure_ttl=7 * 24 * 3600,
+            on_failure=Callback(mark_timed_out),
         )
 
     def is_pending(self, crash_id: str) -> bool:

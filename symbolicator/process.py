@@ -1,0 +1,59 @@
+"""One call from minidump bytes to the processed crash: read, walk every thread, symbolicate.
+
+The CLI (`crashd stackwalk`), the processing job and the benchmarks all go through here.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from schemas.stack import Thread
+from symbolicator.minidump import Minidump, read_minidump
+from symbolicator.report import build_report
+from symbolicator.stackwalk.walker import walk_thread
+from symbolicator.symbolize import symbolize_thread
+from symbolicator.symbols.provider import SymbolProvider
+
+log = logging.getLogger(__name__)
+
+
+def walk_all_threads(dump: Minidump, provider: SymbolProvider,
+                     deadline: float | None = None) -> tuple[list[Thread], list[str]]:
+    """Walk and symbolicate every thread (the crashing one first, so a time limit spares
+    it); a thread that fails becomes a note, not an error. Returns threads in dump order."""
+    order = sorted(range(len(dump.threads)), key=lambda i: i != dump.crashing_thread)
+    walked: dict[int, Thread] = {}
+    notes: list[str] = []
+    for index in order:
+        dump_thread = dump.threads[index]
+        if deadline is not None and time.monotonic() > deadline:
+            walked[index] = Thread(thread_id=dump_thread.thread_id, name=dump_thread.name,
+                                   notes=["not walked: processing time limit reached"])
+            continue
+        try:
+            thread = walk_thread(dump, index, provider, deadline)
+            symbolize_thread(thread, provider)
+        except Exception as exc:  # noqa: BLE001 - hostile dumps must not stop the others
+            log.exception("walking thread %d failed", index)
+            thread = Thread(thread_id=dump_thread.thread_id, name=dump_thread.name)
+            notes.append(f"thread {index}: walk failed: {type(exc).__name__}: {exc}")
+        walked[index] = thread
+    return [walked[i] for i in range(len(dump.threads))], notes
+
+
+def process_minidump(data: bytes, provider: SymbolProvider, deadline: float | None = None) -> dict[str, Any]:
+    """The rust-minidump-style JSON report of a dump's bytes."""
+    dump = read_minidump(data)
+    threads, notes = walk_all_threads(dump, provider, deadline)
+    return build_report(dump, threads, provider, notes)
+
+
+def local_provider(symbols_dirs: list[Path], cache_dir: Path) -> SymbolProvider:
+    """A provider reading Breakpad-layout folders, caching conversions in cache_dir."""
+    from symbolicator.symbols.provider import CachedSymbolProvider
+    from symbolicator.symbols.sources import LocalDirSource
+
+    return CachedSymbolProvider([LocalDirSource(d) for d in symbols_dirs], cache_dir)

@@ -1,0 +1,1 @@
+"""Symbol files: store, caches, sources and the SymbolProvider the walker asks."""

@@ -1,0 +1,274 @@
+"""What the stack walker and symbolizer may ask about a module's symbols.
+
+The walker never reads symbol files itself; it asks a SymbolProvider (rust-minidump's
+``SymbolProvider`` trait). Addresses given to a provider are module offsets
+(address - module.base_addr).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol, Sequence
+
+from schemas.stack import Module, SourceLocation
+
+if TYPE_CHECKING:
+    from schemas.settings import Settings
+    from symbolicator.symbols import cache as _cache
+    from symbolicator.symbols import sources as _sources
+
+log = logging.getLogger(__name__)
+
+
+class SymbolStatus(str, Enum):
+    """What became of a module's symbols (rust-minidump's loaded/missing/corrupt)."""
+
+    loaded = "loaded"
+    missing = "missing"  # not found anywhere
+    corrupt = "corrupt"  # found, but could not be parsed
+    unavailable = "unavailable"  # a source could not be reached: try again later
+
+
+@dataclass(frozen=True)
+class WinFrameInfo:
+    """A Breakpad ``STACK WIN`` record (x86 Windows frame data or FPO), for one function.
+
+    ``STACK WIN type rva code_size prolog_size epilog_size parameter_size saved_register_size
+    local_size max_stack_size has_program_string program_string_OR_allocates_base_pointer``
+    """
+
+    type: int  # 4 = FrameData (program string), 0 = FPO
+    rva: int
+    code_size: int
+    prolog_size: int
+    epilog_size: int
+    parameter_size: int
+    saved_register_size: int
+    local_size: int
+    max_stack_size: int
+    program_string: str | None
+    allocates_base_pointer: bool
+
+
+@dataclass(frozen=True)
+class FunctionInfo:
+    """A function (FUNC record, or PUBLIC symbol when there is no FUNC) covering an address."""
+
+    name: str
+    address: int  # module offset of its start
+    size: int | None  # None for PUBLIC symbols
+    parameter_size: int = 0
+
+
+class SymbolProvider(Protocol):
+    """Symbols of the crashed process's modules, looked up by module and module offset."""
+
+    def status(self, module: Module) -> SymbolStatus:
+        """Whether the module's symbols were loaded (looking them up if not done yet)."""
+
+    def cfi_rules(self, module: Module, offset: int) -> dict[str, str] | None:
+        """The STACK CFI rules in force at offset: the INIT record's rules updated by every
+        delta record at or below offset, as {register: postfix expression} with keys like
+        ``.cfa``, ``.ra``, ``$rbp``/``rbp``. None when no CFI covers offset."""
+
+    def win_frame_info(self, module: Module, offset: int) -> WinFrameInfo | None:
+        """The STACK WIN record covering offset (the FrameData one when both kinds exist)."""
+
+    def function_at(self, module: Module, offset: int) -> FunctionInfo | None:
+        """The FUNC (or nearest preceding PUBLIC) covering offset; None when none does."""
+
+    def symbolize(self, module: Module, offset: int) -> list[SourceLocation]:
+        """Source locations at offset: inlined calls innermost first, then the function
+        itself (its function_offset set). Empty when the module has no symbols there."""
+
+
+# -- the concrete provider --------------------------------------------------------------------
+# cache.py, sources.py and symfile.py import the record types above: they are imported inside
+# the methods below, so that importing any of them first works.
+
+ModuleKey = tuple[str, str]  # (debug file base name, DEBUG_ID)
+BUILD_LOCKS = 64  # lock stripes: two threads never convert the same module at once
+MAX_REMEMBERED_FAILURES = 100_000
+
+
+class CachedSymbolProvider:
+    """A SymbolProvider over SymbolSources, converting each debug file once into on-disk
+    caches (cache.py) and keeping up to max_loaded modules loaded in memory (LRU).
+
+    A module that is missing, corrupt or unavailable is remembered for recheck_seconds, so a
+    stack walk asks its sources once per module, not once per frame. No lookup raises: a
+    failure becomes the module's status.
+    """
+
+    def __init__(self, sources: Sequence[_sources.SymbolSource], cache_dir: Path, *, max_loaded: int = 64,
+                 recheck_seconds: float = 60.0) -> None:
+        self.sources = list(sources)
+        self.cache_dir = Path(cache_dir)
+        self.max_loaded = max_loaded
+        self.recheck_seconds = recheck_seconds
+        self._loaded: OrderedDict[ModuleKey, _cache.ModuleSymbols] = OrderedDict()
+        self._failed: dict[ModuleKey, tuple[SymbolStatus, float, str]] = {}
+        self._lock = threading.Lock()  # guards the two maps
+        self._build_locks = [threading.Lock() for _ in range(BUILD_LOCKS)]  # one module loads once
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **kwargs: float) -> CachedSymbolProvider:
+        """Uploaded symbols (settings.symbols_dir) first, then each of settings.symbol_urls."""
+        from symbolicator.symbols import sources as _sources
+
+        downloads = settings.symbol_cache_dir / "_http"
+        sources: list[_sources.SymbolSource] = [_sources.LocalDirSource(settings.symbols_dir)]
+        sources += [_sources.HttpSource(url, downloads, miss_ttl_seconds=settings.symbol_miss_ttl_seconds)
+                    for url in settings.symbol_urls]
+        return cls(sources, settings.symbol_cache_dir, **kwargs)  # type: ignore[arg-type]
+
+    # -- the SymbolProvider protocol --
+
+    def status(self, module: Module) -> SymbolStatus:
+        return self._resolve(module)[0]
+
+    def cfi_rules(self, module: Module, offset: int) -> dict[str, str] | None:
+        symbols = self._resolve(module)[1]
+        return symbols.cfi_rules(offset) if symbols else None
+
+    def win_frame_info(self, module: Module, offset: int) -> WinFrameInfo | None:
+        symbols = self._resolve(module)[1]
+        return symbols.win_frame_info(offset) if symbols else None
+
+    def function_at(self, module: Module, offset: int) -> FunctionInfo | None:
+        symbols = self._resolve(module)[1]
+        return symbols.function_at(offset) if symbols else None
+
+    def symbolize(self, module: Module, offset: int) -> list[SourceLocation]:
+        symbols = self._resolve(module)[1]
+        return symbols.symbolize(offset) if symbols else []
+
+    # -- beyond the protocol --
+
+    def reason(self, module: Module) -> str:
+        """Why the module is not loaded (a short code such as ``no_file``, ``http_503``,
+        ``symcache_failed``); empty when it is."""
+        from symbolicator.symbols import sources as _sources
+
+        key = _sources.breakpad_layout(module.debug_file, module.debug_id)
+        failed = self._failed.get(key) if key else None
+        return failed[2] if failed else ("" if key else "no_debug_id")
+
+    def forget(self, debug_file: str, debug_id: str) -> None:
+        """Drop what is known of a module (e.g. after new symbols were uploaded for it)."""
+        from symbolicator.symbols import sources as _sources
+
+        key = _sources.breakpad_layout(debug_file, debug_id)
+        with self._lock:
+            self._loaded.pop(key, None)  # type: ignore[arg-type]
+            self._failed.pop(key, None)  # type: ignore[arg-type]
+
+    def loaded_bytes(self) -> int:
+        """Index bytes held in memory by the loaded modules (SymCaches are memory-mapped)."""
+        with self._lock:
+            return sum(m.nbytes for m in self._loaded.values())
+
+    def close(self) -> None:
+        for source in self.sources:
+            close = getattr(source, "close", None)
+            if close:
+                close()
+
+    # -- internals --
+
+    def _resolve(self, module: Module) -> tuple[SymbolStatus, _cache.ModuleSymbols | None]:
+        from symbolicator.symbols import sources as _sources
+
+        key = _sources.breakpad_layout(module.debug_file, module.debug_id)
+        if key is None:
+            return SymbolStatus.missing, None
+        known = self._known(key)
+        if known is not None:
+            return known
+        with self._module_lock(key):
+            known = self._known(key)  # another thread may have just loaded it
+            if known is not None:
+                return known
+            status, symbols, reason = self._load(key)
+            with self._lock:
+                if symbols is not None:
+                    self._loaded[key] = symbols
+                    while len(self._loaded) > self.max_loaded:
+                        self._loaded.popitem(last=False)
+                    self._failed.pop(key, None)
+                else:
+                    self._remember_failure(key, status, reason)
+            return status, symbols
+
+    def _known(self, key: ModuleKey) -> tuple[SymbolStatus, _cache.ModuleSymbols | None] | None:
+        with self._lock:
+            symbols = self._loaded.get(key)
+            if symbols is not None:
+                self._loaded.move_to_end(key)
+                return SymbolStatus.loaded, symbols
+            failed = self._failed.get(key)
+            if failed is not None and failed[1] > time.monotonic():
+                return failed[0], None
+        return None
+
+    def _module_lock(self, key: ModuleKey) -> threading.Lock:
+        return self._build_locks[hash(key) % BUILD_LOCKS]
+
+    def _remember_failure(self, key: ModuleKey, status: SymbolStatus, reason: str) -> None:
+        """Remember a failure for recheck_seconds; called with self._lock held."""
+        now = time.monotonic()
+        if len(self._failed) >= MAX_REMEMBERED_FAILURES:
+            self._failed = {k: v for k, v in self._failed.items() if v[1] > now}
+            if len(self._failed) >= MAX_REMEMBERED_FAILURES:
+                self._failed.clear()
+        self._failed[key] = (status, now + self.recheck_seconds, reason)
+
+    def _load(self, key: ModuleKey) -> tuple[SymbolStatus, _cache.ModuleSymbols | None, str]:
+        """Ask the sources in order; the first file found that converts is loaded. When none
+        does: unavailable if a source could not be asked (it may have it), else corrupt if a
+        file was bad, else missing."""
+        from symbolicator.symbols import sources as _sources
+
+        unavailable = malformed = ""
+        for source in self.sources:
+            try:
+                result = source.fetch(*key)
+            except Exception as exc:  # noqa: BLE001 - a broken source must not break the walk
+                log.exception("symbol source %s failed for %s/%s", source.name, *key)
+                result = _sources.FetchResult(_sources.FetchStatus.unavailable, reason=type(exc).__name__)
+            if result.status is _sources.FetchStatus.found and result.path is not None:
+                status, symbols, reason = self._open(key, result.path)
+                if symbols is not None:
+                    return status, symbols, reason
+                result = _sources.FetchResult(_sources.FetchStatus(
+                    "malformed" if status is SymbolStatus.corrupt else "unavailable"), reason=reason)
+            if result.status is _sources.FetchStatus.unavailable:
+                unavailable = unavailable or result.reason
+            elif result.status is _sources.FetchStatus.malformed:
+                malformed = malformed or result.reason
+        if unavailable:
+            return SymbolStatus.unavailable, None, unavailable
+        if malformed:
+            return SymbolStatus.corrupt, None, malformed
+        return SymbolStatus.missing, None, "not_found"
+
+    def _open(self, key: ModuleKey, path: Path) -> tuple[SymbolStatus, _cache.ModuleSymbols | None, str]:
+        from symbolicator.symbols import cache as _cache
+
+        try:
+            return SymbolStatus.loaded, _cache.open_caches(path, self.cache_dir, *key), ""
+        except _cache.MalformedSymbols as exc:
+            log.warning("symbols %s for %s/%s are corrupt: %s", path, *key, exc)
+            return SymbolStatus.corrupt, None, exc.reason
+        except OSError as exc:
+            log.warning("symbols %s for %s/%s unreadable: %s", path, *key, exc)
+            return SymbolStatus.unavailable, None, f"os_error_{exc.errno}"
+        except Exception:  # noqa: BLE001 - never out of the provider
+            log.exception("converting symbols %s for %s/%s failed", path, *key)
+            return SymbolStatus.corrupt, None, "conversion_failed"
