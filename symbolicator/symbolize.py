@@ -2,8 +2,37 @@
 
 from __future__ import annotations
 
-from schemas.stack import Frame, Thread
+from functools import lru_cache
+
+from pydemumble import demangle as _demumble
+
+from schemas.stack import Frame, SourceLocation, Thread
 from symbolicator.symbols.provider import SymbolProvider, SymbolStatus
+
+# Itanium C++ (_Z, __Z on macOS), Rust v0 (_R; legacy Rust names are Itanium-shaped) and
+# MSVC (?) manglings; anything else is a plain name (C, or already demangled by dump_syms).
+MANGLED_PREFIXES = ("_Z", "__Z", "_R", "?")
+
+
+@lru_cache(maxsize=65536)
+def demangle(name: str) -> str:
+    """The readable form of a mangled C++/Rust/MSVC name; other names unchanged.
+
+    ``_ZN4core9panicking5panic17h0123456789abcdefE`` -> ``core::panicking::panic``.
+    """
+    if not name.startswith(MANGLED_PREFIXES):
+        return name
+    try:
+        readable = _demumble(name)
+    except Exception:  # noqa: BLE001 - a name the demangler chokes on stays as it was
+        return name
+    return readable or name
+
+
+def _readable(location: SourceLocation) -> SourceLocation:
+    if location.function:
+        location.function = demangle(location.function)
+    return location
 
 
 def symbolize_frame(frame: Frame, provider: SymbolProvider) -> None:
@@ -18,7 +47,7 @@ def symbolize_frame(frame: Frame, provider: SymbolProvider) -> None:
     if provider.status(module) is not SymbolStatus.loaded:
         frame.missing_symbols = True
         return
-    locations = provider.symbolize(module, frame.lookup_address - module.base_addr)
+    locations = [_readable(loc) for loc in provider.symbolize(module, frame.lookup_address - module.base_addr)]
     if not locations:
         return
     outer = locations[-1]
