@@ -137,6 +137,24 @@ def test_forget_drops_a_remembered_miss(tmp_path: Path) -> None:
     assert provider.status(m) is SymbolStatus.loaded
 
 
+def test_a_store_change_in_another_process_drops_remembered_misses(tmp_path: Path) -> None:
+    """The web process takes an upload and bumps the generation file; a worker process that
+    remembered the module as missing looks again at once."""
+    from symbolicator.symbols.sources import bump_generation, generation_file
+
+    symbols = tmp_path / "symbols"
+    provider = CachedSymbolProvider([LocalDirSource(symbols)], tmp_path / "cache",
+                                    generation_file=generation_file(symbols))
+    provider.generation_poll_seconds = 0
+    m = module("test_app.pdb", TEST_APP_ID)
+    assert provider.status(m) is SymbolStatus.missing
+    shutil.copytree(require_corpus() / "win-x86-breakpad-minidump2" / "symbols" / "test_app.pdb",
+                    symbols / "test_app.pdb")
+    assert provider.status(m) is SymbolStatus.missing  # remembered: nothing said the store changed
+    bump_generation(symbols)
+    assert provider.status(m) is SymbolStatus.loaded
+
+
 def test_from_settings_uses_uploaded_symbols_then_symbol_servers(server: SymbolServer, tmp_path: Path) -> None:  # noqa: F811
     settings = Settings(data_dir=tmp_path, symbol_urls=[server.url])
     shutil.copytree(require_corpus() / "linux-x64-breakpad-inline" / "symbols", settings.symbols_dir)

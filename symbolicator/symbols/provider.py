@@ -107,11 +107,17 @@ class CachedSymbolProvider:
     """
 
     def __init__(self, sources: Sequence[_sources.SymbolSource], cache_dir: Path, *, max_loaded: int = 64,
-                 recheck_seconds: float = 60.0) -> None:
+                 recheck_seconds: float = 60.0, generation_file: Path | None = None) -> None:
         self.sources = list(sources)
         self.cache_dir = Path(cache_dir)
         self.max_loaded = max_loaded
         self.recheck_seconds = recheck_seconds
+        # Another process (the web server taking a symbol upload) touches generation_file;
+        # remembered failures older than its change are forgotten, so a worker sees new
+        # symbols at once instead of after recheck_seconds.
+        self.generation_file = generation_file
+        self._generation = (0, -1.0)  # (mtime_ns seen, when it was last read)
+        self.generation_poll_seconds = 1.0
         self._loaded: OrderedDict[ModuleKey, _cache.ModuleSymbols] = OrderedDict()
         self._failed: dict[ModuleKey, tuple[SymbolStatus, float, str]] = {}
         self._lock = threading.Lock()  # guards the two maps
@@ -126,7 +132,8 @@ class CachedSymbolProvider:
         sources: list[_sources.SymbolSource] = [_sources.LocalDirSource(settings.symbols_dir)]
         sources += [_sources.HttpSource(url, downloads, miss_ttl_seconds=settings.symbol_miss_ttl_seconds)
                     for url in settings.symbol_urls]
-        return cls(sources, settings.symbol_cache_dir, **kwargs)  # type: ignore[arg-type]
+        return cls(sources, settings.symbol_cache_dir, generation_file=_sources.generation_file(settings.symbols_dir),
+                   **kwargs)  # type: ignore[arg-type]
 
     # -- the SymbolProvider protocol --
 
@@ -213,9 +220,23 @@ class CachedSymbolProvider:
                 self._loaded.move_to_end(key)
                 return SymbolStatus.loaded, symbols
             failed = self._failed.get(key)
-            if failed is not None and failed[1] > time.monotonic():
+            if failed is not None and failed[1] > time.monotonic() and failed[3] == self._current_generation():
                 return failed[0], None
         return None
+
+    def _current_generation(self) -> int:
+        """The generation file's mtime, read at most once a second; called with _lock held."""
+        if self.generation_file is None:
+            return 0
+        seen, read_at = self._generation
+        now = time.monotonic()
+        if now - read_at >= self.generation_poll_seconds:
+            try:
+                seen = self.generation_file.stat().st_mtime_ns
+            except OSError:
+                seen = 0
+            self._generation = (seen, now)
+        return seen
 
     def _module_lock(self, key: ModuleKey) -> threading.Lock:
         return self._build_locks[hash(key) % BUILD_LOCKS]
@@ -227,7 +248,7 @@ class CachedSymbolProvider:
             self._failed = {k: v for k, v in self._failed.items() if v[1] > now}
             if len(self._failed) >= MAX_REMEMBERED_FAILURES:
                 self._failed.clear()
-        self._failed[key] = (status, now + self.recheck_seconds, reason)
+        self._failed[key] = (status, now + self.recheck_seconds, reason, self._current_generation())
 
     def _load(self, key: ModuleKey) -> tuple[SymbolStatus, _cache.ModuleSymbols | None, str]:
         """Ask the sources in order; the first file found that converts is loaded. When none

@@ -71,6 +71,19 @@ def sym_file_name(debug_file: str) -> str:
     return stem + ".sym"
 
 
+def generation_file(symbols_dir: Path) -> Path:
+    """The file whose change tells every process that the symbol store changed."""
+    return Path(symbols_dir) / ".generation"
+
+
+def bump_generation(symbols_dir: Path) -> None:
+    """Mark the symbol store changed (call after storing uploaded symbols)."""
+    path = generation_file(symbols_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch()
+    os.utime(path)
+
+
 class SymbolSource:
     """A place to look a module's debug file up."""
 
