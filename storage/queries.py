@@ -6,7 +6,7 @@ import secrets
 from datetime import datetime, timedelta, timezone
 from typing import Any, Sequence
 
-from sqlalchemy import func, update
+from sqlalchemy import delete, func, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
@@ -18,6 +18,7 @@ from schemas.tables import (
     CrashStatus,
     DiscardCount,
     Project,
+    SymbolFile,
     UploadFingerprint,
     utcnow,
 )
@@ -227,3 +228,32 @@ def discard_counts(engine: Engine, *, day: str | None = None) -> dict[str, int]:
         if day is not None:
             stmt = stmt.where(DiscardCount.day == day)
         return {reason: int(n) for reason, n in s.exec(stmt)}
+
+
+# -- symbol files ---------------------------------------------------------------------------
+
+
+def record_symbol_file(engine: Engine, *, row: SymbolFile) -> None:
+    """Record a stored debug file. Rows of other content at the same path (the file it
+    replaced) are deleted; the same content uploaded again keeps its first row."""
+    table = SymbolFile.__table__  # type: ignore[attr-defined]
+    dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
+    values = row.model_dump(exclude={"id"})
+    insert = dialect.insert(table).values(**values).on_conflict_do_nothing(
+        index_elements=["debug_file", "debug_id", "sha256"]
+    )
+    with engine.begin() as conn:
+        conn.execute(delete(table).where(table.c.path == row.path, table.c.sha256 != row.sha256))
+        conn.execute(insert)
+
+
+def symbol_files(engine: Engine, *, debug_file: str, debug_id: str, sha256: str | None = None) -> list[SymbolFile]:
+    """Stored files of a module; debug_file ignores case, debug_id is compared upper case."""
+    with session(engine) as s:
+        stmt = select(SymbolFile).where(
+            SymbolFile.debug_id == debug_id.upper(),
+            func.lower(SymbolFile.debug_file) == debug_file.lower(),
+        )
+        if sha256 is not None:
+            stmt = stmt.where(SymbolFile.sha256 == sha256.lower())
+        return list(s.exec(stmt.order_by(col(SymbolFile.id))))

@@ -1,0 +1,273 @@
+"""Symbol upload and lookup: ``POST /api/<project>/symbols/``, ``GET /api/symbols/<debug_file>/<debug_id>``.
+
+An upload is one of (docs/symbols.md):
+- Breakpad ``symupload`` (sym_upload_v1): multipart with the file part ``symbol_file`` and text
+  fields ``debug_file``, ``debug_identifier``, ``code_file``, ``os``, ``cpu`` (and ``version``);
+  it authenticates with ``?key=`` in the URL, the only thing it lets us set;
+- a bare body: a ``.sym`` (names from its MODULE line), a native debug file (name it with
+  ``?debug_file=`` or ``?filename=``), or a zip of a ``<debug_file>/<debug_id>/<file>`` tree;
+- multipart with any file parts (``curl -F symbol_file=@libfoo.so``); a part may be a zip.
+Files are stored and converted (symbolicator.symbols.store) and recorded in ``symbol_files``
+before the 200, like crashes (persist, then acknowledge). Refusals answer ``{"detail": code}``
+and are counted as discards under ``symbols_<code>``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING, Mapping
+
+from python_multipart.multipart import parse_options_header
+from sqlalchemy.exc import SQLAlchemyError
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, Response
+
+from schemas.tables import Project, SymbolFile
+from server.auth import ingest_key, is_admin
+from server.ingest import Rejected, authenticate
+from server.upload_parser import (GZIP_MAGIC, MAX_FIELD_CHARS, ZSTD_MAGIC, Budget, MalformedUpload, SpoolWriter,
+                                  UploadPart, UploadTooLarge, decoded_body, decompress_part, parse_multipart)
+from storage import queries
+from workers.reprocess import reprocess_for_symbols
+from symbolicator.symbols import store
+from symbolicator.symbols.cache import MalformedSymbols
+from symbolicator.symbols.sources import breakpad_layout, bump_generation
+from symbolicator.symbols.ziptree import is_zip, unpack_zip
+
+if TYPE_CHECKING:
+    from server.app import ServerState
+
+log = logging.getLogger(__name__)
+
+PROJECT_FROM_KEY = "_"  # POST /api/_/symbols/?key=...: the key's own project
+FILE_FIELD = "symbol_file"
+# Form fields (and query parameters of a bare body) naming the module, by store.Names field.
+NAME_FIELDS = {"debug_file": ("debug_file",), "debug_id": ("debug_identifier", "debug_id"),
+               "code_file": ("code_file",), "code_id": ("code_id", "code_identifier"), "os": ("os",),
+               "cpu": ("cpu", "arch")}
+
+
+@dataclass(eq=False)
+class Refused(Exception):
+    """An upload refused with a status and a reason code (``file``: which file, when known)."""
+
+    status_code: int
+    code: str
+    why: str = ""
+    file: str | None = None
+
+
+async def upload_endpoint(request: Request) -> Response:
+    """POST /api/<project>/symbols/: store the uploaded debug files; 200 ``{"files": [...]}``."""
+    state: ServerState = request.app.state.crashd
+    try:
+        project = await run_in_threadpool(authenticate_upload, state, request)
+        parts, names, budget = await read_files(request, state)
+        try:
+            stored = await run_in_threadpool(store_parts, state, project, parts, names, budget)
+        finally:
+            for part in parts:
+                part.close()
+    except Refused as exc:
+        return await _refuse(state, exc)
+    except MalformedUpload as exc:  # UploadTooLarge too: its discard_code is the bare reason
+        return await _refuse(state, Refused(exc.status_code, exc.discard_code, str(exc)))
+    except ClientDisconnect:
+        return await _refuse(state, Refused(400, "client_disconnected", "client disconnected"))
+    except (OSError, SQLAlchemyError) as exc:
+        log.error("symbol store unavailable, upload refused with 503: %s", exc)
+        return JSONResponse({"detail": "storage_unavailable"}, status_code=503, headers={"Retry-After": "60"})
+    return JSONResponse({"files": stored})
+
+
+def authenticate_upload(state: "ServerState", request: Request) -> Project | None:
+    """The uploading project: the admin token's named project (None for ``_``), else the
+    project of the ingest key, which must be the one the path names (or ``_``)."""
+    ref = request.path_params["project"]
+    if is_admin(request, state.admin_token):
+        if ref == PROJECT_FROM_KEY:
+            return None
+        project = queries.find_project(state.ctx.engine, ref=ref)
+        if project is None:
+            raise Refused(404, "unknown_project", ref)
+        return project
+    try:
+        return authenticate(state, request, None if ref == PROJECT_FROM_KEY else ref)
+    except Rejected as exc:
+        raise Refused(exc.status_code, exc.reason, str(exc)) from exc
+
+
+async def read_files(request: Request, state: "ServerState") -> tuple[list[UploadPart], store.Names, Budget]:
+    """Stream the body under the caps into file parts, plus the names given beside them."""
+    settings = state.settings
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > settings.max_upload_bytes:
+        raise UploadTooLarge("too_large", f"Content-Length {declared}")
+    budget = Budget(settings.max_decompressed_bytes)
+    body = decoded_body(request.stream(), content_encoding=request.headers.get("content-encoding", "").strip().lower(),
+                        max_upload_bytes=settings.max_upload_bytes)
+    media_type, params = parse_options_header(request.headers.get("content-type", ""))
+    if media_type.startswith(b"multipart/"):
+        if not params.get(b"boundary"):
+            raise MalformedUpload("bad_multipart", "multipart Content-Type without a boundary")
+        parsed = await parse_multipart(body, boundary=params[b"boundary"], tmp_dir=state.tmp_dir, budget=budget)
+        return (*_sort_parts(parsed), budget)
+    writer = SpoolWriter(state.tmp_dir, budget)
+    try:
+        async for chunk in body:
+            writer.write(chunk)
+    except BaseException:
+        writer.file.close()
+        raise
+    query = request.query_params
+    part = writer.finish(FILE_FIELD, query.get("filename") or query.get("debug_file"), media_type.decode() or None)
+    return [part], names_from(query), budget
+
+
+def _sort_parts(parsed: list[tuple[dict[str, str], UploadPart]]) -> tuple[list[UploadPart], store.Names]:
+    """File parts (``symbol_file`` or any with a file name) and the text fields' names."""
+    files, text = [], {}
+    for _, part in parsed:
+        if part.name == FILE_FIELD or part.filename is not None or part.size > MAX_FIELD_CHARS:
+            files.append(part)
+        else:
+            text[part.name] = part.file.read().decode("utf-8", "replace").strip()
+            part.close()
+    return files, names_from(text)
+
+
+def names_from(values: Mapping[str, str]) -> store.Names:
+    """store.Names from form fields or query parameters (first non-empty alias wins)."""
+    found = {}
+    for field in fields(store.Names):
+        given = (values.get(alias, "").strip() for alias in NAME_FIELDS[field.name])
+        found[field.name] = next((value[:300] for value in given if value), None)
+    return store.Names(**found)
+
+
+def store_parts(state: "ServerState", project: Project | None, parts: list[UploadPart], names: store.Names,
+                budget: Budget) -> list[dict[str, object]]:
+    """Stage, identify, store, convert and record every file of the upload, in order.
+    A file refused stops the upload; the files stored before it stay (a retry finds them
+    ``unchanged``). Raises Refused, MalformedUpload, OSError, SQLAlchemyError."""
+    symbols_dir = state.settings.symbols_dir
+    if not parts or all(part.size == 0 for part in parts):
+        raise Refused(400, "malformed_no_symbol_file", "no file in the upload")
+    results: list[dict[str, object]] = []
+    for part in parts:
+        part = _decompressed(part, state, budget)
+        try:
+            if is_zip(part.head(4)):
+                members = unpack_zip(part.file, symbols_dir, max_bytes=budget.left)
+                try:
+                    for member, staged in members:
+                        results += _store_staged(state, project, staged, member, store.layout_names(member))
+                finally:  # the members after a refused one
+                    for _, staged in members:
+                        staged.path.unlink(missing_ok=True)
+            else:
+                staged = store.stage(part.file, symbols_dir)
+                results += _store_staged(state, project, staged, part.filename or names.debug_file, names)
+        except store.TooLarge as exc:
+            raise Refused(413, exc.reason, str(exc), part.filename) from exc
+        except MalformedSymbols as exc:
+            raise Refused(400, f"malformed_{exc.reason}", str(exc), getattr(exc, "file", part.filename)) from exc
+        finally:
+            part.close()
+    return results
+
+
+def _decompressed(part: UploadPart, state: "ServerState", budget: Budget) -> UploadPart:
+    """A gzip- or zstd-compressed file (``libc.so.6.sym.gz``) replaced by its content."""
+    head = part.head(4)
+    if head.startswith(GZIP_MAGIC):
+        return decompress_part(part, "gzip", state.tmp_dir, budget)
+    if head == ZSTD_MAGIC:
+        return decompress_part(part, "zstd", state.tmp_dir, budget)
+    return part
+
+
+def _store_staged(state: "ServerState", project: Project | None, staged: store.StagedFile, name: str | None,
+                  names: store.Names) -> list[dict[str, object]]:
+    """Store one staged file under each module it serves; the staged copy is removed."""
+    settings = state.settings
+    try:
+        out = []
+        for identity in store.identify(staged.path, name=name, names=names):
+            stored = store.store_file(staged, identity, name=store.stored_name(identity, name),
+                                      symbols_dir=settings.symbols_dir, cache_dir=settings.symbol_cache_dir)
+            queries.record_symbol_file(state.ctx.engine, row=symbol_row(stored, project))
+            if stored.status == "stored":
+                forget(state, identity)
+            log.info("symbols %s: %s (%d bytes)", stored.status, stored.stored_as, stored.size)
+            out.append(stored.as_dict())
+        return out
+    except MalformedSymbols as exc:
+        exc.file = name  # type: ignore[attr-defined]  (which file of a zip, for the refusal)
+        raise
+    finally:
+        staged.path.unlink(missing_ok=True)
+
+
+def symbol_row(stored: store.StoredFile, project: Project | None) -> SymbolFile:
+    """The symbol_files row of a stored file."""
+    i = stored.identity
+    return SymbolFile(project_id=project.id if project else None, debug_file=i.debug_file, debug_id=i.debug_id,
+                      code_file=i.code_file and i.code_file[:300], code_id=i.code_id and i.code_id[:200],
+                      os=i.os and i.os[:50], cpu=i.cpu and i.cpu[:50], size=stored.size, sha256=stored.sha256,
+                      path=stored.stored_as, uploaded_at=queries.utcnow())
+
+
+def forget(state: "ServerState", identity: store.Identity) -> None:
+    """Tell symbol providers that the module changed: the in-process worker's at once (if it
+    has one: one is never built here), those of other processes (RQ workers) through the
+    store's generation file, which they poll."""
+    provider = state.ctx._symbols
+    if provider is not None:
+        provider.forget(identity.debug_file, identity.debug_id)
+    bump_generation(state.settings.symbols_dir)
+    # Crashes processed without these symbols go through processing again by themselves,
+    # and move to the group of their symbolicated signature.
+    reprocess_for_symbols(state.ctx, state.queue, debug_file=identity.debug_file, debug_id=identity.debug_id)
+
+
+async def _refuse(state: "ServerState", exc: Refused) -> Response:
+    log.info("symbol upload refused: %s (%s)", exc.code, exc.why)
+    try:
+        await run_in_threadpool(queries.count_discard, state.ctx.engine, reason=f"symbols_{exc.code}"[:64])
+    except SQLAlchemyError as err:  # counting must never turn a 400 into a 500
+        log.warning("could not count discard symbols_%s: %s", exc.code, err)
+    body = {"detail": exc.code} | ({"file": exc.file} if exc.file else {})
+    return JSONResponse(body, status_code=exc.status_code)
+
+
+async def lookup_endpoint(request: Request) -> Response:
+    """GET /api/symbols/<debug_file>/<debug_id>[?sha256=]: the stored files of a module (200),
+    or 404. For the admin token or any project's ingest key."""
+    state: ServerState = request.app.state.crashd
+    if not is_admin(request, state.admin_token):
+        key = ingest_key(request)
+        project = await run_in_threadpool(state.projects.get, key) if key else None
+        if project is None:
+            return JSONResponse({"detail": "bad_key" if key else "missing_key"}, status_code=401)
+    module = breakpad_layout(request.path_params["debug_file"], request.path_params["debug_id"])
+    if module is None:
+        return JSONResponse({"detail": "malformed_bad_module_id"}, status_code=400)
+    rows = await run_in_threadpool(queries.symbol_files, state.ctx.engine, debug_file=module[0],
+                                   debug_id=module[1], sha256=request.query_params.get("sha256"))
+    # A row whose file is gone (a wiped symbols folder) is not "stored": the CLI uploads again.
+    files = [row_dict(row) for row in rows if (state.settings.symbols_dir / row.path).is_file()]
+    if not files:
+        return JSONResponse({"detail": "not_found", "files": []}, status_code=404)
+    return JSONResponse({"files": files})
+
+
+def row_dict(row: SymbolFile) -> dict[str, object]:
+    """A symbol_files row as the lookup answers it."""
+    uploaded = queries.as_utc(row.uploaded_at)
+    return {"debug_file": row.debug_file, "debug_id": row.debug_id, "code_file": row.code_file,
+            "code_id": row.code_id, "os": row.os, "cpu": row.cpu, "size": row.size, "sha256": row.sha256,
+            "stored_as": row.path, "project_id": row.project_id,
+            "uploaded_at": uploaded.isoformat() if uploaded else None}
