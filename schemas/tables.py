@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 from enum import Enum
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Column, DateTime, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -61,6 +61,12 @@ class Crash(SQLModel, table=True):
     annotations: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
     processing_error: str | None = Field(default=None)
     processed: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
+    signature: str | None = Field(default=None, max_length=300)
+    signature_version: str | None = Field(default=None, max_length=32)
+    component: str | None = Field(default=None, max_length=50)
+    reason_text: str | None = Field(default=None)
+    platform: str | None = Field(default=None, max_length=50)
+    group_id: int | None = Field(default=None, foreign_key="crash_groups.id", index=True)
 
 
 class Attachment(SQLModel, table=True):
@@ -100,3 +106,89 @@ class DiscardCount(SQLModel, table=True):
     reason: str = Field(primary_key=True, max_length=64)
     day: str = Field(primary_key=True, max_length=10)
     count: int = 0
+
+
+class SymbolFile(SQLModel, table=True):
+    """A debug file stored under ``settings.symbols_dir`` in the Breakpad layout
+    (``path`` is relative to it): one row per module and content, the last upload's."""
+
+    __tablename__ = "symbol_files"
+    __table_args__ = (UniqueConstraint("debug_file", "debug_id", "sha256", name="uq_symbol_file_content"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    project_id: int | None = Field(default=None, foreign_key="projects.id", index=True,
+                                   description="The uploader's project; None for the admin token")
+    debug_file: str = Field(max_length=300)
+    debug_id: str = Field(max_length=64, index=True, description="Breakpad form, upper case")
+    code_file: str | None = Field(default=None, max_length=300)
+    code_id: str | None = Field(default=None, max_length=200)
+    os: str | None = Field(default=None, max_length=50)
+    cpu: str | None = Field(default=None, max_length=50)
+    size: int = Field(sa_column=Column(BigInteger, nullable=False))
+    sha256: str = Field(max_length=64)
+    path: str = Field(max_length=1000)
+    uploaded_at: datetime = _ts(nullable=False, default=utcnow)
+
+
+class CrashGroup(SQLModel, table=True):
+    """All crashes of one project with one signature. Counts are kept by atomic upserts
+    (storage/groups.py), exact under concurrent workers."""
+
+    __tablename__ = "crash_groups"
+    __table_args__ = (UniqueConstraint("project_id", "signature", name="uq_group_signature"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    project_id: int = Field(foreign_key="projects.id", index=True)
+    signature: str = Field(max_length=300)
+    signature_version: str | None = Field(default=None, max_length=32)
+    component: str | None = Field(default=None, max_length=50, index=True)
+    reason_text: str | None = Field(default=None)
+    first_seen: datetime = _ts(nullable=False)
+    last_seen: datetime = _ts(nullable=False, index=True)
+    crash_count: int = 0
+    tester_count: int = 0
+
+
+class GroupTester(SQLModel, table=True):
+    """A tester who hit a group, with how often (a row exists while crash_count > 0)."""
+
+    __tablename__ = "group_testers"
+
+    group_id: int = Field(foreign_key="crash_groups.id", primary_key=True)
+    tester_id: str = Field(primary_key=True, max_length=200)
+    crash_count: int = 0
+    first_seen: datetime = _ts(nullable=False)
+    last_seen: datetime = _ts(nullable=False)
+
+
+class GroupBuild(SQLModel, table=True):
+    """Crashes of a group per build (`""` when the client sent no version)."""
+
+    __tablename__ = "group_builds"
+
+    group_id: int = Field(foreign_key="crash_groups.id", primary_key=True)
+    build: str = Field(primary_key=True, max_length=200)
+    crash_count: int = 0
+    first_seen: datetime = _ts(nullable=False)
+    last_seen: datetime = _ts(nullable=False)
+
+
+class GroupPlatform(SQLModel, table=True):
+    """Crashes of a group per platform (the OS name from the dump)."""
+
+    __tablename__ = "group_platforms"
+
+    group_id: int = Field(foreign_key="crash_groups.id", primary_key=True)
+    platform: str = Field(primary_key=True, max_length=50)
+    crash_count: int = 0
+
+
+class CrashMissingSymbols(SQLModel, table=True):
+    """Modules of a crash's crashing thread whose symbols were missing when it was
+    processed: when they arrive, the crash is reprocessed by itself."""
+
+    __tablename__ = "crash_missing_symbols"
+
+    crash_id: str = Field(foreign_key="crashes.crash_id", primary_key=True, max_length=36)
+    debug_file: str = Field(primary_key=True, max_length=300)
+    debug_id: str = Field(primary_key=True, max_length=64, index=True)

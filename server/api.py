@@ -60,6 +60,12 @@ def crash_document(crash: Crash, project_name: str | None, attachments: list[Att
             for a in attachments
         ],
         "processing_error": crash.processing_error,
+        "signature": crash.signature,
+        "signature_version": crash.signature_version,
+        "component": crash.component,
+        "reason_text": crash.reason_text,
+        "group_id": crash.group_id,
+        "platform": crash.platform,
         "processed": crash.processed,
     }
 

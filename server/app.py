@@ -18,7 +18,7 @@ from sqlalchemy.engine import Engine
 from schemas.settings import Settings
 from schemas.tables import Project
 from storage import queries
-from server import api, ingest
+from server import api, groups_api, ingest, symbols_api
 from storage.db import migrate
 from workers import jobs
 from workers.queue import InProcessJobQueue, JobQueue, make_queue
@@ -95,10 +95,14 @@ async def _sweeper_loop(state: ServerState) -> None:
 ROUTES = [
     Route("/api/{project}/minidump/", ingest.minidump_endpoint, methods=["POST"]),
     Route("/submit", ingest.submit_endpoint, methods=["POST"]),
+    Route("/api/{project}/symbols/", symbols_api.upload_endpoint, methods=["POST"]),
+    Route("/api/symbols/{debug_file}/{debug_id}", symbols_api.lookup_endpoint, methods=["GET"]),
     Route("/api/crashes/{crash_id}", api.crash_detail, methods=["GET"]),
     Route("/api/crashes/{crash_id}/minidump", api.crash_minidump, methods=["GET"]),
     Route("/api/crashes/{crash_id}/attachments/{name}", api.crash_attachment, methods=["GET"]),
     Route("/api/discards", api.discards, methods=["GET"]),
+    Route("/api/groups", groups_api.list_endpoint, methods=["GET"]),
+    Route("/api/groups/{group_id:int}", groups_api.detail_endpoint, methods=["GET"]),
     Route("/__heartbeat__", api.heartbeat, methods=["GET"]),
     Route("/__lbheartbeat__", api.lbheartbeat, methods=["GET"]),
     Route("/__version__", api.version, methods=["GET"]),

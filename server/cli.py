@@ -163,6 +163,82 @@ def cmd_stackwalk(settings: Settings, args: argparse.Namespace) -> int:
     return status
 
 
+def cmd_symbols_upload(settings: Settings, args: argparse.Namespace) -> int:
+    """Upload debug files to a crashd server, skipping those it already holds (docs/symbols.md)."""
+    from server.symbols_client import upload_paths
+
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one progress line per file, not per request
+    return upload_paths(args.paths, url=args.url, key=args.key, project=args.project, as_json=args.json,
+                        timeout=args.timeout)
+
+
+def cmd_reprocess(settings: Settings, args: argparse.Namespace) -> int:
+    """Reprocess crashes after a change to the lists or rules (or symbols)."""
+    from server.groups_api import parse_since
+    from storage.db import migrate
+    from workers import jobs
+    from workers.queue import InProcessJobQueue, make_queue
+    from workers.reprocess import enqueue_all, select_crashes
+
+    try:
+        since = parse_since(args.since)
+    except ValueError as exc:
+        print(f"error: --since: {exc}", file=sys.stderr)
+        return 2
+    ctx = jobs.build_context(settings)
+    migrate(ctx.engine)
+    jobs.install_context(ctx)
+    crash_ids = select_crashes(ctx, everything=args.all, group_id=args.group, since=since)
+    queue = make_queue(settings)
+    bar = progress_bar("reprocess")
+    enqueue_all(queue, crash_ids, bar)
+    if isinstance(queue, InProcessJobQueue):  # no Redis: the jobs run here, wait for them
+        queue.join()
+    queue.close()
+    where = "processed" if isinstance(queue, InProcessJobQueue) else "enqueued on RQ"
+    print(f"{len(crash_ids)} crashes {where}", file=sys.stderr)
+    return 0
+
+
+def progress_bar(label: str, width: int = 30) -> Callable[[int, int], None]:
+    """A text progress bar on stderr: redrawn in place on a terminal, a line per 10% in logs."""
+    tty = sys.stderr.isatty()
+    shown = {"tenth": -1}
+
+    def draw(done: int, total: int) -> None:
+        filled = width * done // max(total, 1)
+        line = f"{label} [{'#' * filled}{'.' * (width - filled)}] {done}/{total}"
+        if tty:
+            print("\r" + line, end="" if done < total else "\n", file=sys.stderr, flush=True)
+        elif 10 * done // max(total, 1) != shown["tenth"]:
+            shown["tenth"] = 10 * done // max(total, 1)
+            print(line, file=sys.stderr, flush=True)
+    return draw
+
+
+def cmd_signature(settings: Settings, args: argparse.Namespace) -> int:
+    """Process one dump offline and print its signature with the notes and each frame's fate
+    (``--json``: the Result as JSON)."""
+    from pathlib import Path
+
+    from symbolicator.process import local_provider, process_minidump
+    from triage.signature import explain, generate
+
+    try:
+        data = Path(args.dump).read_bytes()
+    except OSError as exc:
+        print(f"error: {args.dump}: {exc}", file=sys.stderr)
+        return 1
+    provider = local_provider([Path(d) for d in args.symbols], settings.symbol_cache_dir)
+    report = process_minidump(data, provider)
+    if args.json:
+        result = generate(report)
+        print(json.dumps({"signature": result.signature, "notes": result.notes, "version": result.version}))
+    else:
+        print(explain(report))
+    return 0
+
+
 def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
     """Apply database migrations and exit."""
     from storage.db import make_engine, migrate
@@ -194,6 +270,12 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
     sub.add_parser("sweep", help="re-enqueue stuck crashes once").set_defaults(func=cmd_sweep)
     sub.add_parser("migrate", help="apply database migrations").set_defaults(func=cmd_migrate)
+    reprocess = sub.add_parser("reprocess", help="run crashes through processing again")
+    which = reprocess.add_mutually_exclusive_group(required=True)
+    which.add_argument("--all", action="store_true", help="every crash")
+    which.add_argument("--group", type=int, metavar="ID", help="the crashes of one group")
+    which.add_argument("--since", metavar="DATE", help="crashes received since DATE (ISO) or 24h / 7d ago")
+    reprocess.set_defaults(func=cmd_reprocess)
     walk = sub.add_parser("stackwalk", help="walk and symbolicate minidumps offline")
     walk.add_argument("dumps", nargs="+", metavar="DUMP")
     walk.add_argument("--symbols", action="append", default=[], metavar="DIR",
@@ -201,6 +283,22 @@ def build_parser() -> argparse.ArgumentParser:
     walk.add_argument("--json", action="store_true", help="rust-minidump's JSON, one document per line")
     walk.add_argument("--all-threads", action="store_true", help="human output: every thread")
     walk.set_defaults(func=cmd_stackwalk)
+    sig = sub.add_parser("signature", help="process one dump offline and explain its signature")
+    sig.add_argument("dump", metavar="DUMP")
+    sig.add_argument("--symbols", action="append", default=[], metavar="DIR",
+                     help="a symbol folder in the Breakpad layout (repeatable)")
+    sig.add_argument("--json", action="store_true", help="signature, notes and version as JSON")
+    sig.set_defaults(func=cmd_signature)
+    symbols = sub.add_parser("symbols", help="debug files").add_subparsers(dest="action", required=True)
+    up = symbols.add_parser("upload", help="upload debug files to a crashd server (skips those it has)")
+    up.add_argument("paths", nargs="+", metavar="PATH",
+                    help="a Breakpad symbol tree, .sym or native debug files (ELF, Mach-O, PDB), or a zip")
+    up.add_argument("--url", required=True, help="the server's base URL, e.g. http://127.0.0.1:8000")
+    up.add_argument("--key", required=True, help="a project's ingest key")
+    up.add_argument("--project", default="_", help="project id or name in the upload URL (default `_`: the key's)")
+    up.add_argument("--timeout", type=float, default=300.0, help="seconds per request (the server converts the file)")
+    up.add_argument("--json", action="store_true", help="a JSON summary with every file's outcome")
+    up.set_defaults(func=cmd_symbols_upload)
     return parser
 
 

@@ -3,7 +3,8 @@
 Each rule has ``predicate()`` (should it run on this crash?) and ``action()`` (what it adds to
 the processed crash). A rule that raises adds a note; the next rules still run and the crash
 is still saved. Order: verify the stored dump -> read it -> walk every thread ->
-symbolicate -> report (the full JSON to the blob store, a summary to the crash row).
+symbolicate -> report (the full JSON to the blob store, a summary to the crash row) ->
+signature -> component -> group.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ class ProcessingState:
     raw: bytes | None = None
     dump: Any = None  # symbolicator.minidump.Minidump
     threads: list[Thread] | None = None
+    report: dict[str, Any] | None = None
 
 
 class Rule:
@@ -118,6 +120,89 @@ class ReportRule(Rule):
         key = day_key("processed", state.crash.received_at, f"{state.crash.crash_id}.json")
         ctx.blobs.put_bytes(key, json.dumps(report, separators=(",", ":")).encode())
         state.processed.update(summarize(report), report_key=key)
+        state.report = report
+
+
+class SignatureRule(Rule):
+    """Adds ``signature``, ``signature_version`` and ``signature_notes`` (triage/signature:
+    a pure function of the crashing thread and the annotations)."""
+
+    def predicate(self, ctx: WorkerContext, state: ProcessingState) -> bool:
+        return state.fatal is None and state.report is not None
+
+    def action(self, ctx: WorkerContext, state: ProcessingState) -> None:
+        from triage.signature.generator import generate
+
+        annotations = state.processed.get("annotations") or state.crash.annotations or {}
+        result = generate(state.report or {}, annotations)
+        state.processed.update(signature=result.signature, signature_version=result.version,
+                               signature_notes=result.notes)
+
+
+class ComponentRule(Rule):
+    """Adds ``component``, ``reason_text`` and ``component_notes`` from the top trusted frames
+    and the text attachments (a GGML_ASSERT or Rust panic line in a log)."""
+
+    def predicate(self, ctx: WorkerContext, state: ProcessingState) -> bool:
+        return state.fatal is None and state.report is not None
+
+    def action(self, ctx: WorkerContext, state: ProcessingState) -> None:
+        from triage.components import classify
+
+        result = classify(state.report or {}, read_logs(ctx, state.crash.crash_id))
+        state.processed.update(component=result.component, reason_text=result.reason_text,
+                               component_notes=result.notes)
+
+
+LOG_TAIL_BYTES = 1024 * 1024
+
+
+def read_logs(ctx: WorkerContext, crash_id: str) -> list[str]:
+    """The last MiB of each text attachment (logs end with what went wrong)."""
+    logs = []
+    for attachment in queries.get_attachments(ctx.engine, crash_id=crash_id):
+        name = (attachment.filename or attachment.name).lower()
+        textual = (attachment.content_type or "").startswith("text/") or name.endswith((".log", ".txt"))
+        if not textual and "log" not in name:
+            continue
+        try:
+            with ctx.blobs.open(attachment.blob_key) as handle:
+                handle.seek(max(0, attachment.size - LOG_TAIL_BYTES))
+                logs.append(handle.read(LOG_TAIL_BYTES).decode("utf-8", "replace"))
+        except BlobNotFound:
+            continue
+    return logs
+
+
+class GroupRule(Rule):
+    """Counts the crash in the group of its (project, signature) (storage/groups.py) and
+    records which modules' symbols were missing in the crashing thread, so the crash is
+    reprocessed when they arrive. Adds ``group_id``."""
+
+    def predicate(self, ctx: WorkerContext, state: ProcessingState) -> bool:
+        return state.fatal is None and "signature" in state.processed
+
+    def action(self, ctx: WorkerContext, state: ProcessingState) -> None:
+        from storage.groups import Grouping, assign_group, record_missing_symbols
+
+        crash, processed = state.crash, state.processed
+        report = state.report or {}
+        group_id = assign_group(ctx.engine, grouping=Grouping(
+            crash_id=crash.crash_id, project_id=crash.project_id, signature=processed["signature"],
+            signature_version=processed["signature_version"], component=processed.get("component"),
+            reason_text=processed.get("reason_text"), platform=report.get("system_info", {}).get("os"),
+            seen_at=queries.as_utc(crash.received_at),  # type: ignore[arg-type]
+        ))
+        processed["group_id"] = group_id
+        record_missing_symbols(ctx.engine, crash_id=crash.crash_id, modules=missing_in_crashing_thread(report))
+
+
+def missing_in_crashing_thread(report: dict[str, Any]) -> set[tuple[str, str]]:
+    """(debug_file, debug_id) of modules with frames in the crashing thread but no symbols."""
+    names = {f["module"] for f in (report.get("crashing_thread") or {}).get("frames", [])
+             if f.get("missing_symbols") and f.get("module")}
+    return {(m["debug_file"], m["debug_id"]) for m in report.get("modules", [])
+            if m["filename"] in names and m.get("missing_symbols") and m.get("debug_file") and m.get("debug_id")}
 
 
 def summarize(report: dict[str, Any], top: int = 10) -> dict[str, Any]:
@@ -147,6 +232,7 @@ def summarize(report: dict[str, Any], top: int = 10) -> dict[str, Any]:
 
 DEFAULT_RULES: tuple[Rule, ...] = (
     VerifyMinidumpRule(), CopyAnnotationsRule(), ReadMinidumpRule(), WalkStacksRule(), ReportRule(),
+    SignatureRule(), ComponentRule(), GroupRule(),
 )
 
 

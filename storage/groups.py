@@ -1,0 +1,258 @@
+"""Crash groups in the database: assign a crash to the group of its signature, with counts
+kept exact under concurrent workers by atomic upserts (never read-modify-write in Python).
+
+A crash counts in exactly one group. Reprocessing moves it: its old group's counts go down
+and the new group's go up in the same transaction.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Iterator
+
+from sqlalchemy import Table, and_, delete, func, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import OperationalError
+
+from schemas.tables import Crash, CrashGroup, CrashMissingSymbols, GroupBuild, GroupPlatform, GroupTester
+
+log = logging.getLogger(__name__)
+
+GROUPS: Table = CrashGroup.__table__  # type: ignore[attr-defined]
+TESTERS: Table = GroupTester.__table__  # type: ignore[attr-defined]
+BUILDS: Table = GroupBuild.__table__  # type: ignore[attr-defined]
+PLATFORMS: Table = GroupPlatform.__table__  # type: ignore[attr-defined]
+CRASHES: Table = Crash.__table__  # type: ignore[attr-defined]
+MISSING: Table = CrashMissingSymbols.__table__  # type: ignore[attr-defined]
+RETRIES = 8
+MOVE_LOCK = 0x67727073  # advisory lock class for moving crashes between groups
+
+
+@dataclass(frozen=True)
+class Grouping:
+    """What processing decided about a crash, to be counted in its group."""
+
+    crash_id: str
+    project_id: int
+    signature: str
+    signature_version: str
+    component: str | None
+    reason_text: str | None
+    platform: str | None
+    seen_at: datetime  # the crash's received_at
+
+
+def assign_group(engine: Engine, *, grouping: Grouping) -> int:
+    """Put the crash in the group of its signature (creating it) and return the group id.
+
+    Idempotent: processing a crash again with the same signature changes no count.
+    Retries on deadlocks and SQLite's busy errors (two crashes moving between two groups in
+    opposite directions can deadlock on PostgreSQL).
+    """
+    for attempt in range(RETRIES):
+        try:
+            with _write_transaction(engine) as conn:
+                return _assign(conn, grouping)
+        except OperationalError as exc:
+            if attempt == RETRIES - 1:
+                raise
+            log.info("group assignment of %s retried: %s", grouping.crash_id, exc.orig)
+            time.sleep(0.01 * (2**attempt))
+    raise AssertionError("unreachable")
+
+
+@contextlib.contextmanager
+def _write_transaction(engine: Engine) -> Iterator[Connection]:
+    """A transaction that writes. On SQLite it starts with BEGIN IMMEDIATE: a deferred one
+    that reads first and writes later can fail at once with "database is locked" when
+    another writer got there in between (the busy handler cannot help a lock upgrade)."""
+    if engine.dialect.name != "sqlite":
+        with engine.begin() as conn:
+            yield conn
+        return
+    with engine.connect() as raw:
+        conn = raw.execution_options(isolation_level="AUTOCOMMIT")
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.exec_driver_sql("ROLLBACK")
+            raise
+        conn.exec_driver_sql("COMMIT")
+
+
+def _insert(conn: Connection):  # type: ignore[no-untyped-def]
+    return (postgresql if conn.dialect.name == "postgresql" else sqlite).insert
+
+
+def _greatest(conn: Connection, a: Any, b: Any) -> Any:
+    return func.greatest(a, b) if conn.dialect.name == "postgresql" else func.max(a, b)
+
+
+def _least(conn: Connection, a: Any, b: Any) -> Any:
+    return func.least(a, b) if conn.dialect.name == "postgresql" else func.min(a, b)
+
+
+def _assign(conn: Connection, g: Grouping) -> int:
+    row = conn.execute(
+        select(CRASHES.c.group_id, CRASHES.c.build, CRASHES.c.tester_id, CRASHES.c.platform)
+        .where(CRASHES.c.crash_id == g.crash_id).with_for_update()
+    ).one()
+    if row.group_id is not None:
+        old_signature = conn.execute(select(GROUPS.c.signature).where(GROUPS.c.id == row.group_id)).scalar_one()
+        if old_signature == g.signature:
+            _update_crash(conn, g, row.group_id)
+            conn.execute(update(GROUPS).where(GROUPS.c.id == row.group_id).values(
+                component=g.component, reason_text=func.coalesce(g.reason_text, GROUPS.c.reason_text)))
+            return row.group_id
+        if conn.dialect.name == "postgresql":
+            # Two crashes moving between two groups in opposite directions would lock the
+            # group rows in opposite orders: moves within a project take turns.
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key, :project)"),
+                         {"key": MOVE_LOCK, "project": g.project_id})
+        _uncount(conn, row.group_id, row.build, row.tester_id, row.platform)
+    group_id = _count(conn, g, row.build, row.tester_id)
+    _update_crash(conn, g, group_id)
+    return group_id
+
+
+def _count(conn: Connection, g: Grouping, build: str | None, tester_id: str | None) -> int:
+    insert = _insert(conn)
+    stmt = insert(GROUPS).values(
+        project_id=g.project_id, signature=g.signature, signature_version=g.signature_version,
+        component=g.component, reason_text=g.reason_text, first_seen=g.seen_at, last_seen=g.seen_at,
+        crash_count=1, tester_count=0,
+    )
+    stmt = stmt.on_conflict_do_update(index_elements=["project_id", "signature"], set_={
+        "crash_count": GROUPS.c.crash_count + 1,
+        "first_seen": _least(conn, GROUPS.c.first_seen, stmt.excluded.first_seen),
+        "last_seen": _greatest(conn, GROUPS.c.last_seen, stmt.excluded.last_seen),
+        "component": stmt.excluded.component,
+        "signature_version": stmt.excluded.signature_version,
+        "reason_text": func.coalesce(stmt.excluded.reason_text, GROUPS.c.reason_text),
+    }).returning(GROUPS.c.id)
+    group_id = conn.execute(stmt).scalar_one()
+    seen = {"first_seen": g.seen_at, "last_seen": g.seen_at}
+    if tester_id:
+        if _bump(conn, TESTERS, {"group_id": group_id, "tester_id": tester_id}, seen) == 1:
+            conn.execute(update(GROUPS).where(GROUPS.c.id == group_id).values(tester_count=GROUPS.c.tester_count + 1))
+    _bump(conn, BUILDS, {"group_id": group_id, "build": build or ""}, seen)
+    _bump(conn, PLATFORMS, {"group_id": group_id, "platform": g.platform or ""}, {})
+    return group_id
+
+
+def _bump(conn: Connection, table: Table, key: dict[str, Any], seen: dict[str, Any]) -> int:
+    """Upsert a counter row; returns its new crash_count (1: it was just created)."""
+    insert = _insert(conn)
+    stmt = insert(table).values(**key, crash_count=1, **seen)
+    changes: dict[str, Any] = {"crash_count": table.c.crash_count + 1}
+    if seen:
+        changes["first_seen"] = _least(conn, table.c.first_seen, stmt.excluded.first_seen)
+        changes["last_seen"] = _greatest(conn, table.c.last_seen, stmt.excluded.last_seen)
+    stmt = stmt.on_conflict_do_update(index_elements=list(key), set_=changes).returning(table.c.crash_count)
+    return conn.execute(stmt).scalar_one()
+
+
+def _uncount(conn: Connection, group_id: int, build: str | None, tester_id: str | None, platform: str | None) -> None:
+    conn.execute(update(GROUPS).where(GROUPS.c.id == group_id).values(crash_count=GROUPS.c.crash_count - 1))
+    if tester_id and _drop(conn, TESTERS, {"group_id": group_id, "tester_id": tester_id}) == 0:
+        conn.execute(update(GROUPS).where(GROUPS.c.id == group_id).values(tester_count=GROUPS.c.tester_count - 1))
+    _drop(conn, BUILDS, {"group_id": group_id, "build": build or ""})
+    _drop(conn, PLATFORMS, {"group_id": group_id, "platform": platform or ""})
+
+
+def _drop(conn: Connection, table: Table, key: dict[str, Any]) -> int | None:
+    """Count one crash less in a counter row, deleting it at zero; returns the new count."""
+    where = and_(*(table.c[k] == v for k, v in key.items()))
+    left = conn.execute(update(table).where(where).values(crash_count=table.c.crash_count - 1)
+                        .returning(table.c.crash_count)).scalar_one_or_none()
+    if left is not None and left <= 0:
+        conn.execute(delete(table).where(where))
+    return left
+
+
+def _update_crash(conn: Connection, g: Grouping, group_id: int) -> None:
+    conn.execute(update(CRASHES).where(CRASHES.c.crash_id == g.crash_id).values(
+        group_id=group_id, signature=g.signature, signature_version=g.signature_version,
+        component=g.component, reason_text=g.reason_text, platform=g.platform,
+    ))
+
+
+def record_missing_symbols(engine: Engine, *, crash_id: str, modules: set[tuple[str, str]]) -> None:
+    """Replace the crash's list of (debug_file, debug_id) whose symbols were missing."""
+    with engine.begin() as conn:
+        conn.execute(delete(MISSING).where(MISSING.c.crash_id == crash_id))
+        if modules:
+            conn.execute(MISSING.insert(), [
+                {"crash_id": crash_id, "debug_file": f, "debug_id": i} for f, i in sorted(modules)])
+
+
+def crashes_missing(engine: Engine, *, debug_file: str, debug_id: str) -> list[str]:
+    """Crashes processed without the symbols of this module (debug id case-insensitive)."""
+    with engine.connect() as conn:
+        rows = conn.execute(select(MISSING.c.crash_id).where(
+            func.lower(MISSING.c.debug_file) == debug_file.lower(),
+            func.upper(MISSING.c.debug_id) == debug_id.upper(),
+        ).order_by(MISSING.c.crash_id))
+        return [r.crash_id for r in rows]
+
+
+# -- reading groups -------------------------------------------------------------------------
+
+GROUP_FIELDS = ("id", "project_id", "signature", "signature_version", "component", "reason_text",
+                "first_seen", "last_seen", "crash_count", "tester_count")
+
+
+def list_groups(engine: Engine, *, project_id: int | None = None, component: str | None = None,
+                build: str | None = None, since: datetime | None = None, limit: int = 100,
+                offset: int = 0) -> list[dict[str, Any]]:
+    """Groups with at least one crash, most testers first, then most crashes.
+
+    build: only groups seen in that build (their crash_count is then that build's);
+    since: only groups seen at or after it.
+    """
+    columns = [GROUPS.c[name] for name in GROUP_FIELDS]
+    stmt = select(*columns).where(GROUPS.c.crash_count > 0)
+    if build is not None:
+        stmt = select(*columns, BUILDS.c.crash_count.label("build_crash_count")).join(
+            BUILDS, and_(BUILDS.c.group_id == GROUPS.c.id, BUILDS.c.build == build)
+        ).where(GROUPS.c.crash_count > 0)
+    if project_id is not None:
+        stmt = stmt.where(GROUPS.c.project_id == project_id)
+    if component is not None:
+        stmt = stmt.where(GROUPS.c.component == component)
+    if since is not None:
+        stmt = stmt.where(GROUPS.c.last_seen >= since)
+    stmt = stmt.order_by(GROUPS.c.tester_count.desc(), GROUPS.c.crash_count.desc(), GROUPS.c.id)
+    with engine.connect() as conn:
+        return [dict(r._mapping) for r in conn.execute(stmt.limit(limit).offset(offset))]
+
+
+def get_group(engine: Engine, *, group_id: int) -> dict[str, Any] | None:
+    """One group with its per-build and per-platform counts and its latest crash id."""
+    with engine.connect() as conn:
+        row = conn.execute(select(*(GROUPS.c[n] for n in GROUP_FIELDS)).where(GROUPS.c.id == group_id)).first()
+        if row is None:
+            return None
+        group = dict(row._mapping)
+        group["builds"] = [dict(r._mapping) for r in conn.execute(
+            select(BUILDS.c.build, BUILDS.c.crash_count, BUILDS.c.first_seen, BUILDS.c.last_seen)
+            .where(BUILDS.c.group_id == group_id).order_by(BUILDS.c.first_seen))]
+        group["platforms"] = {r.platform: r.crash_count for r in conn.execute(
+            select(PLATFORMS.c.platform, PLATFORMS.c.crash_count).where(PLATFORMS.c.group_id == group_id))}
+        group["representative_crash_id"] = conn.execute(
+            select(CRASHES.c.crash_id).where(CRASHES.c.group_id == group_id)
+            .order_by(CRASHES.c.received_at.desc()).limit(1)).scalar_one_or_none()
+        return group
+
+
+def group_crash_ids(engine: Engine, *, group_id: int) -> list[str]:
+    """Every crash currently in the group."""
+    with engine.connect() as conn:
+        return list(conn.execute(select(CRASHES.c.crash_id).where(CRASHES.c.group_id == group_id)
+                                 .order_by(CRASHES.c.received_at)).scalars())

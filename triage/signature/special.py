@@ -1,0 +1,108 @@
+"""The special signature forms: ``hang | ...``, ``OOM | <size class> | ...``, ``stackoverflow | ...``.
+
+Each detector reads the report, the annotations and the normalized frames and returns why
+the form applies (a note), or None. Crash reason names are those of
+``symbolicator/crash_reason.py`` (rust-minidump's spelling).
+"""
+
+from __future__ import annotations
+
+from triage.signature.siglists import Entry
+
+# Socorro's split (rules.py OOMSignature): up to 256 KiB is "small", the process or machine
+# was out of memory and any allocation fails; above it the request itself is the suspect.
+# Above 256 MiB we say "huge": a game rarely asks for that much at once, so it is usually a
+# corrupt or overflowed size computation, a different bug from memory pressure.
+OOM_SMALL_MAX = 256 * 1024
+OOM_LARGE_MAX = 256 * 1024 * 1024
+OOM_SIZE_KEYS = ("oomallocationsize",)  # oom_allocation_size, OOMAllocationSize (Firefox)
+# STATUS_NO_MEMORY: HeapAlloc with HEAP_GENERATE_EXCEPTIONS; OUT_OF_MEMORY: Chromium allocators
+OOM_REASONS = ("STATUS_NO_MEMORY", "OUT_OF_MEMORY")
+STACK_OVERFLOW_REASONS = ("EXCEPTION_STACK_OVERFLOW",)
+# Linux and macOS report a stack overflow as an ordinary bad access to the guard page
+MEMORY_FAULT_REASONS = ("SIGSEGV", "SIGBUS", "EXC_BAD_ACCESS", "EXCEPTION_ACCESS_VIOLATION", "EXCEPTION_GUARD_PAGE")
+RECURSION_MIN_FRAMES = 100  # a legitimate recursion this deep with identical frames is rare
+RECURSION_MAX_PERIOD = 4  # a -> b -> a -> b ... counts as well as a -> a -> a
+HANG_FLAG_KEYS = ("hang",)  # hang=1
+HANG_REASON_KEYS = ("hangreason",)  # hang_reason, HangReason: any non-empty value
+FALSE_VALUES = {"", "0", "false", "no", "off"}
+
+
+def annotation(annotations: dict[str, str], keys: tuple[str, ...]) -> str | None:
+    """The value of the first annotation whose key, lower-cased without ``_`` and ``-``, is
+    one of keys; None when there is none."""
+    for key, value in annotations.items():
+        if key.lower().replace("_", "").replace("-", "") in keys:
+            return str(value).strip()
+    return None
+
+
+def hang_reason(annotations: dict[str, str]) -> str | None:
+    """Why this dump is a hang (a watchdog's dump of a stuck game), or None."""
+    reason = annotation(annotations, HANG_REASON_KEYS)
+    if reason:
+        return f"hang: annotation hang_reason={reason!r}"
+    flag = annotation(annotations, HANG_FLAG_KEYS)
+    if flag is not None and flag.lower() not in FALSE_VALUES:
+        return f"hang: annotation hang={flag!r}"
+    return None
+
+
+def size_class(size: int) -> str:
+    """small (<= 256 KiB), large (<= 256 MiB) or huge."""
+    if size <= OOM_SMALL_MAX:
+        return "small"
+    return "large" if size <= OOM_LARGE_MAX else "huge"
+
+
+def oom(annotations: dict[str, str], reason: str, labels: list[str],
+        markers: tuple[Entry, ...]) -> tuple[str, str] | None:
+    """(size class, note) when this is an allocation failure, else None. Evidence, first found:
+    a size annotation, an out-of-memory crash reason, an oom.txt entry matching labels (the
+    reliable frames the signature walk looked at, top first)."""
+    raw = annotation(annotations, OOM_SIZE_KEYS)
+    if raw:
+        try:
+            size = int(raw, 0)
+        except ValueError:
+            return "unknown", f"OOM: annotation oom_allocation_size={raw!r} is not a number"
+        return size_class(size), f"OOM: annotation oom_allocation_size={size}"
+    if reason.startswith(OOM_REASONS):
+        return "unknown", f"OOM: crash reason {reason}"
+    for index in range(len(labels)):
+        for entry in markers:
+            if entry.matches_at(labels, index):
+                return "unknown", f"OOM: frame {labels[index]!r} matches {entry.where} {entry.text!r}"
+    return None
+
+
+def recursion(labels: list[str]) -> tuple[int, int, int] | None:
+    """(start, period, length) of the first run of at least RECURSION_MIN_FRAMES frames that
+    repeats with a period of at most RECURSION_MAX_PERIOD frames, or None."""
+    for period in range(1, RECURSION_MAX_PERIOD + 1):
+        run_start, run = 0, 0
+        for index in range(period, len(labels)):
+            if labels[index] == labels[index - period]:
+                if run == 0:
+                    run_start = index - period
+                run += 1
+                if run + period >= RECURSION_MIN_FRAMES:
+                    return run_start, period, run + period
+            else:
+                run = 0
+    return None
+
+
+def stack_overflow(reason: str, labels: list[str]) -> str | None:
+    """Why this crash is a stack overflow, or None: the Windows exception code, or a memory
+    fault in a thread whose reliable frames recurse RECURSION_MIN_FRAMES deep."""
+    if reason.startswith(STACK_OVERFLOW_REASONS):
+        return f"stackoverflow: crash reason {reason}"
+    if not reason.startswith(MEMORY_FAULT_REASONS):
+        return None
+    found = recursion(labels)
+    if found is None:
+        return None
+    start, period, length = found
+    return (f"stackoverflow: {reason} with {length} frames recursing from frame {labels[start]!r}"
+            f" (period {period})")
