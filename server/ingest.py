@@ -45,6 +45,8 @@ log = logging.getLogger(__name__)
 BUILD_KEYS = ("ver", "version", "release", "sentry.release")
 PRODUCT_KEYS = ("prod", "product", "ProductName", "sentry.extra.product")
 TESTER_KEYS = ("tester_id", "guid", "user_id", "sentry.user.id")
+# The client (installation) that retries an upload: Crashpad's guid first.
+CLIENT_KEYS = ("guid", "tester_id", "user_id", "sentry.user.id")
 
 
 class Rejected(Exception):
@@ -200,9 +202,9 @@ def first_of(annotations: dict[str, str], keys: tuple[str, ...]) -> str | None:
     return None
 
 
-def fingerprint(project: Project, tester_id: str | None, dump_sha256: str) -> str:
+def fingerprint(project: Project, client_id: str | None, dump_sha256: str) -> str:
     """Dedupe key of a client retry: the same dump from the same client of one project."""
-    raw = f"{project.id}\0{tester_id or ''}\0{dump_sha256}".encode()
+    raw = f"{project.id}\0{client_id or ''}\0{dump_sha256}".encode()
     return hashlib.sha256(raw).hexdigest()
 
 
@@ -214,7 +216,7 @@ def persist_upload(
     Raises StorageUnavailable."""
     annotations = {**from_query, **parsed.annotations}  # form fields win over the query
     tester_id = first_of(annotations, TESTER_KEYS)
-    key = fingerprint(project, tester_id, parsed.minidump.sha256)
+    key = fingerprint(project, first_of(annotations, CLIENT_KEYS), parsed.minidump.sha256)
     window = timedelta(hours=state.settings.dedupe_window_hours)
     engine, blobs = state.ctx.engine, state.ctx.blobs
     written: list[str] = []

@@ -181,6 +181,16 @@ def _crashd(backend: str, settings: Settings) -> Iterator[Crashd]:
         jobs.install_context(None)
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def rq_crashd(request: pytest.FixtureRequest, tmp_path: Path, redis_url: str):
+    """crashd on RQ with either database."""
+    pg = request.getfixturevalue("pg_database") if request.param == "postgres" else None
+    settings = make_settings("postgres-rq", tmp_path, pg, redis_url)
+    if pg is None:
+        settings.database_url = None
+    yield from _crashd(f"{request.param}-rq", settings)
+
+
 # -- a live server on a loopback port -------------------------------------------------------
 
 

@@ -28,16 +28,6 @@ def upload(crashd: Crashd, tag: int) -> str:
     return response.text
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def rq_crashd(request: pytest.FixtureRequest, tmp_path: Path, redis_url: str):
-    """crashd on RQ with either database."""
-    pg = request.getfixturevalue("pg_database") if request.param == "postgres" else None
-    settings = make_settings("postgres-rq", tmp_path, pg, redis_url)
-    if pg is None:
-        settings.database_url = None
-    yield from _crashd(f"{request.param}-rq", settings)
-
-
 def test_upload_enqueues_rq_job_with_crash_id(rq_crashd: Crashd) -> None:
     crash_id = upload(rq_crashd, 1)
     redis = Redis.from_url(rq_crashd.settings.redis_url)

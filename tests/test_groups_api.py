@@ -1,0 +1,93 @@
+"""GET /api/groups and /api/groups/<id> on both backends, with real processed crashes; and
+exact counts when several real `crashd worker` processes process one signature at once."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+
+from conftest import REPO, Crashd, require_corpus
+from uploads import minidump_upload
+
+SEGV = "linux-x64-generated-crashpad-segv-O0"
+ABORT = "linux-x64-generated-crashpad-abort-O2"
+
+
+def upload(crashd: Crashd, case: str, **fields: str) -> str:
+    dump = (require_corpus() / case / f"{case}.dmp").read_bytes()
+    body, ctype = minidump_upload(dump, **fields)
+    response = crashd.client.post(f"/api/{crashd.project.id}/minidump/?sentry_key={crashd.key}",
+                                  content=body, headers={"Content-Type": ctype})
+    assert response.status_code == 200, response.text
+    return response.text
+
+
+def with_symbols(crashd: Crashd, *cases: str) -> None:
+    for case in cases:
+        shutil.copytree(require_corpus() / case / "symbols", crashd.settings.symbols_dir, dirs_exist_ok=True)
+
+
+def test_groups_list_and_detail(crashd: Crashd) -> None:
+    with_symbols(crashd, SEGV, ABORT)
+    segv = [upload(crashd, SEGV, guid=f"g{i}", tester_id=f"t{i % 2}", ver=v) for i, v in enumerate(["1.0", "1.0", "1.1"])]
+    upload(crashd, ABORT, guid="g9", tester_id="t9", ver="1.1")
+    crashd.drain()
+    listed = crashd.client.get("/api/groups?project=game", headers=crashd.admin).json()["groups"]
+    assert [(g["signature"], g["crash_count"], g["tester_count"]) for g in listed] == [
+        ("crash_here", 3, 2), ("process_item", 1, 1)]
+    first = listed[0]
+    assert {"id", "signature", "component", "crash_count", "tester_count", "first_seen", "last_seen"} <= first.keys()
+    assert first["component"] == "game"
+    detail = crashd.client.get(f"/api/groups/{first['id']}", headers=crashd.admin).json()
+    assert {b["build"]: b["crash_count"] for b in detail["builds"]} == {"1.0": 2, "1.1": 1}
+    assert detail["platforms"] == {"Linux": 3}
+    assert detail["representative_crash"]["crash_id"] in segv
+    assert detail["representative_crash"]["top_frames"][0]["function"] == "crash_here"
+    crash = crashd.crash(segv[0])
+    assert (crash["signature"], crash["component"], crash["group_id"]) == ("crash_here", "game", first["id"])
+
+
+def test_groups_filters_and_errors(crashd: Crashd) -> None:
+    with_symbols(crashd, SEGV, ABORT)
+    upload(crashd, SEGV, guid="a", ver="1.0")
+    upload(crashd, ABORT, guid="b", ver="2.0")
+    crashd.drain()
+
+    def signatures(query: str) -> list[str]:
+        response = crashd.client.get(f"/api/groups?{query}", headers=crashd.admin)
+        assert response.status_code == 200, response.text
+        return [g["signature"] for g in response.json()["groups"]]
+
+    assert signatures("build=2.0") == ["process_item"]
+    assert signatures("component=game&since=24h") == ["crash_here", "process_item"] or \
+        sorted(signatures("component=game&since=24h")) == ["crash_here", "process_item"]
+    assert signatures("component=llama_cpp") == []
+    assert signatures("since=2999-01-01") == []
+    assert crashd.client.get("/api/groups?since=yesterday", headers=crashd.admin).status_code == 400
+    assert crashd.client.get("/api/groups?project=nope", headers=crashd.admin).status_code == 404
+    assert crashd.client.get("/api/groups").status_code == 401
+    assert crashd.client.get("/api/groups/999999", headers=crashd.admin).status_code == 404
+
+
+def test_several_worker_processes_keep_counts_exact(rq_crashd: Crashd) -> None:
+    """30 crashes of one signature from 10 testers, processed by 3 `crashd worker`
+    processes at the same time: exactly one group, 30 crashes, 10 testers."""
+    crashd = rq_crashd
+    with_symbols(crashd, SEGV)
+    for i in range(30):
+        upload(crashd, SEGV, guid=f"g{i}", tester_id=f"tester-{i % 10}", ver=f"1.{i % 3}")
+    settings = crashd.settings
+    env = {**os.environ, "CRASHD_DATA_DIR": str(settings.data_dir), "CRASHD_REDIS_URL": settings.redis_url or "",
+           "CRASHD_QUEUE_NAME": settings.queue_name,
+           "CRASHD_DATABASE_URL": settings.effective_database_url.replace("postgresql+psycopg://", "postgresql://")}
+    workers = [subprocess.Popen([sys.executable, "-m", "server.cli", "worker", "--burst"], cwd=REPO, env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    for worker in workers:
+        _, err = worker.communicate(timeout=300)
+        assert worker.returncode == 0, err
+    listed = crashd.client.get("/api/groups?project=game", headers=crashd.admin).json()["groups"]
+    assert [(g["signature"], g["crash_count"], g["tester_count"]) for g in listed] == [("crash_here", 30, 10)]
+    detail = crashd.client.get(f"/api/groups/{listed[0]['id']}", headers=crashd.admin).json()
+    assert {b["build"]: b["crash_count"] for b in detail["builds"]} == {"1.0": 10, "1.1": 10, "1.2": 10}
