@@ -192,3 +192,88 @@ class CrashMissingSymbols(SQLModel, table=True):
     crash_id: str = Field(foreign_key="crashes.crash_id", primary_key=True, max_length=36)
     debug_file: str = Field(primary_key=True, max_length=300)
     debug_id: str = Field(primary_key=True, max_length=64, index=True)
+
+
+class GameSession(SQLModel, table=True):
+    """A play session reported by the client: the denominator of crash rates. Idempotent on
+    session_id: a later report updates status and duration."""
+
+    __tablename__ = "sessions"
+
+    session_id: str = Field(primary_key=True, max_length=100)
+    project_id: int = Field(foreign_key="projects.id", index=True)
+    tester_id: str | None = Field(default=None, max_length=200, index=True)
+    build: str | None = Field(default=None, max_length=200, index=True)
+    started: datetime = _ts(nullable=False, index=True)
+    duration: float | None = None
+    status: str = Field(max_length=16, description="ok | exited | crashed | abnormal")
+    updated_at: datetime = _ts(nullable=False, default=utcnow)
+
+
+class TicketState(str, Enum):
+    """A ticket's life: open -> resolved (fixed_in) -> verified; regressed reopens it."""
+
+    open = "open"
+    resolved = "resolved"
+    verified = "verified"
+    regressed = "regressed"
+    wontfix = "wontfix"
+    duplicate = "duplicate"
+
+
+class Ticket(SQLModel, table=True):
+    """The triage ticket of a crash group. At most one per group (a database constraint):
+    escalation, regression and reopening change this one ticket."""
+
+    __tablename__ = "tickets"
+    __table_args__ = (UniqueConstraint("group_id", name="uq_ticket_group"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    project_id: int = Field(foreign_key="projects.id", index=True)
+    group_id: int = Field(foreign_key="crash_groups.id")
+    priority: str = Field(max_length=4, description="P0 | P1")
+    state: str = Field(default=TicketState.open.value, max_length=16, index=True)
+    title: str = Field(max_length=400)
+    reason_text: str | None = None
+    rule: str = Field(max_length=100, description="the threshold rule that opened or last escalated it")
+    testers_at_firing: int = 0
+    crashes_at_firing: int = 0
+    builds_at_firing: list[str] = Field(default_factory=list, sa_column=Column(JSON))
+    due_at: datetime = _ts(nullable=False, index=True)
+    fixed_in: str | None = Field(default=None, max_length=200)
+    external_key: str | None = Field(default=None, max_length=200)
+    external_url: str | None = Field(default=None, max_length=500)
+    created_at: datetime = _ts(nullable=False, default=utcnow)
+    updated_at: datetime = _ts(nullable=False, default=utcnow)
+
+
+class TicketEvent(SQLModel, table=True):
+    """One change of a ticket: who or what made it, and the numbers behind it."""
+
+    __tablename__ = "ticket_events"
+
+    id: int | None = Field(default=None, primary_key=True)
+    ticket_id: int = Field(foreign_key="tickets.id", index=True)
+    at: datetime = _ts(nullable=False, default=utcnow)
+    actor: str = Field(max_length=200, description="rule:<name>, user:<name>, system:verification ...")
+    action: str = Field(max_length=32, description="opened escalated resolved verified rejected regressed reopened wontfix duplicate")
+    details: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
+
+
+class Notification(SQLModel, table=True):
+    """Outbox: a ticket event to deliver to one tracker/chat backend. Written in the same
+    transaction as the ticket change, delivered by a queue job with retries, never lost."""
+
+    __tablename__ = "notifications"
+
+    id: int | None = Field(default=None, primary_key=True)
+    ticket_id: int = Field(foreign_key="tickets.id", index=True)
+    event: str = Field(max_length=32, description="opened | escalated | resolved | verified | regressed")
+    backend: str = Field(max_length=32, description="webhook | jira | github | discord")
+    payload: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
+    status: str = Field(default="pending", max_length=16, index=True, description="pending | sent | failed")
+    attempts: int = 0
+    next_attempt_at: datetime = _ts(nullable=False, default=utcnow, index=True)
+    last_error: str | None = None
+    created_at: datetime = _ts(nullable=False, default=utcnow)
+    sent_at: datetime | None = _ts(nullable=True)
