@@ -20,6 +20,9 @@ MiB = 1024 * 1024
 # Secrets that are obviously placeholders; refused outside development.
 PLACEHOLDER_SECRETS = {"", "changeme", "change-me", "secret", "admin", "token", "dev"}
 
+# The rules file shipped in the triage package (a path, so nothing is imported or read here).
+DEFAULT_RULES_FILE = Path(__file__).resolve().parent.parent / "triage" / "rules.toml"
+
 
 class Settings(BaseSettings):
     """crashd configuration; every field can be set with ``CRASHD_<FIELD>``."""
@@ -78,6 +81,49 @@ class Settings(BaseSettings):
     symbol_miss_ttl_seconds: float = Field(
         3600.0, description="How long a symbol server's 404 is remembered before asking again."
     )
+    webhook_url: str | None = Field(
+        None, description="Ticket notifications: POST each ticket event as JSON to this URL "
+        "(docs/notifications.md)."
+    )
+    jira_url: str | None = Field(
+        None, description="Jira base URL (https://example.atlassian.net); with jira_project, "
+        "ticket events become Jira issues and comments."
+    )
+    jira_user: str | None = Field(None, description="Jira user for basic auth (the account's e-mail on Cloud).")
+    jira_token: str | None = Field(None, description="Jira API token (or password) for basic auth.")
+    jira_project: str | None = Field(None, description="Key of the Jira project issues are created in, e.g. CRASH.")
+    jira_issue_type: str = Field("Bug", description="Issue type name of created Jira issues.")
+    jira_done_transition: str | None = Field(
+        "Done", description="Jira transition (or target status) name applied when a ticket is "
+        "resolved or verified; empty: none."
+    )
+    jira_reopen_transition: str | None = Field(
+        "To Do", description="Jira transition (or target status) name applied when a ticket "
+        "regresses; empty: none."
+    )
+    github_repo: str | None = Field(
+        None, description="`owner/name`: ticket events become issues and comments in this GitHub repository."
+    )
+    github_token: str | None = Field(None, description="GitHub token with Issues read/write on github_repo.")
+    github_api_url: str = Field(
+        "https://api.github.com", description="GitHub REST API base (GitHub Enterprise: https://host/api/v3)."
+    )
+    discord_webhook_url: str | None = Field(
+        None, description="Discord channel webhook URL: one message per ticket event."
+    )
+    notify_timeout_seconds: float = Field(
+        10.0, description="Time limit of one HTTP request to a ticket backend."
+    )
+    rules_file: Path = Field(
+        DEFAULT_RULES_FILE,
+        description="Threshold rules that open and escalate tickets (TOML, docs/triage.md); "
+        "default the packaged triage/rules.toml. serve and worker refuse to start when invalid.",
+    )
+    verify_min_sessions: int = Field(
+        200, description="Sessions the fixed build(s) need before a resolved ticket is verified by numbers."
+    )
+    p0_due_hours: float = Field(24.0, description="A P0 ticket is due this long after it opens.")
+    p1_due_hours: float = Field(72.0, description="A P1 ticket is due this long after it opens (the next bundled update).")
 
     @field_validator("symbol_urls", mode="before")
     @classmethod

@@ -24,6 +24,18 @@ def _state(request: Request) -> "ServerState":
     return request.app.state.crashd
 
 
+async def project_from_query(state: "ServerState", params: Any) -> tuple[int | None, Response | None]:
+    """The ``?project=`` filter (id or name) as a project id; (None, None) without one,
+    (None, 404 response) for an unknown project."""
+    ref = params.get("project")
+    if not ref:
+        return None, None
+    project = await run_in_threadpool(queries.find_project, state.ctx.engine, ref=ref)
+    if project is None:
+        return None, JSONResponse({"detail": "project not found"}, status_code=404)
+    return project.id, None
+
+
 def _unauthorized() -> Response:
     return JSONResponse(
         {"detail": "admin bearer token required"},

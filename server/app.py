@@ -19,8 +19,9 @@ from schemas.settings import Settings
 from schemas.tables import Project
 from storage import queries
 from server import api, groups_api, ingest, symbols_api
+from server import builds_api, sessions_api, tickets_api
 from storage.db import migrate
-from workers import jobs
+from workers import jobs, triage_jobs
 from workers.queue import InProcessJobQueue, JobQueue, make_queue
 from workers.sweeper import sweep
 
@@ -88,6 +89,8 @@ async def _sweeper_loop(state: ServerState) -> None:
         await asyncio.sleep(state.settings.sweeper_interval_seconds)
         try:
             await run_in_threadpool(sweep, state.ctx, state.queue)
+            await run_in_threadpool(triage_jobs.tick, state.ctx, state.queue)  # rules, regressions, verification
+            await run_in_threadpool(state.queue.enqueue_notify)  # retries of ticket notifications
         except Exception:  # noqa: BLE001 - keep sweeping
             log.exception("sweeper failed")
 
@@ -103,6 +106,12 @@ ROUTES = [
     Route("/api/discards", api.discards, methods=["GET"]),
     Route("/api/groups", groups_api.list_endpoint, methods=["GET"]),
     Route("/api/groups/{group_id:int}", groups_api.detail_endpoint, methods=["GET"]),
+    Route("/api/{project}/sessions/", tickets_api.verify_after(sessions_api.upload_endpoint), methods=["POST"]),
+    Route("/api/builds", builds_api.list_endpoint, methods=["GET"]),
+    Route("/api/builds/compare", builds_api.compare_endpoint, methods=["GET"]),
+    Route("/api/tickets", tickets_api.list_endpoint, methods=["GET"]),
+    Route("/api/tickets/{ticket_id:int}", tickets_api.detail_endpoint, methods=["GET"]),
+    Route("/api/tickets/{ticket_id:int}/{action}", tickets_api.action_endpoint, methods=["POST"]),
     Route("/__heartbeat__", api.heartbeat, methods=["GET"]),
     Route("/__lbheartbeat__", api.lbheartbeat, methods=["GET"]),
     Route("/__version__", api.version, methods=["GET"]),

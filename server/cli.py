@@ -1,4 +1,4 @@
-"""The ``crashd`` command: serve, worker, project, sweep, migrate.
+"""The ``crashd`` command: serve, worker, project, sweep, migrate, triage, patch-notes, progress-log.
 
 Every command reads the same Settings (``CRASHD_*`` environment variables).
 """
@@ -43,8 +43,11 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
     from server.app import build_state, create_app, init_sentry
+    from server.triage_cli import rules_ok
     from storage import queries
 
+    if not rules_ok(settings):
+        return 2
     init_sentry(settings)
     state = build_state(settings)
     projects = queries.list_projects(state.ctx.engine)
@@ -74,6 +77,11 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
         return 2
     from redis import Redis
     from rq import Queue, Worker
+
+    from server.triage_cli import rules_ok
+
+    if not rules_ok(settings):
+        return 2
 
     from storage.db import make_engine, migrate
 
@@ -239,6 +247,27 @@ def cmd_signature(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_triage_report(settings: Settings, args: argparse.Namespace) -> int:
+    """The triage meeting's agenda (server/triage_cli.py)."""
+    from server.triage_cli import cmd_report
+
+    return cmd_report(settings, args)
+
+
+def cmd_patch_notes(settings: Settings, args: argparse.Namespace) -> int:
+    """The crashes fixed in a build and the testers to ask for a retest (server/triage_cli.py)."""
+    from server import triage_cli
+
+    return triage_cli.cmd_patch_notes(settings, args)
+
+
+def cmd_progress_log(settings: Settings, args: argparse.Namespace) -> int:
+    """The P0/P1 log as Markdown (server/triage_cli.py)."""
+    from server import triage_cli
+
+    return triage_cli.cmd_progress_log(settings, args)
+
+
 def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
     """Apply database migrations and exit."""
     from storage.db import make_engine, migrate
@@ -299,7 +328,29 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--timeout", type=float, default=300.0, help="seconds per request (the server converts the file)")
     up.add_argument("--json", action="store_true", help="a JSON summary with every file's outcome")
     up.set_defaults(func=cmd_symbols_upload)
+    add_triage_commands(sub)
     return parser
+
+
+def add_triage_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    """crashd triage report, crashd patch-notes, crashd progress-log (docs/triage.md)."""
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--project", metavar="P", help="only this project (name or id)")
+        p.add_argument("--format", choices=("markdown", "json"), default="markdown")
+
+    triage = sub.add_parser("triage", help="triage outputs").add_subparsers(dest="action", required=True)
+    report = triage.add_parser("report", help="new and top groups, open P0/P1, fixes awaiting verification")
+    report.add_argument("--since", default="24h", metavar="DATE", help="crashes since DATE (ISO) or 24h / 7d ago")
+    report.add_argument("--no-mark", action="store_true", help="do not record this as the last report")
+    common(report)
+    report.set_defaults(func=cmd_triage_report)
+    notes = sub.add_parser("patch-notes", help="groups fixed in a build and the testers who hit them")
+    notes.add_argument("--build", required=True, help="the fix build, e.g. 0.9.9-staging-beta2")
+    common(notes)
+    notes.set_defaults(func=cmd_patch_notes)
+    progress = sub.add_parser("progress-log", help="the P0/P1 log as Markdown")
+    common(progress)
+    progress.set_defaults(func=cmd_progress_log)
 
 
 def main(argv: list[str] | None = None) -> int:

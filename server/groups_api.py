@@ -10,6 +10,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from server.api import project_from_query
 from server.auth import is_admin
 from storage import groups, queries
 
@@ -58,12 +59,9 @@ async def list_endpoint(request: Request) -> Response:
         offset = int(params.get("offset", "0"))
     except ValueError as exc:
         return _refuse(400, f"bad query parameter: {exc}")
-    project_id = None
-    if params.get("project"):
-        project = await run_in_threadpool(queries.find_project, state.ctx.engine, ref=params["project"])
-        if project is None:
-            return _refuse(404, "project not found")
-        project_id = project.id
+    project_id, missing = await project_from_query(state, params)
+    if missing is not None:
+        return missing
     rows = await run_in_threadpool(
         groups.list_groups, state.ctx.engine, project_id=project_id, component=params.get("component"),
         build=params.get("build"), since=since, limit=limit, offset=offset,

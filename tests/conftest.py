@@ -114,6 +114,24 @@ class Crashd:
         assert response.status_code == 200, response.text
         return response.json()
 
+    def upload_corpus(self, case: str, **fields: str) -> str:
+        """Upload the corpus case's dump to the minidump endpoint; returns the crash id."""
+        from uploads import minidump_upload
+
+        dump = (require_corpus() / case / f"{case}.dmp").read_bytes()
+        body, ctype = minidump_upload(dump, **fields)
+        response = self.client.post(f"/api/{self.project.id}/minidump/?sentry_key={self.key}",
+                                    content=body, headers={"Content-Type": ctype})
+        assert response.status_code == 200, response.text
+        return response.text
+
+    def add_corpus_symbols(self, *cases: str) -> None:
+        """Put the corpus cases' symbols in the symbol store, as an upload would."""
+        import shutil
+
+        for case in cases:
+            shutil.copytree(require_corpus() / case / "symbols", self.settings.symbols_dir, dirs_exist_ok=True)
+
     def crash_count(self) -> int:
         return sum(queries.count_by_status(self.state.ctx.engine).values())
 

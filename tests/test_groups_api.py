@@ -15,24 +15,14 @@ SEGV = "linux-x64-generated-crashpad-segv-O0"
 ABORT = "linux-x64-generated-crashpad-abort-O2"
 
 
-def upload(crashd: Crashd, case: str, **fields: str) -> str:
-    dump = (require_corpus() / case / f"{case}.dmp").read_bytes()
-    body, ctype = minidump_upload(dump, **fields)
-    response = crashd.client.post(f"/api/{crashd.project.id}/minidump/?sentry_key={crashd.key}",
-                                  content=body, headers={"Content-Type": ctype})
-    assert response.status_code == 200, response.text
-    return response.text
 
 
-def with_symbols(crashd: Crashd, *cases: str) -> None:
-    for case in cases:
-        shutil.copytree(require_corpus() / case / "symbols", crashd.settings.symbols_dir, dirs_exist_ok=True)
 
 
 def test_groups_list_and_detail(crashd: Crashd) -> None:
-    with_symbols(crashd, SEGV, ABORT)
-    segv = [upload(crashd, SEGV, guid=f"g{i}", tester_id=f"t{i % 2}", ver=v) for i, v in enumerate(["1.0", "1.0", "1.1"])]
-    upload(crashd, ABORT, guid="g9", tester_id="t9", ver="1.1")
+    crashd.add_corpus_symbols(SEGV, ABORT)
+    segv = [crashd.upload_corpus(SEGV, guid=f"g{i}", tester_id=f"t{i % 2}", ver=v) for i, v in enumerate(["1.0", "1.0", "1.1"])]
+    crashd.upload_corpus(ABORT, guid="g9", tester_id="t9", ver="1.1")
     crashd.drain()
     listed = crashd.client.get("/api/groups?project=game", headers=crashd.admin).json()["groups"]
     assert [(g["signature"], g["crash_count"], g["tester_count"]) for g in listed] == [
@@ -50,9 +40,9 @@ def test_groups_list_and_detail(crashd: Crashd) -> None:
 
 
 def test_groups_filters_and_errors(crashd: Crashd) -> None:
-    with_symbols(crashd, SEGV, ABORT)
-    upload(crashd, SEGV, guid="a", ver="1.0")
-    upload(crashd, ABORT, guid="b", ver="2.0")
+    crashd.add_corpus_symbols(SEGV, ABORT)
+    crashd.upload_corpus(SEGV, guid="a", ver="1.0")
+    crashd.upload_corpus(ABORT, guid="b", ver="2.0")
     crashd.drain()
 
     def signatures(query: str) -> list[str]:
@@ -75,9 +65,9 @@ def test_several_worker_processes_keep_counts_exact(rq_crashd: Crashd) -> None:
     """30 crashes of one signature from 10 testers, processed by 3 `crashd worker`
     processes at the same time: exactly one group, 30 crashes, 10 testers."""
     crashd = rq_crashd
-    with_symbols(crashd, SEGV)
+    crashd.add_corpus_symbols(SEGV)
     for i in range(30):
-        upload(crashd, SEGV, guid=f"g{i}", tester_id=f"tester-{i % 10}", ver=f"1.{i % 3}")
+        crashd.upload_corpus(SEGV, guid=f"g{i}", tester_id=f"tester-{i % 10}", ver=f"1.{i % 3}")
     settings = crashd.settings
     env = {**os.environ, "CRASHD_DATA_DIR": str(settings.data_dir), "CRASHD_REDIS_URL": settings.redis_url or "",
            "CRASHD_QUEUE_NAME": settings.queue_name,

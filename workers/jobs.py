@@ -66,3 +66,12 @@ def process_crash(crash_id: str) -> dict[str, Any]:
     from workers.pipeline import run_pipeline
 
     return run_pipeline(current_context(), crash_id)
+
+
+def deliver_notifications() -> dict[str, Any]:
+    """RQ job ``notify``: send the due ticket notifications of the outbox (retries included).
+    Returns ``{"sent", "retried", "failed"}``."""
+    from triage.tickets.outbox import deliver_due
+
+    ctx = current_context()
+    return deliver_due(ctx.engine, ctx.settings).as_dict()

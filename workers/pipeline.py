@@ -4,7 +4,7 @@ Each rule has ``predicate()`` (should it run on this crash?) and ``action()`` (w
 the processed crash). A rule that raises adds a note; the next rules still run and the crash
 is still saved. Order: verify the stored dump -> read it -> walk every thread ->
 symbolicate -> report (the full JSON to the blob store, a summary to the crash row) ->
-signature -> component -> group.
+signature -> component -> group -> thresholds.
 """
 
 from __future__ import annotations
@@ -197,6 +197,24 @@ class GroupRule(Rule):
         record_missing_symbols(ctx.engine, crash_id=crash.crash_id, modules=missing_in_crashing_thread(report))
 
 
+class ThresholdRule(Rule):
+    """Checks the threshold rules (CRASHD_RULES_FILE) on the crash's group now that the crash
+    is counted in it (workers/triage_jobs.py): opens the group's ticket or escalates it to P0,
+    and reopens a resolved ticket as regressed when this crash's build is at or after its
+    fixed_in. Adds ``ticket_changes`` (e.g. ``["7:opened"]``) when it changed a ticket."""
+
+    def predicate(self, ctx: WorkerContext, state: ProcessingState) -> bool:
+        return state.fatal is None and state.processed.get("group_id") is not None
+
+    def action(self, ctx: WorkerContext, state: ProcessingState) -> None:
+        from workers.triage_jobs import evaluate_group, notify, worker_queue
+
+        changes = evaluate_group(ctx, state.processed["group_id"])
+        if changes:
+            state.processed["ticket_changes"] = [f"{c.ticket_id}:{c.action}" for c in changes]
+            notify(worker_queue(ctx), changes)
+
+
 def missing_in_crashing_thread(report: dict[str, Any]) -> set[tuple[str, str]]:
     """(debug_file, debug_id) of modules with frames in the crashing thread but no symbols."""
     names = {f["module"] for f in (report.get("crashing_thread") or {}).get("frames", [])
@@ -232,7 +250,7 @@ def summarize(report: dict[str, Any], top: int = 10) -> dict[str, Any]:
 
 DEFAULT_RULES: tuple[Rule, ...] = (
     VerifyMinidumpRule(), CopyAnnotationsRule(), ReadMinidumpRule(), WalkStacksRule(), ReportRule(),
-    SignatureRule(), ComponentRule(), GroupRule(),
+    SignatureRule(), ComponentRule(), GroupRule(), ThresholdRule(),
 )
 
 

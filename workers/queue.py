@@ -9,12 +9,15 @@ import logging
 import queue as stdlib_queue
 import threading
 from abc import ABC, abstractmethod
+from typing import Callable
 
 from schemas.settings import Settings
 
 log = logging.getLogger(__name__)
 
 JOB_FUNCTION = "workers.jobs.process_crash"
+NOTIFY_JOB_FUNCTION = "workers.jobs.deliver_notifications"
+NOTIFY_JOB_ID = "notify"  # one id for every notify job: at most one waits in the queue
 
 
 def job_id(crash_id: str) -> str:
@@ -32,6 +35,11 @@ class JobQueue(ABC):
     def is_pending(self, crash_id: str) -> bool:
         """True when a job for crash_id is already queued or running."""
         return False
+
+    def enqueue_notify(self) -> None:
+        """Schedule a ``notify`` job (send due ticket notifications) unless one is already
+        queued. Call it after committing notifications; the sweeper's tick is the safety net,
+        so a queue without jobs may ignore it (this default does). Raises on a queue failure."""
 
     def check(self) -> None:
         """Raise when the queue cannot be reached (health checks)."""
@@ -77,6 +85,15 @@ class RQJobQueue(JobQueue):
             return False
         return status in (JobStatus.QUEUED, JobStatus.STARTED, JobStatus.DEFERRED, JobStatus.SCHEDULED)
 
+    def enqueue_notify(self) -> None:
+        """Enqueue job ``notify`` unless that id is already waiting in this queue. A running
+        notify job does not count: it may have passed the rows committed just now. Two
+        processes racing here may both enqueue; deliver_due is safe to run twice at once."""
+        if self.queue.get_job_position(NOTIFY_JOB_ID) is not None:
+            return
+        self.queue.enqueue(NOTIFY_JOB_FUNCTION, job_id=NOTIFY_JOB_ID, job_timeout=self.timeout,
+                           result_ttl=3600, failure_ttl=7 * 24 * 3600)
+
     def check(self) -> None:
         self.redis.ping()
 
@@ -115,13 +132,34 @@ class InProcessJobQueue(JobQueue):
             try:
                 if crash_id is None:
                     return
-                process_crash(crash_id)
+                self._run_job(crash_id, process_crash)
             except Exception:  # noqa: BLE001 - one bad crash must not stop the worker
                 log.exception("in-process job failed for %s", crash_id)
             finally:
                 with self._lock:
                     self._pending.discard(crash_id or "")
                 self._queue.task_done()
+
+    _notify_queued = False
+
+    def enqueue_notify(self) -> None:
+        """Run a notify job on the worker thread, unless one is already waiting there."""
+        with self._lock:
+            if self._notify_queued:
+                return
+            self._notify_queued = True
+        self._queue.put(NOTIFY_JOB_ID)
+
+    def _run_job(self, item: str, process_crash: Callable[[str], object]) -> None:
+        """Run one queued item: the notify job or a crash's processing."""
+        if item != NOTIFY_JOB_ID:
+            process_crash(item)
+            return
+        from workers.jobs import deliver_notifications
+
+        with self._lock:
+            self._notify_queued = False  # rows committed from now on need another run
+        deliver_notifications()
 
     def close(self) -> None:
         self._queue.put(None)

@@ -1,0 +1,142 @@
+"""JSON API over builds (admin bearer token): ``GET /api/builds`` (sessions, crashes and crash
+rate per build, in version order) and ``GET /api/builds/compare`` (did a build crash less
+than another, per crash group). docs/rates.md says how rates and the test work.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from schemas.tables import Project
+from server.auth import is_admin
+from server.groups_api import parse_since
+from storage import queries, sessions
+from triage.rates import RateTest, compare_rates, sort_builds
+
+if TYPE_CHECKING:
+    from server.app import ServerState
+
+
+class Refused(Exception):
+    """A request answered with ``{"detail": detail}`` and status_code."""
+
+    def __init__(self, status_code: int, detail: str) -> None:
+        super().__init__(detail)
+        self.status_code = status_code
+        self.detail = detail
+
+
+def _rate(crashes: int, total: int) -> float | None:
+    """crashes per session; None (unknown, not 0) without sessions."""
+    return crashes / total if total else None
+
+
+async def _project(request: Request) -> Project:
+    """The admin-authenticated request's ``?project=`` (id or name). Raises Refused."""
+    state: ServerState = request.app.state.crashd
+    if not is_admin(request, state.admin_token):
+        raise Refused(401, "admin bearer token required")
+    ref = request.query_params.get("project")
+    if not ref:
+        raise Refused(400, "bad query parameter: project is required")
+    project = await run_in_threadpool(queries.find_project, state.ctx.engine, ref=ref)
+    if project is None:
+        raise Refused(404, "project not found")
+    return project
+
+
+async def list_endpoint(request: Request) -> Response:
+    """GET /api/builds?project=&since= → ``{"builds": [{"build", "sessions",
+    "crashed_sessions", "crash_rate", "crashes", "first_seen"}]}`` in version order."""
+    state: ServerState = request.app.state.crashd
+    try:
+        project = await _project(request)
+        since = parse_since(request.query_params.get("since"))
+    except Refused as exc:
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
+    except ValueError as exc:
+        return JSONResponse({"detail": f"bad query parameter: {exc}"}, status_code=400)
+    return JSONResponse({"builds": await run_in_threadpool(build_rows, state, project.id, since)})
+
+
+def build_rows(state: "ServerState", project_id: int, since: datetime | None) -> list[dict[str, Any]]:
+    """One row per build with a session or a crash (since), in version order (builds that
+    are not versions by first seen, then by name)."""
+    engine = state.ctx.engine
+    played = sessions.sessions_per_build(engine, project_id=project_id, since=since)
+    crashed = sessions.crashed_sessions_per_build(engine, project_id=project_id, since=since)
+    crashes = sessions.crashes_per_build(engine, project_id=project_id, since=since)
+    first_seen = sessions.build_first_seen(engine, project_id=project_id)
+    return [{
+        "build": build, "sessions": played.get(build, 0), "crashed_sessions": crashed.get(build, 0),
+        "crash_rate": _rate(crashed.get(build, 0), played.get(build, 0)), "crashes": crashes.get(build, 0),
+        "first_seen": first_seen[build].isoformat() if build in first_seen else None,
+    } for build in sort_builds(sorted(set(played) | set(crashes)), first_seen)]
+
+
+async def compare_endpoint(request: Request) -> Response:
+    """GET /api/builds/compare?project=&base=&target=[&min_sessions=200&alpha=0.05]: crash
+    rates of two builds, overall and per group seen in either, biggest drop first."""
+    state: ServerState = request.app.state.crashd
+    params = request.query_params
+    try:
+        project = await _project(request)
+        base, target = params.get("base"), params.get("target")
+        if not base or not target:
+            raise Refused(400, "bad query parameter: base and target are required")
+        min_sessions = int(params.get("min_sessions", "200"))
+        alpha = float(params.get("alpha", "0.05"))
+        if min_sessions < 0 or not 0 < alpha < 1:
+            raise ValueError("min_sessions must be >= 0 and alpha between 0 and 1")
+    except Refused as exc:
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
+    except ValueError as exc:
+        return JSONResponse({"detail": f"bad query parameter: {exc}"}, status_code=400)
+    return JSONResponse(await run_in_threadpool(compare_builds, state, project.id, base, target, min_sessions, alpha))
+
+
+def compare_builds(state: "ServerState", project_id: int, base: str, target: str, min_sessions: int,
+                   alpha: float) -> dict[str, Any]:
+    """The compare document: sessions and crash rates of both builds, and a rate test per
+    group (the group's crashes in a build / the build's sessions)."""
+    engine = state.ctx.engine
+    played = sessions.sessions_per_build(engine, project_id=project_id)
+    crashed = sessions.crashed_sessions_per_build(engine, project_id=project_id)
+    base_sessions, target_sessions = played.get(base, 0), played.get(target, 0)
+    rows = []
+    for group in sessions.group_crashes_in_builds(engine, project_id=project_id, builds=[base, target]):
+        test = compare_rates(group["crashes"].get(base, 0), base_sessions, group["crashes"].get(target, 0),
+                             target_sessions, min_sessions=min_sessions, alpha=alpha)
+        rows.append(_group_row(group, test))
+    rows.sort(key=_biggest_drop_first)
+    return {
+        "base": base, "target": target, "base_sessions": base_sessions, "target_sessions": target_sessions,
+        "base_crash_rate": _rate(crashed.get(base, 0), base_sessions),
+        "target_crash_rate": _rate(crashed.get(target, 0), target_sessions),
+        "min_sessions": min_sessions, "alpha": alpha,
+        "enough_sessions": target_sessions >= min_sessions, "groups": rows,
+    }
+
+
+def _group_row(group: dict[str, Any], test: RateTest) -> dict[str, Any]:
+    return {
+        "group_id": group["group_id"], "signature": group["signature"], "component": group["component"],
+        "base_crashes": test.base_crashes, "target_crashes": test.target_crashes,
+        "base_rate": test.base_rate, "target_rate": test.target_rate, "change": test.change,
+        "p_value": test.p_value, "significant": test.significant, "reason": test.reason,
+    }
+
+
+def _biggest_drop_first(row: dict[str, Any]) -> tuple:
+    """By the drop in crashes per session (base_rate - target_rate), largest first: the
+    fix that spares players the most crashes leads. Rows whose rates are unknown come last,
+    by the drop in crash counts; then the smaller p-value, then the group id."""
+    known = row["base_rate"] is not None and row["target_rate"] is not None
+    drop = row["base_rate"] - row["target_rate"] if known else 0.0
+    p_value = row["p_value"] if row["p_value"] is not None else 1.0
+    return (not known, -drop, row["target_crashes"] - row["base_crashes"], p_value, row["group_id"])

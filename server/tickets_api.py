@@ -1,0 +1,148 @@
+"""JSON API over triage tickets (admin bearer token):
+
+- ``GET /api/tickets?project=&state=&priority=&fixed_in=`` -> ``{"tickets": [...]}``
+- ``GET /api/tickets/<id>`` -> the ticket with its ``history``
+- ``POST /api/tickets/<id>/<action>`` with a JSON body, action one of resolve
+  (``{"fixed_in"}``), verify, reject, reopen, wontfix, duplicate (``{"of": <ticket id>}``);
+  every body may carry ``note`` and ``by`` (who: ``user:<by>``, else ``user:admin``).
+  A change that does not apply to the ticket's state is ``400 {"detail": <why>}``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
+
+from starlette.concurrency import run_in_threadpool
+from starlette.background import BackgroundTask
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from server.api import project_from_query
+from server.auth import ingest_key, is_admin
+from storage import queries, triage_queries
+from storage.tickets import ACTIONS, TicketNotFound, TransitionError, apply_action
+from workers import triage_jobs
+from workers.queue import RQJobQueue
+
+if TYPE_CHECKING:
+    from server.app import ServerState
+
+STATES = ("open", "resolved", "verified", "regressed", "wontfix", "duplicate")
+_ACTOR = re.compile(r"^[\w.@+-]{1,100}$")
+
+
+def _refuse(status: int, detail: str) -> Response:
+    return JSONResponse({"detail": detail}, status_code=status)
+
+
+def _split(value: str | None) -> list[str] | None:
+    return [v.strip() for v in value.split(",") if v.strip()] if value else None
+
+
+async def list_endpoint(request: Request) -> Response:
+    """GET /api/tickets?project=&state=open,regressed&priority=P0&fixed_in=."""
+    state: ServerState = request.app.state.crashd
+    if not is_admin(request, state.admin_token):
+        return _refuse(401, "admin bearer token required")
+    params = request.query_params
+    states, priorities = _split(params.get("state")), _split(params.get("priority"))
+    if states and set(states) - set(STATES):
+        return _refuse(400, f"bad query parameter: state must be among {', '.join(STATES)}")
+    if priorities and set(priorities) - {"P0", "P1"}:
+        return _refuse(400, "bad query parameter: priority must be P0 or P1")
+    project_id, missing = await project_from_query(state, params)
+    if missing is not None:
+        return missing
+    tickets = await run_in_threadpool(triage_queries.list_tickets, state.ctx.engine, project_id=project_id,
+                                      states=states, priorities=priorities, fixed_in=params.get("fixed_in"))
+    return JSONResponse({"tickets": tickets})
+
+
+async def detail_endpoint(request: Request) -> Response:
+    """GET /api/tickets/<id>: the ticket and its history, oldest event first."""
+    state: ServerState = request.app.state.crashd
+    if not is_admin(request, state.admin_token):
+        return _refuse(401, "admin bearer token required")
+    ticket = await run_in_threadpool(triage_queries.get_ticket, state.ctx.engine,
+                                     ticket_id=request.path_params["ticket_id"])
+    return JSONResponse(ticket) if ticket is not None else _refuse(404, "ticket not found")
+
+
+async def action_endpoint(request: Request) -> Response:
+    """POST /api/tickets/<id>/<action>: change the ticket by hand; 200 with the ticket."""
+    state: ServerState = request.app.state.crashd
+    if not is_admin(request, state.admin_token):
+        return _refuse(401, "admin bearer token required")
+    action, ticket_id = request.path_params["action"], request.path_params["ticket_id"]
+    if action not in ACTIONS:
+        return _refuse(404, f"unknown action {action!r}; one of {', '.join(ACTIONS)}")
+    try:
+        body = parse_body(await request.body())
+    except ValueError as exc:
+        return _refuse(400, str(exc))
+    try:
+        await run_in_threadpool(change, state, ticket_id, action, body)
+    except TicketNotFound:
+        return _refuse(404, "ticket not found")
+    except TransitionError as exc:
+        return _refuse(400, str(exc))
+    ticket = await run_in_threadpool(triage_queries.get_ticket, state.ctx.engine, ticket_id=ticket_id)
+    return JSONResponse(ticket)
+
+
+def parse_body(raw: bytes) -> dict[str, Any]:
+    """The action's JSON object (empty body: {}), checked. Raises ValueError with a reason."""
+    if not raw.strip():
+        return {}
+    try:
+        body = json.loads(raw)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ValueError(f"body is not JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise ValueError("body must be a JSON object")
+    for key in ("fixed_in", "note", "by"):
+        if body.get(key) is not None and not isinstance(body[key], str):
+            raise ValueError(f"{key} must be a string")
+    if body.get("by") is not None and not _ACTOR.match(body["by"]):
+        raise ValueError("by must be a user name (letters, digits, . _ @ + -, at most 100)")
+    duplicate_of = body.get("of")
+    if duplicate_of is not None and (isinstance(duplicate_of, bool) or not isinstance(duplicate_of, int)):
+        raise ValueError("of must be a ticket id")
+    if body.get("note") is not None:
+        body["note"] = body["note"][:2000]
+    return body
+
+
+def change(state: "ServerState", ticket_id: int, action: str, body: dict[str, Any]) -> None:
+    """Apply the action; after a resolve, verify by numbers at once (the sessions may be in
+    already); then enqueue delivery of the notifications."""
+    ctx = state.ctx
+    changes = [apply_action(ctx.engine, settings=ctx.settings, ticket_id=ticket_id, action=action,
+                            actor=f"user:{body.get('by') or 'admin'}", fixed_in=body.get("fixed_in"),
+                            note=body.get("note"), duplicate_of=body.get("of"))]
+    if action == "resolve":
+        changes += triage_jobs.verify_resolved(ctx, ticket_id=ticket_id)
+    triage_jobs.notify(state.queue, changes)
+
+
+def verify_after(endpoint: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
+    """Wrap the sessions endpoint: once sessions are stored (200), the project's resolved
+    tickets are verified again (workers/triage_jobs.sessions_arrived: a job on RQ, else the
+    work itself once the response went out). Never fails the upload."""
+    async def endpoint_then_verify(request: Request) -> Response:
+        response = await endpoint(request)
+        if response.status_code == 200:
+            state: ServerState = request.app.state.crashd
+            key = ingest_key(request)
+            project = await run_in_threadpool(state.projects.get, key) if key else None
+            if project is None:
+                return response
+            if isinstance(state.queue, RQJobQueue):  # enqueued before the answer: a client (or a
+                # test) that starts workers next finds the job waiting
+                await run_in_threadpool(triage_jobs.sessions_arrived, state.ctx, state.queue, project.id)
+            else:  # the work itself: after the answer went out
+                response.background = BackgroundTask(triage_jobs.sessions_arrived, state.ctx, state.queue, project.id)
+        return response
+    return endpoint_then_verify

@@ -1,0 +1,227 @@
+"""Triage tickets in the database: one per crash group, changed only by conditional UPDATEs.
+
+Concurrency: the unique constraint on ``tickets.group_id`` decides which of many workers
+opens a group's ticket (INSERT ... ON CONFLICT DO NOTHING); every later change is one
+``UPDATE ... WHERE <expected state> RETURNING`` so that of two racing changes exactly one
+happens and writes its event. Each change writes its ``ticket_events`` row, and for the
+events trackers hear about (NOTIFY_EVENTS) its outbox rows, in the same transaction.
+
+States (docs/triage.md): open -> resolved (fixed_in) -> verified; regressed (the group
+crashed again at or after fixed_in) works like open; wontfix / duplicate close by hand.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Callable, TypeVar
+
+from sqlalchemy import Table, case, literal, select, update
+from sqlalchemy.engine import Connection, Engine, Row
+from sqlalchemy.exc import OperationalError
+
+from schemas.settings import Settings
+from schemas.tables import CrashGroup, Ticket, TicketEvent, utcnow
+from storage.groups import _insert, _least, _write_transaction
+from storage.queries import as_utc
+from triage.thresholds import Firing
+
+log = logging.getLogger(__name__)
+
+TICKETS: Table = Ticket.__table__  # type: ignore[attr-defined]
+EVENTS: Table = TicketEvent.__table__  # type: ignore[attr-defined]
+GROUPS: Table = CrashGroup.__table__  # type: ignore[attr-defined]
+RETRIES = 8
+ACTIVE = ("open", "regressed")  # states in which rules escalate and the due time counts
+FIXED = ("resolved", "verified")  # states in which a new crash at/after fixed_in regresses
+NOTIFY_EVENTS = frozenset({"opened", "escalated", "resolved", "verified", "regressed"})
+# Manual actions: states they apply to -> the state they lead to, and the event's name.
+ACTIONS: dict[str, tuple[tuple[str, ...], str, str]] = {
+    "resolve": (ACTIVE, "resolved", "resolved"),
+    "verify": (("resolved",), "verified", "verified"),
+    "reject": (FIXED, "open", "rejected"),
+    "reopen": (("resolved", "verified", "wontfix", "duplicate"), "open", "reopened"),
+    "wontfix": (ACTIVE + ("resolved",), "wontfix", "wontfix"),
+    "duplicate": (ACTIVE + ("resolved",), "duplicate", "duplicate"),
+}
+T = TypeVar("T")
+
+
+class TicketNotFound(LookupError):
+    """No ticket with that id."""
+
+
+class TransitionError(ValueError):
+    """The action does not apply to the ticket's current state; the message says why."""
+
+
+@dataclass(frozen=True)
+class Change:
+    """A change made to a ticket: its event and how many outbox rows it wrote."""
+
+    ticket_id: int
+    action: str
+    notifications: int = 0
+
+
+def _retrying(what: str, work: Callable[[Connection], T], engine: Engine) -> T:
+    """Run work in a write transaction, again on deadlocks and SQLite's busy errors."""
+    for attempt in range(RETRIES):
+        try:
+            with _write_transaction(engine) as conn:
+                return work(conn)
+        except OperationalError as exc:
+            if attempt == RETRIES - 1:
+                raise
+            log.info("%s retried: %s", what, exc.orig)
+            time.sleep(0.01 * (2**attempt))
+    raise AssertionError("unreachable")
+
+
+def _due(settings: Settings, now: datetime, priority: Any) -> Any:
+    """The due time of a ticket of priority (a value or the priority column)."""
+    p0 = now + timedelta(hours=settings.p0_due_hours)
+    p1 = now + timedelta(hours=settings.p1_due_hours)
+    if isinstance(priority, str):
+        return p0 if priority == "P0" else p1
+    kind = TICKETS.c.due_at.type
+    return case((priority == "P0", literal(p0, kind)), else_=literal(p1, kind))
+
+
+def title_of(component: str | None, signature: str) -> str:
+    """A ticket's title: component and signature ("game: crash_here")."""
+    return (f"{component}: {signature}" if component else signature)[:400]
+
+
+def open_or_escalate(engine: Engine, *, settings: Settings, group_id: int, firing: Firing) -> Change | None:
+    """Open the group's ticket for firing, or escalate its P1 ticket when firing is P0.
+
+    Returns the change, or None when nothing changed (a ticket exists and is as urgent, or
+    is resolved/closed). Exactly one ticket per group, one event per change, under any
+    number of concurrent callers.
+    """
+    return _retrying(f"ticket of group {group_id}", lambda conn: _open_or_escalate(conn, settings, group_id, firing),
+                     engine)
+
+
+def _open_or_escalate(conn: Connection, settings: Settings, group_id: int, firing: Firing) -> Change | None:
+    group = conn.execute(select(GROUPS).where(GROUPS.c.id == group_id)).one()
+    now, stats, priority = utcnow(), firing.stats, firing.rule.priority
+    numbers = {"rule": firing.rule.name, "reason_text": firing.reason, "testers_at_firing": stats.testers,
+               "crashes_at_firing": stats.crashes, "builds_at_firing": list(stats.builds)}
+    stmt = _insert(conn)(TICKETS).values(
+        project_id=group.project_id, group_id=group_id, priority=priority, state="open",
+        title=title_of(group.component, group.signature), due_at=_due(settings, now, priority),
+        created_at=now, updated_at=now, **numbers,
+    ).on_conflict_do_nothing(index_elements=["group_id"]).returning(*TICKETS.c)
+    row = conn.execute(stmt).first()
+    details = {**numbers, "priority": priority, "window": firing.rule.window_text}
+    if row is not None:
+        return _record(conn, settings, row, "opened", f"rule:{firing.rule.name}", details)
+    if priority != "P0":
+        return None
+    row = conn.execute(update(TICKETS).where(
+        TICKETS.c.group_id == group_id, TICKETS.c.priority == "P1", TICKETS.c.state.in_(ACTIVE),
+    ).values(priority="P0", due_at=_least(conn, TICKETS.c.due_at, literal(_due(settings, now, "P0"), TICKETS.c.due_at.type)),
+             updated_at=now, **numbers).returning(*TICKETS.c)).first()
+    if row is None:
+        return None
+    return _record(conn, settings, row, "escalated", f"rule:{firing.rule.name}", {**details, "from": "P1"})
+
+
+def mark_regressed(engine: Engine, *, settings: Settings, ticket_id: int, details: dict[str, Any]) -> Change | None:
+    """Reopen a resolved or verified ticket as ``regressed`` (a new due time from now);
+    None when it is in another state by now."""
+    def work(conn: Connection) -> Change | None:
+        now = utcnow()
+        row = conn.execute(update(TICKETS).where(TICKETS.c.id == ticket_id, TICKETS.c.state.in_(FIXED)).values(
+            state="regressed", due_at=_due(settings, now, TICKETS.c.priority), updated_at=now,
+        ).returning(*TICKETS.c)).first()
+        return None if row is None else _record(conn, settings, row, "regressed", "system:regression", details)
+    return _retrying(f"regression of ticket {ticket_id}", work, engine)
+
+
+def verify_by_numbers(engine: Engine, *, settings: Settings, ticket_id: int, fixed_in: str,
+                      details: dict[str, Any]) -> Change | None:
+    """Mark a resolved ticket verified by the rate test in details; None when it is no
+    longer resolved in fixed_in (resolved again meanwhile, verified by hand ...)."""
+    def work(conn: Connection) -> Change | None:
+        row = conn.execute(update(TICKETS).where(
+            TICKETS.c.id == ticket_id, TICKETS.c.state == "resolved", TICKETS.c.fixed_in == fixed_in,
+        ).values(state="verified", updated_at=utcnow()).returning(*TICKETS.c)).first()
+        return None if row is None else _record(conn, settings, row, "verified", "system:verification", details)
+    return _retrying(f"verification of ticket {ticket_id}", work, engine)
+
+
+def apply_action(engine: Engine, *, settings: Settings, ticket_id: int, action: str, actor: str,
+                 fixed_in: str | None = None, note: str | None = None, duplicate_of: int | None = None) -> Change:
+    """A change by hand (ACTIONS): resolve (needs fixed_in), verify, reject (back to open,
+    fixed_in cleared, same due time), reopen (fixed_in cleared, a new due time), wontfix,
+    duplicate (of another ticket).
+
+    Raises TicketNotFound, or TransitionError when the action does not apply now.
+    """
+    if action not in ACTIONS:
+        raise TransitionError(f"unknown action {action!r}")
+    allowed, target, event = ACTIONS[action]
+    if action == "resolve" and not (fixed_in and fixed_in.strip()):
+        raise TransitionError("resolve needs fixed_in: the build that has the fix")
+    now = utcnow()
+    values: dict[str, Any] = {"state": target, "updated_at": now}
+    if action == "resolve":
+        values["fixed_in"] = fixed_in.strip()[:200]  # type: ignore[union-attr]
+    elif action in ("reject", "reopen"):
+        values["fixed_in"] = None  # the event keeps it as previous_fixed_in
+    if action == "reopen":
+        values["due_at"] = _due(settings, now, TICKETS.c.priority)
+    details = {k: v for k, v in {"note": note, "fixed_in": values.get("fixed_in"),
+                                 "duplicate_of": duplicate_of}.items() if v is not None}
+
+    def work(conn: Connection) -> Change:
+        before = conn.execute(select(TICKETS.c.state, TICKETS.c.fixed_in).where(TICKETS.c.id == ticket_id)).first()
+        if before is None:
+            raise TicketNotFound(f"no ticket {ticket_id}")
+        row = conn.execute(update(TICKETS).where(TICKETS.c.id == ticket_id, TICKETS.c.state.in_(allowed))
+                           .values(**values).returning(*TICKETS.c)).first()
+        if row is None:
+            raise TransitionError(f"ticket {ticket_id} is {before.state}: {action} applies only to a ticket "
+                                  f"that is {' or '.join(allowed)}")
+        return _record(conn, settings, row, event, actor,
+                       {**details, "from": before.state, "previous_fixed_in": before.fixed_in})
+    return _retrying(f"{action} of ticket {ticket_id}", work, engine)
+
+
+def _record(conn: Connection, settings: Settings, ticket: Row, action: str, actor: str,
+            details: dict[str, Any]) -> Change:
+    """Write the event of a change and, for NOTIFY_EVENTS, its outbox rows (same transaction)."""
+    details = {k: v for k, v in details.items() if v is not None}
+    conn.execute(EVENTS.insert().values(ticket_id=ticket.id, at=utcnow(), actor=actor, action=action,
+                                        details=details))
+    sent = 0
+    if action in NOTIFY_EVENTS:
+        from triage.tickets.outbox import enqueue_notifications
+
+        group = conn.execute(select(GROUPS).where(GROUPS.c.id == ticket.group_id)).one()
+        payload = {"ticket": ticket_json(ticket._mapping), "group": group_json(group._mapping),
+                   "details": {**details, "action": action, "actor": actor}}
+        sent = enqueue_notifications(conn, settings=settings, ticket_id=ticket.id, event=action, payload=payload)
+    log.info("ticket %s %s by %s", ticket.id, action, actor)
+    return Change(ticket.id, action, sent)
+
+
+def _jsonable(value: Any) -> Any:
+    return as_utc(value).isoformat() if isinstance(value, datetime) else value  # type: ignore[union-attr]
+
+
+def ticket_json(row: Any) -> dict[str, Any]:
+    """A tickets row as JSON-ready values (times as ISO 8601 UTC)."""
+    return {key: _jsonable(row[key]) for key in TICKETS.c.keys()}
+
+
+def group_json(row: Any) -> dict[str, Any]:
+    """The crash_groups fields a tracker message shows."""
+    keys = ("id", "project_id", "signature", "component", "reason_text", "crash_count", "tester_count",
+            "first_seen", "last_seen")
+    return {key: _jsonable(row[key]) for key in keys}

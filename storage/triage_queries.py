@@ -1,0 +1,190 @@
+"""Reads for triage: a group's numbers per rule window, tickets with their history, and what
+the triage report, patch notes and progress log list. Keyword-only functions taking an
+Engine, like storage/queries.py; storage/tickets.py does the writing.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any, Iterable
+
+from sqlalchemy import Table, distinct, func, select
+from sqlalchemy.engine import Engine
+
+from schemas.tables import Crash, GroupTester, utcnow
+from storage import sessions
+from storage.queries import as_utc
+from storage.tickets import EVENTS, GROUPS, TICKETS, ticket_json
+from triage.thresholds import GroupStats, WindowStats
+
+CRASHES: Table = Crash.__table__  # type: ignore[attr-defined]
+TESTERS: Table = GroupTester.__table__  # type: ignore[attr-defined]
+
+
+def group_stats(engine: Engine, *, group_id: int, windows: dict[timedelta, bool],
+                now: datetime | None = None) -> GroupStats | None:
+    """The group's numbers over each window (window -> whether the testers' share is needed);
+    None when the group does not exist."""
+    now = now or utcnow()
+    with engine.connect() as conn:
+        group = conn.execute(select(GROUPS.c.project_id, GROUPS.c.component).where(GROUPS.c.id == group_id)).first()
+    if group is None:
+        return None
+    return GroupStats(group.component, {
+        window: window_stats(engine, project_id=group.project_id, group_id=group_id, since=now - window, share=share)
+        for window, share in windows.items()})
+
+
+def window_stats(engine: Engine, *, project_id: int, group_id: int, since: datetime, share: bool) -> WindowStats:
+    """Distinct testers, crashes and builds of the group's crashes received since; with share,
+    the highest share of a build's active testers (storage/sessions.active_testers) that the
+    group's testers on that build make, over builds that had sessions since then."""
+    build = func.coalesce(CRASHES.c.build, "")
+    where = (CRASHES.c.group_id == group_id, CRASHES.c.received_at >= since)
+    with engine.connect() as conn:
+        testers, crashes = conn.execute(select(func.count(distinct(CRASHES.c.tester_id)), func.count())
+                                        .where(*where)).one()
+        per_build = {b: int(t) for b, t in conn.execute(
+            select(build, func.count(distinct(CRASHES.c.tester_id))).where(*where).group_by(build))}
+    best, best_build = None, None
+    if share and per_build:
+        played = sessions.sessions_per_build(engine, project_id=project_id, since=since)
+        for name, hit in sorted(per_build.items()):
+            if not played.get(name):
+                continue  # no sessions: the share is unknown, not 100 %
+            active = sessions.active_testers(engine, project_id=project_id, build=name, since=since)
+            value = hit / active if active else None
+            if value is not None and (best is None or value > best):
+                best, best_build = value, name
+    return WindowStats(int(testers), int(crashes), tuple(sorted(b for b in per_build if b)), best, best_build)
+
+
+def active_group_ids(engine: Engine, *, since: datetime) -> list[int]:
+    """Groups with a crash seen at or after since (what the periodic evaluation looks at)."""
+    with engine.connect() as conn:
+        return list(conn.execute(select(GROUPS.c.id).where(GROUPS.c.last_seen >= since, GROUPS.c.crash_count > 0)
+                                 .order_by(GROUPS.c.id)).scalars())
+
+
+def crash_builds_since(engine: Engine, *, group_id: int, since: datetime) -> dict[str, str]:
+    """Builds of the group's crashes received after since -> the latest such crash id."""
+    with engine.connect() as conn:
+        rows = conn.execute(select(CRASHES.c.build, CRASHES.c.crash_id).where(
+            CRASHES.c.group_id == group_id, CRASHES.c.received_at > since, CRASHES.c.build.is_not(None),
+        ).order_by(CRASHES.c.received_at))
+        return {r.build: r.crash_id for r in rows if r.build}
+
+
+def group_testers(engine: Engine, *, group_id: int) -> list[dict[str, Any]]:
+    """Testers who hit the group, most crashes first: tester_id, crash_count, last_seen."""
+    with engine.connect() as conn:
+        rows = conn.execute(select(TESTERS.c.tester_id, TESTERS.c.crash_count, TESTERS.c.last_seen)
+                            .where(TESTERS.c.group_id == group_id)
+                            .order_by(TESTERS.c.crash_count.desc(), TESTERS.c.tester_id))
+        return [{**r._mapping, "last_seen": as_utc(r.last_seen)} for r in rows]
+
+
+# -- tickets --------------------------------------------------------------------------------
+
+
+def list_tickets(engine: Engine, *, project_id: int | None = None, states: Iterable[str] | None = None,
+                 priorities: Iterable[str] | None = None, fixed_in: str | None = None) -> list[dict[str, Any]]:
+    """Tickets (JSON-ready, with the group's signature and component), most urgent first:
+    P0 before P1, then by due time."""
+    stmt = select(TICKETS, GROUPS.c.signature, GROUPS.c.component, GROUPS.c.crash_count,
+                  GROUPS.c.tester_count).join(GROUPS, GROUPS.c.id == TICKETS.c.group_id)
+    if project_id is not None:
+        stmt = stmt.where(TICKETS.c.project_id == project_id)
+    if states is not None:
+        stmt = stmt.where(TICKETS.c.state.in_(list(states)))
+    if priorities is not None:
+        stmt = stmt.where(TICKETS.c.priority.in_(list(priorities)))
+    if fixed_in is not None:
+        stmt = stmt.where(TICKETS.c.fixed_in == fixed_in)
+    stmt = stmt.order_by(TICKETS.c.priority, TICKETS.c.due_at, TICKETS.c.id)
+    with engine.connect() as conn:
+        return [_ticket_row(r._mapping) for r in conn.execute(stmt)]
+
+
+def _ticket_row(row: Any) -> dict[str, Any]:
+    out = ticket_json(row)
+    out.update(signature=row["signature"], component=row["component"], crash_count=row["crash_count"],
+               tester_count=row["tester_count"])
+    return out
+
+
+def get_ticket(engine: Engine, *, ticket_id: int) -> dict[str, Any] | None:
+    """One ticket (as list_tickets) with ``history``: its events, oldest first."""
+    stmt = select(TICKETS, GROUPS.c.signature, GROUPS.c.component, GROUPS.c.crash_count,
+                  GROUPS.c.tester_count).join(GROUPS, GROUPS.c.id == TICKETS.c.group_id).where(TICKETS.c.id == ticket_id)
+    with engine.connect() as conn:
+        row = conn.execute(stmt).first()
+        if row is None:
+            return None
+        ticket = _ticket_row(row._mapping)
+        ticket["history"] = [_event_json(e._mapping) for e in conn.execute(
+            select(EVENTS).where(EVENTS.c.ticket_id == ticket_id).order_by(EVENTS.c.at, EVENTS.c.id))]
+    return ticket
+
+
+def _event_json(row: Any) -> dict[str, Any]:
+    return {"id": row["id"], "at": as_utc(row["at"]).isoformat(), "actor": row["actor"],  # type: ignore[union-attr]
+            "action": row["action"], "details": row["details"] or {}}
+
+
+def ticket_for_group(engine: Engine, *, group_id: int) -> dict[str, Any] | None:
+    """The group's ticket row (JSON-ready), or None."""
+    with engine.connect() as conn:
+        row = conn.execute(select(TICKETS).where(TICKETS.c.group_id == group_id)).first()
+        return None if row is None else ticket_json(row._mapping)
+
+
+def last_event_at(engine: Engine, *, ticket_id: int, action: str) -> datetime | None:
+    """When the ticket last had an event of action (e.g. when it was resolved)."""
+    with engine.connect() as conn:
+        return as_utc(conn.execute(select(EVENTS.c.at).where(  # not max(): SQLite's is text
+            EVENTS.c.ticket_id == ticket_id, EVENTS.c.action == action).order_by(EVENTS.c.at.desc()).limit(1))
+            .scalar_one_or_none())
+
+
+def events_since(engine: Engine, *, since: datetime, actions: Iterable[str],
+                 project_id: int | None = None) -> list[dict[str, Any]]:
+    """Events of those actions since a time, each with its ticket's id, title and priority."""
+    stmt = (select(EVENTS, TICKETS.c.title, TICKETS.c.priority, TICKETS.c.state, TICKETS.c.fixed_in)
+            .join(TICKETS, TICKETS.c.id == EVENTS.c.ticket_id)
+            .where(EVENTS.c.at >= since, EVENTS.c.action.in_(list(actions))).order_by(EVENTS.c.at, EVENTS.c.id))
+    if project_id is not None:
+        stmt = stmt.where(TICKETS.c.project_id == project_id)
+    with engine.connect() as conn:
+        return [{**_event_json(r._mapping), "ticket_id": r.ticket_id, "title": r.title, "priority": r.priority,
+                 "state": r.state, "fixed_in": r.fixed_in} for r in conn.execute(stmt)]
+
+
+# -- the triage report ----------------------------------------------------------------------
+
+
+def new_groups(engine: Engine, *, since: datetime, project_id: int | None = None) -> list[dict[str, Any]]:
+    """Groups first seen at or after since, most testers first."""
+    stmt = select(GROUPS.c.id, GROUPS.c.signature, GROUPS.c.component, GROUPS.c.crash_count, GROUPS.c.tester_count,
+                  GROUPS.c.first_seen).where(GROUPS.c.first_seen >= since, GROUPS.c.crash_count > 0)
+    if project_id is not None:
+        stmt = stmt.where(GROUPS.c.project_id == project_id)
+    stmt = stmt.order_by(GROUPS.c.tester_count.desc(), GROUPS.c.crash_count.desc(), GROUPS.c.id)
+    with engine.connect() as conn:
+        return [{**r._mapping, "first_seen": as_utc(r.first_seen).isoformat()}  # type: ignore[union-attr]
+                for r in conn.execute(stmt)]
+
+
+def top_groups(engine: Engine, *, since: datetime, project_id: int | None = None, limit: int = 10) -> list[dict[str, Any]]:
+    """Groups by distinct testers among crashes received since (then crashes): group_id,
+    signature, component, testers, crashes."""
+    testers, crashes = func.count(distinct(CRASHES.c.tester_id)), func.count()
+    stmt = (select(GROUPS.c.id.label("group_id"), GROUPS.c.signature, GROUPS.c.component,
+                   testers.label("testers"), crashes.label("crashes"))
+            .join(GROUPS, GROUPS.c.id == CRASHES.c.group_id).where(CRASHES.c.received_at >= since)
+            .group_by(GROUPS.c.id, GROUPS.c.signature, GROUPS.c.component)
+            .order_by(testers.desc(), crashes.desc(), GROUPS.c.id).limit(limit))
+    if project_id is not None:
+        stmt = stmt.where(GROUPS.c.project_id == project_id)
+    with engine.connect() as conn:
+        return [dict(r._mapping) for r in conn.execute(stmt)]
