@@ -35,8 +35,8 @@ from storage import queries
 from workers import jobs
 
 PG_ADMIN_URL = os.environ.get("CRASHD_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
-# Tests keep to their own Redis database and empty it at the end (finished RQ jobs keep
-# their hashes for result_ttl otherwise).
+# Tests keep to their own Redis database; each test removes its own queue's keys and jobs
+# (never FLUSHDB: another test run, a developer's or CI's, may share the database).
 REDIS_URL = os.environ.get("CRASHD_TEST_REDIS", "redis://127.0.0.1:6379/15")
 ADMIN_TOKEN = "test-admin-token-0123456789"
 REPO = Path(__file__).resolve().parent.parent
@@ -74,7 +74,6 @@ def redis_url() -> Iterator[str]:
     except Exception as exc:  # noqa: BLE001
         pytest.fail(f"Redis at {REDIS_URL} does not answer (run .ci/run): {exc}")
     yield REDIS_URL
-    redis.flushdb()
 
 
 # -- crashd on both backends ----------------------------------------------------------------
@@ -149,6 +148,20 @@ def make_settings(backend: str, tmp_path: Path, pg_database: str | None, redis_u
     return Settings(**fields)
 
 
+def clean_queue(queue) -> None:  # type: ignore[no-untyped-def]
+    """Delete a test queue, every job it ran (finished jobs keep their hash for result_ttl)
+    and the keys RQ named after it."""
+    redis = queue.connection
+    registries = (queue.finished_job_registry, queue.failed_job_registry, queue.started_job_registry,
+                  queue.deferred_job_registry, queue.scheduled_job_registry, queue.canceled_job_registry)
+    for registry in registries:
+        for job_id in registry.get_job_ids():
+            redis.delete(f"rq:job:{job_id}", f"rq:results:{job_id}")
+    queue.delete(delete_jobs=True)
+    for key in redis.scan_iter(match=f"*{queue.name}*", count=1000):
+        redis.delete(key)
+
+
 def _reset_postgres(url: str) -> None:
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")
@@ -192,7 +205,7 @@ def _crashd(backend: str, settings: Settings) -> Iterator[Crashd]:
             from rq import Queue
 
             try:
-                Queue(settings.queue_name, connection=Redis.from_url(settings.redis_url)).delete(delete_jobs=True)
+                clean_queue(Queue(settings.queue_name, connection=Redis.from_url(settings.redis_url)))
             except RedisDown:  # the dead-Redis tests point at a port nothing listens on
                 pass
         state.ctx.engine.dispose()

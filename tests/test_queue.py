@@ -13,7 +13,7 @@ from redis import Redis
 from rq import Queue
 from rq.job import Job
 
-from conftest import REPO, Crashd, _crashd, make_settings
+from conftest import REPO, Crashd, _crashd, clean_queue, make_settings
 from minidump_writer import small_dump
 from uploads import minidump_upload
 from workers.queue import RQJobQueue, job_id
@@ -37,13 +37,14 @@ def test_upload_enqueues_rq_job_with_crash_id(rq_crashd: Crashd) -> None:
     assert Queue(rq_crashd.settings.queue_name, connection=redis).job_ids == [job.id]
 
 
-def test_crashd_worker_process_runs_the_jobs(rq_crashd: Crashd) -> None:
+@pytest.mark.parametrize("mode", [[], ["--fork"]], ids=["warm", "fork"])
+def test_crashd_worker_process_runs_the_jobs(rq_crashd: Crashd, mode: list[str]) -> None:
     crash_ids = [upload(rq_crashd, tag) for tag in (2, 3, 4)]
     settings = rq_crashd.settings
     env = {**os.environ, "CRASHD_DATA_DIR": str(settings.data_dir), "CRASHD_REDIS_URL": settings.redis_url,
            "CRASHD_QUEUE_NAME": settings.queue_name, "CRASHD_DATABASE_URL": settings.effective_database_url
            .replace("postgresql+psycopg://", "postgresql://")}
-    done = subprocess.run([sys.executable, "-m", "server.cli", "worker", "--burst"], cwd=REPO, env=env,
+    done = subprocess.run([sys.executable, "-m", "server.cli", "worker", "--burst", *mode], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     for crash_id in crash_ids:
@@ -88,7 +89,7 @@ def test_failed_enqueue_keeps_the_upload_and_the_sweeper_recovers(dead_queue_cra
         crashd.drain()
         assert crashd.crash(crash_id)["status"] == "processed"
     finally:
-        queue.queue.delete(delete_jobs=True)
+        clean_queue(queue.queue)
         queue.close()
 
 

@@ -73,3 +73,25 @@ def test_reprocess_command_reprocesses_a_group(crashd: Crashd) -> None:
     again = crashd.crash(crash_id)
     assert again["processed_at"] > first["processed_at"] and again["group_id"] == first["group_id"]
     assert groups(crashd)[first["signature"]] == (1, 1)
+
+
+def test_reprocess_all_and_since(crashd: Crashd) -> None:
+    """--all and --since hand plain crash ids to the queue (a regression: they once passed
+    database rows, which RQ turned into job ids like "process:('…',)")."""
+    ids = [upload_dump(crashd, f"tester-{i}") for i in range(2)]
+    crashd.drain()
+    before = {c: crashd.crash(c)["processed_at"] for c in ids}
+    env = {**os.environ, "CRASHD_DATA_DIR": str(crashd.settings.data_dir)}
+    if crashd.settings.database_url:
+        env.update(CRASHD_DATABASE_URL=crashd.settings.database_url, CRASHD_REDIS_URL=crashd.settings.redis_url or "",
+                   CRASHD_QUEUE_NAME=crashd.settings.queue_name)
+    for selector in (["--all"], ["--since", "1h"]):
+        done = subprocess.run([sys.executable, "-m", "server.cli", "reprocess", *selector], cwd=REPO, env=env,
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        assert "2 crashes" in done.stderr
+        crashd.drain()
+        for crash_id in ids:
+            crash = crashd.crash(crash_id)
+            assert crash["status"] == "processed" and crash["processed_at"] > before[crash_id]
+            before[crash_id] = crash["processed_at"]

@@ -34,7 +34,7 @@ def select_crashes(ctx: WorkerContext, *, everything: bool = False, group_id: in
     elif not everything:
         return []
     with session(ctx.engine) as s:
-        return list(s.exec(stmt))  # type: ignore[call-overload]
+        return list(s.execute(stmt).scalars())
 
 
 def enqueue_all(queue: JobQueue, crash_ids: Iterable[str], progress: Progress | None = None) -> int:
