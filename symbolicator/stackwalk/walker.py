@@ -128,7 +128,9 @@ def walk_thread(dump: Minidump, index: int, provider: SymbolProvider, deadline: 
     if stack.region is None:
         result.notes.append("no stack memory: only the context frame")
         return result
-    parameter_sizes: list[int] = [_parameter_size(provider, first)]
+    # Only x86 STACK WIN needs the grand-callee's parameter size: skip the lookups elsewhere.
+    sized = context.arch == "x86"
+    parameter_sizes: list[int] = [_parameter_size(provider, first) if sized else 0]
     while len(result.frames) < MAX_FRAMES:
         if deadline is not None and time.monotonic() > deadline:
             result.notes.append("stopped: processing time limit reached")
@@ -144,7 +146,7 @@ def walk_thread(dump: Minidump, index: int, provider: SymbolProvider, deadline: 
             break
         caller.module = dump.module_at(caller.lookup_address)
         frames.append(caller)
-        parameter_sizes.append(_parameter_size(provider, caller))
+        parameter_sizes.append(_parameter_size(provider, caller) if sized else 0)
     else:
         result.notes.append(f"stopped after {MAX_FRAMES} frames")
     return result

@@ -26,7 +26,6 @@ def by_cfi(args: UnwindArgs) -> Frame | None:
     if module is None or "esp" not in callee.registers:
         return None
     offset = callee.lookup_address - module.base_addr
-    forwarded = {r: callee.registers[r] for r in CALLEE_SAVED if r in callee.registers}
     win = args.provider.win_frame_info(module, offset)
     registers = _by_stack_win(args, win) if win is not None else None
     if registers is None:
@@ -37,10 +36,10 @@ def by_cfi(args: UnwindArgs) -> Frame | None:
         if result is None:
             return None
         cfa, ra, others = result
+        forwarded = {r: callee.registers[r] for r in CALLEE_SAVED if r in callee.registers}
         registers = {**forwarded, **others, "esp": cfa, "eip": ra}
-    else:
-        # STACK WIN does not forward registers implicitly: only what it computed.
-        registers = {**{r: v for r, v in forwarded.items() if r not in WIN_OUTPUTS}, **registers}
+    # else: STACK WIN forwards nothing implicitly (every callee-saved register is one of its
+    # outputs): the caller has only what the program computed.
     if "eip" not in registers or "esp" not in registers:
         return None
     return Frame(registers["eip"], FrameTrust.cfi, registers=registers)
