@@ -39,3 +39,46 @@ def is_admin(request: Request, admin_token: str) -> bool:
     """True when the request carries the admin bearer token (constant-time compare)."""
     token = bearer_token(request)
     return token is not None and hmac.compare_digest(token.encode(), admin_token.encode())
+
+
+# --- who may read and who may change (issue 6) -------------------------------------------
+# Contract used by every JSON endpoint and dashboard page. The sign-in work (users, API
+# tokens, session cookie) extends `principal`; callers only use these three names.
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from server.app import ServerState
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who made a request: ``role`` is ``admin`` or ``viewer``; ``via`` is how they proved it
+    (``admin-token``, ``api-token`` or ``session``)."""
+
+    name: str
+    role: str
+    via: str
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+
+def principal(request: Request, state: "ServerState") -> Principal | None:
+    """The caller of request, or None when it proves nothing."""
+    if is_admin(request, state.admin_token):
+        return Principal("admin", "admin", "admin-token")
+    return None
+
+
+def can_read(request: Request, state: "ServerState") -> bool:
+    """True for any signed-in user or valid token (viewers included)."""
+    return principal(request, state) is not None
+
+
+def can_write(request: Request, state: "ServerState") -> bool:
+    """True for admins only (ticket actions, reprocess, uploads through the API)."""
+    who = principal(request, state)
+    return who is not None and who.is_admin
