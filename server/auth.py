@@ -1,10 +1,29 @@
-"""Who is calling: ingest keys for crash clients, a bearer token for the admin API."""
+"""Who is calling: ingest keys for crash clients; for the API and the dashboard the admin
+bearer token, API tokens (``crashd token create``) and signed-in users (session cookie).
+
+Passwords are hashed with Argon2id; the session cookie is signed by Starlette's
+SessionMiddleware (installed in server/app.py) and carries a CSRF token (docs/auth.md).
+"""
 
 from __future__ import annotations
 
+import hashlib
 import hmac
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable
 
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy.engine import Engine
 from starlette.requests import Request
+
+from storage import users
+
+if TYPE_CHECKING:
+    from server.app import ServerState
 
 INGEST_KEY_PARAMS = ("sentry_key", "key")
 
@@ -41,15 +60,167 @@ def is_admin(request: Request, admin_token: str) -> bool:
     return token is not None and hmac.compare_digest(token.encode(), admin_token.encode())
 
 
+# --- passwords -----------------------------------------------------------------------------
+
+# argon2-cffi's defaults are RFC 9106's second recommended profile: Argon2id, t=3, 64 MiB,
+# p=4 (about 0.1 s per hash here). Stored hashes carry their parameters, so raising them later
+# still verifies old hashes.
+PASSWORDS = PasswordHasher()
+_DUMMY_HASH: list[str] = []  # made on first use: a hash to verify against for unknown users
+
+
+def hash_password(password: str) -> str:
+    """The Argon2id hash of password in PHC string form (``$argon2id$v=19$m=...``)."""
+    return PASSWORDS.hash(password)
+
+
+def verify_password(password_hash: str | None, password: str) -> bool:
+    """True when password matches password_hash. With None (an unknown user) a dummy hash is
+    verified anyway, so the answer takes as long as for a real user and does not reveal names."""
+    if not _DUMMY_HASH:
+        _DUMMY_HASH.append(PASSWORDS.hash(secrets.token_urlsafe(16)))
+    try:
+        return PASSWORDS.verify(password_hash or _DUMMY_HASH[0], password) and password_hash is not None
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def password_fingerprint(password_hash: str) -> str:
+    """A short digest of a password hash, kept in the session cookie: a new password (or a
+    user deleted and created again, which gets a new salt) no longer matches it."""
+    return hashlib.sha256(password_hash.encode()).hexdigest()[:32]
+
+
+# --- CSRF -----------------------------------------------------------------------------------
+
+CSRF_HEADER = "x-csrf-token"
+CSRF_FIELD = "csrf_token"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def _session(request: Request) -> dict | None:
+    """The request's session dict, or None when SessionMiddleware is not installed."""
+    return request.session if "session" in request.scope else None
+
+
+def csrf_token(request: Request) -> str:
+    """The session's CSRF token, made on first use (every form carries it as ``csrf_token``;
+    JSON calls with the session cookie send it as ``X-CSRF-Token``). Empty without sessions."""
+    store = _session(request)
+    if store is None:
+        return ""
+    if not store.get("csrf"):
+        store["csrf"] = secrets.token_urlsafe(32)
+    return store["csrf"]
+
+
+def check_csrf(request: Request, submitted: str | None) -> bool:
+    """True when submitted is the session's CSRF token (constant-time compare)."""
+    store = _session(request)
+    expected = store.get("csrf") if store is not None else None
+    if not expected or not submitted:
+        return False
+    return hmac.compare_digest(expected.encode(), submitted.encode())
+
+
+# --- users and API tokens, remembered briefly -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Known:
+    """A user or API token as the database last said: name, role and, for a user, the
+    fingerprint of the password hash (empty for tokens)."""
+
+    name: str
+    role: str
+    fingerprint: str = ""
+
+
+class Credentials:
+    """Users by name and API tokens by digest, remembered for ``ttl_seconds``: principal() runs
+    on every API request and page, from async handlers, so it must not query every time. A
+    deleted user or revoked token stops working after at most ttl_seconds."""
+
+    MAX_ENTRIES = 10_000
+
+    def __init__(self, engine: Engine, ttl_seconds: float) -> None:
+        self.engine = engine
+        self.ttl_seconds = ttl_seconds
+        self._lock = threading.Lock()
+        self._cache: dict[str, tuple[Known | None, float]] = {}
+
+    def user(self, name: str) -> Known | None:
+        """The user called name (None when unknown; misses are cached too, since a deleted
+        user's browser keeps sending its cookie)."""
+        return self._get("user:" + name, lambda: self._load_user(name), cache_miss=True)
+
+    def token(self, token: str) -> Known | None:
+        """The API token whose secret is token (None when unknown; misses are not cached, so
+        guessing cannot fill the cache and a new token works at once)."""
+        return self._get("token:" + users.token_digest(token), lambda: self._load_token(token), cache_miss=False)
+
+    def _get(self, key: str, load: Callable[[], Known | None], *, cache_miss: bool) -> Known | None:
+        now = time.monotonic()
+        hit = self._cache.get(key)
+        if hit is not None and hit[1] > now:
+            return hit[0]
+        found = load()
+        if found is not None or cache_miss:
+            with self._lock:
+                if len(self._cache) >= self.MAX_ENTRIES:
+                    self._cache.clear()
+                self._cache[key] = (found, now + self.ttl_seconds)
+        return found
+
+    def _load_user(self, name: str) -> Known | None:
+        user = users.get_user(self.engine, name=name)
+        return Known(user.name, user.role, password_fingerprint(user.password_hash)) if user else None
+
+    def _load_token(self, token: str) -> Known | None:
+        row = users.token_by_secret(self.engine, token=token)
+        return Known(row.name, row.role) if row else None
+
+
+def credentials(state: "ServerState") -> Credentials:
+    """The state's Credentials cache (made here when a ServerState was built without one)."""
+    if state.credentials is None:
+        state.credentials = Credentials(state.ctx.engine, state.settings.auth_cache_seconds)
+    return state.credentials
+
+
+# --- sessions --------------------------------------------------------------------------------
+
+
+def start_session(request: Request, user: Known) -> None:
+    """Sign user in: a new session (old contents dropped, so a token planted before sign-in is
+    useless: no session fixation) holding the name, the password fingerprint and a new CSRF token."""
+    store = request.session
+    store.clear()
+    store.update({"user": user.name, "fp": user.fingerprint, "csrf": secrets.token_urlsafe(32)})
+
+
+def end_session(request: Request) -> None:
+    """Sign out: the session is emptied and its cookie deleted."""
+    request.session.clear()
+
+
+def session_user(request: Request, state: "ServerState") -> Known | None:
+    """The signed-in user of the session cookie, or None. A cookie naming a deleted user or an
+    old password is forgotten."""
+    store = _session(request)
+    name = store.get("user") if store is not None else None
+    if not name:
+        return None
+    known = credentials(state).user(name)
+    if known is None or not hmac.compare_digest(known.fingerprint, str(store.get("fp", ""))):
+        store.pop("user", None)
+        store.pop("fp", None)
+        return None
+    return known
+
+
 # --- who may read and who may change (issue 6) -------------------------------------------
-# Contract used by every JSON endpoint and dashboard page. The sign-in work (users, API
-# tokens, session cookie) extends `principal`; callers only use these three names.
-
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from server.app import ServerState
+# Contract used by every JSON endpoint and dashboard page; callers only use these names.
 
 
 @dataclass(frozen=True)
@@ -67,10 +238,19 @@ class Principal:
 
 
 def principal(request: Request, state: "ServerState") -> Principal | None:
-    """The caller of request, or None when it proves nothing."""
-    if is_admin(request, state.admin_token):
-        return Principal("admin", "admin", "admin-token")
-    return None
+    """The caller of request, or None when it proves nothing.
+
+    A bearer token decides alone (the admin token, else an API token; a wrong one is None even
+    beside a valid cookie); without one, the session cookie's user.
+    """
+    token = bearer_token(request)
+    if token is not None:
+        if hmac.compare_digest(token.encode(), state.admin_token.encode()):
+            return Principal("admin", "admin", "admin-token")
+        known = credentials(state).token(token)
+        return Principal(known.name, known.role, "api-token") if known else None
+    user = session_user(request, state)
+    return Principal(user.name, user.role, "session") if user else None
 
 
 def can_read(request: Request, state: "ServerState") -> bool:
@@ -79,6 +259,27 @@ def can_read(request: Request, state: "ServerState") -> bool:
 
 
 def can_write(request: Request, state: "ServerState") -> bool:
-    """True for admins only (ticket actions, reprocess, uploads through the API)."""
+    """True for admins only (ticket actions, reprocess, uploads through the API).
+
+    A JSON call (``/api/...``) that changes something with the session cookie must also send
+    the session's CSRF token as ``X-CSRF-Token``. Dashboard forms are checked by their
+    handlers: ``check_csrf(request, form.get("csrf_token"))``.
+    """
+    return refusal(request, state, write=True) is None
+
+
+def refusal(request: Request, state: "ServerState", *, write: bool) -> tuple[int, str] | None:
+    """Why a JSON endpoint refuses request: ``(401, "admin bearer token required")`` without
+    credentials, ``(403, "admin role required")`` for a viewer's write, ``(403, "csrf token
+    missing or wrong")`` for a cookie-authenticated write without X-CSRF-Token; else None."""
     who = principal(request, state)
-    return who is not None and who.is_admin
+    if who is None:
+        return 401, "admin bearer token required"
+    if not write:
+        return None
+    if not who.is_admin:
+        return 403, "admin role required"
+    if who.via == "session" and request.method not in SAFE_METHODS and request.url.path.startswith("/api/"):
+        if not check_csrf(request, request.headers.get(CSRF_HEADER)):
+            return 403, "csrf token missing or wrong"
+    return None

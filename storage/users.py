@@ -1,0 +1,140 @@
+"""Dashboard users and API tokens. Keyword-only functions taking an Engine, like queries.py.
+
+Passwords arrive here already hashed (server/auth.py hashes them with Argon2id); API tokens are
+made here, like ingest keys, and only their SHA-256 is stored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+
+from sqlalchemy import delete
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import col, select
+
+from schemas.tables import ApiToken, User, UserRole, utcnow
+from storage.db import session
+
+ROLES = tuple(role.value for role in UserRole)
+# A prefix lets secret scanners (GitHub's, gitleaks) recognise a leaked token.
+TOKEN_PREFIX = "crashd_"
+# User and token names end up in ticket histories as ``user:<name>`` (tickets_api's actor rule).
+NAME = re.compile(r"^[A-Za-z0-9._@+-]{1,100}$")
+
+
+def _check(name: str, role: str) -> None:
+    """Raises ValueError unless name is 1-100 letters, digits or ``. _ @ + -`` and role is
+    ``admin`` or ``viewer``."""
+    if not NAME.match(name):
+        raise ValueError(f"bad name {name!r}: use 1-100 letters, digits or . _ @ + -")
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
+
+
+# -- users ----------------------------------------------------------------------------------
+
+
+def create_user(engine: Engine, *, name: str, role: str, password_hash: str) -> User:
+    """Add a user. Raises ValueError for a bad name, an unknown role or a name already taken."""
+    _check(name, role)
+    user = User(name=name, role=role, password_hash=password_hash)
+    with session(engine) as s:
+        s.add(user)
+        try:
+            s.commit()
+        except IntegrityError as exc:
+            raise ValueError(f"user {name!r} already exists") from exc
+        s.refresh(user)
+        return user
+
+
+def get_user(engine: Engine, *, name: str) -> User | None:
+    """The user called name, or None."""
+    with session(engine) as s:
+        return s.exec(select(User).where(User.name == name)).first()
+
+
+def list_users(engine: Engine) -> list[User]:
+    """Every user, by name."""
+    with session(engine) as s:
+        return list(s.exec(select(User).order_by(col(User.name))))
+
+
+def delete_user(engine: Engine, *, name: str) -> bool:
+    """Remove the user called name; False when there was none. Its sessions stop working."""
+    with session(engine) as s:
+        deleted = s.execute(delete(User).where(col(User.name) == name)).rowcount  # type: ignore[attr-defined]
+        s.commit()
+        return bool(deleted)
+
+
+def set_password(engine: Engine, *, name: str, password_hash: str) -> bool:
+    """Replace the user's password hash (which ends its sessions); False when there is no such user."""
+    with session(engine) as s:
+        user = s.exec(select(User).where(User.name == name)).first()
+        if user is None:
+            return False
+        user.password_hash = password_hash
+        s.add(user)
+        s.commit()
+        return True
+
+
+def record_login(engine: Engine, *, name: str) -> None:
+    """Note the time of the user's latest sign-in."""
+    with session(engine) as s:
+        user = s.exec(select(User).where(User.name == name)).first()
+        if user is not None:
+            user.last_login_at = utcnow()
+            s.add(user)
+            s.commit()
+
+
+# -- API tokens -----------------------------------------------------------------------------
+
+
+def token_digest(token: str) -> str:
+    """The stored form of an API token: hex SHA-256. The token holds 256 random bits, so a slow
+    password hash would add nothing and cost a few ms per API request."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def create_token(engine: Engine, *, name: str, role: str) -> tuple[ApiToken, str]:
+    """Make a new API token; returns its row and the token itself (never stored, shown once).
+
+    Raises ValueError for a bad name, an unknown role or a name already taken.
+    """
+    _check(name, role)
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    row = ApiToken(name=name, role=role, token_sha256=token_digest(token))
+    with session(engine) as s:
+        s.add(row)
+        try:
+            s.commit()
+        except IntegrityError as exc:
+            raise ValueError(f"token {name!r} already exists") from exc
+        s.refresh(row)
+        return row, token
+
+
+def token_by_secret(engine: Engine, *, token: str) -> ApiToken | None:
+    """The API token row whose secret is token, or None."""
+    with session(engine) as s:
+        return s.exec(select(ApiToken).where(ApiToken.token_sha256 == token_digest(token))).first()
+
+
+def list_tokens(engine: Engine) -> list[ApiToken]:
+    """Every API token (names, roles and dates; the secrets are not kept), by name."""
+    with session(engine) as s:
+        return list(s.exec(select(ApiToken).order_by(col(ApiToken.name))))
+
+
+def revoke_token(engine: Engine, *, name: str) -> bool:
+    """Delete the API token called name; False when there was none."""
+    with session(engine) as s:
+        deleted = s.execute(delete(ApiToken).where(col(ApiToken.name) == name)).rowcount  # type: ignore[attr-defined]
+        s.commit()
+        return bool(deleted)
