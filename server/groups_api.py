@@ -11,8 +11,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from server.api import project_from_query
-from server.auth import is_admin
-from storage import groups, queries
+from server.auth import can_read
+from storage import dashboard_queries, queries
 
 if TYPE_CHECKING:
     from server.app import ServerState
@@ -48,45 +48,69 @@ def _refuse(status: int, detail: str) -> Response:
 
 
 async def list_endpoint(request: Request) -> Response:
-    """GET /api/groups?project=&component=&build=&since=&limit=&offset=."""
+    """GET /api/groups?project=&component=&build=&platform=&status=&since=&sort=&order=&limit=
+    &offset=&days=: ``{"groups": [...], "total", "limit", "offset"}`` (most testers first
+    unless sorted otherwise; server/dashboard_api.group_query reads the parameters)."""
+    from server import dashboard_api  # it imports this module (parse_since)
+
     state: ServerState = request.app.state.crashd
-    if not is_admin(request, state.admin_token):
+    if not can_read(request, state):
         return _refuse(401, "admin bearer token required")
     params = request.query_params
     try:
-        since = parse_since(params.get("since"))
-        limit = min(int(params.get("limit", "100")), 1000)
-        offset = int(params.get("offset", "0"))
+        query = dashboard_api.group_query(params)
     except ValueError as exc:
         return _refuse(400, f"bad query parameter: {exc}")
     project_id, missing = await project_from_query(state, params)
     if missing is not None:
         return missing
-    rows = await run_in_threadpool(
-        groups.list_groups, state.ctx.engine, project_id=project_id, component=params.get("component"),
-        build=params.get("build"), since=since, limit=limit, offset=offset,
-    )
-    return JSONResponse({"groups": [group_json(r) for r in rows]})
+    page = await run_in_threadpool(dashboard_queries.list_groups_page, state.ctx.engine, project_id=project_id,
+                                   **query)
+    rows = [{"id": g["group_id"], **g} for g in page["groups"]]
+    return JSONResponse(dashboard_api.jsonable({"groups": rows, "total": page["total"], "limit": query["limit"],
+                                                "offset": query["offset"]}))
 
 
 async def detail_endpoint(request: Request) -> Response:
-    """GET /api/groups/<id>: the group, its per-build counts and a representative crash."""
+    """GET /api/groups/<id>?crashes=&days=: the group, its builds (with sessions and crash
+    rate), platforms, testers, latest crashes, ticket with history, and a representative
+    crash with its crashing thread's stack (trust and inlined frames)."""
+    from server import dashboard_api  # it imports this module (parse_since)
+
     state: ServerState = request.app.state.crashd
-    if not is_admin(request, state.admin_token):
+    if not can_read(request, state):
         return _refuse(401, "admin bearer token required")
-    group = await run_in_threadpool(groups.get_group, state.ctx.engine, group_id=request.path_params["group_id"])
+    try:
+        query = dashboard_api.page_query(request.query_params)
+    except ValueError as exc:
+        return _refuse(400, f"bad query parameter: {exc}")
+    group = await run_in_threadpool(dashboard_queries.group_page, state.ctx.engine,
+                                    group_id=request.path_params["group_id"], **query)
     if group is None:
         return _refuse(404, "group not found")
-    representative = None
-    if group["representative_crash_id"]:
-        crash = await run_in_threadpool(queries.get_crash, state.ctx.engine, crash_id=group["representative_crash_id"])
-        if crash is not None:
-            representative = {
-                "crash_id": crash.crash_id, "build": crash.build, "tester_id": crash.tester_id,
-                "received_at": queries.as_utc(crash.received_at).isoformat(),  # type: ignore[union-attr]
-                "top_frames": (crash.processed or {}).get("top_frames", []),
-                "crash_reason": (crash.processed or {}).get("crash_reason"),
-            }
-    out = group_json(group)
-    out["representative_crash"] = representative
-    return JSONResponse(out)
+    for build in group["builds"]:
+        build["crash_count"] = build["crashes"]
+    out = {"id": group["group_id"], **group}
+    out["representative_crash"] = await run_in_threadpool(representative, state, group["representative_crash_id"])
+    return JSONResponse(dashboard_api.jsonable(out))
+
+
+def representative(state: "ServerState", crash_id: str | None) -> dict[str, Any] | None:
+    """The representative crash: id, build, tester, received_at, crash_reason, top_frames,
+    and ``stack``: its crashing thread's frames from the processed report (frame, trust,
+    module, module_offset, function, file, line, inlines, missing_symbols), None when the
+    report is not in the blob store."""
+    from server.api import load_report
+
+    crash = queries.get_crash(state.ctx.engine, crash_id=crash_id) if crash_id else None
+    if crash is None:
+        return None
+    report = load_report(state, crash) or {}
+    frames = (report.get("crashing_thread") or {}).get("frames")
+    return {
+        "crash_id": crash.crash_id, "build": crash.build, "tester_id": crash.tester_id,
+        "received_at": queries.as_utc(crash.received_at).isoformat(),  # type: ignore[union-attr]
+        "top_frames": (crash.processed or {}).get("top_frames", []),
+        "crash_reason": (crash.processed or {}).get("crash_reason"),
+        "stack": None if frames is None else [{k: v for k, v in f.items() if k != "registers"} for f in frames],
+    }

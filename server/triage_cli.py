@@ -74,8 +74,9 @@ def build_report(ctx: WorkerContext, *, since: datetime, last_report: datetime |
     for ticket in active:
         ticket["time_left"] = time_left(ticket["due_at"], now)
     awaiting = triage_queries.list_tickets(engine, project_id=project_id, states=["resolved"])
+    projects: dict[int, Any] = {}  # each project's sessions and builds, read once for all its tickets
     for ticket in awaiting:
-        result = fix_numbers(ctx, ticket)
+        result = fix_numbers(ctx, ticket, projects)
         ticket["verification"] = {**result.details(), "summary": result.summary()}
     return {
         "generated_at": now.isoformat(), "since": since.isoformat(),

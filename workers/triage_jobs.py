@@ -86,12 +86,20 @@ def verify_resolved(ctx: WorkerContext, *, project_id: int | None = None,
     return changes
 
 
-def fix_numbers(ctx: WorkerContext, ticket: dict[str, Any]) -> Verification:
-    """The rate test of a resolved ticket's fix (triage/verification.py) as the numbers are now."""
+def fix_numbers(ctx: WorkerContext, ticket: dict[str, Any],
+                projects: dict[int, tuple[dict[str, int], dict[str, Any]]] | None = None) -> Verification:
+    """The rate test of a resolved ticket's fix (triage/verification.py) as the numbers are now.
+
+    projects: a dict that keeps each project's sessions per build and builds' first sightings
+    across calls, read once for a report that checks many tickets of one project."""
     pid = ticket["project_id"]
+    projects = {} if projects is None else projects
+    if pid not in projects:
+        projects[pid] = (sessions.sessions_per_build(ctx.engine, project_id=pid),
+                         sessions.build_first_seen(ctx.engine, project_id=pid))
+    played, first_seen = projects[pid]
     return verify_fix(sessions.group_crashes_per_build(ctx.engine, group_id=ticket["group_id"]),
-                      sessions.sessions_per_build(ctx.engine, project_id=pid), ticket["fixed_in"],
-                      first_seen=sessions.build_first_seen(ctx.engine, project_id=pid),
+                      played, ticket["fixed_in"], first_seen=first_seen,
                       min_sessions=ctx.settings.verify_min_sessions)
 
 

@@ -1,0 +1,190 @@
+"""What server/openapi.py says about each route: DESCRIBED maps (method, Starlette path) to
+its summary, query parameters, auth, request body and response; SCHEMAS holds the shared
+response shapes. When you add a route to server/app.py, add its entry here (the test in
+tests/test_openapi.py names any route left out). Field meanings: docs/*.md.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+Schema = dict[str, Any]
+
+
+def ref(name: str) -> Schema:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def nullable(kind: str, **extra: Any) -> Schema:
+    return {"type": [kind, "null"], **extra}
+
+
+def obj(**properties: Schema) -> Schema:
+    return {"type": "object", "properties": properties}
+
+
+def arr(item: Schema) -> Schema:
+    return {"type": "array", "items": item}
+
+
+def json_ok(schema: Schema, text: str = "OK") -> Schema:
+    return {"description": text, "content": {"application/json": {"schema": schema}}}
+
+
+S, I, N, B = {"type": "string"}, {"type": "integer"}, {"type": "number"}, {"type": "boolean"}
+T = {"type": "string", "format": "date-time"}
+T_NULL = nullable("string", format="date-time")
+ANY = {"type": "object", "additionalProperties": True}
+
+SCHEMAS: dict[str, Schema] = {
+    "Error": obj(detail=S),
+    "Group": obj(
+        id=I, group_id=I, project_id=I, project=S, signature=S, signature_version=nullable("string"),
+        component=nullable("string"), reason_text=nullable("string"), crash_count=I, tester_count=I,
+        build_count=I, first_seen=T, last_seen=T, ticket_id=nullable("integer"), ticket_status=nullable("string"),
+        ticket_priority=nullable("string"), sparkline=arr(I), build_crash_count=I),
+    "GroupList": obj(groups=arr(ref("Group")), total=I, limit=I, offset=I),
+    "Ticket": obj(
+        ticket_id=I, status=S, priority=S, title=S, reason_text=nullable("string"), rule=S, due_at=T,
+        fixed_in=nullable("string"), external_key=nullable("string"), external_url=nullable("string"),
+        created_at=T, updated_at=T, actions=arr(S),
+        history=arr(obj(id=I, at=T, actor=S, action=S, details=ANY))),
+    "GroupPage": {"allOf": [ref("Group"), obj(
+        builds=arr(obj(build=S, crashes=I, crash_count=I, sessions=I, crash_rate=nullable("number"),
+                       first_seen=T, last_seen=T)),
+        platforms={"type": "object", "additionalProperties": I},
+        testers=arr(obj(tester_id=S, crashes=I, first_seen=T, last_seen=T)),
+        crashes=arr(obj(crash_id=S, build=nullable("string"), tester_id=nullable("string"),
+                        platform=nullable("string"), status=S, received_at=T)),
+        representative_crash_id=nullable("string"), ticket={"oneOf": [ref("Ticket"), {"type": "null"}]},
+        representative_crash=nullable("object"))]},
+    "Crash": obj(crash_id=S, status=S, project=S, project_id=I, received_at=T, processed_at=T_NULL,
+                 build=nullable("string"), tester_id=nullable("string"), annotations=ANY, attachments=arr(ANY),
+                 signature=nullable("string"), component=nullable("string"), reason_text=nullable("string"),
+                 group_id=nullable("integer"), platform=nullable("string"), processed=nullable("object"),
+                 stackwalk=nullable("object")),
+    "TicketRow": obj(id=I, project_id=I, group_id=I, priority=S, state=S, title=S, due_at=T,
+                     fixed_in=nullable("string"), signature=S, component=nullable("string"), crash_count=I,
+                     tester_count=I),
+    "BoardTicket": {"allOf": [ref("Ticket"), obj(group_id=I, signature=S, component=nullable("string"),
+                                                 tester_count=I, crash_count=I, seconds_left=N, overdue=B,
+                                                 verification=nullable("object"))]},
+    "TriageBoard": obj(now=T, open_tickets=arr(ref("BoardTicket")), spreading=arr(ref("Group")),
+                       regressions=arr(ref("BoardTicket")), awaiting_verification=arr(ref("BoardTicket")),
+                       report_markdown=S),
+    "SymbolsPage": obj(
+        files=arr(obj(debug_file=S, debug_id=S, code_file=nullable("string"), code_id=nullable("string"),
+                      os=nullable("string"), cpu=nullable("string"), format=S, size=I, sha256=S, path=S,
+                      uploaded_at=T, project_id=nullable("integer"), project=nullable("string"))),
+        missing=arr(obj(debug_file=S, debug_id=S, code_file=nullable("string"), crashes=I, groups=I,
+                        last_seen=T, uploaded=B))),
+    "Builds": obj(builds=arr(obj(build=S, sessions=I, crashed_sessions=I, crash_rate=nullable("number"),
+                                 crashes=I, first_seen=T_NULL))),
+    "BuildsCompare": obj(
+        base=S, target=S, base_sessions=I, target_sessions=I, base_crash_rate=nullable("number"),
+        target_crash_rate=nullable("number"), min_sessions=I, alpha=N, enough_sessions=B,
+        groups=arr(obj(group_id=I, signature=S, component=nullable("string"), base_crashes=I, target_crashes=I,
+                       base_rate=nullable("number"), target_rate=nullable("number"), change=nullable("number"),
+                       p_value=nullable("number"), significant=B, reason=S))),
+}
+
+PROJECT = ("project", "string", "a project id or name (404 when unknown)")
+REQUIRED_PROJECT = ("project", "string", "required: a project id or name")
+SINCE = ("since", "string", "24h, 7d, 2w or an ISO date")
+UPLOAD = {"auth": "ingest", "errors": (400, 401, 413, 429, 503),
+          "body": ("multipart/form-data", {"type": "object", "description": "upload_file_minidump plus annotations"}),
+          "ok": {"description": "the crash id", "content": {"text/plain": {"schema": S}}}}
+BYTES = {"description": "the bytes", "content": {"application/octet-stream": {"schema": {"type": "string",
+                                                                                         "format": "binary"}}}}
+
+DESCRIBED: dict[tuple[str, str], dict[str, Any]] = {
+    ("POST", "/api/{project}/minidump/"): {**UPLOAD, "id": "uploadMinidump",
+                                          "summary": "Upload a crash (Crashpad, sentry-native, Breakpad multipart)"},
+    ("POST", "/submit"): {**UPLOAD, "id": "submitCrash", "summary": "Upload a crash, Socorro/Breakpad style (?key=)"},
+    ("POST", "/api/{project}/envelope/"): {
+        "id": "sentryEnvelope", "auth": "ingest", "errors": (400, 401, 413, 429, 503),
+        "summary": "Sentry envelope: events, attachments, minidumps, sessions (docs/sentry.md)",
+        "body": ("application/x-sentry-envelope", S), "ok": json_ok(obj(id=nullable("string")))},
+    ("POST", "/api/{project}/store/"): {
+        "id": "sentryStore", "auth": "ingest", "errors": (400, 401, 413, 429, 503),
+        "summary": "One Sentry event as JSON (older SDKs)", "body": ("application/json", ANY),
+        "ok": json_ok(obj(id=nullable("string")))},
+    ("POST", "/api/{project}/symbols/"): {
+        "id": "uploadSymbols", "auth": "ingest", "errors": (400, 401, 404, 413, 503),
+        "summary": "Upload debug files (symupload, a .sym, a native debug file or a zip)",
+        "body": ("multipart/form-data", {"type": "object"}),
+        "ok": json_ok(obj(files=arr(ANY)))},
+    ("GET", "/api/symbols/{debug_file}/{debug_id}"): {
+        "id": "lookupSymbols", "auth": "ingest", "summary": "The stored files of a module",
+        "query": [("sha256", "string", "only the file with this content")], "errors": (400, 401, 404),
+        "ok": json_ok(obj(files=arr(ANY)))},
+    ("GET", "/api/symbols"): {
+        "id": "symbolsPage", "summary": "Uploaded debug files and missing symbols ranked by crashes they would fix",
+        "query": [PROJECT, ("limit", "integer", "rows per list, 1..1000, default 200")], "errors": (400, 401, 404),
+        "ok": json_ok(ref("SymbolsPage"))},
+    ("GET", "/api/crashes/{crash_id}"): {
+        "id": "getCrash", "summary": "One crash: status, annotations, signature, group, processed report",
+        "errors": (401, 404), "ok": json_ok(ref("Crash"))},
+    ("GET", "/api/crashes/{crash_id}/minidump"): {
+        "id": "getMinidump", "summary": "The raw minidump", "errors": (401, 404, 410), "ok": BYTES},
+    ("GET", "/api/crashes/{crash_id}/attachments/{name}"): {
+        "id": "getAttachment", "summary": "One attachment of a crash", "errors": (401, 404, 410), "ok": BYTES},
+    ("GET", "/api/discards"): {
+        "id": "discards", "summary": "Refused uploads per reason, today and all time", "errors": (401,),
+        "ok": json_ok(obj(today={"type": "object", "additionalProperties": I},
+                          all_time={"type": "object", "additionalProperties": I}))},
+    ("GET", "/api/groups"): {
+        "id": "listGroups", "summary": "Crash groups with filters, sorting, paging and 14-day sparklines",
+        "query": [PROJECT, ("component", "string", "component name"), ("build", "string", "seen in this build"),
+                  ("platform", "string", "seen on this OS"),
+                  ("status", "string", "ticket state (open resolved verified regressed wontfix duplicate) or none"),
+                  SINCE, ("sort", "string", "last_seen first_seen crash_count tester_count build_count signature; "
+                                            "default tester_count"),
+                  ("order", "string", "asc or desc"), ("limit", "integer", "1..1000, default 100"),
+                  ("offset", "integer", ">= 0"), ("days", "integer", "sparkline days, 1..90, default 14")],
+        "errors": (400, 401, 404), "ok": json_ok(ref("GroupList"))},
+    ("GET", "/api/groups/{group_id:int}"): {
+        "id": "getGroup", "summary": "A group: builds with crash rates, testers, crashes, ticket, stack",
+        "query": [("crashes", "integer", "latest crashes listed, 0..1000, default 50"),
+                  ("days", "integer", "sparkline days, 1..90")],
+        "errors": (400, 401, 404), "ok": json_ok(ref("GroupPage"))},
+    ("POST", "/api/{project}/sessions/"): {
+        "id": "uploadSessions", "auth": "ingest", "summary": "Report play sessions (idempotent on session_id)",
+        "errors": (400, 401, 413), "body": ("application/json", arr(ANY)), "ok": json_ok(obj(accepted=I))},
+    ("GET", "/api/builds"): {
+        "id": "listBuilds", "summary": "Sessions, crashes and crash rate per build, in version order",
+        "query": [REQUIRED_PROJECT, SINCE], "errors": (400, 401, 404), "ok": json_ok(ref("Builds"))},
+    ("GET", "/api/builds/compare"): {
+        "id": "compareBuilds", "summary": "Did target crash less than base, per group (exact Poisson test)",
+        "query": [REQUIRED_PROJECT, ("base", "string", "required: base build"),
+                  ("target", "string", "required: target build"), ("min_sessions", "integer", "default 200"),
+                  ("alpha", "number", "default 0.05")],
+        "errors": (400, 401, 404), "ok": json_ok(ref("BuildsCompare"))},
+    ("GET", "/api/tickets"): {
+        "id": "listTickets", "summary": "Triage tickets, P0 first, then by due time",
+        "query": [PROJECT, ("state", "string", "comma-separated states"), ("priority", "string", "P0, P1"),
+                  ("fixed_in", "string", "fix build")],
+        "errors": (400, 401, 404), "ok": json_ok(obj(tickets=arr(ref("TicketRow"))))},
+    ("GET", "/api/tickets/{ticket_id:int}"): {
+        "id": "getTicket", "summary": "A ticket with its history", "errors": (401, 404),
+        "ok": json_ok({"allOf": [ref("TicketRow"), obj(history=arr(ANY))]})},
+    ("POST", "/api/tickets/{ticket_id:int}/{action}"): {
+        "id": "ticketAction", "summary": "resolve, verify, reject, reopen, wontfix or duplicate a ticket",
+        "body": ("application/json", obj(fixed_in=S, note=S, by=S, of=I)), "errors": (400, 401, 404),
+        "ok": json_ok({"allOf": [ref("TicketRow"), obj(history=arr(ANY))]})},
+    ("GET", "/api/triage"): {
+        "id": "triageBoard", "summary": "Open P0/P1 by due time, spreading groups, regressions, awaiting "
+                                        "verification, and the daily report as Markdown",
+        "query": [PROJECT], "errors": (401, 404), "ok": json_ok(ref("TriageBoard"))},
+    ("GET", "/api/openapi.json"): {
+        "id": "openapi", "auth": "none", "summary": "This document", "ok": json_ok(ANY)},
+    ("GET", "/__heartbeat__"): {
+        "id": "heartbeat", "auth": "none", "summary": "Database, blob store and queue answer (503 if not)",
+        "errors": (503,), "ok": json_ok(obj(status=S, checks=ANY))},
+    ("GET", "/__lbheartbeat__"): {
+        "id": "lbheartbeat", "auth": "none", "summary": "The process answers",
+        "ok": {"description": "OK", "content": {"text/plain": {"schema": S}}}},
+    ("GET", "/__version__"): {
+        "id": "version", "auth": "none", "summary": "What is running",
+        "ok": json_ok(obj(name=S, version=S, queue=S, database=S))},
+}

@@ -1,0 +1,82 @@
+"""GET /api/openapi.json (server/openapi.py): an OpenAPI 3.1 document describing every /api
+route of server/app.py, built from the route list itself."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Iterator
+
+from starlette.routing import Route
+
+from conftest import Crashd
+from server import app as crashd_app
+from server import openapi
+from server.openapi_shapes import DESCRIBED
+
+
+def api_routes() -> list[tuple[str, str]]:
+    """(method, path) of every /api route of the application, HEAD left out."""
+    return [(method, route.path) for route in crashd_app.ROUTES if isinstance(route, Route)
+            and route.path.startswith("/api/") for method in sorted((route.methods or set()) - {"HEAD"})]
+
+
+def refs(node: Any) -> Iterator[str]:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "$ref":
+                yield value
+            else:
+                yield from refs(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from refs(item)
+
+
+def test_every_api_route_is_described() -> None:
+    document = openapi.document(crashd_app.ROUTES)
+    routes = api_routes()
+    assert ("GET", "/api/groups") in routes and ("GET", "/api/openapi.json") in routes
+    undescribed = [route for route in routes if route not in DESCRIBED]
+    assert undescribed == [], f"add these routes to server/openapi_shapes.DESCRIBED: {undescribed}"
+    for method, path in routes:
+        template, _ = openapi.openapi_path(path)
+        op = document["paths"][template][method.lower()]
+        assert op["summary"] and "200" in op["responses"] and "x-undocumented" not in op, (method, path)
+    ids = [op["operationId"] for ops in document["paths"].values() for op in ops.values()]
+    assert len(ids) == len(set(ids))
+    # what is described exists: no entry for a route the application does not have
+    existing = {(m, r.path) for r in crashd_app.ROUTES if isinstance(r, Route) for m in (r.methods or ())}
+    assert [key for key in DESCRIBED if key not in existing] == []
+
+
+def test_document_shape_and_references() -> None:
+    document = openapi.document(crashd_app.ROUTES)
+    assert document["openapi"] == "3.1.0" and document["info"]["title"] == "crashd"
+    schemas = document["components"]["schemas"]
+    assert all(ref.removeprefix("#/components/schemas/") in schemas for ref in refs(document))
+    group = document["paths"]["/api/groups/{group_id}"]["get"]
+    assert {"name": "group_id", "in": "path", "required": True, "schema": {"type": "integer"}} in group["parameters"]
+    assert group["responses"]["200"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/GroupPage"}
+    listing = document["paths"]["/api/groups"]["get"]
+    assert {p["name"] for p in listing["parameters"]} >= {"project", "component", "build", "platform", "status",
+                                                          "since", "sort", "order", "limit", "offset", "days"}
+    assert document["paths"]["/api/{project}/minidump/"]["post"]["security"][0] == {"ingestKey": []}
+    assert "/" not in document["paths"] and "/login" not in document["paths"]  # HTML pages are not the API
+    json.dumps(document)  # plain JSON all the way down
+
+
+def test_undescribed_route_is_listed_and_marked() -> None:
+    async def nothing(request):  # type: ignore[no-untyped-def]
+        raise AssertionError
+
+    document = openapi.document([*crashd_app.ROUTES, Route("/api/new/{thing_id:int}", nothing, methods=["DELETE"])])
+    op = document["paths"]["/api/new/{thing_id}"]["delete"]
+    assert op["x-undocumented"] is True and op["parameters"][0]["schema"] == {"type": "integer"}
+
+
+def test_served_without_credentials(crashd: Crashd) -> None:
+    response = crashd.client.get("/api/openapi.json")
+    assert response.status_code == 200 and response.headers["content-type"] == "application/json"
+    served = response.json()
+    assert served == json.loads(json.dumps(openapi.document(crashd.client.app.routes)))
+    assert "/api/triage" in served["paths"] and "/api/symbols" in served["paths"]
