@@ -4,8 +4,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
+CHROMIUM ?= /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test install install-dev bench clean
+.PHONY: run test install install-dev chromium bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -20,7 +22,13 @@ install-dev: $(BIN)/python
 run: install
 	$(BIN)/crashd serve --host $(HOST) --port $(PORT)
 
-test: install-dev
+# The browser tests (tests/test_browser.py) drive Debian's Chromium through Playwright; the
+# browser comes from apt, never from `playwright install`.
+chromium:
+	@test -x $(CHROMIUM) || { echo "installing chromium and chromium-driver for the browser tests"; \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium chromium-driver; }
+
+test: install-dev chromium
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: install-dev

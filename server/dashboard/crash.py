@@ -1,0 +1,123 @@
+"""A crash's page, its downloads, and reprocessing it.
+
+- ``GET /crashes/<crash_id>``: reason and address, every thread (crashing first), modules
+  with symbol status, annotations, attachments (text ones in a log viewer, escaped, with
+  the ``GGML_ASSERT`` / ``panicked at`` lines marked).
+- ``GET /crashes/<crash_id>/minidump`` and ``/crashes/<crash_id>/attachments/<name>``: the
+  raw bytes for a signed-in user (the /api twins want the admin token).
+- ``POST /crashes/<crash_id>/reprocess`` (admin, CSRF): enqueue it again, back to the page.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from schemas.tables import Attachment
+from server import auth, pages
+from server.api import _blob_response, _load_crash, crash_document, load_report
+from server.dashboard import stack
+from server.dashboard.access import action, page, problem
+from storage import queries
+from storage.blobs import BlobNotFound
+from workers.reprocess import enqueue_all
+
+if TYPE_CHECKING:
+    from server.app import ServerState
+
+LOG_VIEW_BYTES = 256 * 1024  # the tail of each log shown inline; the download has it all
+MARKER = re.compile(r"GGML_ASSERT|panicked at")  # what triage/components.py reads reasons from
+
+
+def is_text(attachment: Attachment) -> bool:
+    """Whether the attachment is a log or text (shown inline): the rule processing uses."""
+    name = (attachment.filename or attachment.name).lower()
+    textual = (attachment.content_type or "").startswith("text/") or name.endswith((".log", ".txt"))
+    return textual or "log" in name
+
+
+def log_lines(state: "ServerState", attachment: Attachment) -> dict[str, Any]:
+    """The attachment's last LOG_VIEW_BYTES as lines ``{"number", "text", "marked"}``, with
+    ``truncated`` when the start was cut (numbers then count from the cut)."""
+    try:
+        with state.ctx.blobs.open(attachment.blob_key) as handle:
+            start = max(0, attachment.size - LOG_VIEW_BYTES)
+            handle.seek(start)
+            text = handle.read(LOG_VIEW_BYTES).decode("utf-8", "replace")
+    except BlobNotFound:
+        return {"lines": [], "truncated": False, "missing": True}
+    if start:
+        text = text.partition("\n")[2]  # drop the partial first line
+    lines = [{"number": n, "text": line, "marked": bool(MARKER.search(line))}
+             for n, line in enumerate(text.splitlines(), 1)]
+    return {"lines": lines, "truncated": start > 0, "missing": False,
+            "marked": [line["number"] for line in lines if line["marked"]]}
+
+
+def crash_view(state: "ServerState", crash_id: str) -> dict[str, Any] | None:
+    """Everything the crash page shows, or None for an unknown crash."""
+    found = _load_crash(state, crash_id)
+    if found is None:
+        return None
+    crash, project, attachments = found
+    report = load_report(state, crash)
+    return {
+        "doc": crash_document(crash, project, attachments),
+        "processed": crash.processed or {},
+        "info": (report or {}).get("crash_info") or {},
+        "system": (report or {}).get("system_info") or {},
+        "threads": stack.threads(report),
+        "modules": stack.modules(report),
+        "logs": {a.name: log_lines(state, a) for a in attachments if is_text(a)},
+        "pending": state.queue.is_pending(crash.crash_id),
+    }
+
+
+@page
+async def crash_page(request: Request, state: "ServerState", who: auth.Principal) -> Response:
+    """GET /crashes/<crash_id>."""
+    crash_id = request.path_params["crash_id"]
+    view = await run_in_threadpool(crash_view, state, crash_id)
+    if view is None:
+        return problem(request, who, 404, "Not found", f"There is no crash {crash_id}.")
+    return pages.render(request, "crash.html", {"user": who, **view})
+
+
+@page
+async def minidump_download(request: Request, state: "ServerState", who: auth.Principal) -> Response:
+    """GET /crashes/<crash_id>/minidump: the raw dump as uploaded."""
+    crash = await run_in_threadpool(queries.get_crash, state.ctx.engine, crash_id=request.path_params["crash_id"])
+    if crash is None or crash.minidump_key is None:  # None: a Sentry event without a dump (docs/sentry.md)
+        return problem(request, who, 404, "Not found", "There is no minidump for this crash.")
+    return _blob_response(state, crash.minidump_key, "application/x-dmp", f"{crash.crash_id}.dmp")
+
+
+@page
+async def attachment_download(request: Request, state: "ServerState", who: auth.Principal) -> Response:
+    """GET /crashes/<crash_id>/attachments/<name>: one attachment, always as a download
+    (``application/octet-stream``: an uploaded .html must never render on this origin)."""
+    found = await run_in_threadpool(_load_crash, state, request.path_params["crash_id"])
+    name = request.path_params["name"]
+    match = [a for a in found[2] if a.name == name] if found else []
+    if not match:
+        return problem(request, who, 404, "Not found", "There is no such attachment.")
+    response = _blob_response(state, match[0].blob_key, "application/octet-stream", match[0].filename or name)
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+@action
+async def reprocess(request: Request, state: "ServerState", who: auth.Principal, form: FormData) -> Response:
+    """POST /crashes/<crash_id>/reprocess: run the crash through the pipeline again."""
+    crash_id = request.path_params["crash_id"]
+    crash = await run_in_threadpool(queries.get_crash, state.ctx.engine, crash_id=crash_id)
+    if crash is None:
+        return problem(request, who, 404, "Not found", f"There is no crash {crash_id}.")
+    if await run_in_threadpool(enqueue_all, state.queue, [crash_id]) != 1:
+        return problem(request, who, 503, "Queue unavailable", "The crash could not be enqueued; try again.")
+    return RedirectResponse(f"/crashes/{crash_id}?reprocess=queued", status_code=303)

@@ -1,0 +1,96 @@
+"""A crash group's page and the ticket actions on it.
+
+- ``GET /groups/<id>``: signature, reason text, the representative crash's crashing stack,
+  crashes and crash rate per build, testers, crashes, the ticket and its history.
+- ``POST /tickets/<id>/<action>`` (admin, CSRF): resolve (``fixed_in``), verify, reject,
+  reopen, wontfix through server/tickets_api.change, then back to the group page (303).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from server import auth, pages, tickets_api
+from server.api import load_report
+from server.dashboard import stack
+from server.dashboard.access import action, page, problem
+from storage import dashboard_queries, queries
+from storage.tickets import TicketNotFound, TransitionError
+from storage.triage_queries import get_ticket
+
+if TYPE_CHECKING:
+    from server.app import ServerState
+
+# The buttons, in this order (`duplicate` needs a ticket picker: API only).
+ACTION_LABELS = {"resolve": "Resolve", "verify": "Verify", "reject": "Reject", "reopen": "Reopen",
+                 "wontfix": "Won't fix"}
+SHOWN_ACTIONS = tuple(ACTION_LABELS)
+NOTE_MAX = 2000
+
+
+def representative(state: "ServerState", crash_id: str | None) -> dict[str, Any] | None:
+    """The representative crash: id, build, crash reason and address, and its crashing stack."""
+    crash = queries.get_crash(state.ctx.engine, crash_id=crash_id) if crash_id else None
+    if crash is None:
+        return None
+    report = load_report(state, crash)
+    info = (report or {}).get("crash_info") or {}
+    return {"crash_id": crash.crash_id, "build": crash.build, "tester_id": crash.tester_id,
+            "received_at": crash.received_at, "reason": info.get("type"), "address": info.get("address"),
+            "rows": stack.crashing_rows(report), "processed": report is not None}
+
+
+@page
+async def group_page(request: Request, state: "ServerState", who: auth.Principal) -> Response:
+    """GET /groups/<id>."""
+    group_id = request.path_params["group_id"]
+    group = await run_in_threadpool(dashboard_queries.group_page, state.ctx.engine, group_id=group_id)
+    if group is None:
+        return problem(request, who, 404, "Not found", f"There is no crash group {group_id}.")
+    crash = await run_in_threadpool(representative, state, group["representative_crash_id"])
+    ticket = group["ticket"]
+    actions = [a for a in SHOWN_ACTIONS if ticket and a in ticket["actions"]] if who.is_admin else []
+    builds = group["builds"]
+    return pages.render(request, "group.html", {
+        "user": who, "group": group, "crash": crash, "ticket": ticket, "actions": actions, "labels": ACTION_LABELS,
+        "max_crashes": max((b["crashes"] for b in builds), default=0),
+        "max_rate": max((b["crash_rate"] or 0 for b in builds), default=0),
+        "has_sessions": any(b["sessions"] for b in builds),
+        "max_tester": max((t["crashes"] for t in group["testers"]), default=0),
+    })
+
+
+def ticket_body(who: auth.Principal, form: FormData) -> dict[str, Any]:
+    """The tickets_api action body from the form: fixed_in and note (trimmed, cut to what
+    tickets keep), and ``by``: who is signed in."""
+    body: dict[str, Any] = {"by": who.name}
+    for key in ("fixed_in", "note"):
+        value = form.get(key)
+        if isinstance(value, str) and value.strip():
+            body[key] = value.strip()[:NOTE_MAX if key == "note" else 200]
+    return body
+
+
+@action
+async def ticket_action(request: Request, state: "ServerState", who: auth.Principal, form: FormData) -> Response:
+    """POST /tickets/<id>/<action>: change the ticket, then show its group (303)."""
+    ticket_id, name = request.path_params["ticket_id"], request.path_params["action"]
+    if name not in SHOWN_ACTIONS:
+        return problem(request, who, 404, "Not found", f"Unknown ticket action {name!r}.")
+    ticket = await run_in_threadpool(get_ticket, state.ctx.engine, ticket_id=ticket_id)
+    if ticket is None:
+        return problem(request, who, 404, "Not found", f"There is no ticket {ticket_id}.")
+    back = f"/groups/{ticket['group_id']}"
+    try:
+        # who.name fits tickets_api's actor rule: storage/users.py only takes such names
+        await run_in_threadpool(tickets_api.change, state, ticket_id, name, ticket_body(who, form))
+    except TicketNotFound:
+        return problem(request, who, 404, "Not found", f"There is no ticket {ticket_id}.")
+    except TransitionError as exc:
+        return problem(request, who, 400, f"Cannot {name} this ticket", str(exc), back=back)
+    return RedirectResponse(f"{back}#ticket", status_code=303)

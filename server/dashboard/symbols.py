@@ -1,0 +1,34 @@
+"""The symbols page: ``GET /symbols?project=``.
+
+Missing symbols first, ranked by how many crashes they would fix (each module's crashes
+processed without its symbols: uploading them reprocesses those crashes by themselves),
+then the debug files uploaded so far.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+
+from server import auth, pages
+from server.dashboard.access import page, project_filter
+from storage import dashboard_queries
+
+if TYPE_CHECKING:
+    from server.app import ServerState
+
+
+@page
+async def symbols_page(request: Request, state: "ServerState", who: auth.Principal) -> Response:
+    """GET /symbols."""
+    project, projects = await project_filter(state, request.query_params)
+    found = await run_in_threadpool(dashboard_queries.symbols_page, state.ctx.engine,
+                                    project_id=project.id if project else None)
+    return pages.render(request, "symbols.html", {
+        "user": who, "files": found["files"], "missing": found["missing"], "projects": projects,
+        "project": project,
+        "max_missing": max((m["crashes"] for m in found["missing"]), default=0),
+    })
