@@ -13,7 +13,7 @@ import re
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
@@ -22,11 +22,13 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from schemas.tables import Attachment, Crash, Project, utcnow
 from server.auth import INGEST_KEY_PARAMS, ingest_key
+from server.sentry_native import apply_native_parts
 from server.upload_parser import (
     Budget,
     MalformedUpload,
     ParsedUpload,
     SpoolWriter,
+    UploadPart,
     UploadTooLarge,
     assemble,
     decoded_body,
@@ -99,6 +101,8 @@ async def ingest(request: Request, flavor: Flavor, project_ref: str | None) -> R
     state: ServerState = request.app.state.crashd
     try:
         project = await run_in_threadpool(authenticate, state, request, project_ref)
+        if await run_in_threadpool(state.limiter.hit, project.id) is not None:
+            return await _drop_rate_limited(request, state, flavor)
         parsed = await read_upload(request, state)
         try:
             crash_id = await run_in_threadpool(
@@ -120,6 +124,23 @@ async def ingest(request: Request, flavor: Flavor, project_ref: str | None) -> R
     return flavor.accepted(crash_id)
 
 
+async def _drop_rate_limited(request: Request, state: "ServerState", flavor: Flavor) -> Response:
+    """Over the project's rate limit: read the body to its end and drop it, answering 200.
+    Crashpad retries every other answer (a 429 too) forever, and one that hangs up mid-body
+    as well, so the minidump endpoints never refuse for load (docs/sentry.md)."""
+    received = 0
+    async for chunk in request.stream():
+        received += len(chunk)
+        if received > state.settings.max_upload_bytes:
+            break
+    await count_quietly(state, "rate_limited")
+    log.info("upload dropped: rate_limited")
+    headers = {"X-Crashd-Discarded": "rate_limited"}
+    if flavor.name == "submit":
+        return PlainTextResponse("Discarded=rate_limited\n", headers=headers)
+    return PlainTextResponse(str(uuid.UUID(int=0)), headers=headers)
+
+
 def persist_and_enqueue(state: "ServerState", project: Project, parsed: ParsedUpload, via: str,
                         from_query: dict[str, str]) -> str:
     """persist_upload, then enqueue a new crash (one thread-pool hop for both)."""
@@ -131,16 +152,26 @@ def persist_and_enqueue(state: "ServerState", project: Project, parsed: ParsedUp
 
 async def _refuse(state: "ServerState", flavor: Flavor, status: int, code: str, reason: str, why: str) -> Response:
     log.info("upload discarded: %s (%s)", code, why)
-    try:
-        await run_in_threadpool(queries.count_discard, state.ctx.engine, reason=reason)
-    except SQLAlchemyError as exc:  # counting must never turn a 400 into a 500
-        log.warning("could not count discard %s: %s", reason, exc)
+    await count_quietly(state, reason)
     return flavor.refused(status, code)
+
+
+async def count_quietly(state: "ServerState", reason: str) -> None:
+    """Count a discard; counting must never turn a 400 into a 500."""
+    try:
+        await run_in_threadpool(queries.count_discard, state.ctx.engine, reason=reason[:64])
+    except SQLAlchemyError as exc:
+        log.warning("could not count discard %s: %s", reason, exc)
 
 
 def authenticate(state: "ServerState", request: Request, project_ref: str | None) -> Project:
     """The project whose ingest key the request carries. Raises Rejected (401/404)."""
-    key = ingest_key(request)
+    return project_for_key(state, ingest_key(request), project_ref)
+
+
+def project_for_key(state: "ServerState", key: str | None, project_ref: str | None) -> Project:
+    """The project of ingest key (which must be project_ref's, an id or name, when given).
+    Raises Rejected (401 missing_key / bad_key)."""
     if not key:
         raise Rejected(401, "missing_key")
     project = state.projects.get(key)
@@ -168,7 +199,12 @@ async def read_upload(request: Request, state: "ServerState") -> ParsedUpload:
     if media_type.startswith("multipart/"):
         boundary = _boundary(params)
         parts = await parse_multipart(body, boundary=boundary, tmp_dir=state.tmp_dir, budget=budget)
-        return await run_in_threadpool(assemble, parts, tmp_dir=state.tmp_dir, budget=budget)
+        parsed = await run_in_threadpool(assemble, parts, tmp_dir=state.tmp_dir, budget=budget)
+        try:  # sentry-native's __sentry-event / breadcrumb parts, sentry[...] fields
+            return await run_in_threadpool(apply_native_parts, parsed, state.tmp_dir, budget)
+        except BaseException:
+            parsed.close()
+            raise
     # A bare minidump body (sentry-native, curl --data-binary).
     writer = SpoolWriter(state.tmp_dir, budget)
     try:
@@ -215,8 +251,23 @@ def persist_upload(
     when this is a retry of an upload stored within the dedupe window.
     Raises StorageUnavailable."""
     annotations = {**from_query, **parsed.annotations}  # form fields win over the query
-    tester_id = first_of(annotations, TESTER_KEYS)
     key = fingerprint(project, first_of(annotations, CLIENT_KEYS), parsed.minidump.sha256)
+
+    def put_minidump(crash: Crash) -> str:
+        crash.minidump_key = day_key("minidumps", crash.received_at, f"{crash.crash_id}.dmp")
+        crash.minidump_size, crash.minidump_sha256 = parsed.minidump.size, parsed.minidump.sha256
+        state.ctx.blobs.put_file(crash.minidump_key, parsed.minidump.file)
+        return crash.minidump_key
+
+    return store_crash(state, project, annotations, parsed.attachments, via, key, put_minidump)
+
+
+def store_crash(state: "ServerState", project: Project, annotations: dict[str, str], parts: list[UploadPart],
+                via: str, key: str, put_primary: Callable[[Crash], str]) -> tuple[str, bool]:
+    """Store one crash: its primary blob (put_primary fills the crash's key fields, writes
+    the blob and returns its key: the minidump, or a Sentry event's JSON), attachments, the
+    annotations document and the rows. A retry with the same dedupe key within the window
+    returns the first crash. Returns (crash_id, created). Raises StorageUnavailable."""
     window = timedelta(hours=state.settings.dedupe_window_hours)
     engine, blobs = state.ctx.engine, state.ctx.blobs
     written: list[str] = []
@@ -224,19 +275,15 @@ def persist_upload(
         existing = queries.find_recent_duplicate(engine, fingerprint=key, window=window)
         if existing is not None:
             return existing, False
-        now = utcnow()
-        crash_id = str(uuid.uuid4())
+        now, crash_id = utcnow(), str(uuid.uuid4())
         crash = Crash(
             crash_id=crash_id, project_id=project.id, received_at=now, updated_at=now,  # type: ignore[arg-type]
             submitted_via=via, product=first_of(annotations, PRODUCT_KEYS),
-            build=first_of(annotations, BUILD_KEYS), tester_id=tester_id,
-            minidump_key=day_key("minidumps", now, f"{crash_id}.dmp"),
-            minidump_size=parsed.minidump.size, minidump_sha256=parsed.minidump.sha256,
+            build=first_of(annotations, BUILD_KEYS), tester_id=first_of(annotations, TESTER_KEYS),
             annotations_key=day_key("annotations", now, f"{crash_id}.json"), annotations=annotations,
         )
-        blobs.put_file(crash.minidump_key, parsed.minidump.file)
-        written.append(crash.minidump_key)
-        attachments = _store_attachments(state, crash, parsed, written)
+        written.append(put_primary(crash))
+        attachments = store_attachments(state, crash, parts, written)
         document = {"crash_id": crash_id, "project": project.name, "received_at": now.isoformat(),
                     "submitted_via": via, "annotations": annotations,
                     "attachments": [a.model_dump(exclude={"id"}) for a in attachments]}
@@ -246,17 +293,19 @@ def persist_upload(
             engine, crash=crash, attachments=attachments, fingerprint=key, window=window
         )
     except (BlobStoreError, SQLAlchemyError) as exc:
-        _delete_quietly(state, written)
+        delete_quietly(state, written)
         raise StorageUnavailable(str(exc)) from exc
     if not created:  # a concurrent retry won the race: keep one copy only
-        _delete_quietly(state, written)
+        delete_quietly(state, written)
     return stored_id, created
 
 
-def _store_attachments(state: "ServerState", crash: Crash, parsed: ParsedUpload, written: list[str]) -> list[Attachment]:
+def store_attachments(state: "ServerState", crash: Crash, parts: list[UploadPart],
+                      written: list[str]) -> list[Attachment]:
+    """Put each part in the blob store (its key appended to written); the rows to insert."""
     attachments = []
     seen: set[str] = set()
-    for index, part in enumerate(parsed.attachments):
+    for index, part in enumerate(parts):
         name = part.name or f"attachment-{index}"
         while name in seen:  # two parts with one field name are both kept
             name = f"{name}-{index}"
@@ -273,7 +322,7 @@ def _store_attachments(state: "ServerState", crash: Crash, parsed: ParsedUpload,
     return attachments
 
 
-def _delete_quietly(state: "ServerState", keys: list[str]) -> None:
+def delete_quietly(state: "ServerState", keys: list[str]) -> None:
     for key in keys:
         try:
             state.ctx.blobs.delete(key)

@@ -22,7 +22,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
 from server.ingest import Rejected, authenticate
-from server.upload_parser import MalformedUpload, UploadTooLarge, decoded_body
+from server.upload_parser import MalformedUpload, read_whole_body
 from storage import queries, sessions
 
 if TYPE_CHECKING:
@@ -68,16 +68,8 @@ async def _refuse(state: "ServerState", status: int, code: str, why: str) -> Res
 async def read_body(request: Request, state: "ServerState") -> bytes:
     """The body, gunzipped when sent so, within the configured caps. Raises UploadTooLarge."""
     settings = state.settings
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > settings.max_upload_bytes:
-        raise UploadTooLarge("too_large", f"Content-Length {declared}")
-    body = bytearray()
-    async for chunk in decoded_body(request.stream(), max_upload_bytes=settings.max_upload_bytes,
-                                    content_encoding=request.headers.get("content-encoding", "").strip().lower()):
-        body += chunk
-        if len(body) > settings.max_decompressed_bytes:
-            raise UploadTooLarge("too_large", "decompressed body exceeds the limit")
-    return bytes(body)
+    return bytes(await read_whole_body(request, max_upload_bytes=settings.max_upload_bytes,
+                                       max_decompressed_bytes=settings.max_decompressed_bytes))
 
 
 def parse_json(body: bytes) -> Any:

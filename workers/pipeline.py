@@ -3,8 +3,9 @@
 Each rule has ``predicate()`` (should it run on this crash?) and ``action()`` (what it adds to
 the processed crash). A rule that raises adds a note; the next rules still run and the crash
 is still saved. Order: verify the stored dump -> read it -> walk every thread ->
-symbolicate -> report (the full JSON to the blob store, a summary to the crash row) ->
-signature -> component -> group -> thresholds.
+symbolicate (a Sentry event without a dump: its own stack trace instead) -> report (the full
+JSON to the blob store, a summary to the crash row) -> signature -> component -> group ->
+thresholds.
 """
 
 from __future__ import annotations
@@ -58,7 +59,11 @@ class Rule:
 
 class VerifyMinidumpRule(Rule):
     """Adds ``minidump{size, sha256}`` read back from the blob store and checks them against
-    what ingest recorded. A missing or altered blob is fatal: nothing else can run."""
+    what ingest recorded. A missing or altered blob is fatal: nothing else can run. Skipped
+    for a Sentry event without a minidump (EventStackRule)."""
+
+    def predicate(self, ctx: WorkerContext, state: ProcessingState) -> bool:
+        return state.fatal is None and state.crash.minidump_key is not None
 
     def action(self, ctx: WorkerContext, state: ProcessingState) -> None:
         try:
@@ -84,6 +89,9 @@ class ReadMinidumpRule(Rule):
     """Reads the dump's streams; adds ``annotations``: those found inside the dump
     (Crashpad's) under the upload's form fields, which win. Reader notes become notes."""
 
+    def predicate(self, ctx: WorkerContext, state: ProcessingState) -> bool:
+        return state.fatal is None and state.raw is not None
+
     def action(self, ctx: WorkerContext, state: ProcessingState) -> None:
         from symbolicator.minidump import read_minidump
 
@@ -104,6 +112,31 @@ class WalkStacksRule(Rule):
 
         state.threads, notes = walk_all_threads(state.dump, ctx.symbols, state.deadline)
         state.notes.extend(notes)
+
+
+class EventStackRule(Rule):
+    """For a Sentry event without a minidump: reads the event JSON back from the blob store
+    and builds the report from its own stack trace (workers/event_stack.py), stored like
+    ReportRule's; adds ``annotations`` (the event's, as ingest stored them). A missing event
+    blob is fatal."""
+
+    def predicate(self, ctx: WorkerContext, state: ProcessingState) -> bool:
+        crash = state.crash
+        return state.fatal is None and crash.minidump_key is None and crash.event_key is not None
+
+    def action(self, ctx: WorkerContext, state: ProcessingState) -> None:
+        from workers.event_stack import event_report
+
+        try:
+            event = json.loads(ctx.blobs.read_bytes(state.crash.event_key))  # type: ignore[arg-type]
+        except BlobNotFound:
+            state.fatal = f"event blob missing: {state.crash.event_key}"
+            return
+        report = event_report(event if isinstance(event, dict) else {}, ctx.symbols)
+        key = day_key("processed", state.crash.received_at, f"{state.crash.crash_id}.json")
+        ctx.blobs.put_bytes(key, json.dumps(report, separators=(",", ":")).encode())
+        state.processed.update(summarize(report), report_key=key, annotations=dict(state.crash.annotations or {}))
+        state.report = report
 
 
 class ReportRule(Rule):
@@ -137,6 +170,20 @@ class SignatureRule(Rule):
         result = generate(state.report or {}, annotations)
         state.processed.update(signature=result.signature, signature_version=result.version,
                                signature_notes=result.notes)
+
+
+class EventMessageSignatureRule(Rule):
+    """An event without a stack trace (``capture_message``) is signed by its message, the way
+    Sentry groups messages: replaces the EMPTY signature SignatureRule found."""
+
+    def predicate(self, ctx: WorkerContext, state: ProcessingState) -> bool:
+        return state.fatal is None and bool((state.report or {}).get("signature_hint"))
+
+    def action(self, ctx: WorkerContext, state: ProcessingState) -> None:
+        hint = str((state.report or {})["signature_hint"])
+        state.processed["signature_notes"] = [*state.processed.get("signature_notes", []),
+                                              "no stack trace in the event: the signature is its message"]
+        state.processed["signature"] = " ".join(hint.split())[:255] or hint[:255]
 
 
 class ComponentRule(Rule):
@@ -249,8 +296,8 @@ def summarize(report: dict[str, Any], top: int = 10) -> dict[str, Any]:
 
 
 DEFAULT_RULES: tuple[Rule, ...] = (
-    VerifyMinidumpRule(), CopyAnnotationsRule(), ReadMinidumpRule(), WalkStacksRule(), ReportRule(),
-    SignatureRule(), ComponentRule(), GroupRule(), ThresholdRule(),
+    VerifyMinidumpRule(), CopyAnnotationsRule(), ReadMinidumpRule(), WalkStacksRule(), EventStackRule(),
+    ReportRule(), SignatureRule(), EventMessageSignatureRule(), ComponentRule(), GroupRule(), ThresholdRule(),
 )
 
 

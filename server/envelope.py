@@ -1,0 +1,136 @@
+"""Sentry envelopes: split a body into its header and items (pure: bytes in, items out).
+
+The format (https://develop.sentry.dev/sdk/envelopes/, Relay's ``envelope.rs``)::
+
+    {"event_id":"9ec79c33ec9942ab8353589fcb2e04dc","dsn":"https://key@host/42"}\\n
+    {"type":"event","length":41}\\n
+    {"message":"hello","level":"error"}....\\n
+    {"type":"attachment","length":4,"filename":"a.log"}\\n
+    abcd\\n
+    {"type":"session"}\\n
+    {"sid":"...","status":"exited"}
+
+An item's payload is ``length`` bytes (then an optional newline) or, without ``length``, the
+rest of the line. The last line may lack its newline; blank lines between items are skipped.
+
+Errors are reason codes (``envelope_bad_header``, ``envelope_bad_item``, ``envelope_length``,
+``envelope_json``) carried by ``MalformedEnvelope`` together with every item parsed before the
+bad one, so that the caller can still store them ("lose nothing valid that came before").
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from server.upload_parser import MalformedUpload
+
+# Item types whose payload must be one JSON object (checked while parsing).
+JSON_ITEMS = frozenset({"event", "transaction", "session", "sessions", "user_report", "client_report"})
+MAX_ITEMS = 1000  # Relay caps items too; a body of empty items must not cost unbounded work
+
+
+class MalformedEnvelope(MalformedUpload):
+    """A bad envelope; ``items`` are the valid ones that came before the problem."""
+
+    def __init__(self, reason: str, detail: str, envelope: "Envelope") -> None:
+        super().__init__(reason, detail)
+        self.envelope = envelope
+
+
+@dataclass
+class Item:
+    """One envelope item: its JSON header, raw payload and (for JSON types) the parsed payload."""
+
+    headers: dict[str, Any]
+    payload: bytes | bytearray | memoryview  # a view into the body: a 100 MiB minidump is not copied
+    json: dict[str, Any] | None = None
+
+    @property
+    def type(self) -> str:
+        return str(self.headers.get("type", ""))
+
+
+@dataclass
+class Envelope:
+    """The envelope header (``event_id``, ``dsn``, ``sent_at`` ...) and its items in order."""
+
+    headers: dict[str, Any] = field(default_factory=dict)
+    items: list[Item] = field(default_factory=list)
+
+    @property
+    def event_id(self) -> str | None:
+        value = self.headers.get("event_id")
+        return value if isinstance(value, str) and value else None
+
+    def of_type(self, *types: str) -> list[Item]:
+        """The items of the given types, in order."""
+        return [item for item in self.items if item.type in types]
+
+
+def _json_object(line: bytes | bytearray | memoryview, reason: str, what: str, envelope: Envelope) -> dict[str, Any]:
+    """line parsed as a JSON object. Raises MalformedEnvelope(reason)."""
+    try:
+        value = json.loads(bytes(line).decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise MalformedEnvelope(reason, f"{what}: {str(exc)[:200]}", envelope) from exc
+    if not isinstance(value, dict):
+        raise MalformedEnvelope(reason, f"{what}: expected a JSON object", envelope)
+    return value
+
+
+def _line(data: bytes | bytearray, pos: int) -> tuple[bytes | bytearray, int]:
+    """The line starting at pos (without its newline) and the position after the newline."""
+    end = data.find(b"\n", pos)
+    if end < 0:
+        return data[pos:], len(data)
+    return data[pos:end], end + 1
+
+
+def parse_envelope(data: bytes | bytearray) -> Envelope:
+    """The envelope in data. Raises MalformedEnvelope (with the items parsed so far)."""
+    envelope = Envelope()
+    header, pos = _line(data, 0)
+    if not header.strip():
+        raise MalformedEnvelope("envelope_bad_header", "the body does not start with an envelope header", envelope)
+    envelope.headers = _json_object(header.strip(), "envelope_bad_header", "envelope header", envelope)
+    view = memoryview(data)
+    while pos < len(data):
+        line, after = _line(data, pos)
+        if not line.strip():  # a blank line between items (or the final newline)
+            pos = after
+            continue
+        if len(envelope.items) >= MAX_ITEMS:
+            raise MalformedEnvelope("envelope_bad_item", f"more than {MAX_ITEMS} items", envelope)
+        item, pos = _item(data, view, line.strip(), after, envelope)
+        envelope.items.append(item)
+    return envelope
+
+
+def _item(data: bytes | bytearray, view: memoryview, line: bytes | bytearray, pos: int,
+          envelope: Envelope) -> tuple[Item, int]:
+    """The item whose header is line and whose payload starts at pos; the position after it."""
+    number = len(envelope.items) + 1
+    headers = _json_object(line, "envelope_bad_item", f"item {number} header", envelope)
+    kind = headers.get("type")
+    if not isinstance(kind, str) or not kind:
+        raise MalformedEnvelope("envelope_bad_item", f"item {number} header has no type", envelope)
+    length = headers.get("length")
+    payload: bytes | memoryview
+    if length is None:
+        payload, pos = _line(data, pos)
+    else:
+        if isinstance(length, bool) or not isinstance(length, int) or length < 0:
+            raise MalformedEnvelope("envelope_length", f"item {number}: bad length {length!r}", envelope)
+        if pos + length > len(data):
+            raise MalformedEnvelope(
+                "envelope_length", f"item {number} ({kind}): length {length} goes past the end of the body "
+                f"({len(data) - pos} bytes left)", envelope)
+        payload, pos = view[pos:pos + length], pos + length
+        if data[pos:pos + 1] == b"\n":
+            pos += 1
+    item = Item(headers, payload)
+    if kind in JSON_ITEMS:
+        item.json = _json_object(payload, "envelope_json", f"item {number} ({kind}) payload", envelope)
+    return item, pos

@@ -1,0 +1,171 @@
+"""Sentry's endpoints: ``POST /api/<project_id>/envelope/`` and ``/api/<project_id>/store/``.
+
+A client configured with the project's DSN (``http://<ingest_key>@<host>:<port>/<project_id>``)
+sends here. The key comes from ``X-Sentry-Auth``, ``?sentry_key=`` or the envelope header's
+``dsn``. The body may be gzip, deflate, br or zstd (Content-Encoding). The answer is
+``200 {"id": "<event_id>"}`` once everything valid is stored (persist, then acknowledge).
+
+A malformed envelope is refused with ``400 {"detail": "malformed_envelope_<reason>"}``,
+counted like every discard, after the valid items before the problem were stored. Items of a
+type we do not use (transaction, profile, client_report ...) are skipped. Over the project's
+rate limit: ``429`` with ``Retry-After`` and ``X-Sentry-Rate-Limits``. docs/sentry.md.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import re
+import zlib
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, Response
+
+from schemas.tables import Project
+from server.auth import can_write, ingest_key
+from server.envelope import Envelope, Item, MalformedEnvelope, parse_envelope
+from server.ingest import Rejected, StorageUnavailable, count_quietly, project_for_key
+from server.ratelimit import rate_limit_headers
+from server.sentry_store import store_envelope
+from server.upload_parser import MalformedUpload, read_whole_body
+
+if TYPE_CHECKING:
+    from server.app import ServerState
+
+log = logging.getLogger(__name__)
+SENTRY_ENDPOINT = re.compile(r"^/api/[^/]+/(envelope|store)/?$")
+LIMITED_TYPES = ("event", "attachment")  # what counts against the rate limit; sessions never do
+
+
+async def envelope_endpoint(request: Request) -> Response:
+    """POST /api/<project_id>/envelope/: an envelope of events, attachments and sessions."""
+    return await receive(request, "envelope")
+
+
+async def store_endpoint(request: Request) -> Response:
+    """POST /api/<project_id>/store/: one event as JSON (older SDKs)."""
+    return await receive(request, "store")
+
+
+async def receive(request: Request, via: str) -> Response:
+    """Authenticate, read, store, answer; every refusal is counted."""
+    state: ServerState = request.app.state.crashd
+    try:
+        project, envelope, problem = await read_envelope(request, state, via)
+        if envelope.of_type(*LIMITED_TYPES):
+            retry_after = await run_in_threadpool(state.limiter.hit, project.id)
+            if retry_after is not None:
+                await count_quietly(state, "rate_limited")
+                return JSONResponse({"detail": "rate_limited"}, status_code=429,
+                                    headers=rate_limit_headers(retry_after))
+        stored_problem = await run_in_threadpool(store_envelope, state, project, envelope, via)
+        problem = problem or stored_problem  # the envelope's own problem first
+    except MalformedUpload as exc:  # bad compression, too large, unreadable envelope
+        return await refuse(state, exc.status_code, exc.discard_code, exc.reason, str(exc))
+    except Rejected as exc:
+        return await refuse(state, exc.status_code, exc.reason, exc.reason, str(exc))
+    except StorageUnavailable as exc:
+        log.error("storage unavailable, envelope refused with 503: %s", exc)
+        return JSONResponse({"detail": "storage_unavailable"}, status_code=503, headers={"Retry-After": "60"})
+    except ClientDisconnect:
+        return await refuse(state, 400, "client_disconnected", "client_disconnected", "client disconnected")
+    if problem is not None:  # the valid part is stored; the client learns what was wrong
+        return await refuse(state, problem.status_code, problem.discard_code, problem.reason, str(problem))
+    return JSONResponse({"id": envelope.headers["event_id"]})
+
+
+async def read_envelope(request: Request, state: "ServerState",
+                        via: str) -> tuple[Project, Envelope, MalformedUpload | None]:
+    """The project, the envelope (a /store/ body as one) and what was malformed in it (the
+    envelope then holds the valid items before the problem). The key of the request comes
+    first, then the envelope header's ``dsn``. Raises Rejected, MalformedUpload."""
+    project_ref = request.path_params["project"]
+    key = ingest_key(request)
+    project = await run_in_threadpool(project_for_key, state, key, project_ref) if key else None
+    body = await read_body(request, state)  # held whole: docs/sentry.md, known gaps
+    problem: MalformedUpload | None = None
+    try:
+        envelope = store_as_envelope(body) if via == "store" else parse_envelope(body)
+    except MalformedEnvelope as exc:
+        problem, envelope = exc, exc.envelope
+        if project is None and not envelope.headers:  # nothing to authenticate with: say why
+            raise
+    if project is None:
+        project = await run_in_threadpool(project_for_key, state, dsn_key(envelope), project_ref)
+    return project, envelope, problem
+
+
+async def read_body(request: Request, state: "ServerState") -> bytearray:
+    """The body, decoded per Content-Encoding, within the configured caps (one copy in
+    memory: the items' payloads are views into it). Raises MalformedUpload, UploadTooLarge."""
+    settings = state.settings
+    return await read_whole_body(request, max_upload_bytes=settings.max_upload_bytes,
+                                 max_decompressed_bytes=settings.max_decompressed_bytes,
+                                 over_reason="too_large_decompressed")
+
+
+async def refuse(state: "ServerState", status: int, code: str, reason: str, why: str) -> Response:
+    """Count the discard under reason (as ingest does: ``envelope_json`` for the code
+    ``malformed_envelope_json``) and answer ``{"detail": code}``."""
+    log.info("envelope discarded: %s (%s)", code, why)
+    await count_quietly(state, reason)
+    return JSONResponse({"detail": code}, status_code=status)
+
+
+def dsn_key(envelope: Envelope) -> str | None:
+    """The public key of the envelope header's ``dsn`` (``http://<key>@host/42``), if any."""
+    dsn = envelope.headers.get("dsn")
+    if not isinstance(dsn, str):
+        return None
+    try:
+        return urlsplit(dsn).username or None
+    except ValueError:
+        return None
+
+
+def store_as_envelope(body: bytes) -> Envelope:
+    """A ``/store/`` body (an event as JSON; raven-era clients send it zlib-compressed and
+    base64-encoded) as an envelope of one event item. Raises MalformedEnvelope."""
+    data = body.strip()
+    if data[:1] != b"{":
+        try:
+            data = zlib.decompress(base64.b64decode(data, validate=True))
+        except (binascii.Error, zlib.error, ValueError):
+            pass  # not base64+zlib: the JSON check below says what is wrong
+    envelope = Envelope()
+    try:
+        event = json.loads(data)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise MalformedEnvelope("envelope_json", f"store body: {str(exc)[:200]}", envelope) from exc
+    if not isinstance(event, dict):
+        raise MalformedEnvelope("envelope_json", "store body: expected a JSON object", envelope)
+    envelope.items.append(Item({"type": "event"}, data, event))
+    return envelope
+
+
+def drop_envelope_endpoint_errors(event: dict[str, Any], hint: dict[str, Any]) -> dict[str, Any] | None:
+    """sentry-sdk ``before_send`` of CRASHD_SENTRY_DSN: an error raised while handling an
+    envelope or store request is logged, not reported. Reported to a crashd (this one, when
+    dogfooding), it would arrive through the same failing endpoint and report itself again."""
+    request = event.get("request")
+    url = request.get("url") if isinstance(request, dict) else None
+    if isinstance(url, str) and SENTRY_ENDPOINT.search(urlsplit(url).path):
+        log.error("error in %s not reported to CRASHD_SENTRY_DSN (it could loop): %s", url,
+                  event.get("exception") or event.get("message"))
+        return None
+    return event
+
+
+async def broken_endpoint(request: Request) -> Response:
+    """GET /__broken__ (admins): raise an error on purpose, so that error reporting
+    (CRASHD_SENTRY_DSN) can be checked end to end, like Antenna's ``/__broken__``."""
+    state: ServerState = request.app.state.crashd
+    if not can_write(request, state):  # admins only
+        return JSONResponse({"detail": "admin bearer token required"}, status_code=401)
+    raise RuntimeError("crashd /__broken__: an error raised on purpose to test error reporting")
+

@@ -1,0 +1,359 @@
+"""Sentry envelopes: the parser (server/envelope.py) and POST /api/<id>/envelope/ and /store/
+on both backends: what is stored, compression, malformed envelopes (a clear 400, counted, and
+every valid item before the problem kept)."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import uuid
+import zlib
+
+import brotli
+import pytest
+import zstandard
+from sqlalchemy import select
+
+from conftest import Crashd
+from minidump_writer import small_dump
+from schemas.tables import Crash, GameSession
+from server.envelope import MalformedEnvelope, parse_envelope
+from workers.event_stack import breakpad_id
+
+EVENT = {"message": "hello", "level": "error", "release": "game@1.2", "user": {"id": "tester-1"},
+         "tags": {"map": "dust"}}
+
+
+def envelope(*items: tuple[dict, bytes], header: dict | None = None) -> bytes:
+    """Serialize items (header, payload) the way sentry-sdk does: length, payload, newline."""
+    out = json.dumps(header if header is not None else {"event_id": uuid.uuid4().hex}).encode() + b"\n"
+    for headers, payload in items:
+        out += json.dumps({**headers, "length": len(payload)}).encode() + b"\n" + payload + b"\n"
+    return out
+
+
+def event_item(event: dict | None = None) -> tuple[dict, bytes]:
+    return {"type": "event"}, json.dumps(event or EVENT).encode()
+
+
+def session_item(sid: str, status: str = "exited", did: str = "tester-1", release: str = "game@1.2") -> tuple[dict, bytes]:
+    payload = {"sid": sid, "did": did, "status": status, "started": "2026-03-01T12:00:00Z", "duration": 30.5,
+               "init": True, "attrs": {"release": release, "environment": "production"}}
+    return {"type": "session"}, json.dumps(payload).encode()
+
+
+def post(crashd: Crashd, body: bytes, *, headers: dict[str, str] | None = None, key: str | None = "query",
+         path: str = "envelope"):  # type: ignore[no-untyped-def]
+    url = f"/api/{crashd.project.id}/{path}/"
+    if key == "query":
+        url += f"?sentry_key={crashd.key}"
+    return crashd.client.post(url, content=body, headers={"Content-Type": "application/x-sentry-envelope",
+                                                          **(headers or {})})
+
+
+def crashes(crashd: Crashd) -> list[Crash]:
+    with crashd.state.ctx.engine.connect() as conn:
+        return [Crash.model_validate(dict(r._mapping)) for r in conn.execute(select(Crash.__table__))]
+
+
+def sessions(crashd: Crashd) -> dict[str, dict]:
+    with crashd.state.ctx.engine.connect() as conn:
+        return {r.session_id: dict(r._mapping) for r in conn.execute(select(GameSession.__table__))}
+
+
+def discards(crashd: Crashd) -> dict[str, int]:
+    return crashd.client.get("/api/discards", headers=crashd.admin).json()["all_time"]
+
+
+# -- the parser -----------------------------------------------------------------------------
+
+
+def test_parse_items_with_and_without_length() -> None:
+    body = (b'{"event_id":"9ec79c33ec9942ab8353589fcb2e04dc"}\n'
+            b'{"type":"attachment","length":10,"filename":"a.txt"}\n\xef\xbb\xbfHello\r\n\n'
+            b'{"type":"event"}\n{"message":"hi"}\n'
+            b'{"type":"attachment","length":0}\n\n'
+            b'{"type":"session"}\n{"sid":"s"}')  # the last line without its newline
+    parsed = parse_envelope(body)
+    assert parsed.event_id == "9ec79c33ec9942ab8353589fcb2e04dc"
+    assert [i.type for i in parsed.items] == ["attachment", "event", "attachment", "session"]
+    assert parsed.items[0].payload == b"\xef\xbb\xbfHello\r\n"
+    assert parsed.items[1].json == {"message": "hi"} and parsed.items[2].payload == b""
+    assert parsed.items[3].json == {"sid": "s"}
+
+
+def test_parse_a_payload_may_hold_newlines_when_it_has_a_length() -> None:
+    parsed = parse_envelope(envelope(({"type": "attachment"}, b"line1\nline2\n\n")))
+    assert parsed.items[0].payload == b"line1\nline2\n\n"
+
+
+@pytest.mark.parametrize("body,reason,kept", [
+    (b"", "envelope_bad_header", 0),
+    (b"not json\n", "envelope_bad_header", 0),
+    (b"[1,2]\n", "envelope_bad_header", 0),
+    (b'{}\n{"type":"event","length":500}\n{"message":"short"}\n', "envelope_length", 0),
+    (b'{}\n{"type":"event","length":-1}\n{}\n', "envelope_length", 0),
+    (b'{}\n{"type":"event"}\n{"message":"ok"}\n{"type":"event"}\n{broken\n', "envelope_json", 1),
+    (b'{}\n{"type":"event"}\n[1]\n', "envelope_json", 0),
+    (b'{}\n{"type":"session"}\n{"sid":"a"}\nthis is no item header\n', "envelope_bad_item", 1),
+    (b'{}\n{"length":2}\nab\n', "envelope_bad_item", 0),
+])
+def test_parse_malformed_keeps_what_came_before(body: bytes, reason: str, kept: int) -> None:
+    with pytest.raises(MalformedEnvelope) as info:
+        parse_envelope(body)
+    assert info.value.reason == reason and info.value.discard_code == f"malformed_{reason}"
+    assert len(info.value.envelope.items) == kept
+
+
+def test_parse_unknown_item_types_are_items_like_any_other() -> None:
+    parsed = parse_envelope(envelope(({"type": "profile_chunk"}, b"{}"), ({"type": "something_new"}, b"\x00\x01")))
+    assert [i.type for i in parsed.items] == ["profile_chunk", "something_new"]
+
+
+@pytest.mark.parametrize("debug_id,expected", [
+    ("3249d99d-0c40-4931-8610-f4e4fb0b6936", "3249D99D0C4049318610F4E4FB0B69360"),  # ELF: age 0
+    ("3249d99d-0c40-4931-8610-f4e4fb0b6936-1a", "3249D99D0C4049318610F4E4FB0B69361A"),  # PDB age 26
+    ("3249D99D0C4049318610F4E4FB0B69361A", "3249D99D0C4049318610F4E4FB0B69361A"),  # Breakpad form already
+    ("abc", None), (None, None),
+])
+def test_breakpad_debug_ids(debug_id: str | None, expected: str | None) -> None:
+    assert breakpad_id(debug_id) == expected
+
+
+# -- the endpoint ---------------------------------------------------------------------------
+
+
+def test_event_without_minidump_becomes_a_grouped_crash(crashd: Crashd) -> None:
+    event = {"event_id": uuid.uuid4().hex, "level": "error", "platform": "python", "release": "game@1.2",
+             "user": {"id": "tester-7"}, "tags": {"map": "dust"}, "contexts": {"os": {"name": "Linux"}},
+             "exception": {"values": [{"type": "ValueError", "value": "bad input", "module": "builtins",
+                                       "stacktrace": {"frames": [
+                                           {"function": "main", "module": "game.main", "lineno": 3},
+                                           {"function": "load_level", "module": "game.levels", "lineno": 40},
+                                       ]}}]}}
+    body = envelope(event_item(event), ({"type": "attachment", "filename": "game.log", "content_type": "text/plain"},
+                                        b"[warn] low memory\n"), header={"event_id": event["event_id"]})
+    response = post(crashd, body)
+    assert (response.status_code, response.json()) == (200, {"id": event["event_id"]})
+    [crash] = crashes(crashd)
+    assert (crash.minidump_key, crash.build, crash.tester_id, crash.submitted_via) == (None, "game@1.2", "tester-7", "envelope")
+    assert crash.annotations["sentry.tags.map"] == "dust" and crash.annotations["sentry.contexts.os.name"] == "Linux"
+    assert crash.annotations["sentry.exception.type"] == "ValueError"
+    assert json.loads(crash.annotations["sentry.exception.stacktrace"])[0]["function"] == "load_level"
+    crashd.drain()
+    detail = crashd.crash(crash.crash_id)
+    assert detail["status"] == "processed", detail
+    assert detail["processed"]["signature"] == "load_level"
+    assert detail["processed"]["top_frames"][0]["function"] == "load_level"
+    assert {a["name"] for a in detail["attachments"]} == {"game.log"}
+    assert crashd.client.get(f"/api/crashes/{crash.crash_id}/minidump", headers=crashd.admin).status_code == 404
+    groups = crashd.client.get("/api/groups?project=game", headers=crashd.admin).json()
+    assert [(g["signature"], g["crash_count"]) for g in groups["groups"]] == [("load_level", 1)]
+
+
+def test_native_event_frames_get_module_and_offset_from_debug_meta(crashd: Crashd) -> None:
+    """sentry-native (inproc/breakpad backends) sends unsymbolicated frames: addresses only."""
+    event = {"level": "fatal", "platform": "native", "release": "game@1.0",
+             "debug_meta": {"images": [{"type": "elf", "code_file": "/opt/game/libgame.so", "image_addr": "0x7f0000000000",
+                                        "image_size": 1048576, "debug_id": "abc"}]},
+             "exception": {"values": [{"type": "SIGSEGV", "mechanism": {"type": "signalhandler", "handled": False},
+                                       "stacktrace": {"frames": [
+                                           {"instruction_addr": "0x7f0000000100", "package": "/opt/game/libgame.so"},
+                                           {"instruction_addr": "0x7f0000001a2b", "package": "/opt/game/libgame.so"},
+                                       ]}}]}}
+    assert post(crashd, envelope(event_item(event))).status_code == 200
+    crashd.drain()
+    [crash] = crashes(crashd)
+    detail = crashd.crash(crash.crash_id)
+    assert detail["signature"] == "libgame.so@0x1a2b"
+    assert [(f["module"], f["module_offset"]) for f in detail["processed"]["top_frames"]] == [
+        ("libgame.so", "0x1a2b"), ("libgame.so", "0x100")]
+
+
+GAME_SYM = """MODULE Linux x86_64 3249D99D0C4049318610F4E4FB0B69360 libgame.so
+FILE 0 /src/game/level.cpp
+FUNC 1a00 100 0 load_level(char const*)
+1a00 100 42 0
+FUNC 100 50 0 main
+100 50 7 0
+"""
+
+
+def test_native_event_frames_are_symbolicated_when_symbols_arrive(crashd: Crashd) -> None:
+    event = {"level": "fatal", "platform": "native",
+             "debug_meta": {"images": [{"type": "elf", "code_file": "/opt/game/libgame.so", "image_addr": "0x7f0000000000",
+                                        "image_size": 1048576, "debug_id": "3249d99d-0c40-4931-8610-f4e4fb0b6936"}]},
+             "exception": {"values": [{"type": "SIGSEGV", "stacktrace": {"frames": [
+                 {"instruction_addr": "0x7f0000000121"}, {"instruction_addr": "0x7f0000001a10"}]}}]}}
+    assert post(crashd, envelope(event_item(event))).status_code == 200
+    crashd.drain()
+    [crash] = crashes(crashd)
+    before = crashd.crash(crash.crash_id)
+    assert before["signature"] == "libgame.so@0x1a10"
+    assert before["processed"]["missing_symbols"] == ["libgame.so/3249D99D0C4049318610F4E4FB0B69360"]
+    uploaded = crashd.client.post(f"/api/{crashd.project.id}/symbols/?key={crashd.key}", content=GAME_SYM.encode(),
+                                  headers={"Content-Type": "text/plain"})
+    assert uploaded.status_code == 200, uploaded.text
+    crashd.drain()  # the upload reprocesses the crashes that missed these symbols
+    after = crashd.crash(crash.crash_id)
+    assert after["signature"] == "load_level"
+    assert [(f["function"], f["line"]) for f in after["processed"]["top_frames"]] == [
+        ("load_level(char const*)", 42), ("main", 7)]
+    assert after["processed"]["loaded_symbols"] == ["libgame.so/3249D99D0C4049318610F4E4FB0B69360"]
+
+
+def test_message_event_is_signed_by_its_message(crashd: Crashd) -> None:
+    for _ in range(2):
+        assert post(crashd, envelope(event_item({"message": "level  failed to load", "level": "warning"}))).status_code == 200
+    crashd.drain()
+    groups = crashd.client.get("/api/groups?project=game", headers=crashd.admin).json()["groups"]
+    assert [(g["signature"], g["crash_count"]) for g in groups] == [("level failed to load", 2)]
+
+
+def test_minidump_attachment_is_processed_like_an_upload(crashd: Crashd) -> None:
+    dump = small_dump(40)
+    body = envelope(event_item(), ({"type": "attachment", "attachment_type": "event.minidump",
+                                    "filename": "crash.dmp"}, dump))
+    assert post(crashd, body).status_code == 200
+    [crash] = crashes(crashd)
+    assert (crash.minidump_size, crash.build, crash.tester_id) == (len(dump), "game@1.2", "tester-1")
+    assert crash.annotations["sentry.tags.map"] == "dust"
+    stored = crashd.client.get(f"/api/crashes/{crash.crash_id}/minidump", headers=crashd.admin)
+    assert stored.content == dump
+    crashd.drain()
+    detail = crashd.crash(crash.crash_id)
+    assert detail["status"] == "processed" and detail["processed"]["minidump"]["size"] == len(dump)
+    assert [a["name"] for a in detail["attachments"]] == ["__sentry-event"]
+    assert detail["group_id"] is not None
+
+
+def test_a_retried_event_is_one_crash(crashd: Crashd) -> None:
+    body = envelope(event_item({"event_id": "a" * 32, "message": "once"}), header={"event_id": "a" * 32})
+    assert [post(crashd, body).json() for _ in range(2)] == [{"id": "a" * 32}] * 2
+    assert len(crashes(crashd)) == 1
+
+
+def test_sessions_and_aggregates(crashd: Crashd) -> None:
+    aggregates = {"attrs": {"release": "game@2.0"}, "aggregates": [
+        {"started": "2026-03-01T12:00:00Z", "did": "t9", "exited": 2, "crashed": 1, "errored": 1}]}
+    body = envelope(session_item("11111111111111111111111111111111", "ok"),
+                    session_item("11111111111111111111111111111111", "crashed"),
+                    ({"type": "sessions"}, json.dumps(aggregates).encode()), header={"sent_at": "2026-03-01T12:01:00Z"})
+    assert post(crashd, body).status_code == 200
+    assert post(crashd, body).status_code == 200  # a retry counts nothing twice
+    rows = sessions(crashd)
+    one = rows["11111111111111111111111111111111"]
+    assert (one["status"], one["build"], one["tester_id"], one["duration"]) == ("crashed", "game@1.2", "tester-1", 30.5)
+    aggregated = [r for k, r in rows.items() if k.startswith("agg-")]
+    assert sorted(r["status"] for r in aggregated) == ["crashed", "exited", "exited", "exited"]
+    assert {(r["build"], r["tester_id"]) for r in aggregated} == {("game@2.0", "t9")}
+    assert crashes(crashd) == []
+
+
+def test_a_bad_session_is_skipped_and_counted(crashd: Crashd) -> None:
+    bad = ({"type": "session"}, json.dumps({"sid": "s-bad", "started": "yesterday", "attrs": {}}).encode())
+    body = envelope(bad, session_item("33333333333333333333333333333333"), event_item())
+    assert post(crashd, body).status_code == 200
+    assert list(sessions(crashd)) == ["33333333333333333333333333333333"] and len(crashes(crashd)) == 1
+    assert discards(crashd) == {"sessions_malformed_bad_started": 1}
+
+
+def test_attachments_without_an_event_still_make_a_crash(crashd: Crashd) -> None:
+    body = envelope(({"type": "attachment", "filename": "game.log"}, b"[fatal] out of memory\n"))
+    assert post(crashd, body).status_code == 200
+    crashd.drain()
+    [crash] = crashes(crashd)
+    detail = crashd.crash(crash.crash_id)
+    assert [a["name"] for a in detail["attachments"]] == ["game.log"]
+    assert detail["signature"] == "attachments without an event"
+
+
+def test_unknown_item_types_are_skipped(crashd: Crashd) -> None:
+    body = envelope(({"type": "transaction"}, b'{"type":"transaction"}'), ({"type": "brand_new"}, b"\x00\xff"),
+                    event_item())
+    assert post(crashd, body).status_code == 200
+    assert len(crashes(crashd)) == 1 and discards(crashd) == {}
+
+
+@pytest.mark.parametrize("how", ["header", "dsn", "query"])
+def test_authentication_sources(crashd: Crashd, how: str) -> None:
+    header = {"event_id": uuid.uuid4().hex}
+    headers = {}
+    if how == "dsn":
+        header["dsn"] = f"http://{crashd.key}@testserver/{crashd.project.id}"
+    if how == "header":
+        headers["X-Sentry-Auth"] = f"Sentry sentry_version=7, sentry_client=sentry.python/2.0, sentry_key={crashd.key}"
+    response = post(crashd, envelope(event_item(), header=header), headers=headers, key="query" if how == "query" else None)
+    assert response.status_code == 200, response.text
+
+
+def test_bad_and_missing_keys(crashd: Crashd) -> None:
+    assert post(crashd, envelope(event_item()), key=None).json() == {"detail": "missing_key"}
+    wrong = envelope(event_item(), header={"dsn": f"http://nope@testserver/{crashd.project.id}"})
+    assert post(crashd, wrong, key=None).status_code == 401
+    assert crashes(crashd) == [] and discards(crashd) == {"missing_key": 1, "bad_key": 1}
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate", "br", "zstd"])
+def test_compressed_envelopes(crashd: Crashd, encoding: str) -> None:
+    body = envelope(event_item(), ({"type": "attachment", "attachment_type": "event.minidump"}, small_dump(41, 40_000)))
+    packed = {"gzip": gzip.compress, "deflate": zlib.compress, "br": brotli.compress,
+              "zstd": zstandard.ZstdCompressor().compress}[encoding](body)
+    assert post(crashd, packed, headers={"Content-Encoding": encoding}).status_code == 200
+    assert [c.minidump_size for c in crashes(crashd)] == [len(small_dump(41, 40_000))]
+
+
+def test_an_envelope_past_the_decompressed_cap_is_413(crashd: Crashd) -> None:
+    crashd.settings.max_decompressed_bytes = 10_000
+    body = envelope(event_item(), ({"type": "attachment"}, b"\0" * 50_000))
+    response = post(crashd, gzip.compress(body), headers={"Content-Encoding": "gzip"})
+    assert (response.status_code, response.json()) == (413, {"detail": "too_large_decompressed"})
+    assert crashes(crashd) == [] and discards(crashd) == {"too_large_decompressed": 1}
+
+
+def test_bad_brotli_is_refused(crashd: Crashd) -> None:
+    response = post(crashd, brotli.compress(envelope(event_item()))[:-3], headers={"Content-Encoding": "br"})
+    assert (response.status_code, response.json()) == (400, {"detail": "malformed_bad_brotli"})
+
+
+MALFORMED = {
+    "bad_header": (b"this is not an envelope\n" + envelope(event_item()).split(b"\n", 1)[1],
+                   "malformed_envelope_bad_header", 0),
+    "length_past_end": (envelope(event_item())[:-1] + b'{"type":"attachment","length":999}\nshort\n',
+                        "malformed_envelope_length", 1),
+    "invalid_json": (envelope(session_item("22222222222222222222222222222222")) + b'{"type":"event"}\n{nope\n',
+                     "malformed_envelope_json", 0),
+    "item_header_not_json": (envelope(event_item()) + b"garbage where an item header should be\n",
+                             "malformed_envelope_bad_item", 1),
+    "item_without_type": (envelope(event_item()) + b'{"length":2}\nab\n', "malformed_envelope_bad_item", 1),
+}
+
+
+@pytest.mark.parametrize("case", list(MALFORMED))
+def test_malformed_envelopes_are_400_and_keep_valid_items(crashd: Crashd, case: str) -> None:
+    body, code, crashes_kept = MALFORMED[case]
+    response = post(crashd, body)
+    assert (response.status_code, response.json()) == (400, {"detail": code})
+    assert len(crashes(crashd)) == crashes_kept
+    if case == "invalid_json":  # the session before the bad event is stored
+        assert list(sessions(crashd)) == ["22222222222222222222222222222222"]
+    assert discards(crashd) == {code.removeprefix("malformed_"): 1}
+
+
+def test_bad_minidump_attachment_keeps_the_event(crashd: Crashd) -> None:
+    body = envelope(event_item(), ({"type": "attachment", "attachment_type": "event.minidump"}, b"PK not a dump"))
+    response = post(crashd, body)
+    assert (response.status_code, response.json()) == (400, {"detail": "malformed_not_minidump"})
+    [crash] = crashes(crashd)
+    assert crash.minidump_key is None and crash.annotations["sentry.release"] == "game@1.2"
+
+
+def test_store_endpoint(crashd: Crashd) -> None:
+    event = {"event_id": "b" * 32, "message": "from an old client", "release": "game@0.9"}
+    response = post(crashd, json.dumps(event).encode(), path="store")
+    assert (response.status_code, response.json()) == (200, {"id": "b" * 32})
+    import base64
+    old = base64.b64encode(zlib.compress(json.dumps({**event, "event_id": "c" * 32}).encode()))
+    assert post(crashd, old, path="store").json() == {"id": "c" * 32}
+    assert post(crashd, b"{nope", path="store").json() == {"detail": "malformed_envelope_json"}
+    assert sorted(c.build for c in crashes(crashd)) == ["game@0.9", "game@0.9"]
