@@ -53,6 +53,19 @@ class Settings(BaseSettings):
         description="Bearer token for the admin JSON API. In development a random one is "
         "created and kept in `<data_dir>/admin-token` when unset.",
     )
+    session_secret: str | None = Field(
+        None,
+        description="Signs the dashboard's session cookie. In development a random one is created "
+        "and kept in `<data_dir>/session-secret` when unset. In production it must be set "
+        "(`crashd serve` refuses to start without it), not a placeholder, and 32+ characters.",
+    )
+    secure_cookies: bool | None = Field(
+        None, description="Mark the session cookie `Secure` (sent over HTTPS only); unset: on in production."
+    )
+    auth_cache_seconds: float = Field(
+        5.0, description="How long a user's or API token's lookup is remembered by the server: a "
+        "deleted user, changed password or revoked token stops working after at most this long."
+    )
     max_upload_bytes: int = Field(100 * MiB, description="Cap on the request body as sent.")
     max_decompressed_bytes: int = Field(
         500 * MiB, description="Cap on the body and on each part after decompression."
@@ -70,8 +83,14 @@ class Settings(BaseSettings):
         120.0, description="A crash `received` for longer than this is enqueued again."
     )
     job_timeout_seconds: int = Field(300, description="Time limit of one processing job.")
+    rate_limit_per_minute: int = Field(
+        0, description="Crash reports (envelopes, store and minidump requests) one project may send "
+        "per minute; 0: no limit. Counted in Redis when CRASHD_REDIS_URL is set, else in process "
+        "memory. Envelopes over it get 429 + Retry-After; minidumps get 200 and are dropped (docs/sentry.md)."
+    )
     public_url: str | None = Field(
-        None, description="Base URL clients use to reach the server, e.g. http://host:8000."
+        None, description="Base URL clients use to reach the server, e.g. http://host:8000; the "
+        "project DSNs and upload URLs are built from it (default: the address `crashd serve` listens on)."
     )
     symbol_urls: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
@@ -150,6 +169,10 @@ class Settings(BaseSettings):
                 raise ValueError("CRASHD_ADMIN_TOKEN must be set to a real secret in production")
             if len(self.admin_token) < 16:
                 raise ValueError("CRASHD_ADMIN_TOKEN must be at least 16 characters")
+            if self.session_secret is not None and (
+                self.session_secret.lower() in PLACEHOLDER_SECRETS or len(self.session_secret) < 32
+            ):
+                raise ValueError("CRASHD_SESSION_SECRET must be a real secret of at least 32 characters")
         return self
 
     @property
@@ -198,3 +221,35 @@ class Settings(BaseSettings):
             tmp.rename(path)
             self.admin_token = token
         return self.admin_token
+
+    @property
+    def cookies_secure(self) -> bool:
+        """Whether the session cookie carries ``Secure``: the setting, else on in production."""
+        return self.environment == "production" if self.secure_cookies is None else self.secure_cookies
+
+    def resolve_session_secret(self) -> str:
+        """Return the session cookie's signing secret, creating and keeping a random one in
+        ``<data_dir>/session-secret`` in development.
+
+        Raises ValueError outside development when none is configured (only the server needs
+        it, so the validator leaves workers and the CLI alone).
+        """
+        if self.session_secret:
+            return self.session_secret
+        if self.environment != "development":
+            raise ValueError("CRASHD_SESSION_SECRET is required outside development")
+        self.session_secret = _kept_secret(self.data_dir / "session-secret", 32)
+        return self.session_secret
+
+
+def _kept_secret(path: Path, nbytes: int) -> str:
+    """The secret stored at path, or a new random one written there (mode 0600, atomically)."""
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    secret = secrets.token_urlsafe(nbytes)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(secret + "\n")
+    tmp.chmod(0o600)
+    tmp.rename(path)
+    return secret

@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 from enum import Enum
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, DateTime, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Column, DateTime, Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -43,6 +43,11 @@ class Crash(SQLModel, table=True):
     """One uploaded crash report (a minidump plus its annotations and attachments)."""
 
     __tablename__ = "crashes"
+    __table_args__ = (  # the dashboard's (migration 0006): sparklines and a group's latest
+        # crashes; crash reports and first crash per build from the index alone
+        Index("ix_crashes_group_id_received_at", "group_id", "received_at"),
+        Index("ix_crashes_project_id_build_received_at", "project_id", "build", "received_at"),
+    )
 
     crash_id: str = Field(primary_key=True, max_length=36)
     project_id: int = Field(foreign_key="projects.id", index=True)
@@ -54,9 +59,12 @@ class Crash(SQLModel, table=True):
     product: str | None = Field(default=None, max_length=200)
     build: str | None = Field(default=None, max_length=200, index=True)
     tester_id: str | None = Field(default=None, max_length=200, index=True)
-    minidump_key: str = Field(max_length=300)
-    minidump_size: int
-    minidump_sha256: str = Field(max_length=64)
+    # None for a Sentry event without a minidump (issue 7): its stack comes from event_key.
+    minidump_key: str | None = Field(default=None, max_length=300)
+    minidump_size: int | None = Field(default=None)
+    minidump_sha256: str | None = Field(default=None, max_length=64)
+    event_key: str | None = Field(default=None, max_length=300,
+                                  description="The Sentry event JSON in the blob store (envelopes, store)")
     annotations_key: str = Field(max_length=300)
     annotations: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
     processing_error: str | None = Field(default=None)
@@ -113,7 +121,8 @@ class SymbolFile(SQLModel, table=True):
     (``path`` is relative to it): one row per module and content, the last upload's."""
 
     __tablename__ = "symbol_files"
-    __table_args__ = (UniqueConstraint("debug_file", "debug_id", "sha256", name="uq_symbol_file_content"),)
+    __table_args__ = (UniqueConstraint("debug_file", "debug_id", "sha256", name="uq_symbol_file_content"),
+                      Index("ix_symbol_files_uploaded_at", "uploaded_at"))
 
     id: int | None = Field(default=None, primary_key=True)
     project_id: int | None = Field(default=None, foreign_key="projects.id", index=True,
@@ -165,6 +174,7 @@ class GroupBuild(SQLModel, table=True):
     """Crashes of a group per build (`""` when the client sent no version)."""
 
     __tablename__ = "group_builds"
+    __table_args__ = (Index("ix_group_builds_build_group_id", "build", "group_id"),)  # a build's groups
 
     group_id: int = Field(foreign_key="crash_groups.id", primary_key=True)
     build: str = Field(primary_key=True, max_length=200)
@@ -188,6 +198,7 @@ class CrashMissingSymbols(SQLModel, table=True):
     processed: when they arrive, the crash is reprocessed by itself."""
 
     __tablename__ = "crash_missing_symbols"
+    __table_args__ = (Index("ix_crash_missing_symbols_module", "debug_file", "debug_id"),)
 
     crash_id: str = Field(foreign_key="crashes.crash_id", primary_key=True, max_length=36)
     debug_file: str = Field(primary_key=True, max_length=300)
@@ -199,6 +210,7 @@ class GameSession(SQLModel, table=True):
     session_id: a later report updates status and duration."""
 
     __tablename__ = "sessions"
+    __table_args__ = (Index("ix_sessions_project_id_build_status", "project_id", "build", "status"),)
 
     session_id: str = Field(primary_key=True, max_length=100)
     project_id: int = Field(foreign_key="projects.id", index=True)
@@ -277,3 +289,38 @@ class Notification(SQLModel, table=True):
     last_error: str | None = None
     created_at: datetime = _ts(nullable=False, default=utcnow)
     sent_at: datetime | None = _ts(nullable=True)
+
+
+class UserRole(str, Enum):
+    """What a signed-in user or API token may do: admins read and change, viewers read."""
+
+    admin = "admin"
+    viewer = "viewer"
+
+
+class User(SQLModel, table=True):
+    """A dashboard user (`crashd user create`). Only an Argon2id hash of the password is kept;
+    a session cookie names the user and a fingerprint of this hash, so a changed password or a
+    deleted user ends every session."""
+
+    __tablename__ = "users"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(index=True, unique=True, max_length=100)
+    role: str = Field(max_length=16, description="admin | viewer")
+    password_hash: str = Field(max_length=200, description="Argon2id, PHC string form ($argon2id$...)")
+    created_at: datetime = _ts(nullable=False, default=utcnow)
+    last_login_at: datetime | None = _ts(nullable=True)
+
+
+class ApiToken(SQLModel, table=True):
+    """A bearer token for the JSON API (`crashd token create`). The token is shown once; only
+    its SHA-256 is kept (it is 256 random bits, so a slow hash adds nothing)."""
+
+    __tablename__ = "api_tokens"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(index=True, unique=True, max_length=100)
+    role: str = Field(max_length=16, description="admin | viewer")
+    token_sha256: str = Field(index=True, unique=True, max_length=64)
+    created_at: datetime = _ts(nullable=False, default=utcnow)

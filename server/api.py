@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 
 from schemas.tables import Attachment, Crash
-from server.auth import is_admin
+from server.auth import can_read
 from storage import queries
 from storage.blobs import BlobNotFound
 
@@ -105,7 +105,7 @@ def _load_crash(state: "ServerState", crash_id: str) -> tuple[Crash, str | None,
 async def crash_detail(request: Request) -> Response:
     """GET /api/crashes/<crash_id>: status, project, annotations, attachments, size, sha256."""
     state = _state(request)
-    if not is_admin(request, state.admin_token):
+    if not can_read(request, state):
         return _unauthorized()
     found = await run_in_threadpool(_load_crash, state, request.path_params["crash_id"])
     if found is None:
@@ -118,18 +118,20 @@ async def crash_detail(request: Request) -> Response:
 async def crash_minidump(request: Request) -> Response:
     """GET /api/crashes/<crash_id>/minidump: the raw dump bytes."""
     state = _state(request)
-    if not is_admin(request, state.admin_token):
+    if not can_read(request, state):
         return _unauthorized()
     crash = await run_in_threadpool(queries.get_crash, state.ctx.engine, crash_id=request.path_params["crash_id"])
     if crash is None:
         return JSONResponse({"detail": "crash not found"}, status_code=404)
+    if crash.minidump_key is None:  # a Sentry event without a minidump
+        return JSONResponse({"detail": "this crash has no minidump"}, status_code=404)
     return _blob_response(state, crash.minidump_key, "application/x-dmp", f"{crash.crash_id}.dmp")
 
 
 async def crash_attachment(request: Request) -> Response:
     """GET /api/crashes/<crash_id>/attachments/<name>: one attachment's bytes."""
     state = _state(request)
-    if not is_admin(request, state.admin_token):
+    if not can_read(request, state):
         return _unauthorized()
     found = await run_in_threadpool(_load_crash, state, request.path_params["crash_id"])
     name = request.path_params["name"]
@@ -159,7 +161,7 @@ def _blob_response(state: "ServerState", key: str, media_type: str, filename: st
 async def discards(request: Request) -> Response:
     """GET /api/discards: rejected uploads per reason (today and all time)."""
     state = _state(request)
-    if not is_admin(request, state.admin_token):
+    if not can_read(request, state):
         return _unauthorized()
     today = queries.utcnow().strftime("%Y-%m-%d")
     engine = state.ctx.engine

@@ -6,13 +6,16 @@ import asyncio
 import contextlib
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import AsyncIterator
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
-from starlette.routing import Route
+from starlette.middleware import Middleware
+from starlette.middleware.sessions import SessionMiddleware
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
 from sqlalchemy.engine import Engine
 
 from schemas.settings import Settings
@@ -20,6 +23,12 @@ from schemas.tables import Project
 from storage import queries
 from server import api, groups_api, ingest, symbols_api
 from server import builds_api, sessions_api, tickets_api
+from server import dashboard_api, openapi
+from server import login
+from server.auth import Credentials
+from server import sentry_ingest
+from server import dashboard, pages
+from server.ratelimit import MemoryRateLimiter, RateLimiter, make_rate_limiter
 from storage.db import migrate
 from workers import jobs, triage_jobs
 from workers.queue import InProcessJobQueue, JobQueue, make_queue
@@ -62,6 +71,8 @@ class ServerState:
     admin_token: str
     tmp_dir: Path
     projects: ProjectKeys
+    limiter: RateLimiter = field(default_factory=lambda: MemoryRateLimiter(0))  # docs/sentry.md
+    credentials: Credentials | None = None  # users and API tokens, remembered briefly (server/auth.py)
 
 
 def build_state(settings: Settings) -> ServerState:
@@ -73,7 +84,8 @@ def build_state(settings: Settings) -> ServerState:
     queue = make_queue(settings)
     if isinstance(queue, InProcessJobQueue):
         jobs.install_context(ctx)  # the in-process worker shares the server's engine
-    return ServerState(settings, ctx, queue, settings.resolve_admin_token(), tmp_dir, ProjectKeys(ctx.engine))
+    return ServerState(settings, ctx, queue, settings.resolve_admin_token(), tmp_dir, ProjectKeys(ctx.engine),
+                       make_rate_limiter(settings), Credentials(ctx.engine, settings.auth_cache_seconds))
 
 
 def init_sentry(settings: Settings) -> None:
@@ -81,7 +93,8 @@ def init_sentry(settings: Settings) -> None:
     if settings.sentry_dsn:
         import sentry_sdk
 
-        sentry_sdk.init(dsn=settings.sentry_dsn, environment=settings.environment, send_default_pii=False)
+        sentry_sdk.init(dsn=settings.sentry_dsn, environment=settings.environment, send_default_pii=False,
+                        before_send=sentry_ingest.drop_envelope_endpoint_errors)  # no report loops
 
 
 async def _sweeper_loop(state: ServerState) -> None:
@@ -98,6 +111,9 @@ async def _sweeper_loop(state: ServerState) -> None:
 ROUTES = [
     Route("/api/{project}/minidump/", ingest.minidump_endpoint, methods=["POST"]),
     Route("/submit", ingest.submit_endpoint, methods=["POST"]),
+    Route("/api/{project}/envelope/", sentry_ingest.envelope_endpoint, methods=["POST"]),
+    Route("/api/{project}/store/", sentry_ingest.store_endpoint, methods=["POST"]),
+    Route("/__broken__", sentry_ingest.broken_endpoint, methods=["GET"]),
     Route("/api/{project}/symbols/", symbols_api.upload_endpoint, methods=["POST"]),
     Route("/api/symbols/{debug_file}/{debug_id}", symbols_api.lookup_endpoint, methods=["GET"]),
     Route("/api/crashes/{crash_id}", api.crash_detail, methods=["GET"]),
@@ -112,10 +128,23 @@ ROUTES = [
     Route("/api/tickets", tickets_api.list_endpoint, methods=["GET"]),
     Route("/api/tickets/{ticket_id:int}", tickets_api.detail_endpoint, methods=["GET"]),
     Route("/api/tickets/{ticket_id:int}/{action}", tickets_api.action_endpoint, methods=["POST"]),
+    *dashboard_api.ROUTES,  # /api/triage, /api/symbols (JSON twins of dashboard pages)
+    *openapi.ROUTES,  # /api/openapi.json, built from this list
     Route("/__heartbeat__", api.heartbeat, methods=["GET"]),
     Route("/__lbheartbeat__", api.lbheartbeat, methods=["GET"]),
     Route("/__version__", api.version, methods=["GET"]),
+    *login.ROUTES,
+    *dashboard.ROUTES,  # HTML pages: exact paths outside /api, after every API route
+    Mount("/static", StaticFiles(directory=pages.STATIC_DIR), name="static"),
 ]
+
+
+def session_middleware(settings: Settings) -> Middleware:
+    """The dashboard's session cookie: signed (itsdangerous), HttpOnly, SameSite=Lax, Secure in
+    production (docs/auth.md). Raises ValueError in production without CRASHD_SESSION_SECRET."""
+    return Middleware(SessionMiddleware, secret_key=settings.resolve_session_secret(),
+                      session_cookie=login.SESSION_COOKIE, max_age=login.SESSION_MAX_AGE_SECONDS,
+                      same_site="lax", https_only=settings.cookies_secure)
 
 
 def create_app(settings: Settings, state: ServerState | None = None) -> Starlette:
@@ -136,6 +165,6 @@ def create_app(settings: Settings, state: ServerState | None = None) -> Starlett
                 app.state.crashd.queue.close()
                 app.state.crashd.ctx.engine.dispose()
 
-    app = Starlette(routes=ROUTES, lifespan=lifespan)
+    app = Starlette(routes=ROUTES, lifespan=lifespan, middleware=[session_middleware(settings)])
     app.state.crashd = state
     return app

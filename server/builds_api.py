@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from schemas.tables import Project
-from server.auth import is_admin
+from server.auth import can_read
 from server.groups_api import parse_since
 from storage import queries, sessions
 from triage.rates import RateTest, compare_rates, sort_builds
@@ -39,7 +39,7 @@ def _rate(crashes: int, total: int) -> float | None:
 async def _project(request: Request) -> Project:
     """The admin-authenticated request's ``?project=`` (id or name). Raises Refused."""
     state: ServerState = request.app.state.crashd
-    if not is_admin(request, state.admin_token):
+    if not can_read(request, state):
         raise Refused(401, "admin bearer token required")
     ref = request.query_params.get("project")
     if not ref:

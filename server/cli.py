@@ -1,4 +1,5 @@
-"""The ``crashd`` command: serve, worker, project, sweep, migrate, triage, patch-notes, progress-log.
+"""The ``crashd`` command: serve, worker, project, sweep, migrate, triage, patch-notes, progress-log,
+user, token.
 
 Every command reads the same Settings (``CRASHD_*`` environment variables).
 """
@@ -9,7 +10,10 @@ import argparse
 import json
 import logging
 import sys
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
 
 from pydantic import ValidationError
 
@@ -48,6 +52,11 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
 
     if not rules_ok(settings):
         return 2
+    try:
+        settings.resolve_session_secret()  # the dashboard's cookie key; production must set it
+    except ValueError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
     init_sentry(settings)
     state = build_state(settings)
     projects = queries.list_projects(state.ctx.engine)
@@ -61,12 +70,24 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         print(f"  admin token: {state.admin_token}")
     else:  # never write a production secret to logs
         print("  admin token: the value of CRASHD_ADMIN_TOKEN")
+    # After the admin token: scripts (and tests' serve_process) read the first four lines.
+    print(f"  project '{project.name}' DSN for sentry-native / sentry-sdk: {urls['dsn']}")
+    print(f"  dashboard: {_base_url(args.host, args.port)}/" + dashboard_hint(state.ctx.engine))
     sys.stdout.flush()
     try:
         uvicorn.run(create_app(settings, state), host=args.host, port=args.port, log_level=args.log_level)
     finally:
         state.queue.close()
     return 0
+
+
+def dashboard_hint(engine: "Engine") -> str:
+    """How to sign in: a reminder to create the first user while there is none."""
+    from storage import users
+
+    if users.list_users(engine):
+        return ""
+    return "  (no users yet: `crashd user create NAME --role admin` reads a password from stdin)"
 
 
 def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
@@ -137,7 +158,7 @@ def cmd_project_list(settings: Settings, args: argparse.Namespace) -> int:
     migrate(engine)
     for project in queries.list_projects(engine):
         urls = project_urls(settings, project, args.base_url)
-        print(json.dumps(urls) if args.json else f"{project.id}\t{project.name}\t{project.ingest_key}")
+        print(json.dumps(urls) if args.json else f"{project.id}\t{project.name}\t{project.ingest_key}\t{urls['dsn']}")
     return 0
 
 
@@ -346,6 +367,9 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--json", action="store_true", help="a JSON summary with every file's outcome")
     up.set_defaults(func=cmd_symbols_upload)
     add_triage_commands(sub)
+    from server.users_cli import add_user_commands
+
+    add_user_commands(sub)  # crashd user ..., crashd token ... (docs/auth.md)
     return parser
 
 

@@ -25,7 +25,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
 from schemas.tables import Project, SymbolFile
-from server.auth import ingest_key, is_admin
+from server.auth import can_read, can_write, ingest_key
 from server.ingest import Rejected, authenticate
 from server.upload_parser import (GZIP_MAGIC, MAX_FIELD_CHARS, ZSTD_MAGIC, Budget, MalformedUpload, SpoolWriter,
                                   UploadPart, UploadTooLarge, decoded_body, decompress_part, parse_multipart)
@@ -86,7 +86,7 @@ def authenticate_upload(state: "ServerState", request: Request) -> Project | Non
     """The uploading project: the admin token's named project (None for ``_``), else the
     project of the ingest key, which must be the one the path names (or ``_``)."""
     ref = request.path_params["project"]
-    if is_admin(request, state.admin_token):
+    if can_write(request, state):  # an admin: the admin token, an admin API token or session
         if ref == PROJECT_FROM_KEY:
             return None
         project = queries.find_project(state.ctx.engine, ref=ref)
@@ -247,7 +247,7 @@ async def lookup_endpoint(request: Request) -> Response:
     """GET /api/symbols/<debug_file>/<debug_id>[?sha256=]: the stored files of a module (200),
     or 404. For the admin token or any project's ingest key."""
     state: ServerState = request.app.state.crashd
-    if not is_admin(request, state.admin_token):
+    if not can_read(request, state):
         key = ingest_key(request)
         project = await run_in_threadpool(state.projects.get, key) if key else None
         if project is None:

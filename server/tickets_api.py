@@ -20,8 +20,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from server.api import project_from_query
-from server.auth import ingest_key, is_admin
-from storage import queries, triage_queries
+from server.auth import can_read, ingest_key, refusal
+from storage import triage_queries
 from storage.tickets import ACTIONS, TicketNotFound, TransitionError, apply_action
 from workers import triage_jobs
 from workers.queue import RQJobQueue
@@ -44,7 +44,7 @@ def _split(value: str | None) -> list[str] | None:
 async def list_endpoint(request: Request) -> Response:
     """GET /api/tickets?project=&state=open,regressed&priority=P0&fixed_in=."""
     state: ServerState = request.app.state.crashd
-    if not is_admin(request, state.admin_token):
+    if not can_read(request, state):
         return _refuse(401, "admin bearer token required")
     params = request.query_params
     states, priorities = _split(params.get("state")), _split(params.get("priority"))
@@ -63,7 +63,7 @@ async def list_endpoint(request: Request) -> Response:
 async def detail_endpoint(request: Request) -> Response:
     """GET /api/tickets/<id>: the ticket and its history, oldest event first."""
     state: ServerState = request.app.state.crashd
-    if not is_admin(request, state.admin_token):
+    if not can_read(request, state):
         return _refuse(401, "admin bearer token required")
     ticket = await run_in_threadpool(triage_queries.get_ticket, state.ctx.engine,
                                      ticket_id=request.path_params["ticket_id"])
@@ -73,8 +73,9 @@ async def detail_endpoint(request: Request) -> Response:
 async def action_endpoint(request: Request) -> Response:
     """POST /api/tickets/<id>/<action>: change the ticket by hand; 200 with the ticket."""
     state: ServerState = request.app.state.crashd
-    if not is_admin(request, state.admin_token):
-        return _refuse(401, "admin bearer token required")
+    refused = refusal(request, state, write=True)  # viewers: 403 admin role required
+    if refused is not None:
+        return _refuse(*refused)
     action, ticket_id = request.path_params["action"], request.path_params["ticket_id"]
     if action not in ACTIONS:
         return _refuse(404, f"unknown action {action!r}; one of {', '.join(ACTIONS)}")

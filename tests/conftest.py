@@ -42,7 +42,7 @@ ADMIN_TOKEN = "test-admin-token-0123456789"
 REPO = Path(__file__).resolve().parent.parent
 CORPUS = Path(os.environ.get("CRASHD_CORPUS", REPO.parent / "shared" / "corpus")).resolve()
 CORPUS_SKIP = "corpus not found"
-TABLES = "attachments, crashes, upload_fingerprints, discard_counts, projects"
+TABLES = "attachments, crashes, upload_fingerprints, discard_counts, projects, users, api_tokens"
 
 
 # -- services -------------------------------------------------------------------------------

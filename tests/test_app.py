@@ -9,6 +9,7 @@ import threading
 import time
 from pathlib import Path
 
+import brotli
 import httpx
 
 from conftest import ServeProcess, serve_process
@@ -25,6 +26,8 @@ class Recorder(http.server.BaseHTTPRequestHandler):
         body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
         if self.headers.get("Content-Encoding") == "gzip":
             body = gzip.decompress(body)
+        elif self.headers.get("Content-Encoding") == "br":  # sentry-sdk's choice when brotli is installed
+            body = brotli.decompress(body)
         Recorder.bodies.append(body)
         self.send_response(200)
         self.send_header("Content-Length", "2")

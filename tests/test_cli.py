@@ -39,7 +39,11 @@ def test_project_create_json(tmp_path: Path) -> None:
 
 def test_public_url_setting_is_used(tmp_path: Path) -> None:
     done = crashd("project", "create", "g", "--json", data_dir=tmp_path, CRASHD_PUBLIC_URL="https://crash.example.test")
-    assert json.loads(done.stdout)["submit_url"].startswith("https://crash.example.test/submit?key=")
+    out = json.loads(done.stdout)
+    assert out["submit_url"].startswith("https://crash.example.test/submit?key=")
+    assert out["dsn"] == f"https://{out['ingest_key']}@crash.example.test/{out['project_id']}"
+    listed = crashd("project", "list", data_dir=tmp_path, CRASHD_PUBLIC_URL="https://crash.example.test")
+    assert listed.stdout.split() == [str(out["project_id"]), "g", out["ingest_key"], out["dsn"]]
 
 
 def test_configuration_error_is_reported_not_raised(tmp_path: Path) -> None:
@@ -100,3 +104,18 @@ def test_stackwalk_human_output_and_missing_file(tmp_path: Path) -> None:
     assert "Thread 0 (crashed)" in done.stdout and "Found by: inlining" in done.stdout
     missing = crashd("stackwalk", str(tmp_path / "nope.dmp"), data_dir=tmp_path)
     assert missing.returncode == 1 and "nope.dmp" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_dashboard_hint_until_the_first_user(tmp_path: Path) -> None:
+    """`crashd serve` says how to sign in while no user exists, and stops saying it after."""
+    from schemas.settings import Settings
+    from server.cli import dashboard_hint
+    from storage import users
+    from storage.db import make_engine, migrate
+
+    engine = make_engine(Settings(data_dir=tmp_path))
+    migrate(engine)
+    assert "crashd user create NAME --role admin" in dashboard_hint(engine)
+    users.create_user(engine, name="ada", role="admin", password_hash="$argon2id$x")
+    assert dashboard_hint(engine) == ""
+    engine.dispose()

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import time
-from pathlib import Path
 
 import pytest
 from rq.job import Job

@@ -166,7 +166,7 @@ def test_from_settings_uses_uploaded_symbols_then_symbol_servers(server: SymbolS
         assert provider.status(app) is SymbolStatus.loaded
         assert provider.function_at(app, 0x1004).name == "main"
         assert provider.status(module("gone.pdb", "AB0")) is SymbolStatus.missing
-        server.routes[f"/symbols/down.pdb/AB0/down.sym"] = (503, b"")
+        server.routes["/symbols/down.pdb/AB0/down.sym"] = (503, b"")
         assert provider.status(module("down.pdb", "AB0")) is SymbolStatus.unavailable
         assert provider.reason(module("down.pdb", "AB0")) == "http_503"
         assert (settings.symbol_cache_dir / "linux_inline" / INLINE_ID).is_dir()
