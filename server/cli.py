@@ -162,6 +162,30 @@ def cmd_project_list(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_project_limit(settings: Settings, args: argparse.Namespace) -> int:
+    """Set a project's own rate limit: N reports a minute, 0 for none, `default` for the
+    server's CRASHD_RATE_LIMIT_PER_MINUTE. Servers see it within ProjectKeys' 10 s."""
+    from storage import queries
+    from storage.db import make_engine, migrate
+
+    if args.per_minute == "default":
+        limit = None
+    elif args.per_minute.isdigit():
+        limit = int(args.per_minute)
+    else:
+        print(f"error: {args.per_minute!r}: give a number of reports a minute, 0 or `default`", file=sys.stderr)
+        return 2
+    engine = make_engine(settings)
+    migrate(engine)
+    project = queries.set_rate_limit(engine, ref=args.project, per_minute=limit)
+    if project is None:
+        print(f"error: no project {args.project!r}", file=sys.stderr)
+        return 1
+    shown = {None: f"the server's default ({settings.rate_limit_per_minute or 'none'})", 0: "none"}
+    print(f"project {project.name!r}: rate limit {shown.get(limit, f'{limit} reports a minute')}")
+    return 0
+
+
 def cmd_sweep(settings: Settings, args: argparse.Namespace) -> int:
     """Re-enqueue crashes stuck in `received`/`processing` once, then exit."""
     from storage.db import migrate
@@ -335,6 +359,10 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--base-url", default="http://127.0.0.1:8000",
                        help="server URL used in printed upload URLs (CRASHD_PUBLIC_URL wins)")
         p.set_defaults(func=func)
+    limit = project.add_parser("limit", help="a project's own rate limit (reports a minute)")
+    limit.add_argument("project", help="name or id")
+    limit.add_argument("per_minute", help="N, 0 for no limit, or `default` (CRASHD_RATE_LIMIT_PER_MINUTE)")
+    limit.set_defaults(func=cmd_project_limit)
     sub.add_parser("sweep", help="re-enqueue stuck crashes once").set_defaults(func=cmd_sweep)
     sub.add_parser("migrate", help="apply database migrations").set_defaults(func=cmd_migrate)
     reprocess = sub.add_parser("reprocess", help="run crashes through processing again")

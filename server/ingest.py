@@ -101,7 +101,7 @@ async def ingest(request: Request, flavor: Flavor, project_ref: str | None) -> R
     state: ServerState = request.app.state.crashd
     try:
         project = await run_in_threadpool(authenticate, state, request, project_ref)
-        if await run_in_threadpool(state.limiter.hit, project.id) is not None:
+        if await run_in_threadpool(state.limiter.hit, project.id, project.rate_limit_per_minute) is not None:
             return await _drop_rate_limited(request, state, flavor)
         parsed = await read_upload(request, state)
         try:

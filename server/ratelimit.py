@@ -1,6 +1,7 @@
 """Per-project rate limits on crash reports, counted in fixed one-minute windows.
 
-``CRASHD_RATE_LIMIT_PER_MINUTE`` reports per project and minute (0: no limit). With
+``CRASHD_RATE_LIMIT_PER_MINUTE`` reports per project and minute (0: no limit); a project's own
+limit (``crashd project limit NAME N``, the ``projects.rate_limit_per_minute`` column) wins. With
 ``CRASHD_REDIS_URL`` the count lives in Redis (``INCR`` + ``EXPIRE``), shared by every server
 process; without it, in this process's memory (the single-process SQLite setup).
 
@@ -31,14 +32,16 @@ class RateLimiter:
         self.per_minute = per_minute
         self.clock = clock
 
-    def hit(self, project_id: int) -> int | None:
-        """Count one report of project_id. Returns None when it is within the limit, else the
-        seconds until the window ends (at least 1)."""
-        if self.per_minute <= 0:
+    def hit(self, project_id: int, own_limit: int | None = None) -> int | None:
+        """Count one report of project_id against own_limit (the project's; None: the default
+        per_minute; 0: none). Returns None when it is within the limit, else the seconds until
+        the window ends (at least 1)."""
+        limit = self.per_minute if own_limit is None else own_limit
+        if limit <= 0:
             return None
         now = self.clock()
         window = int(now // WINDOW_SECONDS)
-        if self._incr(project_id, window) <= self.per_minute:
+        if self._incr(project_id, window) <= limit:
             return None
         return max(1, int((window + 1) * WINDOW_SECONDS - now + 0.999))
 
@@ -90,7 +93,7 @@ class RedisRateLimiter(RateLimiter):
 
 def make_rate_limiter(settings: Settings) -> RateLimiter:
     """The limiter for settings: Redis-backed when CRASHD_REDIS_URL is set."""
-    if settings.redis_url and settings.rate_limit_per_minute > 0:
+    if settings.redis_url:  # a project may have a limit of its own: count in Redis
         return RedisRateLimiter(settings.rate_limit_per_minute, settings.redis_url, settings.queue_name)
     return MemoryRateLimiter(settings.rate_limit_per_minute)
 

@@ -58,7 +58,7 @@ async def receive(request: Request, via: str) -> Response:
     try:
         project, envelope, problem = await read_envelope(request, state, via)
         if envelope.of_type(*LIMITED_TYPES):
-            retry_after = await run_in_threadpool(state.limiter.hit, project.id)
+            retry_after = await run_in_threadpool(state.limiter.hit, project.id, project.rate_limit_per_minute)
             if retry_after is not None:
                 await count_quietly(state, "rate_limited")
                 return JSONResponse({"detail": "rate_limited"}, status_code=429,

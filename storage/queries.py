@@ -64,6 +64,23 @@ def find_project(engine: Engine, *, ref: str) -> Project | None:
         return s.exec(select(Project).where(Project.name == ref)).first()
 
 
+def set_rate_limit(engine: Engine, *, ref: str, per_minute: int | None) -> Project | None:
+    """Give project ref (id or name) its own reports-a-minute limit (0: none; None: the
+    server's default). Returns the project, or None when there is no such project."""
+    found = find_project(engine, ref=ref)
+    if found is None:
+        return None
+    with session(engine) as s:
+        project = s.get(Project, found.id)
+        if project is None:  # deleted in between
+            return None
+        project.rate_limit_per_minute = per_minute
+        s.add(project)
+        s.commit()
+        s.refresh(project)
+        return project
+
+
 def project_by_key(engine: Engine, *, ingest_key: str) -> Project | None:
     """The project owning ingest_key, or None."""
     with session(engine) as s:

@@ -114,3 +114,38 @@ def test_redis_counts_are_shared_between_processes(redis_url: str) -> None:
     finally:
         for key in first.redis.scan_iter(match=f"{prefix}:*"):
             first.redis.delete(key)
+
+
+def set_project_limit(crashd: Crashd, per_minute: str) -> int:
+    """`crashd project limit <project> <per_minute>` on crashd's database."""
+    import argparse
+
+    from server.cli import cmd_project_limit
+
+    return cmd_project_limit(crashd.settings, argparse.Namespace(project=crashd.project.name, per_minute=per_minute))
+
+
+def test_a_project_limit_of_its_own(crashd: Crashd) -> None:
+    """No server-wide limit; `crashd project limit game 1` limits that project alone."""
+    start = time.time() // 60 * 60 + 1
+    crashd.state.limiter.clock = lambda: start
+    assert set_project_limit(crashd, "1") == 0
+    assert [post_envelope(crashd, event_envelope()).status_code for _ in range(3)] == [200, 429, 429]
+    assert crashd.crash_count() == 1 and discards(crashd) == {"rate_limited": 2}
+
+
+def test_a_project_limit_of_zero_lifts_the_server_limit(limited: Crashd) -> None:
+    assert set_project_limit(limited, "0") == 0
+    assert [post_envelope(limited, event_envelope()).status_code for _ in range(LIMIT + 2)] == [200] * (LIMIT + 2)
+    assert set_project_limit(limited, "default") == 0
+    assert limited.crash_count() == LIMIT + 2
+
+
+def test_project_limit_refuses_bad_values(crashd: Crashd, capsys: pytest.CaptureFixture[str]) -> None:
+    assert set_project_limit(crashd, "lots") == 2
+    assert "give a number" in capsys.readouterr().err
+    import argparse
+
+    from server.cli import cmd_project_limit
+
+    assert cmd_project_limit(crashd.settings, argparse.Namespace(project="nope", per_minute="5")) == 1
