@@ -29,6 +29,7 @@ from server.auth import Credentials
 from server import sentry_ingest
 from server import dashboard, pages
 from server.ratelimit import MemoryRateLimiter, RateLimiter, make_rate_limiter
+from server.signin_throttle import SignInThrottle
 from storage.db import migrate
 from workers import jobs, triage_jobs
 from workers.queue import InProcessJobQueue, JobQueue, make_queue
@@ -73,6 +74,7 @@ class ServerState:
     projects: ProjectKeys
     limiter: RateLimiter = field(default_factory=lambda: MemoryRateLimiter(0))  # docs/sentry.md
     credentials: Credentials | None = None  # users and API tokens, remembered briefly (server/auth.py)
+    sign_ins: SignInThrottle = field(default_factory=SignInThrottle)  # failed sign-ins (server/login.py)
 
 
 def build_state(settings: Settings) -> ServerState:
@@ -85,7 +87,8 @@ def build_state(settings: Settings) -> ServerState:
     if isinstance(queue, InProcessJobQueue):
         jobs.install_context(ctx)  # the in-process worker shares the server's engine
     return ServerState(settings, ctx, queue, settings.resolve_admin_token(), tmp_dir, ProjectKeys(ctx.engine),
-                       make_rate_limiter(settings), Credentials(ctx.engine, settings.auth_cache_seconds))
+                       make_rate_limiter(settings), Credentials(ctx.engine, settings.auth_cache_seconds),
+                       SignInThrottle(redis_url=settings.redis_url, prefix=settings.queue_name))
 
 
 def init_sentry(settings: Settings) -> None:

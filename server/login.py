@@ -26,6 +26,7 @@ SESSION_COOKIE = "crashd_session"
 SESSION_MAX_AGE_SECONDS = 7 * 24 * 3600  # a week after signing in, sign in again
 BAD_CREDENTIALS = "Wrong user name or password."
 BAD_CSRF = "The form had expired. Please try again."
+TOO_MANY = "Too many failed sign-ins: try again in {minutes} min."
 MAX_FIELD_CHARS = 1024  # longer names or passwords are refused before Argon2 spends time on them
 
 
@@ -72,11 +73,20 @@ async def login_submit(request: Request) -> Response:
     name, password = str(form.get("username") or "").strip(), str(form.get("password") or "")
     if not auth.check_csrf(request, str(form.get(auth.CSRF_FIELD) or "")):
         return _form_page(request, next_path=next_path, error=BAD_CSRF, status_code=403, username=name)
+    address = request.client.host if request.client else "?"
+    wait = await run_in_threadpool(state.sign_ins.blocked, name, address)
+    if wait is not None:
+        log.warning("sign-in of %r from %s throttled for %d s", name[:100], address, wait)
+        response = _form_page(request, next_path=next_path, error=TOO_MANY.format(minutes=-(-wait // 60)),
+                              status_code=429, username=name)
+        response.headers["Retry-After"] = str(wait)
+        return response
     user = None
     if len(name) <= MAX_FIELD_CHARS and len(password) <= MAX_FIELD_CHARS:
         user = await run_in_threadpool(_authenticate, state, name, password)
     if user is None:
-        log.info("sign-in refused for %r from %s", name[:100], request.client.host if request.client else "?")
+        log.info("sign-in refused for %r from %s", name[:100], address)
+        await run_in_threadpool(state.sign_ins.failed, name, address)
         return _form_page(request, next_path=next_path, error=BAD_CREDENTIALS, status_code=401, username=name)
     auth.start_session(request, user)
     log.info("%s signed in (%s)", user.name, user.role)

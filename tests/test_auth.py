@@ -12,6 +12,7 @@ import re
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 from typing import Iterator
 
@@ -321,3 +322,30 @@ def test_serve_refuses_production_without_a_session_secret(tmp_path: Path) -> No
     done = subprocess.run([sys.executable, "-m", "server.cli", "serve", "--port", "1"], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "CRASHD_SESSION_SECRET" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_failed_sign_ins_are_throttled_per_name_and_address(crashd: Crashd, make_user) -> None:
+    """After 10 failures in the window, even the right password gets 429 until it ends; other
+    names are unaffected. Counted in Redis with RQ, in memory without."""
+    make_user("alice", "admin", "s3cret-pass")
+    make_user("bob", "viewer", "b0b-pass")
+    start = time.time() // 900 * 900 + 1
+    crashd.state.sign_ins.clock = lambda: start
+    assert [login(crashd, "alice", f"guess-{i}").status_code for i in range(10)] == [401] * 10
+    refused = login(crashd, "alice", "s3cret-pass")
+    assert refused.status_code == 429 and "Too many failed sign-ins" in refused.text
+    assert refused.headers["Retry-After"] == "899"
+    assert login(crashd, "bob", "b0b-pass").status_code == 303
+    crashd.state.sign_ins.clock = lambda: start + 900  # the next window
+    assert login(crashd, "alice", "s3cret-pass").status_code == 303
+
+
+def test_sign_in_throttle_counts_are_shared_through_redis(redis_url: str) -> None:
+    from server.signin_throttle import SignInThrottle
+
+    prefix = f"crashd-test-{uuid.uuid4().hex[:8]}"
+    one, two = (SignInThrottle(limit=2, redis_url=redis_url, prefix=prefix, clock=lambda: 1801.0) for _ in range(2))
+    one.failed("Alice", "10.0.0.1")
+    two.failed("alice", "10.0.0.1")  # names compare without case
+    assert one.blocked("alice", "10.0.0.1") == 899 and two.blocked("ALICE", "10.0.0.1") == 899
+    assert one.blocked("alice", "10.0.0.2") is None
