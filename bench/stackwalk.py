@@ -24,7 +24,7 @@ A "*" marks a run that exited non-zero (the malformed dumps make both tools exit
 symbols are borrowed from another case's folder (no module of one case has its symbol file
 only in another case), so the shared provider sees the same symbols the tools do.
 
-Then the symbol cache (symbolicator/symbols/cache.py) on the corpus's largest .sym: time to
+Then the symbol cache (symbolicator/symbols/cache/) on the corpus's largest .sym: time to
 build the caches into an empty folder, to open the built caches, and symbolize / cfi_rules
 lookups per second at random offsets inside the file's FUNC and STACK CFI INIT ranges.
 """

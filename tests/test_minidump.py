@@ -1,4 +1,4 @@
-"""symbolicator/minidump.py: every corpus dump against the rust-minidump oracle and expected.json,
+"""symbolicator/minidump/: every corpus dump against the rust-minidump oracle and expected.json,
 the malformed corpus dumps, and small dumps built with tests/minidump_writer.py, hostile ones
 included (truncated, overflowing counts, RVAs that point anywhere)."""
 
