@@ -12,8 +12,11 @@ from typing import AsyncIterator
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.sessions import SessionMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from sqlalchemy.engine import Engine
@@ -142,6 +145,17 @@ ROUTES = [
 ]
 
 
+async def http_error(request: Request, exc: Exception) -> Response:
+    """The router's own 404 and 405 (``/api/tickets/abc``, ``GET /api/1/minidump/``): under
+    /api/ as ``{"detail": ...}`` like every other API error, elsewhere Starlette's plain text."""
+    assert isinstance(exc, HTTPException)
+    if exc.status_code in (204, 304):
+        return Response(status_code=exc.status_code, headers=exc.headers)
+    if request.url.path.startswith("/api/"):
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+    return PlainTextResponse(exc.detail, status_code=exc.status_code, headers=exc.headers)
+
+
 def session_middleware(settings: Settings) -> Middleware:
     """The dashboard's session cookie: signed (itsdangerous), HttpOnly, SameSite=Lax, Secure in
     production (docs/auth.md). Raises ValueError in production without CRASHD_SESSION_SECRET."""
@@ -168,6 +182,7 @@ def create_app(settings: Settings, state: ServerState | None = None) -> Starlett
                 app.state.crashd.queue.close()
                 app.state.crashd.ctx.engine.dispose()
 
-    app = Starlette(routes=ROUTES, lifespan=lifespan, middleware=[session_middleware(settings)])
+    app = Starlette(routes=ROUTES, lifespan=lifespan, middleware=[session_middleware(settings)],
+                    exception_handlers={HTTPException: http_error})
     app.state.crashd = state
     return app

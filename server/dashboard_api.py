@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
 MAX_LIMIT = 1000
 MAX_DAYS = 90
+MAX_OFFSET = 2**63 - 1  # SQL's OFFSET is a 64-bit integer; a larger one is an OverflowError, not no rows
 ORDERS = ("asc", "desc")
 
 
@@ -77,7 +78,8 @@ def group_query(params: Mapping[str, str], *, default_sort: str = "tester_count"
     """list_groups_page's arguments (all but project_id) from ``component``, ``build``,
     ``platform``, ``status``, ``since`` (``24h``, ``7d``, ``2w`` or ISO), ``sort``, ``order``
     (``asc``/``desc``; default desc, asc for signature), ``limit`` (1..1000; larger is cut to
-    1000), ``offset``, ``days`` (sparkline length, 1..90). Raises ValueError with the reason."""
+    1000), ``offset`` (0..2**63-1), ``days`` (sparkline length, 1..90). Raises ValueError with
+    the reason."""
     sort = params.get("sort") or default_sort
     if sort not in dashboard_queries.SORTS:
         raise ValueError(f"sort must be one of {', '.join(dashboard_queries.SORTS)}")
@@ -90,11 +92,12 @@ def group_query(params: Mapping[str, str], *, default_sort: str = "tester_count"
     try:
         since = parse_since(params.get("since"))
     except ValueError:
-        raise ValueError(f"since must be like 24h, 7d, 2w or an ISO date, not {params.get('since')!r}") from None
+        raise ValueError(f"since must be like 24h, 7d, 2w or an ISO date (years 1..9999), "
+                         f"not {params.get('since')!r}") from None
     return {"component": params.get("component") or None, "build": params.get("build"),
             "platform": params.get("platform") or None, "status": status, "since": since, "sort": sort,
             "descending": order == "desc", "limit": int_param(params, "limit", default_limit, 1, MAX_LIMIT, clip=True),
-            "offset": int_param(params, "offset", 0, 0), "days": int_param(params, "days", 14, 1, MAX_DAYS)}
+            "offset": int_param(params, "offset", 0, 0, MAX_OFFSET), "days": int_param(params, "days", 14, 1, MAX_DAYS)}
 
 
 def page_query(params: Mapping[str, str]) -> dict[str, int]:

@@ -22,14 +22,19 @@ UNITS = {"h": "hours", "d": "days", "w": "weeks"}
 
 
 def parse_since(value: str | None) -> datetime | None:
-    """`24h`, `7d`, `2w` ago, or an ISO date/time (UTC when no zone). Raises ValueError."""
+    """`24h`, `7d`, `2w` ago, or an ISO date/time (UTC when no zone), as an aware UTC
+    datetime. Raises ValueError (also for a time out of datetime's range)."""
     if not value:
         return None
     match = RELATIVE.match(value.strip())
-    if match:
-        return datetime.now(timezone.utc) - timedelta(**{UNITS[match.group(2)]: int(match.group(1))})
-    parsed = datetime.fromisoformat(value.strip())
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    try:
+        if match:
+            return datetime.now(timezone.utc) - timedelta(**{UNITS[match.group(2)]: int(match.group(1))})
+        parsed = datetime.fromisoformat(value.strip())
+        # in UTC here: 0001-01-01T00:00+01:00 has no UTC time, and 99999999d no date at all
+        return parsed.astimezone(timezone.utc) if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    except OverflowError:
+        raise ValueError(f"{value!r} is out of range") from None
 
 
 def group_json(row: dict[str, Any]) -> dict[str, Any]:
@@ -84,8 +89,9 @@ async def detail_endpoint(request: Request) -> Response:
         query = dashboard_api.page_query(request.query_params)
     except ValueError as exc:
         return _refuse(400, f"bad query parameter: {exc}")
-    group = await run_in_threadpool(dashboard_queries.group_page, state.ctx.engine,
-                                    group_id=request.path_params["group_id"], **query)
+    group_id = request.path_params["group_id"]
+    group = await run_in_threadpool(dashboard_queries.group_page, state.ctx.engine, group_id=group_id,
+                                    **query) if queries.is_row_id(group_id) else None
     if group is None:
         return _refuse(404, "group not found")
     for build in group["builds"]:

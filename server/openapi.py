@@ -65,6 +65,8 @@ def operation(method: str, path: str) -> dict[str, Any]:
                           "responses": _responses(entry)}
     if entry.get("auth") == "ingest":
         op["security"] = [{"ingestKey": []}, {"bearer": []}]
+    elif entry.get("auth") == "key":  # crash clients only: a bearer token is no ingest key
+        op["security"] = [{"ingestKey": []}]
     elif entry.get("auth") == "none":
         op["security"] = []
     if "body" in entry:
@@ -74,22 +76,23 @@ def operation(method: str, path: str) -> dict[str, Any]:
     return op
 
 
-def _query(param: tuple[str, str, str]) -> dict[str, Any]:
+def _query(param: tuple[str, str | dict[str, Any], str]) -> dict[str, Any]:
+    """A query parameter: kind is a JSON type name, or a schema (bounds, enum) in full."""
     name, kind, text = param
     return {"name": name, "in": "query", "required": text.startswith("required"),
-            "schema": {"type": kind}, "description": text}
+            "schema": {"type": kind} if isinstance(kind, str) else kind, "description": text}
 
 
 def _responses(entry: dict[str, Any]) -> dict[str, Any]:
     ok = entry.get("ok", {"description": "OK"})
     out: dict[str, Any] = {"200": ok}
+    error = entry.get("error_content", {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}})
     for status in entry.get("errors", ()):
-        out[str(status)] = {"description": ERROR_TEXT[status],
-                            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+        out[str(status)] = {"description": ERROR_TEXT[status], "content": error}
     return out
 
 
-ERROR_TEXT = {400: "bad request: {\"detail\": why}", 401: "no or wrong credentials",
+ERROR_TEXT = {400: "bad request: {\"detail\": why}", 401: "no or wrong credentials", 403: "admin role required",
               404: "not found", 410: "the blob is gone from the store", 413: "upload too large",
               429: "too many uploads", 503: "storage unavailable; retry later"}
 

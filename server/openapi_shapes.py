@@ -1,7 +1,10 @@
 """What server/openapi.py says about each route: DESCRIBED maps (method, Starlette path) to
 its summary, query parameters, auth, request body and response; SCHEMAS holds the shared
-response shapes. When you add a route to server/app.py, add its entry here (the test in
-tests/test_openapi.py names any route left out). Field meanings: docs/*.md.
+response shapes. "auth" is "key" (an ingest key only: crash clients), "ingest" (an ingest
+key or a bearer token), "none", or absent (a bearer token); "errors" are answered as
+``{"detail": ...}`` unless "error_content" says otherwise. When you add a route to
+server/app.py, add its entry here (the test in tests/test_openapi.py names any route left
+out). Field meanings: docs/*.md.
 """
 
 from __future__ import annotations
@@ -88,29 +91,49 @@ SCHEMAS: dict[str, Schema] = {
                        p_value=nullable("number"), significant=B, reason=S))),
 }
 
+
+def bounded(low: int | None = None, high: int | None = None, kind: str = "integer") -> Schema:
+    """An integer (or number) query parameter's schema with the bounds the server checks."""
+    schema: Schema = {"type": kind}
+    if low is not None:
+        schema["minimum"] = low
+    if high is not None:
+        schema["maximum"] = high
+    return schema
+
+
+def enum(words: str) -> Schema:
+    return {"type": "string", "enum": words.split()}
+
+
+MAX_OFFSET = 2**63 - 1  # server/dashboard_api.MAX_OFFSET
+REQUIRED_TEXT = {"type": "string", "minLength": 1}
+TICKET_STATES = "(open|resolved|verified|regressed|wontfix|duplicate)"
 PROJECT = ("project", "string", "a project id or name (404 when unknown)")
-REQUIRED_PROJECT = ("project", "string", "required: a project id or name")
+REQUIRED_PROJECT = ("project", REQUIRED_TEXT, "required: a project id or name")
 SINCE = ("since", "string", "24h, 7d, 2w or an ISO date")
-UPLOAD = {"auth": "ingest", "errors": (400, 401, 413, 429, 503),
+UPLOAD = {"auth": "key", "errors": (400, 401, 413, 429, 503),
           "body": ("multipart/form-data", {"type": "object", "description": "upload_file_minidump plus annotations"}),
           "ok": {"description": "the crash id", "content": {"text/plain": {"schema": S}}}}
-BYTES = {"description": "the bytes", "content": {"application/octet-stream": {"schema": {"type": "string",
-                                                                                         "format": "binary"}}}}
+BINARY = {"type": "string", "format": "binary"}
 
 DESCRIBED: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/api/{project}/minidump/"): {**UPLOAD, "id": "uploadMinidump",
                                           "summary": "Upload a crash (Crashpad, sentry-native, Breakpad multipart)"},
-    ("POST", "/submit"): {**UPLOAD, "id": "submitCrash", "summary": "Upload a crash, Socorro/Breakpad style (?key=)"},
+    ("POST", "/submit"): {**UPLOAD, "id": "submitCrash", "summary": "Upload a crash, Socorro/Breakpad style (?key=)",
+                          "ok": {"description": "CrashID=bp-<crash id>, or Discarded=rate_limited",
+                                 "content": {"text/plain": {"schema": S}}},
+                          "error_content": {"text/plain": {"schema": {**S, "description": "Discarded=<reason>"}}}},
     ("POST", "/api/{project}/envelope/"): {
-        "id": "sentryEnvelope", "auth": "ingest", "errors": (400, 401, 413, 429, 503),
+        "id": "sentryEnvelope", "auth": "key", "errors": (400, 401, 413, 429, 503),
         "summary": "Sentry envelope: events, attachments, minidumps, sessions (docs/sentry.md)",
         "body": ("application/x-sentry-envelope", S), "ok": json_ok(obj(id=nullable("string")))},
     ("POST", "/api/{project}/store/"): {
-        "id": "sentryStore", "auth": "ingest", "errors": (400, 401, 413, 429, 503),
+        "id": "sentryStore", "auth": "key", "errors": (400, 401, 413, 429, 503),
         "summary": "One Sentry event as JSON (older SDKs)", "body": ("application/json", ANY),
         "ok": json_ok(obj(id=nullable("string")))},
     ("POST", "/api/{project}/symbols/"): {
-        "id": "uploadSymbols", "auth": "ingest", "errors": (400, 401, 404, 413, 503),
+        "id": "uploadSymbols", "auth": "ingest", "errors": (400, 401, 403, 404, 413, 503),
         "summary": "Upload debug files (symupload, a .sym, a native debug file or a zip)",
         "body": ("multipart/form-data", {"type": "object"}),
         "ok": json_ok(obj(files=arr(ANY)))},
@@ -120,15 +143,19 @@ DESCRIBED: dict[tuple[str, str], dict[str, Any]] = {
         "ok": json_ok(obj(files=arr(ANY)))},
     ("GET", "/api/symbols"): {
         "id": "symbolsPage", "summary": "Uploaded debug files and missing symbols ranked by crashes they would fix",
-        "query": [PROJECT, ("limit", "integer", "rows per list, 1..1000, default 200")], "errors": (400, 401, 404),
+        "query": [PROJECT, ("limit", bounded(1, 1000), "rows per list, 1..1000, default 200")],
+        "errors": (400, 401, 404),
         "ok": json_ok(ref("SymbolsPage"))},
     ("GET", "/api/crashes/{crash_id}"): {
         "id": "getCrash", "summary": "One crash: status, annotations, signature, group, processed report",
         "errors": (401, 404), "ok": json_ok(ref("Crash"))},
     ("GET", "/api/crashes/{crash_id}/minidump"): {
-        "id": "getMinidump", "summary": "The raw minidump", "errors": (401, 404, 410), "ok": BYTES},
+        "id": "getMinidump", "summary": "The raw minidump", "errors": (401, 404, 410),
+        "ok": {"description": "the dump", "content": {"application/x-dmp": {"schema": BINARY}}}},
     ("GET", "/api/crashes/{crash_id}/attachments/{name}"): {
-        "id": "getAttachment", "summary": "One attachment of a crash", "errors": (401, 404, 410), "ok": BYTES},
+        "id": "getAttachment", "summary": "One attachment of a crash", "errors": (401, 404, 410),
+        "ok": {"description": "the bytes, as the Content-Type the client sent with them",
+               "content": {"*/*": {"schema": BINARY}}}},
     ("GET", "/api/discards"): {
         "id": "discards", "summary": "Refused uploads per reason, today and all time", "errors": (401,),
         "ok": json_ok(obj(today={"type": "object", "additionalProperties": I},
@@ -137,32 +164,37 @@ DESCRIBED: dict[tuple[str, str], dict[str, Any]] = {
         "id": "listGroups", "summary": "Crash groups with filters, sorting, paging and 14-day sparklines",
         "query": [PROJECT, ("component", "string", "component name"), ("build", "string", "seen in this build"),
                   ("platform", "string", "seen on this OS"),
-                  ("status", "string", "ticket state (open resolved verified regressed wontfix duplicate) or none"),
-                  SINCE, ("sort", "string", "last_seen first_seen crash_count tester_count build_count signature; "
-                                            "default tester_count"),
-                  ("order", "string", "asc or desc"), ("limit", "integer", "1..1000, default 100"),
-                  ("offset", "integer", ">= 0"), ("days", "integer", "sparkline days, 1..90, default 14")],
+                  ("status", enum("open resolved verified regressed wontfix duplicate none"),
+                   "ticket state (open resolved verified regressed wontfix duplicate) or none"),
+                  SINCE, ("sort", enum("last_seen first_seen crash_count tester_count build_count signature"),
+                          "last_seen first_seen crash_count tester_count build_count signature; default tester_count"),
+                  ("order", enum("asc desc"), "asc or desc"),
+                  ("limit", bounded(1), "1..1000, default 100; larger is cut to 1000"),
+                  ("offset", bounded(0, MAX_OFFSET), ">= 0"),
+                  ("days", bounded(1, 90), "sparkline days, 1..90, default 14")],
         "errors": (400, 401, 404), "ok": json_ok(ref("GroupList"))},
     ("GET", "/api/groups/{group_id:int}"): {
         "id": "getGroup", "summary": "A group: builds with crash rates, testers, crashes, ticket, stack",
-        "query": [("crashes", "integer", "latest crashes listed, 0..1000, default 50"),
-                  ("days", "integer", "sparkline days, 1..90")],
+        "query": [("crashes", bounded(0, 1000), "latest crashes listed, 0..1000, default 50"),
+                  ("days", bounded(1, 90), "sparkline days, 1..90")],
         "errors": (400, 401, 404), "ok": json_ok(ref("GroupPage"))},
     ("POST", "/api/{project}/sessions/"): {
-        "id": "uploadSessions", "auth": "ingest", "summary": "Report play sessions (idempotent on session_id)",
+        "id": "uploadSessions", "auth": "key", "summary": "Report play sessions (idempotent on session_id)",
         "errors": (400, 401, 413), "body": ("application/json", arr(ANY)), "ok": json_ok(obj(accepted=I))},
     ("GET", "/api/builds"): {
         "id": "listBuilds", "summary": "Sessions, crashes and crash rate per build, in version order",
         "query": [REQUIRED_PROJECT, SINCE], "errors": (400, 401, 404), "ok": json_ok(ref("Builds"))},
     ("GET", "/api/builds/compare"): {
         "id": "compareBuilds", "summary": "Did target crash less than base, per group (exact Poisson test)",
-        "query": [REQUIRED_PROJECT, ("base", "string", "required: base build"),
-                  ("target", "string", "required: target build"), ("min_sessions", "integer", "default 200"),
-                  ("alpha", "number", "default 0.05")],
+        "query": [REQUIRED_PROJECT, ("base", REQUIRED_TEXT, "required: base build"),
+                  ("target", REQUIRED_TEXT, "required: target build"), ("min_sessions", bounded(0), "default 200"),
+                  ("alpha", {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1}, "default 0.05")],
         "errors": (400, 401, 404), "ok": json_ok(ref("BuildsCompare"))},
     ("GET", "/api/tickets"): {
         "id": "listTickets", "summary": "Triage tickets, P0 first, then by due time",
-        "query": [PROJECT, ("state", "string", "comma-separated states"), ("priority", "string", "P0, P1"),
+        "query": [PROJECT, ("state", {"type": "string", "pattern": f"^{TICKET_STATES}(,{TICKET_STATES})*$"},
+                            "comma-separated states"),
+                  ("priority", {"type": "string", "pattern": "^P[01](,P[01])*$"}, "P0, P1"),
                   ("fixed_in", "string", "fix build")],
         "errors": (400, 401, 404), "ok": json_ok(obj(tickets=arr(ref("TicketRow"))))},
     ("GET", "/api/tickets/{ticket_id:int}"): {
@@ -170,7 +202,7 @@ DESCRIBED: dict[tuple[str, str], dict[str, Any]] = {
         "ok": json_ok({"allOf": [ref("TicketRow"), obj(history=arr(ANY))]})},
     ("POST", "/api/tickets/{ticket_id:int}/{action}"): {
         "id": "ticketAction", "summary": "resolve, verify, reject, reopen, wontfix or duplicate a ticket",
-        "body": ("application/json", obj(fixed_in=S, note=S, by=S, of=I)), "errors": (400, 401, 404),
+        "body": ("application/json", obj(fixed_in=S, note=S, by=S, of=I)), "errors": (400, 401, 403, 404),
         "ok": json_ok({"allOf": [ref("TicketRow"), obj(history=arr(ANY))]})},
     ("GET", "/api/triage"): {
         "id": "triageBoard", "summary": "Open P0/P1 by due time, spreading groups, regressions, awaiting "

@@ -22,6 +22,7 @@ from starlette.responses import JSONResponse, Response
 from server.api import project_from_query
 from server.auth import can_read, ingest_key, refusal
 from storage import triage_queries
+from storage.queries import is_row_id
 from storage.tickets import ACTIONS, TicketNotFound, TransitionError, apply_action
 from workers import triage_jobs
 from workers.queue import RQJobQueue
@@ -65,8 +66,9 @@ async def detail_endpoint(request: Request) -> Response:
     state: ServerState = request.app.state.crashd
     if not can_read(request, state):
         return _refuse(401, "admin bearer token required")
+    ticket_id = request.path_params["ticket_id"]
     ticket = await run_in_threadpool(triage_queries.get_ticket, state.ctx.engine,
-                                     ticket_id=request.path_params["ticket_id"])
+                                     ticket_id=ticket_id) if is_row_id(ticket_id) else None
     return JSONResponse(ticket) if ticket is not None else _refuse(404, "ticket not found")
 
 
@@ -79,6 +81,8 @@ async def action_endpoint(request: Request) -> Response:
     action, ticket_id = request.path_params["action"], request.path_params["ticket_id"]
     if action not in ACTIONS:
         return _refuse(404, f"unknown action {action!r}; one of {', '.join(ACTIONS)}")
+    if not is_row_id(ticket_id):
+        return _refuse(404, "ticket not found")
     try:
         body = parse_body(await request.body())
     except ValueError as exc:
@@ -109,7 +113,8 @@ def parse_body(raw: bytes) -> dict[str, Any]:
     if body.get("by") is not None and not _ACTOR.match(body["by"]):
         raise ValueError("by must be a user name (letters, digits, . _ @ + -, at most 100)")
     duplicate_of = body.get("of")
-    if duplicate_of is not None and (isinstance(duplicate_of, bool) or not isinstance(duplicate_of, int)):
+    if duplicate_of is not None and (isinstance(duplicate_of, bool) or not isinstance(duplicate_of, int)
+                                     or not is_row_id(duplicate_of)):
         raise ValueError("of must be a ticket id")
     if body.get("note") is not None:
         body["note"] = body["note"][:2000]

@@ -319,7 +319,9 @@ class _PartCollector:
     def _part_end(self) -> None:
         if self._writer is None:
             return
-        disposition, params = parse_options_header(self._headers.get("content-disposition", ""))
+        # As UTF-8 bytes: parse_options_header encodes a str as latin-1, which fails on a field
+        # name such as "名前" (RFC 7578 clients send UTF-8) and mangled "é" in file names.
+        disposition, params = parse_options_header(self._headers.get("content-disposition", "").encode("utf-8"))
         name = params.get(b"name", b"").decode("utf-8", "replace")
         raw_filename = params.get(b"filename")
         filename = raw_filename.decode("utf-8", "replace") if raw_filename is not None else None

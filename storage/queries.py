@@ -54,10 +54,21 @@ def list_projects(engine: Engine) -> list[Project]:
         return list(s.exec(select(Project).order_by(col(Project.id))))
 
 
+MAX_ID = 2**31 - 1  # ids are INTEGER columns: PostgreSQL's int4 ends here (SQLite's at 2**63 - 1)
+
+
+def is_row_id(value: int) -> bool:
+    """Whether value can be a row id. A larger one names no row, and asking for it is an
+    error, not "nothing found": ``/api/groups/3000000000`` is PostgreSQL's "integer out of
+    range", ``/api/groups/99999999999999999999`` SQLite's OverflowError."""
+    return 0 <= value <= MAX_ID
+
+
 def find_project(engine: Engine, *, ref: str) -> Project | None:
     """A project by numeric id (as Sentry DSNs name it) or by name."""
     with session(engine) as s:
-        if ref.isdigit():
+        # isdigit() alone is true for "³" and other Unicode digits that int() refuses
+        if ref.isascii() and ref.isdigit() and is_row_id(int(ref)):
             found = s.get(Project, int(ref))
             if found is not None:
                 return found

@@ -1,4 +1,5 @@
-"""The app's own errors go to CRASHD_SENTRY_DSN through sentry-sdk (a real SDK, a real socket)."""
+"""The app's own errors go to CRASHD_SENTRY_DSN through sentry-sdk (a real SDK, a real socket);
+the router's own 404 and 405 under /api/ are JSON like every other API error."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from pathlib import Path
 import brotli
 import httpx
 
-from conftest import ServeProcess, serve_process
+from conftest import Crashd, ServeProcess, serve_process
 from minidump_writer import small_dump
 from uploads import minidump_upload
 
@@ -62,3 +63,18 @@ def _break_database_and_get_500(serve: ServeProcess, tmp_path: Path) -> None:
         assert time.monotonic() < deadline, "no error event reached the Sentry DSN"
         time.sleep(0.1)
 
+
+
+def test_router_errors_under_api_are_json(crashd: Crashd) -> None:
+    """Found by fuzzing against /api/openapi.json: a path no /api route matches (``/api/tickets/abc``
+    for ``{ticket_id:int}``, a negative id) was Starlette's text/plain "Not Found", where the
+    document promises ``{"detail": ...}``."""
+    for path in ("/api/tickets/abc", "/api/groups/-1", "/api/no-such-thing"):
+        response = crashd.client.get(path, headers=crashd.admin)
+        assert (response.status_code, response.json()) == (404, {"detail": "Not Found"}), path
+    wrong_method = crashd.client.get(f"/api/{crashd.project.id}/minidump/")
+    assert (wrong_method.status_code, wrong_method.json()) == (405, {"detail": "Method Not Allowed"})
+    assert wrong_method.headers["allow"] == "POST"
+    elsewhere = crashd.client.get("/no-such-page")  # outside /api/: Starlette's plain text, as before
+    assert (elsewhere.status_code, elsewhere.text) == (404, "Not Found")
+    assert elsewhere.headers["content-type"].startswith("text/plain")

@@ -113,7 +113,10 @@ def test_groups_filters_and_fields(crashd: Crashd, three_groups: dict[str, int])
 
 
 @pytest.mark.parametrize("query", ["sort=bogus", "order=up", "status=closed", "limit=0", "limit=ten", "offset=-1",
-                                   "days=0", "days=91", "since=yesterday"])
+                                   "days=0", "days=91", "since=yesterday",
+                                   # found by fuzzing: these were 500s (SQLite OverflowError, datetime range)
+                                   "offset=99999999999999999999", "since=999999d", "since=99999999999999999999h",
+                                   "since=0001-01-01T00:00:00%2B01:00"])
 def test_groups_bad_parameters(crashd: Crashd, query: str) -> None:
     detail = get(crashd, f"/api/groups?{query}", 400)["detail"]
     assert detail.startswith("bad query parameter: ") and query.split("=")[0] in detail
@@ -145,6 +148,22 @@ def test_every_dashboard_endpoint_needs_credentials(crashd: Crashd) -> None:
     for path in ("/api/groups?project=nope", "/api/triage?project=nope", "/api/symbols?project=nope",
                  "/api/groups/999999"):
         assert crashd.client.get(path, headers=crashd.admin).status_code == 404, path
+
+
+@pytest.mark.parametrize("path", ["/api/groups/99999999999999999999", "/api/triage?project=99999999999999999999",
+                                  "/api/symbols?project=99999999999999999999", "/api/groups?project=%C2%B3",
+                                  "/api/triage?project=%C2%B3", "/api/triage?project=3000000000"])
+def test_ids_too_large_for_a_row_and_unicode_digits_are_not_found(crashd: Crashd, path: str) -> None:
+    """Found by fuzzing: a project "id" past 2**63 (SQLite OverflowError), past 2**31 - 1
+    (PostgreSQL: integer out of range) or of Unicode digits ("³".isdigit(), but int("³")
+    fails) was a 500, not 404."""
+    response = crashd.client.get(path, headers=crashd.admin)
+    assert response.status_code == 404 and response.json()["detail"] in ("project not found", "group not found")
+
+
+def test_largest_offset_is_an_empty_page(crashd: Crashd) -> None:
+    page = get(crashd, f"/api/groups?offset={2**63 - 1}")
+    assert (page["groups"], page["offset"]) == ([], 2**63 - 1)
 
 
 # -- a group's page, through the pipeline ---------------------------------------------------

@@ -7,6 +7,9 @@ import os
 import shutil
 import subprocess
 import sys
+from datetime import datetime, timezone
+
+import pytest
 
 from conftest import REPO, Crashd, require_corpus
 from uploads import minidump_upload
@@ -59,6 +62,25 @@ def test_groups_filters_and_errors(crashd: Crashd) -> None:
     assert crashd.client.get("/api/groups?project=nope", headers=crashd.admin).status_code == 404
     assert crashd.client.get("/api/groups").status_code == 401
     assert crashd.client.get("/api/groups/999999", headers=crashd.admin).status_code == 404
+
+
+def test_group_id_past_any_row_is_not_found(crashd: Crashd) -> None:
+    """Found by fuzzing: /api/groups/<2**64> was a 500 (SQLite OverflowError), and past
+    2**31 - 1 one on PostgreSQL (integer out of range)."""
+    for group_id in (2**31 - 1, 2**31, 2**63, 10**30):
+        response = crashd.client.get(f"/api/groups/{group_id}", headers=crashd.admin)
+        assert (response.status_code, response.json()) == (404, {"detail": "group not found"}), group_id
+
+
+def test_since_out_of_datetime_range_is_a_bad_parameter() -> None:
+    """Found by fuzzing: 999999d ago and year 1 at +01:00 have no UTC datetime (OverflowError)."""
+    from server.groups_api import parse_since
+
+    for value in ("999999d", "99999999999999999999h", "0001-01-01T00:00:00+01:00"):
+        with pytest.raises(ValueError, match="out of range"):
+            parse_since(value)
+    assert parse_since("2026-01-02T03:00:00+01:00") == datetime(2026, 1, 2, 2, tzinfo=timezone.utc)
+    assert parse_since("2026-01-02").tzinfo == timezone.utc
 
 
 def test_several_worker_processes_keep_counts_exact(rq_crashd: Crashd) -> None:

@@ -195,6 +195,21 @@ def test_repeated_part_names_are_all_kept(crashd: Crashd) -> None:
     assert sorted((a["filename"], a["size"]) for a in crash["attachments"]) == [("a.log", 5), ("b.log", 6)]
 
 
+def test_utf8_field_names_and_file_names(crashd: Crashd) -> None:
+    """Found by fuzzing /submit: a part named outside latin-1 ("名前") was a 500, since
+    python-multipart's parse_options_header encodes a str as latin-1; "é" in a file name came
+    back as U+FFFD."""
+    body, ctype = multipart({"名前": "テスト"}, [
+        ("upload_file_minidump", "crash.dmp", small_dump(15), "application/octet-stream"),
+        ("log", "journal-é.log", b"entry", "text/plain"),
+    ])
+    response = post_submit(crashd, body, ctype)
+    assert response.status_code == 200, response.text
+    crash = crashd.crash(response.text.strip().removeprefix("CrashID="))
+    assert crash["annotations"]["名前"] == "テスト"
+    assert [a["filename"] for a in crash["attachments"]] == ["journal-é.log"]
+
+
 # -- rejected uploads: status, reason, nothing stored, counted ------------------------------
 
 

@@ -80,3 +80,29 @@ def test_served_without_credentials(crashd: Crashd) -> None:
     served = response.json()
     assert served == json.loads(json.dumps(openapi.document(crashd.client.app.routes)))
     assert "/api/triage" in served["paths"] and "/api/symbols" in served["paths"]
+
+
+def test_document_says_what_the_server_checks() -> None:
+    """Found by fuzzing the running app against its document (schemathesis): crash uploads
+    take an ingest key only, /submit refuses as Breakpad text, dumps are application/x-dmp,
+    and the query bounds the server enforces are in the schemas, not only in the text."""
+    paths = openapi.document(crashd_app.ROUTES)["paths"]
+    for path in ("/api/{project}/minidump/", "/submit", "/api/{project}/envelope/", "/api/{project}/store/",
+                 "/api/{project}/sessions/"):
+        assert paths[path]["post"]["security"] == [{"ingestKey": []}], path
+    assert paths["/api/{project}/symbols/"]["post"]["security"] == [{"ingestKey": []}, {"bearer": []}]
+    assert set(paths["/submit"]["post"]["responses"]["400"]["content"]) == {"text/plain"}
+    assert set(paths["/api/{project}/minidump/"]["post"]["responses"]["400"]["content"]) == {"application/json"}
+    assert set(paths["/api/crashes/{crash_id}/minidump"]["get"]["responses"]["200"]["content"]) == {"application/x-dmp"}
+    assert "403" in paths["/api/tickets/{ticket_id}/{action}"]["post"]["responses"]
+
+    def schema(path: str, name: str) -> dict[str, Any]:
+        return next(p["schema"] for p in paths[path]["get"]["parameters"] if p["name"] == name)
+
+    assert schema("/api/groups", "limit") == {"type": "integer", "minimum": 1}  # larger is cut to 1000
+    assert schema("/api/groups", "offset")["maximum"] == 2**63 - 1
+    assert schema("/api/groups", "order")["enum"] == ["asc", "desc"]
+    assert schema("/api/groups/{group_id}", "days") == {"type": "integer", "minimum": 1, "maximum": 90}
+    assert schema("/api/symbols", "limit") == {"type": "integer", "minimum": 1, "maximum": 1000}
+    assert schema("/api/builds", "project") == {"type": "string", "minLength": 1}
+    assert schema("/api/groups", "project") == {"type": "string"}

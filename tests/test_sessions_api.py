@@ -342,5 +342,10 @@ def test_compare_query_errors(crashd: Crashd, query: str, status: int) -> None:
 
 def test_builds_query_errors(crashd: Crashd) -> None:
     assert crashd.client.get("/api/builds", headers=crashd.admin).status_code == 400
+    # found by fuzzing: these were 500s (timedelta past datetime's range, SQLite OverflowError)
+    too_far = crashd.client.get("/api/builds?project=game&since=999999d", headers=crashd.admin)
+    assert too_far.status_code == 400 and "out of range" in too_far.json()["detail"]
+    for ref in ("99999999999999999999", "%C2%B3"):
+        assert crashd.client.get(f"/api/builds?project={ref}", headers=crashd.admin).status_code == 404
     assert crashd.client.get("/api/builds?project=nope", headers=crashd.admin).status_code == 404
     assert crashd.client.get("/api/builds?project=game&since=yesterday", headers=crashd.admin).status_code == 400

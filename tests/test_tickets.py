@@ -169,6 +169,13 @@ def test_api_refusals(tix: Crashd) -> None:
     assert tix.client.get("/api/tickets?project=nope", headers=tix.admin).status_code == 404
     assert tix.client.get("/api/tickets?state=open&priority=P0", headers=tix.admin).json()["tickets"][0]["id"] == ticket_id
     assert tix.client.get("/api/tickets?priority=P1", headers=tix.admin).json()["tickets"] == []
+    # found by fuzzing: ids past 2**63 and Unicode digits were 500s (SQLite OverflowError, int("³"))
+    huge = 10**25
+    assert tix.client.get(f"/api/tickets/{huge}", headers=tix.admin).json() == {"detail": "ticket not found"}
+    assert act(tix, huge, "resolve", fixed_in="1.1").status_code == 404
+    assert act(tix, ticket_id, "duplicate", of=huge).json() == {"detail": "of must be a ticket id"}
+    assert tix.client.get(f"/api/tickets?project={huge}", headers=tix.admin).status_code == 404
+    assert tix.client.get("/api/tickets?project=%C2%B3", headers=tix.admin).status_code == 404
 
 
 def test_regression_reopens_and_keeps_history(tix: Crashd) -> None:

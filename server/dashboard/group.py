@@ -49,7 +49,8 @@ def representative(state: "ServerState", crash_id: str | None) -> dict[str, Any]
 async def group_page(request: Request, state: "ServerState", who: auth.Principal) -> Response:
     """GET /groups/<id>."""
     group_id = request.path_params["group_id"]
-    group = await run_in_threadpool(dashboard_queries.group_page, state.ctx.engine, group_id=group_id)
+    group = await run_in_threadpool(dashboard_queries.group_page, state.ctx.engine,
+                                    group_id=group_id) if queries.is_row_id(group_id) else None
     if group is None:
         return problem(request, who, 404, "Not found", f"There is no crash group {group_id}.")
     crash = await run_in_threadpool(representative, state, group["representative_crash_id"])
@@ -82,7 +83,8 @@ async def ticket_action(request: Request, state: "ServerState", who: auth.Princi
     ticket_id, name = request.path_params["ticket_id"], request.path_params["action"]
     if name not in SHOWN_ACTIONS:
         return problem(request, who, 404, "Not found", f"Unknown ticket action {name!r}.")
-    ticket = await run_in_threadpool(get_ticket, state.ctx.engine, ticket_id=ticket_id)
+    ticket = await run_in_threadpool(get_ticket, state.ctx.engine,
+                                     ticket_id=ticket_id) if queries.is_row_id(ticket_id) else None
     if ticket is None:
         return problem(request, who, 404, "Not found", f"There is no ticket {ticket_id}.")
     back = f"/groups/{ticket['group_id']}"

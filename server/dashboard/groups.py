@@ -15,6 +15,7 @@ from starlette.responses import Response
 
 from server import auth, pages
 from server.dashboard.access import page, problem, project_filter
+from server.dashboard_api import MAX_OFFSET
 from server.groups_api import parse_since
 from storage import dashboard_queries
 from triage.components import default_rules
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
     from server.app import ServerState
 
 PAGE_SIZE = 50
+MAX_PAGE = MAX_OFFSET // PAGE_SIZE  # a later page would need an OFFSET past SQL's 64-bit integer
 PERIODS = {"24h": "last 24 hours", "7d": "last 7 days", "14d": "last 14 days", "30d": "last 30 days"}
 COLUMNS = (  # (sort key or None, heading)
     ("signature", "Signature"), (None, "Component"), ("tester_count", "Testers"), ("crash_count", "Crashes"),
@@ -59,6 +61,8 @@ def parse_query(params: Any) -> GroupQuery:
         number = int(params.get("page") or "1")
     except ValueError:
         raise ValueError("page must be a number") from None
+    if number > MAX_PAGE:
+        raise ValueError(f"page must be at most {MAX_PAGE}")
     return GroupQuery(params.get("component") or None, params.get("build") or None, params.get("platform") or None,
                       status, period, sort, params.get("order", "desc") != "asc", max(1, number))
 
