@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import gzip
 import json
+import random
+import re
 import uuid
 import zlib
 
@@ -357,3 +359,65 @@ def test_store_endpoint(crashd: Crashd) -> None:
     assert post(crashd, old, path="store").json() == {"id": "c" * 32}
     assert post(crashd, b"{nope", path="store").json() == {"detail": "malformed_envelope_json"}
     assert sorted(c.build for c in crashes(crashd)) == ["game@0.9", "game@0.9"]
+
+
+# -- mutated envelopes: the parser and the endpoint never fail with anything but a reason ------
+
+
+def mutants(body: bytes, count: int, seed: int) -> list[bytes]:
+    """count copies of body, each truncated, bit-flipped, with a span duplicated or deleted,
+    or with a number in it changed (the `length` fields, mostly). Seeded: a failure repeats."""
+    rng = random.Random(seed)
+    out = []
+    for _ in range(count):
+        data = bytearray(body)
+        for _ in range(rng.randint(1, 4)):
+            kind, at = rng.randrange(5), rng.randrange(len(data) or 1)
+            if kind == 0:
+                data = data[:at]
+            elif kind == 1 and data:
+                data[at] ^= 1 << rng.randrange(8)
+            elif kind == 2:
+                data[at:at] = data[at:at + rng.randint(1, 40)]
+            elif kind == 3:
+                del data[at:at + rng.randint(1, 40)]
+            else:
+                data = bytearray(re.sub(rb"\d+", lambda m: str(rng.choice([0, 1, 7, 10**6, -3])).encode(),
+                                        bytes(data), count=rng.randint(1, 3)))
+        out.append(bytes(data))
+    return out
+
+
+def valid_envelope() -> bytes:
+    """Every item kind at once: event, minidump attachment, log attachment, session, sessions."""
+    sessions_payload = json.dumps({"attrs": {"release": "game@1.2"}, "aggregates": [
+        {"started": "2026-03-01T12:00:00Z", "did": "tester-2", "exited": 3, "crashed": 1}]}).encode()
+    return envelope(event_item(), ({"type": "attachment", "attachment_type": "event.minidump",
+                                    "filename": "crash.dmp"}, small_dump(3)),
+                    ({"type": "attachment", "filename": "game.log"}, b"GGML_ASSERT(x) failed\n"),
+                    session_item("s-1"), ({"type": "sessions"}, sessions_payload))
+
+
+def test_parser_mutants_parse_or_give_a_reason() -> None:
+    for body in mutants(valid_envelope(), 2000, seed=6):
+        try:
+            parsed = parse_envelope(body)
+        except MalformedEnvelope as exc:
+            assert exc.reason.startswith("envelope_") and isinstance(exc.envelope.items, list)
+        else:
+            assert all(isinstance(item.headers, dict) for item in parsed.items)
+
+
+def test_endpoint_mutants_never_fail_with_a_server_error(crashd: Crashd) -> None:
+    """Every mutant is stored (200) or refused with a reason (4xx + detail); never a 500."""
+    statuses: dict[int, int] = {}
+    for body in mutants(valid_envelope(), 120, seed=7):
+        response = post(crashd, body)
+        statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
+        assert response.status_code in (200, 400, 401, 413), (response.status_code, response.text, body[:300])
+        if response.status_code != 200:
+            assert response.json()["detail"]
+    assert statuses.get(200) and statuses.get(400), statuses  # both paths were exercised
+    crashd.drain()
+    for crash in crashes(crashd):
+        assert crashd.crash(crash.crash_id)["status"] in ("processed", "failed")
