@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from server.api import project_from_query
-from server.auth import can_read, ingest_key, refusal
+from server.auth import can_read, ingest_key, principal, refusal
 from storage import triage_queries
 from storage.queries import is_row_id
 from storage.tickets import ACTIONS, TicketNotFound, TransitionError, apply_action
@@ -87,6 +87,9 @@ async def action_endpoint(request: Request) -> Response:
         body = parse_body(await request.body())
     except ValueError as exc:
         return _refuse(400, str(exc))
+    who = principal(request, state)
+    if who is not None and who.via != "admin-token":  # a person or a named token: the history names them
+        body["by"] = who.name
     try:
         await run_in_threadpool(change, state, ticket_id, action, body)
     except TicketNotFound:

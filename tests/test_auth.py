@@ -255,8 +255,10 @@ def test_api_tokens_create_use_and_revoke(crashd: Crashd, monkeypatch: pytest.Mo
     assert crashd.client.get("/api/groups?project=game", headers=viewer).status_code == 200
     refused = crashd.client.post(f"/api/tickets/{ticket_id}/resolve", json={"fixed_in": "1.1"}, headers=viewer)
     assert (refused.status_code, refused.json()) == (403, {"detail": "admin role required"})
-    done = crashd.client.post(f"/api/tickets/{ticket_id}/resolve", json={"fixed_in": "1.1"}, headers=admin)
+    done = crashd.client.post(f"/api/tickets/{ticket_id}/resolve", json={"fixed_in": "1.1", "by": "someone-else"},
+                              headers=admin)
     assert done.status_code == 200, done.text  # no CSRF header: bearer tokens are not sent by browsers
+    assert done.json()["history"][-1]["actor"] == "user:ci-bot"  # a named token is named in the history
 
     assert run_cli(crashd, monkeypatch, capsys, "token", "revoke", "grafana")[0] == 0
     time.sleep(CACHE_SECONDS + 0.1)
