@@ -63,12 +63,17 @@ def list_users(engine: Engine) -> list[User]:
         return list(s.exec(select(User).order_by(col(User.name))))
 
 
-def delete_user(engine: Engine, *, name: str) -> bool:
-    """Remove the user called name; False when there was none. Its sessions stop working."""
+def _delete_named(engine: Engine, model: type[User] | type[ApiToken], name: str) -> bool:
+    """Delete model's row called name; False when there was none."""
     with session(engine) as s:
-        deleted = s.execute(delete(User).where(col(User.name) == name)).rowcount  # type: ignore[attr-defined]
+        deleted = s.execute(delete(model).where(col(model.name) == name)).rowcount  # type: ignore[attr-defined]
         s.commit()
         return bool(deleted)
+
+
+def delete_user(engine: Engine, *, name: str) -> bool:
+    """Remove the user called name; False when there was none. Its sessions stop working."""
+    return _delete_named(engine, User, name)
 
 
 def set_password(engine: Engine, *, name: str, password_hash: str) -> bool:
@@ -134,7 +139,4 @@ def list_tokens(engine: Engine) -> list[ApiToken]:
 
 def revoke_token(engine: Engine, *, name: str) -> bool:
     """Delete the API token called name; False when there was none."""
-    with session(engine) as s:
-        deleted = s.execute(delete(ApiToken).where(col(ApiToken.name) == name)).rowcount  # type: ignore[attr-defined]
-        s.commit()
-        return bool(deleted)
+    return _delete_named(engine, ApiToken, name)
