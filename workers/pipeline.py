@@ -132,11 +132,8 @@ class EventStackRule(Rule):
         except BlobNotFound:
             state.fatal = f"event blob missing: {state.crash.event_key}"
             return
-        report = event_report(event if isinstance(event, dict) else {}, ctx.symbols)
-        key = day_key("processed", state.crash.received_at, f"{state.crash.crash_id}.json")
-        ctx.blobs.put_bytes(key, json.dumps(report, separators=(",", ":")).encode())
-        state.processed.update(summarize(report), report_key=key, annotations=dict(state.crash.annotations or {}))
-        state.report = report
+        store_report(ctx, state, event_report(event if isinstance(event, dict) else {}, ctx.symbols))
+        state.processed["annotations"] = dict(state.crash.annotations or {})
 
 
 class ReportRule(Rule):
@@ -149,11 +146,16 @@ class ReportRule(Rule):
     def action(self, ctx: WorkerContext, state: ProcessingState) -> None:
         from symbolicator.report import build_report
 
-        report = build_report(state.dump, state.threads or [], ctx.symbols, [])
-        key = day_key("processed", state.crash.received_at, f"{state.crash.crash_id}.json")
-        ctx.blobs.put_bytes(key, json.dumps(report, separators=(",", ":")).encode())
-        state.processed.update(summarize(report), report_key=key)
-        state.report = report
+        store_report(ctx, state, build_report(state.dump, state.threads or [], ctx.symbols, []))
+
+
+def store_report(ctx: WorkerContext, state: ProcessingState, report: dict[str, Any]) -> None:
+    """Put report whole in the blob store (``processed/<day>/<crash_id>.json``), its summary
+    and key in ``processed``, and keep it for the rules after."""
+    key = day_key("processed", state.crash.received_at, f"{state.crash.crash_id}.json")
+    ctx.blobs.put_bytes(key, json.dumps(report, separators=(",", ":")).encode())
+    state.processed.update(summarize(report), report_key=key)
+    state.report = report
 
 
 class SignatureRule(Rule):
