@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 from datetime import datetime, timedelta, timezone
-from typing import Any, Sequence
+from typing import Any, Sequence, TypeVar
 
 from sqlalchemy import delete, func, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -24,6 +24,8 @@ from schemas.tables import (
 )
 from storage.db import session
 
+T = TypeVar("T")
+
 
 def as_utc(value: datetime | None) -> datetime | None:
     """SQLite hands datetimes back naive; everything we store is UTC."""
@@ -37,15 +39,20 @@ def as_utc(value: datetime | None) -> datetime | None:
 
 def create_project(engine: Engine, *, name: str) -> Project:
     """Create a project with a fresh ingest key. Raises ValueError if the name is taken."""
-    project = Project(name=name, ingest_key=secrets.token_hex(16))
+    return insert_named(engine, Project(name=name, ingest_key=secrets.token_hex(16)), "project")
+
+
+def insert_named(engine: Engine, row: T, what: str) -> T:
+    """Insert row (a project, user or API token: its name is unique) and return it refreshed.
+    Raises ValueError("<what> '<name>' already exists") when the name is taken."""
     with session(engine) as s:
-        s.add(project)
+        s.add(row)
         try:
             s.commit()
         except IntegrityError as exc:
-            raise ValueError(f"project {name!r} already exists") from exc
-        s.refresh(project)
-        return project
+            raise ValueError(f"{what} {row.name!r} already exists") from exc  # type: ignore[attr-defined]
+        s.refresh(row)
+        return row
 
 
 def list_projects(engine: Engine) -> list[Project]:

@@ -12,11 +12,11 @@ import secrets
 
 from sqlalchemy import delete
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
 from schemas.tables import ApiToken, User, UserRole, utcnow
 from storage.db import session
+from storage.queries import insert_named
 
 ROLES = tuple(role.value for role in UserRole)
 # A prefix lets secret scanners (GitHub's, gitleaks) recognise a leaked token.
@@ -40,15 +40,7 @@ def _check(name: str, role: str) -> None:
 def create_user(engine: Engine, *, name: str, role: str, password_hash: str) -> User:
     """Add a user. Raises ValueError for a bad name, an unknown role or a name already taken."""
     _check(name, role)
-    user = User(name=name, role=role, password_hash=password_hash)
-    with session(engine) as s:
-        s.add(user)
-        try:
-            s.commit()
-        except IntegrityError as exc:
-            raise ValueError(f"user {name!r} already exists") from exc
-        s.refresh(user)
-        return user
+    return insert_named(engine, User(name=name, role=role, password_hash=password_hash), "user")
 
 
 def get_user(engine: Engine, *, name: str) -> User | None:
@@ -114,15 +106,7 @@ def create_token(engine: Engine, *, name: str, role: str) -> tuple[ApiToken, str
     """
     _check(name, role)
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    row = ApiToken(name=name, role=role, token_sha256=token_digest(token))
-    with session(engine) as s:
-        s.add(row)
-        try:
-            s.commit()
-        except IntegrityError as exc:
-            raise ValueError(f"token {name!r} already exists") from exc
-        s.refresh(row)
-        return row, token
+    return insert_named(engine, ApiToken(name=name, role=role, token_sha256=token_digest(token)), "token"), token
 
 
 def token_by_secret(engine: Engine, *, token: str) -> ApiToken | None:
