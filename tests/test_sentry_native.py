@@ -173,7 +173,7 @@ def test_real_crashpad_handler_with_sentry_native_attachments(crashd: Crashd, li
     database = tmp_path / "crashpad-db"
     client_id = create_database(database)
     url = f"{live.url}/api/{crashd.project.id}/minidump/?sentry_key={crashd.key}"
-    args = [f"--database={database}", f"--url={url}", "--no-rate-limit",
+    args = [f"--database={database}", f"--url={url}", "--no-rate-limit", "--wait-for-upload",
             *(f"--attachment={run / name}" for name in ("__sentry-event", *BREADCRUMBS))]
     log = tmp_path / "handler.log"
     run_crashme(crashme, args, log)
