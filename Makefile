@@ -5,9 +5,13 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 CHROMIUM ?= /usr/bin/chromium
+# Breakpad's source (for tests/test_symbols_api.py, which builds the real symupload from it),
+# from the npm package minidump; fetched into .tools/ (ignored by git) by `make test`.
+BREAKPAD_NPM := minidump@0.26.0
+BREAKPAD_SRC ?= $(CURDIR)/.tools/breakpad/node_modules/minidump/deps/breakpad/src
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test install install-dev chromium bench clean
+.PHONY: run test install install-dev chromium breakpad-src bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,11 +32,19 @@ chromium:
 	@test -x $(CHROMIUM) || { echo "installing chromium and chromium-driver for the browser tests"; \
 		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium chromium-driver; }
 
-test: install-dev chromium
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+# Without npm the symupload tests skip, and say so in the summary.
+breakpad-src:
+	@test -f $(BREAKPAD_SRC)/tools/linux/symupload/sym_upload.cc || { \
+		if command -v npm >/dev/null; then echo "fetching Breakpad's source ($(BREAKPAD_NPM)) into .tools/"; \
+		mkdir -p .tools/breakpad && cd .tools/breakpad && npm install --no-save --no-audit --no-fund \
+			--ignore-scripts --loglevel=error $(BREAKPAD_NPM) >/dev/null; \
+		else echo "WARNING: npm not found: the Breakpad symupload tests will be skipped"; fi; }
+
+test: install-dev chromium breakpad-src
+	CRASHD_BREAKPAD_SRC=$${CRASHD_BREAKPAD_SRC:-$(BREAKPAD_SRC)} $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: install-dev
 	$(BIN)/python bench/ingest.py
 
 clean:
-	rm -rf $(VENV) crashd-data .pytest_cache tests/artifacts
+	rm -rf $(VENV) crashd-data .pytest_cache tests/artifacts .tools

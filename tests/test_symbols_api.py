@@ -375,6 +375,8 @@ def test_cli_uploads_loose_native_files_and_ignores_others(crashd: Crashd, live:
     assert f"tinyprog/{ELF_DEBUG_ID}/tinyprog" in stored_files(crashd)
 
 
+# `make test` fetches Breakpad's source into .tools/ (the Makefile's breakpad-src target) and
+# passes it here; bench/install-tools.sh leaves another copy in /opt/crashd-bench-tools.
 BREAKPAD_SRC = Path(os.environ.get("CRASHD_BREAKPAD_SRC",
                                    "/opt/crashd-bench-tools/breakpad/node_modules/minidump/deps/breakpad/src"))
 
@@ -383,7 +385,7 @@ BREAKPAD_SRC = Path(os.environ.get("CRASHD_BREAKPAD_SRC",
 def symupload(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Breakpad's Linux symupload built from source (it dlopens libcurl at run time)."""
     if not (BREAKPAD_SRC / "tools/linux/symupload/sym_upload.cc").is_file():
-        pytest.skip(f"no Breakpad source at {BREAKPAD_SRC} (set CRASHD_BREAKPAD_SRC; bench/install-tools.sh)")
+        pytest.skip(f"no Breakpad source at {BREAKPAD_SRC} (make breakpad-src, or set CRASHD_BREAKPAD_SRC)")
     out = tmp_path_factory.mktemp("symupload")
     (out / "config.h").write_text("")
     sources = ["tools/linux/symupload/sym_upload.cc", "common/linux/symbol_upload.cc", "common/linux/http_upload.cc",
