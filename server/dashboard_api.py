@@ -1,6 +1,6 @@
 """JSON twins of the dashboard pages (issue 6), for any signed-in reader (server.auth.can_read):
 
-- ``GET /api/triage?project=`` -> storage.dashboard_queries.triage_board
+- ``GET /api/triage?project=`` -> server.triage_cli.triage_board
 - ``GET /api/symbols?project=&limit=`` -> storage.dashboard_queries.symbols_page
 
 ``GET /api/groups`` and ``GET /api/groups/<id>`` (server/groups_api.py) parse their query
@@ -11,7 +11,7 @@ credentials ``401 {"detail": "admin bearer token required"}``. docs/dashboard.md
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, timezone
 from typing import TYPE_CHECKING, Any, Mapping
 
 from starlette.concurrency import run_in_threadpool
@@ -22,6 +22,7 @@ from starlette.routing import Route
 from server.api import project_from_query
 from server.auth import can_read
 from server.groups_api import parse_since
+from server.triage_cli import triage_board
 from storage import dashboard_queries
 
 if TYPE_CHECKING:
@@ -116,9 +117,8 @@ async def triage_endpoint(request: Request) -> Response:
     project_id, missing = await project_from_query(state, request.query_params)
     if missing is not None:
         return missing
-    board = await run_in_threadpool(dashboard_queries.triage_board, state.ctx.engine, project_id=project_id,
-                                    settings=state.settings)
-    return JSONResponse(jsonable(board))
+    found = await run_in_threadpool(triage_board, state.ctx, project_id=project_id, now=datetime.now(timezone.utc))
+    return JSONResponse(jsonable(found))
 
 
 async def symbols_endpoint(request: Request) -> Response:

@@ -16,7 +16,7 @@ from typing import Any
 
 from schemas.settings import Settings
 from schemas.tables import utcnow
-from storage import queries, triage_queries
+from storage import dashboard_queries, queries, triage_queries
 from triage.thresholds import RulesError, load_rules
 from workers.jobs import WorkerContext
 
@@ -117,6 +117,19 @@ def render_report(report: dict[str, Any]) -> str:
     section("Verified", report["verified"], "| Ticket | Title | Fixed in | How |",
             lambda e: f"| #{e['ticket_id']} | {e['title']} | {e['fixed_in'] or ''} | {how_verified(e)} |")
     return "\n".join(lines)
+
+
+def triage_board(ctx: WorkerContext, *, project_id: int | None, now: datetime) -> dict[str, Any]:
+    """storage.dashboard_queries.triage_board, each resolved ticket with ``verification`` (the
+    numbers of its fix as they are now) and ``report_markdown``: the daily report of
+    ``crashd triage report`` over the last 24 hours. Reading the board never moves the CLI's
+    last-report mark."""
+    found = dashboard_queries.triage_board(ctx.engine, project_id=project_id, now=now)
+    report = build_report(ctx, since=now - timedelta(hours=24), last_report=None, project_id=project_id, now=now)
+    numbers = {t["id"]: t["verification"] for t in report["awaiting_verification"]}
+    for ticket in found["awaiting_verification"]:
+        ticket["verification"] = numbers.get(ticket["ticket_id"])
+    return {**found, "report_markdown": render_report(report)}
 
 
 def how_verified(event: dict[str, Any]) -> str:

@@ -251,18 +251,16 @@ def _tickets(conn: Connection, project_id: int | None, states: tuple[str, ...], 
 
 
 def triage_board(engine: Engine, *, project_id: int | None = None, now: datetime | None = None,
-                 settings: Any = None, limit: int = 50) -> dict[str, Any]:
+                 limit: int = 50) -> dict[str, Any]:
     """What the triage meeting looks at:
 
     - ``open_tickets``: P0/P1 tickets open or regressed, soonest due first, each with
       ``seconds_left`` (negative when overdue) and ``overdue``;
     - ``spreading``: groups first seen within the last 48 hours, most testers first;
-    - ``regressions``: regressed tickets; ``awaiting_verification``: resolved tickets, each
-      with ``verification`` (the numbers of the fix as they are now);
-    - ``report_markdown``: the daily report of ``crashd triage report`` (last 24 hours).
+    - ``regressions``: regressed tickets; ``awaiting_verification``: resolved tickets, newest
+      first.
 
-    settings: for the verification threshold (CRASHD_VERIFY_MIN_SESSIONS); defaults apply
-    without. Reading the board never moves the CLI's last-report mark.
+    server.triage_cli.triage_board adds the verification numbers and the daily report.
     """
     now = as_utc(now) or utcnow()
     with engine.connect() as conn:
@@ -272,15 +270,9 @@ def triage_board(engine: Engine, *, project_id: int | None = None, now: datetime
     for ticket in active:
         ticket["seconds_left"] = (ticket["due_at"] - now).total_seconds()
         ticket["overdue"] = ticket["seconds_left"] < 0
-    report = daily_report(engine, project_id=project_id, now=now, settings=settings)
-    numbers = {t["id"]: t["verification"] for t in report["awaiting_verification"]}
-    for ticket in awaiting:
-        ticket["verification"] = numbers.get(ticket["ticket_id"])
-    from server.triage_cli import render_report
-
     return {"now": now, "open_tickets": active, "spreading": spreading,
             "regressions": [t for t in active if t["status"] == "regressed"],
-            "awaiting_verification": awaiting, "report_markdown": render_report(report)}
+            "awaiting_verification": awaiting}
 
 
 def _spreading(conn: Connection, project_id: int | None, now: datetime, limit: int) -> list[dict[str, Any]]:
@@ -289,20 +281,6 @@ def _spreading(conn: Connection, project_id: int | None, now: datetime, limit: i
             .where(*_group_filters(project_id, None, None, None, None), GROUPS.c.first_seen >= now - SPREADING_WINDOW)
             .order_by(GROUPS.c.tester_count.desc(), GROUPS.c.crash_count.desc(), GROUPS.c.id).limit(limit))
     return [_group_row(r._mapping) for r in conn.execute(stmt)]
-
-
-def daily_report(engine: Engine, *, project_id: int | None = None, now: datetime | None = None,
-                 settings: Any = None) -> dict[str, Any]:
-    """The daily triage report of the last 24 hours (server.triage_cli.build_report, JSON-ready)."""
-    from schemas.settings import Settings
-    from server.triage_cli import build_report
-    from workers.jobs import WorkerContext
-
-    now = as_utc(now) or utcnow()
-    if settings is None:  # only verify_min_sessions is read: no need to build a full Settings
-        settings = Settings.model_construct(verify_min_sessions=Settings.model_fields["verify_min_sessions"].default)
-    ctx = WorkerContext(settings, engine, None)  # type: ignore[arg-type]  (the report reads no blob)
-    return build_report(ctx, since=now - timedelta(hours=24), last_report=None, project_id=project_id, now=now)
 
 
 # -- symbols --------------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 Open P0/P1 tickets by due time with a countdown (overdue in red), newly spreading groups,
 regressions, tickets resolved and awaiting verification, and the daily report as Markdown
-with a copy button. storage/dashboard_queries.triage_board gathers it all.
+with a copy button. server.triage_cli.triage_board gathers it all (also for ``GET /api/triage``).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from starlette.responses import Response
 
 from server import auth, pages
 from server.dashboard.access import page, project_filter
-from storage import dashboard_queries
+from server.triage_cli import triage_board
 
 if TYPE_CHECKING:
     from server.app import ServerState
@@ -27,8 +27,7 @@ async def triage_page(request: Request, state: "ServerState", who: auth.Principa
     """GET /triage."""
     project, projects = await project_filter(state, request.query_params)
     now = datetime.now(timezone.utc)
-    board = await run_in_threadpool(dashboard_queries.triage_board, state.ctx.engine,
-                                    project_id=project.id if project else None, now=now, settings=state.settings)
+    found = await run_in_threadpool(triage_board, state.ctx, project_id=project.id if project else None, now=now)
     return pages.render(request, "triage.html", {
-        "user": who, "board": board, "projects": projects, "project": project,
+        "user": who, "board": found, "projects": projects, "project": project,
     })
