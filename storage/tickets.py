@@ -168,6 +168,10 @@ def apply_action(engine: Engine, *, settings: Settings, ticket_id: int, action: 
     allowed, target, event = ACTIONS[action]
     if action == "resolve" and not (fixed_in and fixed_in.strip()):
         raise TransitionError("resolve needs fixed_in: the build that has the fix")
+    if action == "duplicate" and duplicate_of is None:
+        raise TransitionError("duplicate needs of: the ticket this one duplicates")
+    if action == "duplicate" and duplicate_of == ticket_id:
+        raise TransitionError("a ticket cannot be a duplicate of itself")
     now = utcnow()
     values: dict[str, Any] = {"state": target, "updated_at": now}
     if action == "resolve":
@@ -180,9 +184,13 @@ def apply_action(engine: Engine, *, settings: Settings, ticket_id: int, action: 
                                  "duplicate_of": duplicate_of}.items() if v is not None}
 
     def work(conn: Connection) -> Change:
-        before = conn.execute(select(TICKETS.c.state, TICKETS.c.fixed_in).where(TICKETS.c.id == ticket_id)).first()
+        before = conn.execute(select(TICKETS.c.state, TICKETS.c.fixed_in, TICKETS.c.project_id)
+                              .where(TICKETS.c.id == ticket_id)).first()
         if before is None:
             raise TicketNotFound(f"no ticket {ticket_id}")
+        if action == "duplicate" and conn.execute(select(TICKETS.c.id).where(
+                TICKETS.c.id == duplicate_of, TICKETS.c.project_id == before.project_id)).first() is None:
+            raise TransitionError(f"no ticket {duplicate_of} in this ticket's project to be a duplicate of")
         row = conn.execute(update(TICKETS).where(TICKETS.c.id == ticket_id, TICKETS.c.state.in_(allowed))
                            .values(**values).returning(*TICKETS.c)).first()
         if row is None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import html
 import re
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -18,7 +18,9 @@ from conftest import Crashd
 from dashboard_world import (
     BETA1, BETA2, PANIC_LOG, PASSWORD, TICK, XSS, World, create_user, csrf_of, game_dump, seed, upload_crash,
 )
+from schemas.tables import Ticket, utcnow
 from storage import queries
+from storage.db import session
 
 
 def signed_in(crashd: Crashd, name: str, role: str, monkeypatch: pytest.MonkeyPatch) -> TestClient:
@@ -322,6 +324,35 @@ def test_admin_resolves_rejects_and_reopens_a_ticket(crashd: Crashd, world: Worl
     assert missing.status_code == 400  # resolve needs fixed_in
     assert admin.post("/tickets/9999/verify", data={"csrf_token": token}).status_code == 404
     assert admin.post(f"/tickets/{world.ticket_id}/explode", data={"csrf_token": token}).status_code == 404
+
+
+def test_admin_marks_a_ticket_duplicate_of_another_picked_from_a_list(crashd: Crashd, world: World,
+                                                                      admin: TestClient) -> None:
+    group_path = f"/groups/{world.groups['World::tick']}"
+    other_group = next(g for signature, g in world.groups.items() if signature != "World::tick")
+    with session(crashd.state.ctx.engine) as s:  # a second ticket in the project, as a rule would open it
+        other = Ticket(project_id=crashd.project.id, group_id=other_group, priority="P0", title="other <b>crash</b>",
+                       rule="widespread", due_at=utcnow() + timedelta(hours=24))
+        s.add(other)
+        s.commit()
+        other_id = other.id
+    page = admin.get(group_path).text
+    assert re.findall(r'class="btn btn-(\w+)"', page) == ["resolve", "wontfix", "duplicate"]
+    picker = re.search(r'<select name="of".*?</select>', page, re.S).group(0)  # type: ignore[union-attr]
+    assert re.findall(r'<option value="(\d*)">', picker) == ["", str(other_id)]  # not the ticket itself
+    assert f"#{other_id} P0 open: other &lt;b&gt;crash&lt;/b&gt;" in picker
+    token = csrf_of(page)
+    refused = admin.post(f"/tickets/{world.ticket_id}/duplicate", data={"csrf_token": token, "of": ""})
+    assert refused.status_code == 400 and "duplicate needs of" in refused.text
+    itself = admin.post(f"/tickets/{world.ticket_id}/duplicate", data={"csrf_token": token, "of": str(world.ticket_id)})
+    assert itself.status_code == 400 and "cannot be a duplicate of itself" in itself.text
+    response = admin.post(f"/tickets/{world.ticket_id}/duplicate", data={"csrf_token": token, "of": str(other_id)},
+                          follow_redirects=False)
+    assert response.status_code == 303 and response.headers["location"] == f"{group_path}#ticket"
+    ticket = ticket_state(crashd, world.ticket_id)
+    assert ticket["state"] == "duplicate"
+    assert (ticket["history"][-1]["actor"], ticket["history"][-1]["details"]["duplicate_of"]) == ("user:alice", other_id)
+    assert re.findall(r'class="btn btn-(\w+)"', admin.get(group_path).text) == ["reopen"]
 
 
 def test_admin_reprocesses_a_crash(crashd: Crashd, world: World, admin: TestClient) -> None:

@@ -121,9 +121,9 @@ def test_racing_workers_open_exactly_one_ticket(tix: Crashd) -> None:
     assert sorted(outbox(tix, t["id"])) == sorted(f"webhook:{a}" for a in actions)
 
 
-def open_ticket(c: Crashd, testers: int = 5, build: str = "1.0") -> tuple[int, int]:
+def open_ticket(c: Crashd, testers: int = 5, build: str = "1.0", signature: str = "crash_here") -> tuple[int, int]:
     for tester in range(testers):
-        group_id = crash(c, f"t{tester}", build)
+        group_id = crash(c, f"t{tester}", build, signature)
     [opened] = evaluate_group(c.state.ctx, group_id)
     return opened.ticket_id, group_id
 
@@ -141,7 +141,13 @@ def test_state_machine_by_hand(tix: Crashd) -> None:
     assert act(tix, ticket_id, "verify", by="qa").json()["state"] == "verified"
     assert act(tix, ticket_id, "wontfix").status_code == 400
     assert act(tix, ticket_id, "reopen").json()["state"] == "open"
-    assert act(tix, ticket_id, "duplicate", of=ticket_id + 100).json()["state"] == "duplicate"
+    other, _ = open_ticket(tix, signature="other_frame")
+    assert act(tix, ticket_id, "duplicate").json() == {"detail": "duplicate needs of: the ticket this one duplicates"}
+    assert act(tix, ticket_id, "duplicate", of=ticket_id).json() == {
+        "detail": "a ticket cannot be a duplicate of itself"}
+    assert act(tix, ticket_id, "duplicate", of=other + 100).json() == {
+        "detail": f"no ticket {other + 100} in this ticket's project to be a duplicate of"}
+    assert act(tix, ticket_id, "duplicate", of=other).json()["state"] == "duplicate"
     assert act(tix, ticket_id, "reopen").json()["state"] == "open"
     t = act(tix, ticket_id, "wontfix", note="third-party driver").json()
     assert t["state"] == "wontfix" and t["fixed_in"] is None
@@ -151,7 +157,7 @@ def test_state_machine_by_hand(tix: Crashd) -> None:
         ("reopened", "user:admin"), ("wontfix", "user:admin")]
     assert t["history"][1]["details"] == {"note": "null check", "fixed_in": "1.1", "from": "open"}
     assert t["history"][2]["details"] == {"note": "still crashes on 1.1", "from": "resolved", "previous_fixed_in": "1.1"}
-    assert t["history"][6]["details"]["duplicate_of"] == ticket_id + 100
+    assert t["history"][6]["details"]["duplicate_of"] == other
     assert outbox(tix, ticket_id) == ["webhook:opened", "webhook:resolved", "webhook:resolved", "webhook:verified"]
 
 

@@ -3,7 +3,8 @@
 - ``GET /groups/<id>``: signature, reason text, the representative crash's crashing stack,
   crashes and crash rate per build, testers, crashes, the ticket and its history.
 - ``POST /tickets/<id>/<action>`` (admin, CSRF): resolve (``fixed_in``), verify, reject,
-  reopen, wontfix through server/tickets_api.change, then back to the group page (303).
+  reopen, wontfix, duplicate (``of``: picked from the project's other tickets) through
+  server/tickets_api.change, then back to the group page (303).
 """
 
 from __future__ import annotations
@@ -21,16 +22,18 @@ from server.dashboard import stack
 from server.dashboard.access import action, page, problem
 from storage import dashboard_queries, queries
 from storage.tickets import TicketNotFound, TransitionError
-from storage.triage_queries import get_ticket
+from storage.triage_queries import get_ticket, list_tickets
 
 if TYPE_CHECKING:
     from server.app import ServerState
 
-# The buttons, in this order (`duplicate` needs a ticket picker: API only).
+# The buttons, in this order.
 ACTION_LABELS = {"resolve": "Resolve", "verify": "Verify", "reject": "Reject", "reopen": "Reopen",
-                 "wontfix": "Won't fix"}
+                 "wontfix": "Won't fix", "duplicate": "Duplicate of"}
 SHOWN_ACTIONS = tuple(ACTION_LABELS)
 NOTE_MAX = 2000
+# The duplicate picker offers the project's other tickets that are not duplicates themselves.
+PICKER_STATES = ("open", "regressed", "resolved", "verified", "wontfix")
 
 
 def representative(state: "ServerState", crash_id: str | None) -> dict[str, Any] | None:
@@ -56,9 +59,16 @@ async def group_page(request: Request, state: "ServerState", who: auth.Principal
     crash = await run_in_threadpool(representative, state, group["representative_crash_id"])
     ticket = group["ticket"]
     actions = [a for a in SHOWN_ACTIONS if ticket and a in ticket["actions"]] if who.is_admin else []
+    others = []
+    if "duplicate" in actions:
+        others = [t for t in await run_in_threadpool(list_tickets, state.ctx.engine, project_id=group["project_id"],
+                                                     states=PICKER_STATES) if t["id"] != ticket["ticket_id"]]
+        if not others:
+            actions.remove("duplicate")
     builds = group["builds"]
     return pages.render(request, "group.html", {
         "user": who, "group": group, "crash": crash, "ticket": ticket, "actions": actions, "labels": ACTION_LABELS,
+        "other_tickets": others,
         "max_crashes": max((b["crashes"] for b in builds), default=0),
         "max_rate": max((b["crash_rate"] or 0 for b in builds), default=0),
         "has_sessions": any(b["sessions"] for b in builds),
@@ -74,6 +84,10 @@ def ticket_body(who: auth.Principal, form: FormData) -> dict[str, Any]:
         value = form.get(key)
         if isinstance(value, str) and value.strip():
             body[key] = value.strip()[:NOTE_MAX if key == "note" else 200]
+    of = form.get("of")
+    of = of.strip().lstrip("#") if isinstance(of, str) else ""
+    if of.isascii() and of.isdigit() and queries.is_row_id(int(of)):
+        body["of"] = int(of)
     return body
 
 
