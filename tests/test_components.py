@@ -205,6 +205,18 @@ def test_rust_panic_in_nar_code(log: str) -> None:
     assert (result.component, result.reason_text) == ("nar_ffi", PANIC_REASON)
 
 
+def test_a_sentry_event_message_is_read_like_a_log_line_before_the_logs() -> None:
+    """A message-only event has no frames: its text may still name the component."""
+    no_frames = {"crashing_thread": {"frames": []}}
+    result = classify({**no_frames, "event_text": PANIC_NEW}, [GGML_LOG])
+    assert (result.component, result.reason_text) == ("nar_ffi", PANIC_REASON)
+    assert any(n.startswith("event message: Rust panic at src/nar/story.rs") for n in result.notes), result.notes
+    ggml = classify({**no_frames, "event_text": "ggml.c:1234: GGML_ASSERT(n_ctx > 0) failed"})
+    assert (ggml.component, ggml.reason_text) == ("llama_cpp", "GGML_ASSERT(n_ctx > 0) failed")
+    assert classify({**no_frames, "event_text": "level failed to load"}).component == "game"
+    assert classify({**no_frames, "event_text": None}, [GGML_LOG]).component == "llama_cpp"  # odd value: logs only
+
+
 def test_other_panics_keep_the_stack_result() -> None:
     assert (classify(GAME, [UNKNOWN_PANIC]).component, classify(GAME, [UNKNOWN_PANIC]).reason_text) == (
         "game", "panicked at src/lib.rs:10:5: explicit panic")

@@ -212,6 +212,23 @@ def test_message_event_is_signed_by_its_message(crashd: Crashd) -> None:
     assert [(g["signature"], g["crash_count"]) for g in groups] == [("level failed to load", 2)]
 
 
+def test_message_and_exception_text_name_the_component(crashd: Crashd) -> None:
+    """No frames, but the text says who failed: a GGML_ASSERT message, a Rust panic as the
+    exception value (what a tool reports after catching the FFI error)."""
+    panic = "thread 'main' panicked at src/nar/story.rs:88:14:\nindex out of bounds"
+    events = [{"message": "ggml.c:1234: GGML_ASSERT(n_ctx > 0) failed"},
+              {"exception": {"values": [{"type": "NarError", "value": panic}]}}]
+    for event in events:
+        assert post(crashd, envelope(event_item(event))).status_code == 200
+    crashd.drain()
+    groups = crashd.client.get("/api/groups?project=game", headers=crashd.admin).json()["groups"]
+    assert sorted((g["signature"], g["component"]) for g in groups) == [
+        ("NarError: thread 'main' panicked at src/nar/story.rs:88:14: index out of bounds", "nar_ffi"),
+        ("ggml.c:1234: GGML_ASSERT(n_ctx > 0) failed", "llama_cpp")]
+    reasons = sorted(crashd.crash(c.crash_id)["processed"]["reason_text"] for c in crashes(crashd))
+    assert reasons == ["GGML_ASSERT(n_ctx > 0) failed", "panicked at src/nar/story.rs:88:14: index out of bounds"]
+
+
 def test_minidump_attachment_is_processed_like_an_upload(crashd: Crashd) -> None:
     dump = small_dump(40)
     body = envelope(event_item(), ({"type": "attachment", "attachment_type": "event.minidump",

@@ -208,11 +208,14 @@ def classify(report: dict[str, Any], logs: Iterable[str | bytes] = (),
     """The component of one processed crash. The stack decides when an owner rule claims one
     of its top trusted frames; otherwise a log hint may (GGML_ASSERT, a Rust panic in a
     rule's `files`), and failing that a fallback rule (`system`) or the default (`game`).
-    The first hint's line is the reason text whatever decided. Never raises on odd reports."""
+    A Sentry event's message and exception (the report's ``event_text``) are read for hints
+    before the logs. The first hint's line is the reason text whatever decided. Never raises
+    on odd reports."""
     rules = rules or default_rules()
     notes: list[str] = []
     component, decided = _from_stack(report, rules, notes)
-    hint = _first_hint(logs, rules, notes)
+    texts = [("event message", text)] if isinstance(text := report.get("event_text"), str) and text else []
+    hint = _first_hint([*texts, *((f"log {i}", log) for i, log in enumerate(logs))], rules, notes)
     if hint is not None and hint.component:
         if not decided:
             notes.append(f"the log hint decides {hint.component} (the stack did not)")
@@ -306,15 +309,15 @@ class Hint:
     where: str
 
 
-def _first_hint(logs: Iterable[str | bytes], rules: ComponentRules, notes: list[str]) -> Hint | None:
-    """The first hint of the first log that has one. First, not last: later panics are
-    usually consequences (PoisonError, "panic in a function that cannot unwind")."""
-    for index, log in enumerate(logs):
+def _first_hint(logs: Iterable[tuple[str, str | bytes]], rules: ComponentRules, notes: list[str]) -> Hint | None:
+    """The first hint of the first (where, text) that has one. First, not last: later panics
+    are usually consequences (PoisonError, "panic in a function that cannot unwind")."""
+    for where, log in logs:
         text = _tail(log)
         for n, marker in enumerate(_MARKER.finditer(text)):
             if n >= MAX_MARKERS:
                 break
-            hint = _parse_marker(text, marker.start(), rules, f"log {index}")
+            hint = _parse_marker(text, marker.start(), rules, where)
             if hint is not None:
                 notes.append(f"{hint.where} -> {hint.component or 'no component'}")
                 return hint

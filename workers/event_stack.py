@@ -11,6 +11,8 @@ that image as its module and is symbolicated from the symbol store like a minidu
 image's symbols are then reported loaded, missing or corrupt, so a crash whose symbols were
 missing is reprocessed when they arrive. An event without frames (``capture_message``) gets
 ``signature_hint``: its message, the signature a SignatureRule would otherwise leave EMPTY.
+Every event with a message or an exception value gets ``event_text`` (both, one per line),
+where the component rules look for a GGML_ASSERT or Rust panic line as they do in logs.
 """
 
 from __future__ import annotations
@@ -19,9 +21,10 @@ import re
 from typing import Any
 
 from schemas.stack import Module
-from server.sentry_event import event_frames, event_message, primary_exception
+from schemas.sentry_event import event_frames, event_message, primary_exception
 
 NO_STACK = "EMPTY: event without a stack trace or message"
+EVENT_TEXT_MAX = 64 * 1024  # characters of message and exception value kept for component hints
 # Sentry's debug id: a UUID and an optional age ("3249d99d-0c40-4931-8610-f4e4fb0b6936-1a"). Its
 # Breakpad form is the 32 hex digits upper case and the age in hex ("...6936" + "1A").
 DEBUG_ID = re.compile(r"([0-9a-f]{8})-?([0-9a-f]{4})-?([0-9a-f]{4})-?([0-9a-f]{4})-?([0-9a-f]{12})"
@@ -154,9 +157,17 @@ def event_report(event: dict[str, Any], symbols: Any = None) -> dict[str, Any]:
         "system_info": _system(event), "crashing_thread": thread, "threads": [thread], "thread_count": 1,
         "modules": _module_entries(frames, modules, symbols), "unloaded_modules": [],
     }
+    text = "\n".join(t for t in (event_message(event), _exception_text(event)) if t)
+    if text:  # read by triage.components for a GGML_ASSERT or Rust panic line
+        report["event_text"] = text[:EVENT_TEXT_MAX]
     if not frames:
         report["signature_hint"] = (event_message(event) or _message_of_exception(event) or NO_STACK)[:255]
     return report
+
+
+def _exception_text(event: dict[str, Any]) -> str | None:
+    exception = primary_exception(event)
+    return _text(exception.get("value")) if exception else None
 
 
 def _message_of_exception(event: dict[str, Any]) -> str | None:
