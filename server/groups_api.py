@@ -23,7 +23,8 @@ UNITS = {"h": "hours", "d": "days", "w": "weeks"}
 
 def parse_since(value: str | None) -> datetime | None:
     """`24h`, `7d`, `2w` ago, or an ISO date/time (UTC when no zone), as an aware UTC
-    datetime. Raises ValueError (also for a time out of datetime's range)."""
+    datetime. Raises ValueError with one wording for every caller (the JSON API, the
+    dashboard, the CLI), also for a time out of datetime's range."""
     if not value:
         return None
     match = RELATIVE.match(value.strip())
@@ -34,7 +35,9 @@ def parse_since(value: str | None) -> datetime | None:
         # in UTC here: 0001-01-01T00:00+01:00 has no UTC time, and 99999999d no date at all
         return parsed.astimezone(timezone.utc) if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
     except OverflowError:
-        raise ValueError(f"{value!r} is out of range") from None
+        raise ValueError(f"since {value!r} is out of range (years 1..9999)") from None
+    except ValueError:
+        raise ValueError(f"since must be like 24h, 7d, 2w or an ISO date, not {value!r}") from None
 
 
 def group_json(row: dict[str, Any]) -> dict[str, Any]:

@@ -83,6 +83,14 @@ def test_since_out_of_datetime_range_is_a_bad_parameter() -> None:
     assert parse_since("2026-01-02").tzinfo == timezone.utc
 
 
+def test_groups_and_builds_refuse_a_bad_since_in_the_same_words(crashd: Crashd) -> None:
+    for since, detail in (("yesterday", "since must be like 24h, 7d, 2w or an ISO date, not 'yesterday'"),
+                          ("999999d", "since '999999d' is out of range (years 1..9999)")):
+        for path in ("/api/groups", "/api/builds"):
+            response = crashd.client.get(f"{path}?project=game&since={since}", headers=crashd.admin)
+            assert (response.status_code, response.json()) == (400, {"detail": f"bad query parameter: {detail}"})
+
+
 def test_several_worker_processes_keep_counts_exact(rq_crashd: Crashd) -> None:
     """30 crashes of one signature from 10 testers, processed by 3 `crashd worker`
     processes at the same time: exactly one group, 30 crashes, 10 testers."""
