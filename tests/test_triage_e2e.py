@@ -175,3 +175,25 @@ def test_fifty_concurrent_crashes_give_one_ticket(stack: tuple[Crashd, LiveServe
     history = [e["action"] for e in api(live, crashd, "GET", f"/api/tickets/{ticket['id']}")["history"]]
     assert history in (["opened"], ["opened", "escalated"])
     assert [event for event, _ in webhook.events()] == history
+
+
+def test_in_process_worker_notifies_right_after_the_crash(tmp_path: Path, webhook: Webhook) -> None:
+    """The embedded default (SQLite, in-process worker, no Redis): the ticket a crash opens
+    reaches the webhook once the worker is done with that crash, not at the next sweeper tick
+    (an hour away here: make_settings sets sweeper_interval_seconds=3600)."""
+    settings = make_settings("sqlite-inprocess", tmp_path, None, None, webhook_url=webhook.url)
+    assert settings.sweeper_interval_seconds == 3600 and not settings.redis_url
+    running = _crashd("sqlite-inprocess", settings)
+    crashd = next(running)
+    try:
+        crashd.add_corpus_symbols(SEGV)
+        for tester in range(1, 4):
+            crashd.upload_corpus(SEGV, guid=str(uuid.uuid4()), tester_id=f"tester-{tester}", ver=f"{BETA}1")
+            crashd.drain()  # the crash, then the notify job it queued behind itself
+            assert webhook.events() == ([("opened", "P1")] if tester == 3 else [])
+        for tester in (4, 5):
+            crashd.upload_corpus(SEGV, guid=str(uuid.uuid4()), tester_id=f"tester-{tester}", ver=f"{BETA}1")
+        crashd.drain()
+        assert webhook.events() == [("opened", "P1"), ("escalated", "P0")]
+    finally:
+        running.close()

@@ -101,6 +101,15 @@ class RQJobQueue(JobQueue):
         self.redis.close()
 
 
+_worker_thread = threading.local()  # .queue: the InProcessJobQueue whose thread this is
+
+
+def running_in_process() -> "InProcessJobQueue | None":
+    """The in-process queue whose worker thread runs the calling job, else None (RQ workers,
+    the server's request threads, tests calling a job directly)."""
+    return getattr(_worker_thread, "queue", None)
+
+
 class InProcessJobQueue(JobQueue):
     """A worker thread in the server process: the laptop default, no Redis needed."""
 
@@ -127,6 +136,7 @@ class InProcessJobQueue(JobQueue):
     def _run(self) -> None:
         from workers.jobs import process_crash
 
+        _worker_thread.queue = self
         while True:
             crash_id = self._queue.get()
             try:

@@ -19,7 +19,7 @@ from storage.tickets import FIXED, Change, mark_regressed, open_or_escalate, ver
 from triage.thresholds import current_rules, evaluate, strongest, windows
 from triage.verification import Verification, at_or_after, verify_fix
 from workers.jobs import WorkerContext, current_context
-from workers.queue import JobQueue, RQJobQueue
+from workers.queue import JobQueue, RQJobQueue, running_in_process
 
 log = logging.getLogger(__name__)
 
@@ -136,11 +136,12 @@ _worker_queues: dict[tuple[str, str], RQJobQueue] = {}
 
 def worker_queue(ctx: WorkerContext) -> JobQueue | None:
     """The queue a job running in this process enqueues follow-up work on: RQ's in an RQ
-    worker. None in the server's in-process worker, whose outbox rows go out with the next
-    delivery (the server's own changes use its queue)."""
+    worker; in the server's in-process worker its own queue, so a ticket's notification goes
+    out right after the crash that opened it, not at the next sweeper tick. None elsewhere
+    (the outbox rows then go out with the next delivery)."""
     settings = ctx.settings
     if not settings.redis_url:
-        return None
+        return running_in_process()
     key = (settings.redis_url, settings.queue_name)
     if key not in _worker_queues:
         _worker_queues[key] = RQJobQueue(settings)
