@@ -173,6 +173,11 @@ class Settings(BaseSettings):
                 self.session_secret.lower() in PLACEHOLDER_SECRETS or len(self.session_secret) < 32
             ):
                 raise ValueError("CRASHD_SESSION_SECRET must be a real secret of at least 32 characters")
+            for name in ("jira_token", "github_token"):  # unset is fine: that tracker is off
+                value = getattr(self, name)
+                if value is not None and value.strip().lower() in PLACEHOLDER_SECRETS:
+                    raise ValueError(f"CRASHD_{name.upper()} is a placeholder ({value!r}): set the real token "
+                                     "or unset it")
         return self
 
     @property

@@ -38,6 +38,15 @@ def test_production_refuses_placeholder_admin_token(token: str | None) -> None:
         Settings(environment="production", admin_token=token)
 
 
+@pytest.mark.parametrize("name", ["jira_token", "github_token"])
+def test_production_refuses_placeholder_tracker_tokens(name: str) -> None:
+    for placeholder in ("changeme", " TOKEN ", ""):
+        with pytest.raises(ValidationError, match=f"CRASHD_{name.upper()} is a placeholder"):
+            Settings(environment="production", admin_token="x" * 32, **{name: placeholder})
+    assert getattr(Settings(environment="production", admin_token="x" * 32, **{name: "ghp_" + "a" * 36}), name)
+    assert getattr(Settings(environment="development", **{name: "changeme"}), name) == "changeme"
+
+
 def test_production_accepts_real_token() -> None:
     assert Settings(environment="production", admin_token="x" * 32).resolve_admin_token() == "x" * 32
 
