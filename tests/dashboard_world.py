@@ -161,6 +161,20 @@ def seed(crashd: Crashd, client: Any | None = None) -> World:
     return world
 
 
+def add_ticket(crashd: Crashd, group_id: int, title: str, priority: str = "P0") -> int:
+    """A second ticket in the project, as a threshold rule would open it; returns its id."""
+    from schemas.tables import Ticket, utcnow
+    from storage.db import session
+
+    with session(crashd.state.ctx.engine) as s:
+        ticket = Ticket(project_id=crashd.project.id, group_id=group_id, priority=priority, title=title,
+                        rule="widespread", due_at=utcnow() + timedelta(hours=24))
+        s.add(ticket)
+        s.commit()
+        assert ticket.id is not None
+        return ticket.id
+
+
 # -- users ----------------------------------------------------------------------------------
 
 

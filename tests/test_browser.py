@@ -2,8 +2,8 @@
 Python; `make test` installs the package when missing) against crashd served by uvicorn
 on PostgreSQL + RQ. Data goes in through the real upload pipeline (tests/dashboard_world.seed).
 
-Flows: sign in, filter the groups page, open a group and a crash, resolve a ticket, compare
-two builds; an annotation holding <script> shows as text and never runs. A full-page
+Flows: sign in, filter the groups page, open a group and a crash, resolve a ticket, mark one
+a duplicate, compare two builds; an annotation holding <script> shows as text and never runs. A full-page
 screenshot of every page lands in tests/artifacts/<page>.png (ignored by git) for review.
 """
 
@@ -16,7 +16,7 @@ import playwright.sync_api as playwright_api  # the dev extra: a missing browser
 import pytest
 
 from conftest import Crashd, LiveServer
-from dashboard_world import BETA1, BETA2, PASSWORD, XSS, World, create_user, seed
+from dashboard_world import BETA1, BETA2, PASSWORD, XSS, World, add_ticket, create_user, seed
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).parent / "artifacts"
@@ -141,6 +141,20 @@ def test_admin_resolves_a_ticket_with_fixed_in(crashd: Crashd, world: World, pag
     assert page.locator("#copy-status").inner_text() == "Copied."
     assert page.evaluate("navigator.clipboard.readText()") == page.locator("#report-markdown").input_value()
     shot(page, "triage-awaiting-verification")
+
+
+def test_admin_marks_a_ticket_duplicate_of_another(crashd: Crashd, world: World, page, monkeypatch) -> None:
+    group_id = world.groups["World::tick"]
+    other = add_ticket(crashd, next(g for s, g in world.groups.items() if s != "World::tick"), "parser crash")
+    sign_in(page, crashd, monkeypatch, "ada", "admin", f"/groups/{group_id}")
+    page.select_option("form.action-duplicate select[name=of]", str(other))
+    shot(page, "group-duplicate-picker")
+    page.click("form.action-duplicate button")
+    page.wait_for_url(f"**/groups/{group_id}#ticket")
+    assert page.locator("ol.history li").last.inner_text().startswith("duplicate by user:ada")
+    assert page.locator("form.action-reopen button").is_visible()
+    ticket = crashd.client.get(f"/api/tickets/{world.ticket_id}", headers=crashd.admin).json()
+    assert (ticket["state"], ticket["history"][-1]["details"]["duplicate_of"]) == ("duplicate", other)
 
 
 def test_triage_board_counts_down_and_reddens_overdue_tickets(crashd: Crashd, world: World, page,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import html
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import Any
 
 import pytest
@@ -16,11 +16,10 @@ from starlette.testclient import TestClient
 
 from conftest import Crashd
 from dashboard_world import (
-    BETA1, BETA2, PANIC_LOG, PASSWORD, TICK, XSS, World, create_user, csrf_of, game_dump, seed, upload_crash,
+    BETA1, BETA2, PANIC_LOG, PASSWORD, TICK, XSS, World, add_ticket, create_user, csrf_of, game_dump, seed,
+    upload_crash,
 )
-from schemas.tables import Ticket, utcnow
 from storage import queries
-from storage.db import session
 
 
 def signed_in(crashd: Crashd, name: str, role: str, monkeypatch: pytest.MonkeyPatch) -> TestClient:
@@ -330,12 +329,7 @@ def test_admin_marks_a_ticket_duplicate_of_another_picked_from_a_list(crashd: Cr
                                                                       admin: TestClient) -> None:
     group_path = f"/groups/{world.groups['World::tick']}"
     other_group = next(g for signature, g in world.groups.items() if signature != "World::tick")
-    with session(crashd.state.ctx.engine) as s:  # a second ticket in the project, as a rule would open it
-        other = Ticket(project_id=crashd.project.id, group_id=other_group, priority="P0", title="other <b>crash</b>",
-                       rule="widespread", due_at=utcnow() + timedelta(hours=24))
-        s.add(other)
-        s.commit()
-        other_id = other.id
+    other_id = add_ticket(crashd, other_group, "other <b>crash</b>")
     page = admin.get(group_path).text
     assert re.findall(r'class="btn btn-(\w+)"', page) == ["resolve", "wontfix", "duplicate"]
     picker = re.search(r'<select name="of".*?</select>', page, re.S).group(0)  # type: ignore[union-attr]
