@@ -95,6 +95,12 @@ def title_of(component: str | None, signature: str) -> str:
     return (f"{component}: {signature}" if component else signature)[:400]
 
 
+def rules_may_change(ticket: dict[str, Any] | None) -> bool:
+    """Whether open_or_escalate could change the group's ticket: there is none yet, or it is
+    a P1 that is open or regressed (a rule may escalate it to P0)."""
+    return ticket is None or (ticket["priority"] != "P0" and ticket["state"] in ACTIVE)
+
+
 def open_or_escalate(engine: Engine, *, settings: Settings, group_id: int, firing: Firing) -> Change | None:
     """Open the group's ticket for firing, or escalate its P1 ticket when firing is P0.
 

@@ -20,7 +20,7 @@ from conftest import Crashd, _crashd, make_settings
 from schemas.tables import Crash, Notification, Ticket, utcnow
 from storage.db import session
 from storage.groups import Grouping, assign_group
-from storage.tickets import open_or_escalate
+from storage.tickets import open_or_escalate, rules_may_change
 from storage.triage_queries import group_stats
 from triage.thresholds import DEFAULT_RULES_PATH, evaluate, load_rules, windows
 from workers.triage_jobs import PERIODIC_JOB_ID, evaluate_group, tick
@@ -182,6 +182,16 @@ def test_api_refusals(tix: Crashd) -> None:
     assert act(tix, ticket_id, "duplicate", of=huge).json() == {"detail": "of must be a ticket id"}
     assert tix.client.get(f"/api/tickets?project={huge}", headers=tix.admin).status_code == 404
     assert tix.client.get("/api/tickets?project=%C2%B3", headers=tix.admin).status_code == 404
+
+
+@pytest.mark.parametrize(("state", "priority", "may"), [
+    (None, None, True), ("open", "P1", True), ("regressed", "P1", True), ("open", "P0", False),
+    ("regressed", "P0", False), ("resolved", "P1", False), ("verified", "P1", False), ("wontfix", "P1", False),
+    ("duplicate", "P1", False)])
+def test_window_counts_are_skipped_when_no_rule_could_change_the_ticket(state: str | None, priority: str | None,
+                                                                        may: bool) -> None:
+    """evaluate_group counts the group's recent crashes only when open_or_escalate could act."""
+    assert rules_may_change(None if state is None else {"state": state, "priority": priority}) is may
 
 
 def test_regression_reopens_and_keeps_history(tix: Crashd) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 
 from schemas.tables import utcnow
 from storage import sessions, triage_queries
-from storage.tickets import FIXED, Change, mark_regressed, open_or_escalate, verify_by_numbers
+from storage.tickets import FIXED, Change, mark_regressed, open_or_escalate, rules_may_change, verify_by_numbers
 from triage.thresholds import current_rules, evaluate, strongest, windows
 from triage.verification import Verification, at_or_after, verify_fix
 from workers.jobs import WorkerContext, current_context
@@ -42,7 +42,11 @@ def evaluate_group(ctx: WorkerContext, group_id: int) -> list[Change]:
     regressed when it crashed again at or after fixed_in. Raises RulesError on a bad file."""
     rules = current_rules(ctx.settings.rules_file)
     changes: list[Change] = []
-    stats = triage_queries.group_stats(ctx.engine, group_id=group_id, windows=windows(rules))
+    # The window counts scan the group's recent crashes, which grows with the group; skip them
+    # when no rule could change the ticket (already P0, or resolved/closed by hand).
+    ticket = triage_queries.ticket_for_group(ctx.engine, group_id=group_id)
+    stats = (triage_queries.group_stats(ctx.engine, group_id=group_id, windows=windows(rules))
+             if rules_may_change(ticket) else None)
     firing = strongest(evaluate(rules, stats)) if stats is not None else None
     if firing is not None:
         change = open_or_escalate(ctx.engine, settings=ctx.settings, group_id=group_id, firing=firing)
