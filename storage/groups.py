@@ -12,7 +12,7 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator, TypeVar
 
 from sqlalchemy import Table, and_, delete, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -30,6 +30,7 @@ PLATFORMS: Table = GroupPlatform.__table__  # type: ignore[attr-defined]
 CRASHES: Table = Crash.__table__  # type: ignore[attr-defined]
 MISSING: Table = CrashMissingSymbols.__table__  # type: ignore[attr-defined]
 RETRIES = 8
+T = TypeVar("T")
 MOVE_LOCK = 0x67727073  # advisory lock class for moving crashes between groups
 
 
@@ -54,14 +55,19 @@ def assign_group(engine: Engine, *, grouping: Grouping) -> int:
     Retries on deadlocks and SQLite's busy errors (two crashes moving between two groups in
     opposite directions can deadlock on PostgreSQL).
     """
+    return retrying(f"group assignment of {grouping.crash_id}", lambda conn: _assign(conn, grouping), engine)
+
+
+def retrying(what: str, work: Callable[[Connection], T], engine: Engine) -> T:
+    """Run work in a write transaction, again on deadlocks and SQLite's busy errors."""
     for attempt in range(RETRIES):
         try:
             with _write_transaction(engine) as conn:
-                return _assign(conn, grouping)
+                return work(conn)
         except OperationalError as exc:
             if attempt == RETRIES - 1:
                 raise
-            log.info("group assignment of %s retried: %s", grouping.crash_id, exc.orig)
+            log.info("%s retried: %s", what, exc.orig)
             time.sleep(0.01 * (2**attempt))
     raise AssertionError("unreachable")
 

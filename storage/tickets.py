@@ -13,18 +13,16 @@ crashed again at or after fixed_in) works like open; wontfix / duplicate close b
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Callable, TypeVar
+from typing import Any
 
 from sqlalchemy import Table, case, literal, select, update
 from sqlalchemy.engine import Connection, Engine, Row
-from sqlalchemy.exc import OperationalError
 
 from schemas.settings import Settings
 from schemas.tables import CrashGroup, Ticket, TicketEvent, utcnow
-from storage.groups import _insert, _least, _write_transaction
+from storage.groups import _insert, _least, retrying
 from storage.queries import as_utc
 from triage.thresholds import Firing
 
@@ -33,7 +31,6 @@ log = logging.getLogger(__name__)
 TICKETS: Table = Ticket.__table__  # type: ignore[attr-defined]
 EVENTS: Table = TicketEvent.__table__  # type: ignore[attr-defined]
 GROUPS: Table = CrashGroup.__table__  # type: ignore[attr-defined]
-RETRIES = 8
 ACTIVE = ("open", "regressed")  # states in which rules escalate and the due time counts
 FIXED = ("resolved", "verified")  # states in which a new crash at/after fixed_in regresses
 NOTIFY_EVENTS = frozenset({"opened", "escalated", "resolved", "verified", "regressed"})
@@ -46,7 +43,6 @@ ACTIONS: dict[str, tuple[tuple[str, ...], str, str]] = {
     "wontfix": (ACTIVE + ("resolved",), "wontfix", "wontfix"),
     "duplicate": (ACTIVE + ("resolved",), "duplicate", "duplicate"),
 }
-T = TypeVar("T")
 
 
 class TicketNotFound(LookupError):
@@ -64,20 +60,6 @@ class Change:
     ticket_id: int
     action: str
     notifications: int = 0
-
-
-def _retrying(what: str, work: Callable[[Connection], T], engine: Engine) -> T:
-    """Run work in a write transaction, again on deadlocks and SQLite's busy errors."""
-    for attempt in range(RETRIES):
-        try:
-            with _write_transaction(engine) as conn:
-                return work(conn)
-        except OperationalError as exc:
-            if attempt == RETRIES - 1:
-                raise
-            log.info("%s retried: %s", what, exc.orig)
-            time.sleep(0.01 * (2**attempt))
-    raise AssertionError("unreachable")
 
 
 def _due(settings: Settings, now: datetime, priority: Any) -> Any:
@@ -108,7 +90,7 @@ def open_or_escalate(engine: Engine, *, settings: Settings, group_id: int, firin
     is resolved/closed). Exactly one ticket per group, one event per change, under any
     number of concurrent callers.
     """
-    return _retrying(f"ticket of group {group_id}", lambda conn: _open_or_escalate(conn, settings, group_id, firing),
+    return retrying(f"ticket of group {group_id}", lambda conn: _open_or_escalate(conn, settings, group_id, firing),
                      engine)
 
 
@@ -146,7 +128,7 @@ def mark_regressed(engine: Engine, *, settings: Settings, ticket_id: int, detail
             state="regressed", due_at=_due(settings, now, TICKETS.c.priority), updated_at=now,
         ).returning(*TICKETS.c)).first()
         return None if row is None else _record(conn, settings, row, "regressed", "system:regression", details)
-    return _retrying(f"regression of ticket {ticket_id}", work, engine)
+    return retrying(f"regression of ticket {ticket_id}", work, engine)
 
 
 def verify_by_numbers(engine: Engine, *, settings: Settings, ticket_id: int, fixed_in: str,
@@ -158,7 +140,7 @@ def verify_by_numbers(engine: Engine, *, settings: Settings, ticket_id: int, fix
             TICKETS.c.id == ticket_id, TICKETS.c.state == "resolved", TICKETS.c.fixed_in == fixed_in,
         ).values(state="verified", updated_at=utcnow()).returning(*TICKETS.c)).first()
         return None if row is None else _record(conn, settings, row, "verified", "system:verification", details)
-    return _retrying(f"verification of ticket {ticket_id}", work, engine)
+    return retrying(f"verification of ticket {ticket_id}", work, engine)
 
 
 def apply_action(engine: Engine, *, settings: Settings, ticket_id: int, action: str, actor: str,
@@ -204,7 +186,7 @@ def apply_action(engine: Engine, *, settings: Settings, ticket_id: int, action: 
                                   f"that is {' or '.join(allowed)}")
         return _record(conn, settings, row, event, actor,
                        {**details, "from": before.state, "previous_fixed_in": before.fixed_in})
-    return _retrying(f"{action} of ticket {ticket_id}", work, engine)
+    return retrying(f"{action} of ticket {ticket_id}", work, engine)
 
 
 def _record(conn: Connection, settings: Settings, ticket: Row, action: str, actor: str,
