@@ -83,6 +83,11 @@ class Settings(BaseSettings):
         120.0, description="A crash `received` for longer than this is enqueued again."
     )
     job_timeout_seconds: int = Field(300, description="Time limit of one processing job.")
+    retention_days: float | None = Field(
+        None, gt=0, description="Delete crashes (rows, minidumps, attachments, reports) received more than this "
+        "many days ago; the server's sweeper does it a batch per tick. Unset: keep everything. "
+        "Groups, tickets and sessions are kept (docs/deploy.md, `crashd prune`)."
+    )
     rate_limit_per_minute: int = Field(
         0, description="Crash reports (envelopes, store and minidump requests) one project may send "
         "per minute; 0: no limit. Counted in Redis when CRASHD_REDIS_URL is set, else in process "
@@ -154,6 +159,12 @@ class Settings(BaseSettings):
                 return json.loads(text)
             return [url.strip() for url in text.split(",") if url.strip()]
         return value
+
+    @field_validator("retention_days", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        """``CRASHD_RETENTION_DAYS=`` (empty) keeps everything, like leaving it unset."""
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("environment")
     @classmethod

@@ -1,4 +1,4 @@
-"""The ``crashd`` command: serve, worker, project, sweep, migrate, triage, patch-notes, progress-log,
+"""The ``crashd`` command: serve, worker, project, sweep, migrate, prune, triage, patch-notes, progress-log,
 user, token.
 
 Every command reads the same Settings (``CRASHD_*`` environment variables).
@@ -395,9 +395,11 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--json", action="store_true", help="a JSON summary with every file's outcome")
     up.set_defaults(func=cmd_symbols_upload)
     add_triage_commands(sub)
+    from server.prune_cli import add_prune_command
     from server.users_cli import add_user_commands
 
     add_user_commands(sub)  # crashd user ..., crashd token ... (docs/auth.md)
+    add_prune_command(sub)  # crashd prune (docs/deploy.md)
     return parser
 
 

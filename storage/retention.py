@@ -1,0 +1,67 @@
+"""Deleting old crashes (``crashd prune``, ``CRASHD_RETENTION_DAYS``): rows here, blobs by the
+caller (workers/retention.py) once the rows are gone.
+
+A crash is deleted whole, in one transaction: its row, its attachments' rows, its missing
+symbols rows and its upload fingerprints, and it is counted out of its group exactly as a
+move between groups does (storage/groups._uncount), so crash, tester, build and platform
+counts stay equal to what the crashes table says. Groups, tickets and sessions are kept: a
+group whose crashes are all gone keeps its signature and ticket with a crash count of 0.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Table, delete, select, text
+from sqlalchemy.engine import Connection, Engine
+
+from schemas.tables import Attachment, UploadFingerprint
+from storage.blobs import day_key
+from storage.groups import CRASHES, MISSING, MOVE_LOCK, _uncount, retrying
+
+ATTACHMENTS: Table = Attachment.__table__  # type: ignore[attr-defined]
+FINGERPRINTS: Table = UploadFingerprint.__table__  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True)
+class OldCrash:
+    crash_id: str
+    project_id: int
+    received_at: datetime
+
+
+def old_crashes(engine: Engine, *, before: datetime, project_id: int | None = None,
+                limit: int = 500) -> list[OldCrash]:
+    """Crashes received before ``before``, oldest first (ix_crashes_received_at)."""
+    stmt = select(CRASHES.c.crash_id, CRASHES.c.project_id, CRASHES.c.received_at).where(
+        CRASHES.c.received_at < before)
+    if project_id is not None:
+        stmt = stmt.where(CRASHES.c.project_id == project_id)
+    with engine.connect() as conn:
+        return [OldCrash(r.crash_id, r.project_id, r.received_at) for r in
+                conn.execute(stmt.order_by(CRASHES.c.received_at, CRASHES.c.crash_id).limit(limit))]
+
+
+def delete_crash(engine: Engine, *, crash_id: str) -> list[str]:
+    """Delete the crash's rows and count it out of its group. Returns the blob keys it had
+    (minidump, annotations, event, processed report, attachments), to delete after the
+    commit; [] when the crash is gone already. Retries deadlocks and SQLite's busy errors."""
+    return retrying(f"deleting crash {crash_id}", lambda conn: _delete(conn, crash_id), engine)
+
+
+def _delete(conn: Connection, crash_id: str) -> list[str]:
+    crash = conn.execute(select(CRASHES).where(CRASHES.c.crash_id == crash_id).with_for_update()).first()
+    if crash is None:
+        return []
+    if crash.group_id is not None:
+        if conn.dialect.name == "postgresql":  # take turns with moves (storage/groups._assign)
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key, :project)"),
+                         {"key": MOVE_LOCK, "project": crash.project_id})
+        _uncount(conn, crash.group_id, crash.build, crash.tester_id, crash.platform)
+    attachments = list(conn.execute(select(ATTACHMENTS.c.blob_key).where(ATTACHMENTS.c.crash_id == crash_id)).scalars())
+    for table in (ATTACHMENTS, MISSING, FINGERPRINTS):
+        conn.execute(delete(table).where(table.c.crash_id == crash_id))
+    conn.execute(delete(CRASHES).where(CRASHES.c.crash_id == crash_id))
+    processed = day_key("processed", crash.received_at, f"{crash_id}.json")
+    return [k for k in (crash.minidump_key, crash.annotations_key, crash.event_key, processed, *attachments) if k]

@@ -1,0 +1,85 @@
+"""Retention: delete crashes received before a cutoff, rows first, then their blobs.
+
+Run by ``crashd prune --older-than 90d`` and, when ``CRASHD_RETENTION_DAYS`` is set, by the
+server's sweeper tick (a bounded batch per tick, so a large backlog drains over a few ticks
+without holding the loop). A blob that cannot be deleted is logged and left behind: the row is
+gone, so nothing points at it any more, and the day folders (storage/blobs.day_key) make such
+leftovers easy to find.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, select
+
+from schemas.tables import utcnow
+from storage.blobs import BlobStoreError
+from storage.groups import CRASHES
+from storage.retention import delete_crash, old_crashes
+from workers.jobs import WorkerContext
+
+log = logging.getLogger(__name__)
+
+BATCH = 500
+
+
+@dataclass
+class Pruned:
+    """What a prune did (or, with dry_run, would do)."""
+
+    crashes: int = 0
+    blobs: int = 0  # deleted, or already gone
+    blobs_failed: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+
+def prune(ctx: WorkerContext, *, before: datetime, project_id: int | None = None, dry_run: bool = False,
+          limit: int | None = None) -> Pruned:
+    """Delete crashes received before ``before`` (at most ``limit``; None: all of them)."""
+    result = Pruned()
+    if dry_run:
+        stmt = select(func.count()).select_from(CRASHES).where(CRASHES.c.received_at < before)
+        if project_id is not None:
+            stmt = stmt.where(CRASHES.c.project_id == project_id)
+        with ctx.engine.connect() as conn:
+            result.crashes = conn.execute(stmt).scalar_one()
+        result.crashes = min(result.crashes, limit) if limit is not None else result.crashes
+        return result
+    while limit is None or result.crashes < limit:
+        size = BATCH if limit is None else min(BATCH, limit - result.crashes)
+        batch = old_crashes(ctx.engine, before=before, project_id=project_id, limit=size)
+        if not batch:
+            break
+        for old in batch:
+            keys = delete_crash(ctx.engine, crash_id=old.crash_id)
+            result.crashes += 1 if keys else 0
+            for key in keys:
+                _delete_blob(ctx, key, result)
+        if len(batch) < size:
+            break
+    if result.crashes:
+        log.info("retention: deleted %d crashes received before %s (%d blobs)", result.crashes,
+                 before.isoformat(), result.blobs)
+    return result
+
+
+def _delete_blob(ctx: WorkerContext, key: str, result: Pruned) -> None:
+    try:
+        ctx.blobs.delete(key)  # a missing key is not an error (BlobStore.delete)
+        result.blobs += 1
+    except (BlobStoreError, OSError) as exc:
+        result.blobs_failed += 1
+        log.warning("retention: blob %s left behind: %s", key, exc)
+
+
+def tick(ctx: WorkerContext) -> Pruned | None:
+    """The sweeper's retention step: one batch of crashes past CRASHD_RETENTION_DAYS."""
+    days = ctx.settings.retention_days
+    if not days:
+        return None
+    return prune(ctx, before=utcnow() - timedelta(days=days), limit=BATCH)
