@@ -6,10 +6,10 @@ Engine, like storage/queries.py; storage/tickets.py does the writing.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 from sqlalchemy import Table, distinct, func, select
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from schemas.tables import Crash, GroupTester, utcnow
 from storage import sessions
@@ -19,44 +19,90 @@ from triage.thresholds import GroupStats, WindowStats
 
 CRASHES: Table = Crash.__table__  # type: ignore[attr-defined]
 TESTERS: Table = GroupTester.__table__  # type: ignore[attr-defined]
+CHUNK = 500  # group ids per IN list
 
 
 def group_stats(engine: Engine, *, group_id: int, windows: dict[timedelta, bool],
                 now: datetime | None = None) -> GroupStats | None:
     """The group's numbers over each window (window -> whether the testers' share is needed);
     None when the group does not exist."""
+    return group_stats_many(engine, group_ids=[group_id], windows=windows, now=now).get(group_id)
+
+
+def group_stats_many(engine: Engine, *, group_ids: Sequence[int], windows: dict[timedelta, bool],
+                     now: datetime | None = None) -> dict[int, GroupStats]:
+    """group_stats of many groups (the periodic evaluation) in a few queries per CHUNK groups:
+    counts by GROUP BY group_id, and the share's session numbers, which belong to the project
+    and build rather than the group, read once. Groups that do not exist are left out."""
     now = now or utcnow()
-    with engine.connect() as conn:
-        group = conn.execute(select(GROUPS.c.project_id, GROUPS.c.component).where(GROUPS.c.id == group_id)).first()
-    if group is None:
-        return None
-    return GroupStats(group.component, {
-        window: window_stats(engine, project_id=group.project_id, group_id=group_id, since=now - window, share=share)
-        for window, share in windows.items()})
+    numbers = _SessionNumbers(engine)
+    out: dict[int, GroupStats] = {}
+    for start in range(0, len(group_ids), CHUNK):
+        chunk = list(group_ids[start:start + CHUNK])
+        with engine.connect() as conn:
+            groups = {r.id: r for r in conn.execute(
+                select(GROUPS.c.id, GROUPS.c.project_id, GROUPS.c.component).where(GROUPS.c.id.in_(chunk)))}
+            counted = {window: _window_counts(conn, chunk, now - window) for window in windows}
+        for group_id, group in groups.items():
+            out[group_id] = GroupStats(group.component, {
+                window: _window_stats(numbers, group.project_id, now - window, share, *counted[window].get(
+                    group_id, (0, 0, {}))) for window, share in windows.items()})
+    return out
 
 
-def window_stats(engine: Engine, *, project_id: int, group_id: int, since: datetime, share: bool) -> WindowStats:
+def _window_counts(conn: Connection, group_ids: list[int],
+                   since: datetime) -> dict[int, tuple[int, int, dict[str, int]]]:
+    """group id -> (distinct testers, crashes, distinct testers per build) of its crashes
+    received since; groups without such a crash are absent."""
+    build = func.coalesce(CRASHES.c.build, "")
+    where = (CRASHES.c.group_id.in_(group_ids), CRASHES.c.received_at >= since)
+    out = {g: (int(t), int(n), {}) for g, t, n in conn.execute(
+        select(CRASHES.c.group_id, func.count(distinct(CRASHES.c.tester_id)), func.count())
+        .where(*where).group_by(CRASHES.c.group_id))}
+    for g, b, t in conn.execute(select(CRASHES.c.group_id, build, func.count(distinct(CRASHES.c.tester_id)))
+                                .where(*where).group_by(CRASHES.c.group_id, build)):
+        out[g][2][b] = int(t)
+    return out
+
+
+class _SessionNumbers:
+    """Sessions per build and active testers per build of a project since a time, each read
+    once (they are the same for every group of the project)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._played: dict[tuple[int, datetime], dict[str, int]] = {}
+        self._active: dict[tuple[int, str, datetime], int] = {}
+
+    def played(self, project_id: int, since: datetime) -> dict[str, int]:
+        if (project_id, since) not in self._played:
+            self._played[project_id, since] = sessions.sessions_per_build(self.engine, project_id=project_id,
+                                                                          since=since)
+        return self._played[project_id, since]
+
+    def active(self, project_id: int, build: str, since: datetime) -> int:
+        if (project_id, build, since) not in self._active:
+            self._active[project_id, build, since] = sessions.active_testers(
+                self.engine, project_id=project_id, build=build, since=since)
+        return self._active[project_id, build, since]
+
+
+def _window_stats(numbers: _SessionNumbers, project_id: int, since: datetime, share: bool, testers: int,
+                  crashes: int, per_build: dict[str, int]) -> WindowStats:
     """Distinct testers, crashes and builds of the group's crashes received since; with share,
     the highest share of a build's active testers (storage/sessions.active_testers) that the
     group's testers on that build make, over builds that had sessions since then."""
-    build = func.coalesce(CRASHES.c.build, "")
-    where = (CRASHES.c.group_id == group_id, CRASHES.c.received_at >= since)
-    with engine.connect() as conn:
-        testers, crashes = conn.execute(select(func.count(distinct(CRASHES.c.tester_id)), func.count())
-                                        .where(*where)).one()
-        per_build = {b: int(t) for b, t in conn.execute(
-            select(build, func.count(distinct(CRASHES.c.tester_id))).where(*where).group_by(build))}
     best, best_build = None, None
     if share and per_build:
-        played = sessions.sessions_per_build(engine, project_id=project_id, since=since)
+        played = numbers.played(project_id, since)
         for name, hit in sorted(per_build.items()):
             if not played.get(name):
                 continue  # no sessions: the share is unknown, not 100 %
-            active = sessions.active_testers(engine, project_id=project_id, build=name, since=since)
+            active = numbers.active(project_id, name, since)
             value = hit / active if active else None
             if value is not None and (best is None or value > best):
                 best, best_build = value, name
-    return WindowStats(int(testers), int(crashes), tuple(sorted(b for b in per_build if b)), best, best_build)
+    return WindowStats(testers, crashes, tuple(sorted(b for b in per_build if b)), best, best_build)
 
 
 def active_group_ids(engine: Engine, *, since: datetime) -> list[int]:
@@ -137,6 +183,17 @@ def ticket_for_group(engine: Engine, *, group_id: int) -> dict[str, Any] | None:
     with engine.connect() as conn:
         row = conn.execute(select(TICKETS).where(TICKETS.c.group_id == group_id)).first()
         return None if row is None else ticket_json(row._mapping)
+
+
+def tickets_for_groups(engine: Engine, *, group_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+    """group id -> its ticket row (JSON-ready), for the groups that have one."""
+    out: dict[int, dict[str, Any]] = {}
+    with engine.connect() as conn:
+        for start in range(0, len(group_ids), CHUNK):
+            chunk = list(group_ids[start:start + CHUNK])
+            for row in conn.execute(select(TICKETS).where(TICKETS.c.group_id.in_(chunk))):
+                out[row.group_id] = ticket_json(row._mapping)
+    return out
 
 
 def last_event_at(engine: Engine, *, ticket_id: int, action: str) -> datetime | None:

@@ -21,8 +21,8 @@ from schemas.tables import Crash, Notification, Ticket, utcnow
 from storage.db import session
 from storage.groups import Grouping, assign_group
 from storage.tickets import open_or_escalate, rules_may_change
-from storage.triage_queries import group_stats
-from triage.thresholds import DEFAULT_RULES_PATH, evaluate, load_rules, windows
+from storage.triage_queries import group_stats, group_stats_many
+from triage.thresholds import DEFAULT_RULES_PATH, GroupStats, WindowStats, evaluate, load_rules, windows
 from workers.triage_jobs import PERIODIC_JOB_ID, evaluate_group, tick
 
 
@@ -248,6 +248,29 @@ def test_resolving_with_sessions_in_verifies_at_once(tix: Crashd) -> None:
     sessions(tix, "1.1", 200)
     t = act(tix, ticket_id, "resolve", fixed_in="1.1").json()
     assert [e["action"] for e in t["history"]] == ["opened", "resolved", "verified"]
+
+
+def test_group_stats_counts_testers_builds_and_shares(tix: Crashd) -> None:
+    """The numbers the rules read, for one group and for many at once (the periodic tick)."""
+    engine = tix.state.ctx.engine
+    for tester in range(4):
+        alpha = crash(tix, f"t{tester}", "1.0", "alpha")
+    crash(tix, "t1", "1.1", "alpha")  # 1.1 has no sessions: its share is unknown, not counted
+    beta = crash(tix, "t0", "1.0", "beta")
+    gamma = crash(tix, None, None, "gamma")  # no tester, no build
+    sessions(tix, "1.0", 40)  # testers t0..t19 played 1.0
+    day, hour = timedelta(hours=24), timedelta(hours=1)
+    wins = {day: True, hour: False}
+    expected = {
+        alpha: GroupStats("game", {day: WindowStats(4, 5, ("1.0", "1.1"), 4 / 20, "1.0"),
+                                   hour: WindowStats(4, 5, ("1.0", "1.1"))}),
+        beta: GroupStats("game", {day: WindowStats(1, 1, ("1.0",), 1 / 20, "1.0"), hour: WindowStats(1, 1, ("1.0",))}),
+        gamma: GroupStats("game", {day: WindowStats(0, 1, ()), hour: WindowStats(0, 1, ())}),
+    }
+    for group_id, stats in expected.items():
+        assert group_stats(engine, group_id=group_id, windows=wins) == stats
+    assert group_stats_many(engine, group_ids=[gamma, 10**6, alpha, beta], windows=wins) == expected
+    assert group_stats(engine, group_id=10**6, windows=wins) is None
 
 
 def test_periodic_tick_evaluates_recent_groups(tix: Crashd) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 from schemas.tables import utcnow
 from storage import sessions, triage_queries
 from storage.tickets import FIXED, Change, mark_regressed, open_or_escalate, rules_may_change, verify_by_numbers
-from triage.thresholds import current_rules, evaluate, strongest, windows
+from triage.thresholds import GroupStats, Threshold, current_rules, evaluate, strongest, windows
 from triage.verification import Verification, at_or_after, verify_fix
 from workers.jobs import WorkerContext, current_context
 from workers.queue import JobQueue, RQJobQueue, running_in_process
@@ -41,17 +41,20 @@ def evaluate_group(ctx: WorkerContext, group_id: int) -> list[Change]:
     """Open or escalate the group's ticket when a rule fires, and mark its resolved ticket
     regressed when it crashed again at or after fixed_in. Raises RulesError on a bad file."""
     rules = current_rules(ctx.settings.rules_file)
-    changes: list[Change] = []
     # The window counts scan the group's recent crashes, which grows with the group; skip them
     # when no rule could change the ticket (already P0, or resolved/closed by hand).
     ticket = triage_queries.ticket_for_group(ctx.engine, group_id=group_id)
     stats = (triage_queries.group_stats(ctx.engine, group_id=group_id, windows=windows(rules))
              if rules_may_change(ticket) else None)
+    return _fire(ctx, rules, group_id, stats) + check_regression(ctx, group_id)
+
+
+def _fire(ctx: WorkerContext, rules: tuple[Threshold, ...], group_id: int, stats: GroupStats | None) -> list[Change]:
+    """Open or escalate the group's ticket for the strongest rule that fires on stats."""
     firing = strongest(evaluate(rules, stats)) if stats is not None else None
-    if firing is not None:
-        change = open_or_escalate(ctx.engine, settings=ctx.settings, group_id=group_id, firing=firing)
-        changes += [change] if change else []
-    return changes + check_regression(ctx, group_id)
+    change = open_or_escalate(ctx.engine, settings=ctx.settings, group_id=group_id,
+                              firing=firing) if firing is not None else None
+    return [change] if change else []
 
 
 def check_regression(ctx: WorkerContext, group_id: int) -> list[Change]:
@@ -113,9 +116,17 @@ def run_periodic(ctx: WorkerContext) -> list[Change]:
     rules = current_rules(ctx.settings.rules_file)
     lookback = max((r.window for r in rules), default=DEFAULT_LOOKBACK)
     changes: list[Change] = []
-    for group_id in triage_queries.active_group_ids(ctx.engine, since=utcnow() - lookback):
+    active = triage_queries.active_group_ids(ctx.engine, since=utcnow() - lookback)
+    # what evaluate_group does per group, read for all of them at once (a few queries per
+    # 500 groups instead of five per group)
+    tickets = triage_queries.tickets_for_groups(ctx.engine, group_ids=active)
+    stats = triage_queries.group_stats_many(ctx.engine, windows=windows(rules), group_ids=[
+        g for g in active if rules_may_change(tickets.get(g))])
+    for group_id in active:
         try:
-            changes += evaluate_group(ctx, group_id)
+            changes += _fire(ctx, rules, group_id, stats.get(group_id))
+            if tickets.get(group_id, {}).get("state") in FIXED:
+                changes += check_regression(ctx, group_id)
         except Exception:  # noqa: BLE001 - one group must not stop the others
             log.exception("triage of group %s failed", group_id)
     return changes + verify_resolved(ctx)
