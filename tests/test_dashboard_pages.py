@@ -346,7 +346,12 @@ def test_admin_marks_a_ticket_duplicate_of_another_picked_from_a_list(crashd: Cr
     ticket = ticket_state(crashd, world.ticket_id)
     assert ticket["state"] == "duplicate"
     assert (ticket["history"][-1]["actor"], ticket["history"][-1]["details"]["duplicate_of"]) == ("user:alice", other_id)
-    assert re.findall(r'class="btn btn-(\w+)"', admin.get(group_path).text) == ["reopen"]
+    page = admin.get(group_path).text
+    assert re.findall(r'class="btn btn-(\w+)"', page) == ["reopen"]
+    assert f'duplicate of <a href="/tickets/{other_id}">#{other_id}</a>' in page
+    followed = admin.get(f"/tickets/{other_id}", follow_redirects=False)
+    assert (followed.status_code, followed.headers["location"]) == (303, f"/groups/{other_group}#ticket")
+    assert admin.get("/tickets/999999").status_code == 404
 
 
 def test_admin_reprocesses_a_crash(crashd: Crashd, world: World, admin: TestClient) -> None:

@@ -2,6 +2,7 @@
 
 - ``GET /groups/<id>``: signature, reason text, the representative crash's crashing stack,
   crashes and crash rate per build, testers, crashes, the ticket and its history.
+- ``GET /tickets/<id>``: 303 to its group's page (links to a ticket, e.g. "duplicate of").
 - ``POST /tickets/<id>/<action>`` (admin, CSRF): resolve (``fixed_in``), verify, reject,
   reopen, wontfix, duplicate (``of``: picked from the project's other tickets) through
   server/tickets_api.change, then back to the group page (303).
@@ -89,6 +90,17 @@ def ticket_body(who: auth.Principal, form: FormData) -> dict[str, Any]:
     if of.isascii() and of.isdigit() and queries.is_row_id(int(of)):
         body["of"] = int(of)
     return body
+
+
+@page
+async def ticket_page(request: Request, state: "ServerState", who: auth.Principal) -> Response:
+    """GET /tickets/<id>: a ticket lives on its group's page; go there (303)."""
+    ticket_id = request.path_params["ticket_id"]
+    ticket = await run_in_threadpool(get_ticket, state.ctx.engine,
+                                     ticket_id=ticket_id) if queries.is_row_id(ticket_id) else None
+    if ticket is None:
+        return problem(request, who, 404, "Not found", f"There is no ticket {ticket_id}.")
+    return RedirectResponse(f"/groups/{ticket['group_id']}#ticket", status_code=303)
 
 
 @action
