@@ -23,7 +23,7 @@ from storage.groups import Grouping, assign_group
 from storage.tickets import open_or_escalate, rules_may_change
 from storage.triage_queries import group_stats, group_stats_many
 from triage.thresholds import DEFAULT_RULES_PATH, GroupStats, WindowStats, evaluate, load_rules, windows
-from workers.triage_jobs import PERIODIC_JOB_ID, evaluate_group, tick
+from workers.triage_jobs import PERIODIC_JOB_ID, evaluate_group, run_periodic, tick
 
 
 @pytest.fixture
@@ -288,6 +288,22 @@ def test_periodic_tick_evaluates_recent_groups(tix: Crashd) -> None:
         tix.drain()
     listed = tix.client.get("/api/tickets", headers=tix.admin).json()["tickets"]
     assert [(t["group_id"], t["priority"]) for t in listed] == [(group_id, "P1")]
+
+
+def test_periodic_tick_catches_up_openings_and_regressions(tix: Crashd) -> None:
+    """What per-crash evaluation missed (a worker died after counting the crash): the tick
+    opens the ticket of a group that crossed a threshold and regresses a fixed one."""
+    fixed, fixed_group = open_ticket(tix, build="0.9.9-staging-beta1")
+    assert act(tix, fixed, "resolve", fixed_in="0.9.9-staging-beta2").status_code == 200
+    for tester in range(3):
+        other_group = crash(tix, f"t{tester}", "1.0", "other_frame")
+    crash(tix, "t8", "0.9.9-staging-beta3", "crash_here")  # counted, never evaluated
+    changes = run_periodic(tix.state.ctx)
+    assert sorted((c.action, c.ticket_id == fixed) for c in changes) == [("opened", False), ("regressed", True)]
+    assert ticket(tix, fixed)["state"] == "regressed"
+    listed = tix.client.get("/api/tickets?state=open", headers=tix.admin).json()["tickets"]
+    assert [(t["group_id"], t["priority"]) for t in listed] == [(other_group, "P1")]
+    assert run_periodic(tix.state.ctx) == []  # nothing new: nothing changes
 
 
 def run_cli(c: Crashd, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str) -> str:
