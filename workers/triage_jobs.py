@@ -82,10 +82,11 @@ def verify_resolved(ctx: WorkerContext, *, project_id: int | None = None,
     per session from fixed_in on; the others stay resolved until the numbers say so."""
     tickets = triage_queries.list_tickets(ctx.engine, project_id=project_id, states=["resolved"])
     changes = []
+    projects: dict[int, tuple[dict[str, int], dict[str, Any]]] = {}  # read once per project, not per ticket
     for ticket in tickets:
         if ticket_id is not None and ticket["id"] != ticket_id:
             continue
-        result = fix_numbers(ctx, ticket)
+        result = fix_numbers(ctx, ticket, projects)
         if result.test.significant:
             change = verify_by_numbers(ctx.engine, settings=ctx.settings, ticket_id=ticket["id"],
                                        fixed_in=ticket["fixed_in"], details=result.details())
