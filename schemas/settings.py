@@ -84,9 +84,9 @@ class Settings(BaseSettings):
     )
     job_timeout_seconds: int = Field(300, description="Time limit of one processing job.")
     retention_days: float | None = Field(
-        None, gt=0, description="Delete crashes (rows, minidumps, attachments, reports) received more than this "
-        "many days ago; the server's sweeper does it a batch per tick. Unset: keep everything. "
-        "Groups, tickets and sessions are kept (docs/deploy.md, `crashd prune`)."
+        None, gt=0, description="Delete crashes (rows, minidumps, attachments, reports) and sessions older "
+        "than this many days; the server's sweeper does it a batch per tick. Unset: keep everything. "
+        "Groups and tickets are kept (docs/deploy.md, `crashd prune`)."
     )
     rate_limit_per_minute: int = Field(
         0, description="Crash reports (envelopes, store and minidump requests) one project may send "

@@ -1,4 +1,4 @@
-"""``crashd prune``: delete crashes older than a cutoff (workers/retention.py, docs/deploy.md).
+"""``crashd prune``: delete crashes and sessions older than a cutoff (workers/retention.py, docs/deploy.md).
 
     crashd prune --older-than 90d [--project P] [--dry-run] [--json]
 
@@ -49,16 +49,17 @@ def cmd_prune(settings: Settings, args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"before": before.isoformat(), "dry_run": args.dry_run, **result.as_dict()}))
     elif args.dry_run:
-        print(f"would delete {result.crashes} crashes received before {before:%Y-%m-%d %H:%M} UTC")
+        print(f"would delete {result.crashes} crashes and {result.sessions} sessions from before "
+              f"{before:%Y-%m-%d %H:%M} UTC")
     else:
-        print(f"deleted {result.crashes} crashes received before {before:%Y-%m-%d %H:%M} UTC "
-              f"({result.blobs} blobs" + (f", {result.blobs_failed} left behind: see the log" if result.blobs_failed
-                                          else "") + ")")
+        left = f", {result.blobs_failed} left behind: see the log" if result.blobs_failed else ""
+        print(f"deleted {result.crashes} crashes ({result.blobs} blobs{left}) and {result.sessions} sessions "
+              f"from before {before:%Y-%m-%d %H:%M} UTC")
     return 1 if result.blobs_failed else 0
 
 
 def add_prune_command(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
-    prune = sub.add_parser("prune", help="delete crashes older than a cutoff (rows, dumps, attachments)")
+    prune = sub.add_parser("prune", help="delete crashes (rows, dumps, attachments) and sessions older than a cutoff")
     prune.add_argument("--older-than", metavar="AGE", help="36h, 90d, 12w or an ISO date (default: CRASHD_RETENTION_DAYS)")
     prune.add_argument("--project", metavar="P", help="only this project (name or id)")
     prune.add_argument("--dry-run", action="store_true", help="count what would go, delete nothing")

@@ -1,27 +1,32 @@
-"""Deleting old crashes (``crashd prune``, ``CRASHD_RETENTION_DAYS``): rows here, blobs by the
-caller (workers/retention.py) once the rows are gone.
+"""Deleting old crashes and sessions (``crashd prune``, ``CRASHD_RETENTION_DAYS``): rows here,
+blobs by the caller (workers/retention.py) once the rows are gone.
 
 A crash is deleted whole, in one transaction: its row, its attachments' rows, its missing
 symbols rows and its upload fingerprints, and it is counted out of its group exactly as a
 move between groups does (storage/groups._uncount), so crash, tester, build and platform
-counts stay equal to what the crashes table says. Groups, tickets and sessions are kept: a
-group whose crashes are all gone keeps its signature and ticket with a crash count of 0.
+counts stay equal to what the crashes table says. Sessions started before the same cutoff go
+too, so a build's crash rate keeps counting crashes and sessions over the same time. Groups
+and tickets are kept: a group whose crashes are all gone keeps its signature and ticket with a
+crash count of 0.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Table, delete, select, text
+from sqlalchemy import Table, delete, func, select, text
 from sqlalchemy.engine import Connection, Engine
 
-from schemas.tables import Attachment, UploadFingerprint
+from schemas.tables import Attachment, GameSession, UploadFingerprint
 from storage.blobs import day_key
 from storage.groups import CRASHES, MISSING, MOVE_LOCK, _uncount, retrying
+from storage.sessions import _utc
 
 ATTACHMENTS: Table = Attachment.__table__  # type: ignore[attr-defined]
 FINGERPRINTS: Table = UploadFingerprint.__table__  # type: ignore[attr-defined]
+SESSIONS: Table = GameSession.__table__  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)
@@ -65,3 +70,30 @@ def _delete(conn: Connection, crash_id: str) -> list[str]:
     conn.execute(delete(CRASHES).where(CRASHES.c.crash_id == crash_id))
     processed = day_key("processed", crash.received_at, f"{crash_id}.json")
     return [k for k in (crash.minidump_key, crash.annotations_key, crash.event_key, processed, *attachments) if k]
+
+
+def _old(table: Table, column: Any, before: datetime, project_id: int | None) -> Any:
+    where = [column < _utc(before)]
+    if project_id is not None:
+        where.append(table.c.project_id == project_id)
+    return where
+
+
+def count_old(engine: Engine, *, before: datetime, project_id: int | None = None) -> tuple[int, int]:
+    """(crashes, sessions) that a prune with this cutoff would delete."""
+    counts = []
+    with engine.connect() as conn:
+        for table, column in ((CRASHES, CRASHES.c.received_at), (SESSIONS, SESSIONS.c.started)):
+            where = _old(table, column, before, project_id)
+            counts.append(int(conn.execute(select(func.count()).select_from(table).where(*where)).scalar_one()))
+    return counts[0], counts[1]
+
+
+def delete_sessions(engine: Engine, *, before: datetime, project_id: int | None = None, limit: int = 5000) -> int:
+    """Delete up to limit sessions started before ``before``; returns how many went."""
+    with engine.begin() as conn:
+        ids = list(conn.execute(select(SESSIONS.c.session_id).where(*_old(SESSIONS, SESSIONS.c.started, before,
+                                                                         project_id)).limit(limit)).scalars())
+        if ids:
+            conn.execute(delete(SESSIONS).where(SESSIONS.c.session_id.in_(ids)))
+    return len(ids)

@@ -1,5 +1,5 @@
-"""Retention: `crashd prune` and CRASHD_RETENTION_DAYS delete old crashes whole (rows, blobs)
-and count them out of their groups, on SQLite and on PostgreSQL + RQ."""
+"""Retention: `crashd prune` and CRASHD_RETENTION_DAYS delete old crashes whole (rows, blobs),
+count them out of their groups and delete old sessions, on SQLite and on PostgreSQL + RQ."""
 
 from __future__ import annotations
 
@@ -12,15 +12,16 @@ import pytest
 from sqlalchemy import distinct, func, select, update
 
 from conftest import Crashd
-from dashboard_world import World, seed
+from dashboard_world import BETA1, World, seed
 from schemas.tables import utcnow
 from server import cli
 from storage.blobs import day_key
 from storage.groups import BUILDS, CRASHES, GROUPS, MISSING, PLATFORMS, TESTERS
-from storage.retention import ATTACHMENTS, FINGERPRINTS
+from storage.retention import ATTACHMENTS, FINGERPRINTS, SESSIONS
 from workers import retention
 
 OLD = ("tick0", "tick1", "tick2", "parser")  # aged to 100 days; World::tick keeps tick3, tick-beta2
+OLD_SESSIONS = 100  # BETA1's sessions, aged to 100 days too; BETA2's 250 stay
 
 
 @pytest.fixture
@@ -39,7 +40,13 @@ def world(crashd: Crashd) -> World:
     with ctx.engine.begin() as conn:
         conn.execute(update(CRASHES).where(CRASHES.c.crash_id.in_([world.crashes[n] for n in OLD]))
                      .values(received_at=then))
+        assert conn.execute(update(SESSIONS).where(SESSIONS.c.build == BETA1).values(started=then)).rowcount == 100
     return world
+
+
+def session_count(crashd: Crashd) -> int:
+    with crashd.state.ctx.engine.connect() as conn:
+        return conn.execute(select(func.count()).select_from(SESSIONS)).scalar_one()
 
 
 def rows(crashd: Crashd, table: Any, crash_ids: list[str]) -> int:
@@ -80,9 +87,12 @@ def test_prune_deletes_old_crashes_whole_and_keeps_counts_exact(crashd: Crashd, 
 
     before = utcnow() - timedelta(days=90)
     dry = retention.prune(crashd.state.ctx, before=before, dry_run=True)
-    assert (dry.crashes, dry.blobs) == (4, 0) and rows(crashd, CRASHES, old) == 4
+    assert (dry.crashes, dry.sessions, dry.blobs) == (4, OLD_SESSIONS, 0) and rows(crashd, CRASHES, old) == 4
+    assert session_count(crashd) == 350
     done = retention.prune(crashd.state.ctx, before=before)
-    assert (done.crashes, done.blobs_failed) == (4, 0) and done.blobs >= 4 * 3  # dump, annotations, report each
+    assert (done.crashes, done.sessions, done.blobs_failed) == (4, OLD_SESSIONS, 0)
+    assert done.blobs >= 4 * 3  # dump, annotations, report each
+    assert session_count(crashd) == 250
 
     for table in (CRASHES, ATTACHMENTS, FINGERPRINTS, MISSING):
         assert rows(crashd, table, old) == 0, table.name
@@ -105,8 +115,10 @@ def test_prune_deletes_old_crashes_whole_and_keeps_counts_exact(crashd: Crashd, 
 def test_prune_limit_and_project(crashd: Crashd, world: World) -> None:
     before = utcnow() - timedelta(days=90)
     assert retention.prune(crashd.state.ctx, before=before, project_id=crashd.project.id + 1).crashes == 0
-    assert retention.prune(crashd.state.ctx, before=before, limit=3).crashes == 3
-    assert retention.prune(crashd.state.ctx, before=before, project_id=crashd.project.id).crashes == 1
+    three = retention.prune(crashd.state.ctx, before=before, limit=3)
+    assert (three.crashes, three.sessions) == (3, 30)  # a tick's batch: crashes, and 10x as many sessions
+    rest = retention.prune(crashd.state.ctx, before=before, project_id=crashd.project.id)
+    assert (rest.crashes, rest.sessions) == (1, OLD_SESSIONS - 30)
     assert_counts_match_crashes(crashd)
 
 
@@ -132,12 +144,13 @@ def test_crashd_prune_command(crashd: Crashd, world: World, monkeypatch: pytest.
     assert run_prune(crashd, monkeypatch, capsys, "--older-than", "soon")[0] == 2
     assert run_prune(crashd, monkeypatch, capsys, "--older-than", "90d", "--project", "nope")[0] == 2
     status, out, _ = run_prune(crashd, monkeypatch, capsys, "--older-than", "90d", "--dry-run")
-    assert status == 0 and out.startswith("would delete 4 crashes received before ")
+    assert status == 0 and out.startswith(f"would delete 4 crashes and {OLD_SESSIONS} sessions from before ")
     status, out, _ = run_prune(crashd, monkeypatch, capsys, "--json", "--project", "game",
                                CRASHD_RETENTION_DAYS="95")
     assert status == 0
     summary = json.loads(out)
-    assert (summary["crashes"], summary["dry_run"], summary["blobs_failed"]) == (4, False, 0)
+    assert (summary["crashes"], summary["sessions"], summary["dry_run"], summary["blobs_failed"]) == (
+        4, OLD_SESSIONS, False, 0)
     assert rows(crashd, CRASHES, [world.crashes[n] for n in OLD]) == 0
     assert_counts_match_crashes(crashd)
 
@@ -151,5 +164,5 @@ def test_the_sweeper_tick_applies_retention_days(crashd: Crashd, world: World) -
         pruned = retention.tick(ctx)
     finally:
         ctx.settings.retention_days = None
-    assert pruned is not None and pruned.crashes == 4
+    assert pruned is not None and (pruned.crashes, pruned.sessions) == (4, OLD_SESSIONS)
     assert rows(crashd, CRASHES, list(world.crashes.values())) == len(world.crashes) - 4

@@ -1,4 +1,5 @@
-"""Retention: delete crashes received before a cutoff, rows first, then their blobs.
+"""Retention: delete crashes received and sessions started before a cutoff; a crash's rows
+first, then its blobs.
 
 Run by ``crashd prune --older-than 90d`` and, when ``CRASHD_RETENTION_DAYS`` is set, by the
 server's sweeper tick (a bounded batch per tick, so a large backlog drains over a few ticks
@@ -13,17 +14,15 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select
-
 from schemas.tables import utcnow
 from storage.blobs import BlobStoreError
-from storage.groups import CRASHES
-from storage.retention import delete_crash, old_crashes
+from storage.retention import count_old, delete_crash, delete_sessions, old_crashes
 from workers.jobs import WorkerContext
 
 log = logging.getLogger(__name__)
 
-BATCH = 500
+BATCH = 500  # crashes a sweeper tick deletes at most (and 10x as many sessions)
+SESSION_BATCH = 5000
 
 
 @dataclass
@@ -31,6 +30,7 @@ class Pruned:
     """What a prune did (or, with dry_run, would do)."""
 
     crashes: int = 0
+    sessions: int = 0
     blobs: int = 0  # deleted, or already gone
     blobs_failed: int = 0
 
@@ -40,21 +40,17 @@ class Pruned:
 
 def prune(ctx: WorkerContext, *, before: datetime, project_id: int | None = None, dry_run: bool = False,
           limit: int | None = None) -> Pruned:
-    """Delete crashes received before ``before`` (at most ``limit``; None: all of them)."""
+    """Delete crashes received before ``before`` (at most ``limit``; None: all of them), and
+    sessions started before it (at most 10 * ``limit``)."""
     result = Pruned()
     if dry_run:
-        stmt = select(func.count()).select_from(CRASHES).where(CRASHES.c.received_at < before)
-        if project_id is not None:
-            stmt = stmt.where(CRASHES.c.project_id == project_id)
-        with ctx.engine.connect() as conn:
-            result.crashes = conn.execute(stmt).scalar_one()
-        result.crashes = min(result.crashes, limit) if limit is not None else result.crashes
+        crashes, played = count_old(ctx.engine, before=before, project_id=project_id)
+        result.crashes, result.sessions = (crashes, played) if limit is None else (min(crashes, limit),
+                                                                                    min(played, 10 * limit))
         return result
     while limit is None or result.crashes < limit:
         size = BATCH if limit is None else min(BATCH, limit - result.crashes)
         batch = old_crashes(ctx.engine, before=before, project_id=project_id, limit=size)
-        if not batch:
-            break
         for old in batch:
             keys = delete_crash(ctx.engine, crash_id=old.crash_id)
             result.crashes += 1 if keys else 0
@@ -62,9 +58,15 @@ def prune(ctx: WorkerContext, *, before: datetime, project_id: int | None = None
                 _delete_blob(ctx, key, result)
         if len(batch) < size:
             break
-    if result.crashes:
-        log.info("retention: deleted %d crashes received before %s (%d blobs)", result.crashes,
-                 before.isoformat(), result.blobs)
+    while limit is None or result.sessions < 10 * limit:
+        size = SESSION_BATCH if limit is None else min(SESSION_BATCH, 10 * limit - result.sessions)
+        gone = delete_sessions(ctx.engine, before=before, project_id=project_id, limit=size)
+        result.sessions += gone
+        if gone < size:
+            break
+    if result.crashes or result.sessions:
+        log.info("retention: deleted %d crashes (%d blobs) and %d sessions from before %s", result.crashes,
+                 result.blobs, result.sessions, before.isoformat())
     return result
 
 
