@@ -40,9 +40,7 @@ def old_crashes(engine: Engine, *, before: datetime, project_id: int | None = No
                 limit: int = 500) -> list[OldCrash]:
     """Crashes received before ``before``, oldest first (ix_crashes_received_at)."""
     stmt = select(CRASHES.c.crash_id, CRASHES.c.project_id, CRASHES.c.received_at).where(
-        CRASHES.c.received_at < before)
-    if project_id is not None:
-        stmt = stmt.where(CRASHES.c.project_id == project_id)
+        *_old(CRASHES, CRASHES.c.received_at, before, project_id))
     with engine.connect() as conn:
         return [OldCrash(r.crash_id, r.project_id, r.received_at) for r in
                 conn.execute(stmt.order_by(CRASHES.c.received_at, CRASHES.c.crash_id).limit(limit))]
@@ -72,7 +70,8 @@ def _delete(conn: Connection, crash_id: str) -> list[str]:
     return [k for k in (crash.minidump_key, crash.annotations_key, crash.event_key, processed, *attachments) if k]
 
 
-def _old(table: Table, column: Any, before: datetime, project_id: int | None) -> Any:
+def _old(table: Table, column: Any, before: datetime, project_id: int | None) -> list[Any]:
+    """The conditions of a row dated (column) before ``before``, of the project when given."""
     where = [column < _utc(before)]
     if project_id is not None:
         where.append(table.c.project_id == project_id)
