@@ -32,12 +32,13 @@ chromium:
 	@test -x $(CHROMIUM) || { echo "installing chromium and chromium-driver for the browser tests"; \
 		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium chromium-driver; }
 
-# Without npm the symupload tests skip, and say so in the summary.
+# Without npm (or the registry) the symupload tests skip, and say so in the summary.
 breakpad-src:
 	@test -f $(BREAKPAD_SRC)/tools/linux/symupload/sym_upload.cc || { \
 		if command -v npm >/dev/null; then echo "fetching Breakpad's source ($(BREAKPAD_NPM)) into .tools/"; \
-		mkdir -p .tools/breakpad && cd .tools/breakpad && npm install --no-save --no-audit --no-fund \
-			--ignore-scripts --loglevel=error $(BREAKPAD_NPM) >/dev/null; \
+		mkdir -p .tools/breakpad && (cd .tools/breakpad && npm install --no-save --no-audit --no-fund \
+			--ignore-scripts --loglevel=error $(BREAKPAD_NPM) >/dev/null) \
+		|| echo "WARNING: could not fetch Breakpad's source: the symupload tests will be skipped"; \
 		else echo "WARNING: npm not found: the Breakpad symupload tests will be skipped"; fi; }
 
 test: install-dev chromium breakpad-src
