@@ -88,6 +88,11 @@ class Settings(BaseSettings):
         "than this many days; the server's sweeper does it a batch per tick. Unset: keep everything. "
         "Groups and tickets are kept (docs/deploy.md, `crashd prune`)."
     )
+    symbol_retention_days: float | None = Field(
+        None, gt=0, description="Delete uploaded debug files that no crash has used for this many days "
+        "(and that were uploaded before then); the server's sweeper checks each tick. Unset: keep "
+        "everything (docs/symbols.md, `crashd symbols prune`)."
+    )
     rate_limit_per_minute: int = Field(
         0, description="Crash reports (envelopes, store and minidump requests) one project may send "
         "per minute; 0: no limit. Counted in Redis when CRASHD_REDIS_URL is set, else in process "
@@ -160,7 +165,7 @@ class Settings(BaseSettings):
             return [url.strip() for url in text.split(",") if url.strip()]
         return value
 
-    @field_validator("retention_days", mode="before")
+    @field_validator("retention_days", "symbol_retention_days", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         """``CRASHD_RETENTION_DAYS=`` (empty) keeps everything, like leaving it unset."""

@@ -139,6 +139,8 @@ class SymbolFile(SQLModel, table=True):
     sha256: str = Field(max_length=64)
     path: str = Field(max_length=1000)
     uploaded_at: datetime = _ts(nullable=False, default=utcnow)
+    # When a crash last loaded this module's symbols (kept to the day); None: never yet.
+    last_used_at: datetime | None = _ts(nullable=True)
 
 
 class CrashGroup(SQLModel, table=True):

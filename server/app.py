@@ -34,7 +34,7 @@ from server import dashboard, pages
 from server.ratelimit import MemoryRateLimiter, RateLimiter, make_rate_limiter
 from server.signin_throttle import SignInThrottle
 from storage.db import migrate
-from workers import jobs, retention, triage_jobs
+from workers import jobs, retention, symbol_prune, triage_jobs
 from workers.queue import InProcessJobQueue, JobQueue, make_queue
 from workers.sweeper import sweep
 
@@ -111,6 +111,7 @@ async def _sweeper_loop(state: ServerState) -> None:
             await run_in_threadpool(triage_jobs.tick, state.ctx, state.queue)  # rules, regressions, verification
             await run_in_threadpool(state.queue.enqueue_notify)  # retries of ticket notifications
             await run_in_threadpool(retention.tick, state.ctx)  # CRASHD_RETENTION_DAYS, a batch a tick
+            await run_in_threadpool(symbol_prune.tick, state.ctx)  # CRASHD_SYMBOL_RETENTION_DAYS
         except Exception:  # noqa: BLE001 - keep sweeping
             log.exception("sweeper failed")
 

@@ -394,6 +394,9 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--timeout", type=float, default=300.0, help="seconds per request (the server converts the file)")
     up.add_argument("--json", action="store_true", help="a JSON summary with every file's outcome")
     up.set_defaults(func=cmd_symbols_upload)
+    from server.prune_cli import add_symbols_prune_command
+
+    add_symbols_prune_command(symbols)  # crashd symbols prune (docs/symbols.md)
     add_triage_commands(sub)
     from server.prune_cli import add_prune_command
     from server.users_cli import add_user_commands

@@ -1,11 +1,15 @@
-"""``crashd prune``: delete crashes and sessions older than a cutoff (workers/retention.py, docs/deploy.md).
+"""``crashd prune``: delete crashes and sessions older than a cutoff (workers/retention.py,
+docs/deploy.md); ``crashd symbols prune``: delete uploaded debug files no crash has used since a
+cutoff (workers/symbol_prune.py, docs/symbols.md).
 
     crashd prune --older-than 90d [--project P] [--dry-run] [--json]
+    crashd symbols prune --unused-for 90d [--dry-run] [--json]
 
 ``--older-than`` takes what ``--since`` takes elsewhere: ``36h``, ``90d``, ``12w`` ago, or an ISO
 date (crashes received before it).
-Without ``--older-than`` it uses ``CRASHD_RETENTION_DAYS``, and refuses when that is unset too:
-a command that deletes data needs its cutoff said somewhere.
+Without ``--older-than`` (``--unused-for``) it uses ``CRASHD_RETENTION_DAYS``
+(``CRASHD_SYMBOL_RETENTION_DAYS``), and refuses when that is unset too: a command that deletes
+data needs its cutoff said somewhere.
 """
 
 from __future__ import annotations
@@ -13,31 +17,47 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from schemas.settings import Settings
 from schemas.tables import utcnow
 
-def cmd_prune(settings: Settings, args: argparse.Namespace) -> int:
-    """Delete (or with --dry-run count) the crashes received before now - AGE."""
+if TYPE_CHECKING:
+    from workers.jobs import WorkerContext
+
+def cutoff(given: str | None, days: float | None, option: str, setting: str) -> datetime:
+    """The cutoff from the option (``90d``, an ISO date, ...) or the setting's days. Raises
+    ValueError with what to say."""
     from server.groups_api import parse_since
-    from storage import queries
+
+    if given:
+        return parse_since(given)  # type: ignore[return-value]  (not empty: never None)
+    if days:
+        return utcnow() - timedelta(days=days)
+    raise ValueError(f"say how old: {option} 90d, or set {setting}")
+
+
+def context(settings: Settings) -> "WorkerContext":
     from storage.db import migrate
     from workers import jobs
+
+    ctx = jobs.build_context(settings)
+    migrate(ctx.engine)
+    return ctx
+
+
+def cmd_prune(settings: Settings, args: argparse.Namespace) -> int:
+    """Delete (or with --dry-run count) the crashes received before now - AGE."""
+    from storage import queries
     from workers.retention import prune
 
     try:
-        if args.older_than:
-            before = parse_since(args.older_than)
-        elif settings.retention_days:
-            before = utcnow() - timedelta(days=settings.retention_days)
-        else:
-            raise ValueError("say how old: --older-than 90d, or set CRASHD_RETENTION_DAYS")
+        before = cutoff(args.older_than, settings.retention_days, "--older-than", "CRASHD_RETENTION_DAYS")
     except ValueError as exc:
         print(f"error: --older-than: {exc}", file=sys.stderr)
         return 2
-    ctx = jobs.build_context(settings)
-    migrate(ctx.engine)
+    ctx = context(settings)
     project_id = None
     if args.project:
         project = queries.find_project(ctx.engine, ref=args.project)
@@ -65,3 +85,32 @@ def add_prune_command(sub: "argparse._SubParsersAction[argparse.ArgumentParser]"
     prune.add_argument("--dry-run", action="store_true", help="count what would go, delete nothing")
     prune.add_argument("--json", action="store_true", help="print the counts as JSON")
     prune.set_defaults(func=cmd_prune)
+
+
+def cmd_symbols_prune(settings: Settings, args: argparse.Namespace) -> int:
+    """Delete (or with --dry-run count) the debug files no crash has used since now - AGE."""
+    from workers.symbol_prune import prune_symbols
+
+    try:
+        before = cutoff(args.unused_for, settings.symbol_retention_days, "--unused-for",
+                        "CRASHD_SYMBOL_RETENTION_DAYS")
+    except ValueError as exc:
+        print(f"error: --unused-for: {exc}", file=sys.stderr)
+        return 2
+    result = prune_symbols(context(settings), before=before, dry_run=args.dry_run)
+    if args.json:
+        print(json.dumps({"before": before.isoformat(), "dry_run": args.dry_run, **result.as_dict()}))
+    else:
+        verb = "would delete" if args.dry_run else "deleted"
+        print(f"{verb} {result.modules} modules ({result.bytes / 1e6:.1f} MB) unused since "
+              f"{before:%Y-%m-%d %H:%M} UTC" + "".join(f"\nkept (error): {f}" for f in result.failed))
+    return 1 if result.failed else 0
+
+
+def add_symbols_prune_command(symbols: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    prune = symbols.add_parser("prune", help="delete uploaded debug files no crash has used for a while")
+    prune.add_argument("--unused-for", metavar="AGE",
+                       help="36h, 90d, 12w or an ISO date (default: CRASHD_SYMBOL_RETENTION_DAYS)")
+    prune.add_argument("--dry-run", action="store_true", help="count what would go, delete nothing")
+    prune.add_argument("--json", action="store_true", help="print the counts as JSON")
+    prune.set_defaults(func=cmd_symbols_prune)

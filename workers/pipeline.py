@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from schemas.stack import Thread
-from schemas.tables import Crash, CrashStatus
+from schemas.tables import Crash, CrashStatus, utcnow
 from storage import queries
 from storage.blobs import BlobNotFound, day_key
 from workers.jobs import WorkerContext
@@ -156,6 +156,22 @@ def store_report(ctx: WorkerContext, state: ProcessingState, report: dict[str, A
     ctx.blobs.put_bytes(key, json.dumps(report, separators=(",", ":")).encode())
     state.processed.update(summarize(report), report_key=key)
     state.report = report
+
+
+class SymbolUseRule(Rule):
+    """Records that the uploaded debug files of the modules whose symbols the report loaded
+    were used now (storage/symbol_use.py, at most once a day per module), so that
+    ``crashd symbols prune`` keeps what crashes still need."""
+
+    def predicate(self, ctx: WorkerContext, state: ProcessingState) -> bool:
+        return state.report is not None
+
+    def action(self, ctx: WorkerContext, state: ProcessingState) -> None:
+        from storage.symbol_use import mark_used
+
+        loaded = {(str(m["debug_file"]), str(m["debug_id"])) for m in (state.report or {}).get("modules", [])
+                  if m.get("loaded_symbols") and m.get("debug_file") and m.get("debug_id")}
+        mark_used(ctx.engine, modules=loaded, now=utcnow())  # one UPDATE; it writes once a day per module
 
 
 class SignatureRule(Rule):
@@ -299,7 +315,7 @@ def summarize(report: dict[str, Any], top: int = 10) -> dict[str, Any]:
 
 DEFAULT_RULES: tuple[Rule, ...] = (
     VerifyMinidumpRule(), CopyAnnotationsRule(), ReadMinidumpRule(), WalkStacksRule(), EventStackRule(),
-    ReportRule(), SignatureRule(), EventMessageSignatureRule(), ComponentRule(), GroupRule(), ThresholdRule(),
+    ReportRule(), SymbolUseRule(), SignatureRule(), EventMessageSignatureRule(), ComponentRule(), GroupRule(), ThresholdRule(),
 )
 
 
