@@ -13,14 +13,14 @@ import pytest
 from sqlalchemy import select, update
 
 from conftest import Crashd
-from dashboard_world import TICK, World, game_dump, seed
+from dashboard_world import BETA2, TICK, World, game_dump, seed, upload_crash
 from schemas.tables import utcnow
 from server import cli
 from storage.symbol_use import SYMBOL_FILES, mark_used
 from symbolicator.minidump import read_minidump
 from symbolicator.symbols.cache import module_cache_dir
 from uploads import multipart
-from workers import symbol_prune
+from workers import jobs, symbol_prune
 
 UNUSED_ID = "0123456789ABCDEF0123456789ABCDEF0"
 UNUSED_SYM = f"MODULE Linux x86_64 {UNUSED_ID} libunused.so\nFUNC 1000 10 0 never_called\n"
@@ -74,6 +74,18 @@ def test_processing_records_use_once_a_day(crashd: Crashd, world: World) -> None
     assert mark_used(engine, modules={("game", game_id)}, now=now) == 0  # used today already
     assert mark_used(engine, modules={("GAME", game_id.lower())}, now=now + timedelta(days=2)) == 1  # case-blind
     assert mark_used(engine, modules={("game", None), ("", "")}, now=now) == 0  # type: ignore[arg-type]
+
+
+def test_a_worker_records_a_module_once_a_day_without_asking_again(crashd: Crashd, world: World) -> None:
+    with crashd.state.ctx.engine.begin() as conn:  # forget the use in the database only
+        conn.execute(update(SYMBOL_FILES).values(last_used_at=None))
+    upload_crash(crashd, crashd.client, game_dump(TICK, 90), "tester-2", BETA2)
+    crashd.drain()
+    assert modules(crashd)["game"][0] is None  # this process recorded it today: no query
+    jobs.current_context().symbols_marked.clear()  # a new worker process
+    upload_crash(crashd, crashd.client, game_dump(TICK, 91), "tester-2", BETA2)
+    crashd.drain()
+    assert modules(crashd)["game"][0] is not None
 
 
 def test_prune_deletes_only_modules_no_crash_used(crashd: Crashd, world: World) -> None:

@@ -7,7 +7,8 @@ handed over by the server for the in-process worker; never at import time.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.engine import Engine
@@ -26,6 +27,9 @@ class WorkerContext:
     engine: Engine
     blobs: BlobStore
     _symbols: Any = None
+    # (debug_file lower case, DEBUG_ID) -> when this process last recorded the module's use
+    # (workers/pipeline.SymbolUseRule): no query again within storage.symbol_use.RESOLUTION
+    symbols_marked: dict[tuple[str, str], datetime] = field(default_factory=dict, repr=False)
 
     @property
     def symbols(self) -> Any:

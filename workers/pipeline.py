@@ -167,11 +167,16 @@ class SymbolUseRule(Rule):
         return state.report is not None
 
     def action(self, ctx: WorkerContext, state: ProcessingState) -> None:
-        from storage.symbol_use import mark_used
+        from storage.symbol_use import RESOLUTION, mark_used
 
-        loaded = {(str(m["debug_file"]), str(m["debug_id"])) for m in (state.report or {}).get("modules", [])
+        now, marked = utcnow(), ctx.symbols_marked
+        loaded = {(str(m["debug_file"]).lower(), str(m["debug_id"]).upper())
+                  for m in (state.report or {}).get("modules", [])
                   if m.get("loaded_symbols") and m.get("debug_file") and m.get("debug_id")}
-        mark_used(ctx.engine, modules=loaded, now=utcnow())  # one UPDATE; it writes once a day per module
+        due = {m for m in loaded if m not in marked or now - marked[m] >= RESOLUTION}
+        if due:  # most crashes: none, and no query (this process recorded them today)
+            mark_used(ctx.engine, modules=due, now=now)
+            marked.update(dict.fromkeys(due, now))
 
 
 class SignatureRule(Rule):
