@@ -18,13 +18,10 @@ import argparse
 import json
 import sys
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
 
 from schemas.settings import Settings
 from schemas.tables import utcnow
 
-if TYPE_CHECKING:
-    from workers.jobs import WorkerContext
 
 def cutoff(given: str | None, days: float | None, option: str, setting: str) -> datetime:
     """The cutoff from the option (``90d``, an ISO date, ...) or the setting's days. Raises
@@ -38,18 +35,9 @@ def cutoff(given: str | None, days: float | None, option: str, setting: str) -> 
     raise ValueError(f"say how old: {option} 90d, or set {setting}")
 
 
-def context(settings: Settings) -> "WorkerContext":
-    from storage.db import migrate
-    from workers import jobs
-
-    ctx = jobs.build_context(settings)
-    migrate(ctx.engine)
-    return ctx
-
-
 def cmd_prune(settings: Settings, args: argparse.Namespace) -> int:
     """Delete (or with --dry-run count) the crashes received before now - AGE."""
-    from storage import queries
+    from server.triage_cli import command_context, project_id_of
     from workers.retention import prune
 
     try:
@@ -57,14 +45,12 @@ def cmd_prune(settings: Settings, args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"error: --older-than: {exc}", file=sys.stderr)
         return 2
-    ctx = context(settings)
-    project_id = None
-    if args.project:
-        project = queries.find_project(ctx.engine, ref=args.project)
-        if project is None:
-            print(f"error: no project {args.project!r}", file=sys.stderr)
-            return 2
-        project_id = project.id
+    ctx = command_context(settings)
+    try:
+        project_id = project_id_of(ctx, args.project)
+    except LookupError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     result = prune(ctx, before=before, project_id=project_id, dry_run=args.dry_run)
     if args.json:
         print(json.dumps({"before": before.isoformat(), "dry_run": args.dry_run, **result.as_dict()}))
@@ -89,6 +75,7 @@ def add_prune_command(sub: "argparse._SubParsersAction[argparse.ArgumentParser]"
 
 def cmd_symbols_prune(settings: Settings, args: argparse.Namespace) -> int:
     """Delete (or with --dry-run count) the debug files no crash has used since now - AGE."""
+    from server.triage_cli import command_context
     from workers.symbol_prune import prune_symbols
 
     try:
@@ -97,7 +84,7 @@ def cmd_symbols_prune(settings: Settings, args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"error: --unused-for: {exc}", file=sys.stderr)
         return 2
-    result = prune_symbols(context(settings), before=before, dry_run=args.dry_run)
+    result = prune_symbols(command_context(settings), before=before, dry_run=args.dry_run)
     if args.json:
         print(json.dumps({"before": before.isoformat(), "dry_run": args.dry_run, **result.as_dict()}))
     else:

@@ -33,7 +33,8 @@ def rules_ok(settings: Settings) -> bool:
     return True
 
 
-def _context(settings: Settings) -> WorkerContext:
+def command_context(settings: Settings) -> WorkerContext:
+    """A CLI command's worker context, on a migrated database."""
     from storage.db import migrate
     from workers import jobs
 
@@ -42,7 +43,7 @@ def _context(settings: Settings) -> WorkerContext:
     return ctx
 
 
-def _project_id(ctx: WorkerContext, ref: str | None) -> int | None:
+def project_id_of(ctx: WorkerContext, ref: str | None) -> int | None:
     """The id of --project (name or id); raises LookupError when unknown."""
     if not ref:
         return None
@@ -152,9 +153,9 @@ def cmd_report(settings: Settings, args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"error: --since: {exc}", file=sys.stderr)
         return 2
-    ctx = _context(settings)
+    ctx = command_context(settings)
     try:
-        project_id = _project_id(ctx, args.project)
+        project_id = project_id_of(ctx, args.project)
     except LookupError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -216,9 +217,9 @@ def render_patch_notes(notes: dict[str, Any]) -> str:
 
 def cmd_patch_notes(settings: Settings, args: argparse.Namespace) -> int:
     """crashd patch-notes --build B [--project P] [--format markdown|json]."""
-    ctx = _context(settings)
+    ctx = command_context(settings)
     try:
-        notes = patch_notes(ctx, build=args.build, project_id=_project_id(ctx, args.project))
+        notes = patch_notes(ctx, build=args.build, project_id=project_id_of(ctx, args.project))
     except LookupError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -251,9 +252,9 @@ def render_progress_log(tickets: list[dict[str, Any]]) -> str:
 
 def cmd_progress_log(settings: Settings, args: argparse.Namespace) -> int:
     """crashd progress-log [--project P] [--format markdown|json]."""
-    ctx = _context(settings)
+    ctx = command_context(settings)
     try:
-        log = progress_log(ctx, project_id=_project_id(ctx, args.project))
+        log = progress_log(ctx, project_id=project_id_of(ctx, args.project))
     except LookupError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -12,7 +12,6 @@ crash count of 0.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -29,21 +28,11 @@ FINGERPRINTS: Table = UploadFingerprint.__table__  # type: ignore[attr-defined]
 SESSIONS: Table = GameSession.__table__  # type: ignore[attr-defined]
 
 
-@dataclass(frozen=True)
-class OldCrash:
-    crash_id: str
-    project_id: int
-    received_at: datetime
-
-
-def old_crashes(engine: Engine, *, before: datetime, project_id: int | None = None,
-                limit: int = 500) -> list[OldCrash]:
-    """Crashes received before ``before``, oldest first (ix_crashes_received_at)."""
-    stmt = select(CRASHES.c.crash_id, CRASHES.c.project_id, CRASHES.c.received_at).where(
-        *_old(CRASHES, CRASHES.c.received_at, before, project_id))
+def old_crashes(engine: Engine, *, before: datetime, project_id: int | None = None, limit: int = 500) -> list[str]:
+    """Ids of crashes received before ``before``, oldest first (ix_crashes_received_at)."""
+    stmt = select(CRASHES.c.crash_id).where(*_old(CRASHES, CRASHES.c.received_at, before, project_id))
     with engine.connect() as conn:
-        return [OldCrash(r.crash_id, r.project_id, r.received_at) for r in
-                conn.execute(stmt.order_by(CRASHES.c.received_at, CRASHES.c.crash_id).limit(limit))]
+        return list(conn.execute(stmt.order_by(CRASHES.c.received_at, CRASHES.c.crash_id).limit(limit)).scalars())
 
 
 def delete_crash(engine: Engine, *, crash_id: str) -> list[str]:

@@ -51,8 +51,8 @@ def prune(ctx: WorkerContext, *, before: datetime, project_id: int | None = None
     while limit is None or result.crashes < limit:
         size = BATCH if limit is None else min(BATCH, limit - result.crashes)
         batch = old_crashes(ctx.engine, before=before, project_id=project_id, limit=size)
-        for old in batch:
-            keys = delete_crash(ctx.engine, crash_id=old.crash_id)
+        for crash_id in batch:
+            keys = delete_crash(ctx.engine, crash_id=crash_id)
             result.crashes += 1 if keys else 0
             for key in keys:
                 _delete_blob(ctx, key, result)
