@@ -1,0 +1,22 @@
+"""server-side dashboard sessions (revocable)
+
+Revision ID: 0012
+Revises: 0011
+Create Date: 2026-12-05 15:10:00
+"""
+from alembic import op  # noqa: F401
+import sqlalchemy as sa  # noqa: F401
+
+
+revision = '0012'
+down_revision = '0011'
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    pass  # PLACEHOLDER: filled in by the issue-11 work owning this revision
+
+
+def downgrade() -> None:
+    pass
