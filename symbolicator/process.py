@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from schemas.stack import Thread
+from symbolicator.limits import DEFAULT_LIMITS, Limits
 from symbolicator.minidump import Minidump, read_minidump
 from symbolicator.report import build_report
 from symbolicator.stackwalk.walker import walk_thread
@@ -20,34 +21,48 @@ from symbolicator.symbols.provider import SymbolProvider
 log = logging.getLogger(__name__)
 
 
-def walk_all_threads(dump: Minidump, provider: SymbolProvider,
-                     deadline: float | None = None) -> tuple[list[Thread], list[str]]:
-    """Walk and symbolicate every thread (the crashing one first, so a time limit spares
-    it); a thread that fails becomes a note, not an error. Returns threads in dump order."""
+def walk_all_threads(dump: Minidump, provider: SymbolProvider, deadline: float | None = None,
+                     limits: Limits = DEFAULT_LIMITS) -> tuple[list[Thread], list[str]]:
+    """Walk and symbolicate every thread read (the crashing one first, so a time limit or
+    the frame budget spares it), limits.frames_per_thread frames each and
+    limits.frames_per_dump in all: once that budget is spent, threads get their context
+    frame only, with a note. A thread that fails becomes a note, not an error. Returns
+    threads in dump order."""
     order = sorted(range(len(dump.threads)), key=lambda i: i != dump.crashing_thread)
     walked: dict[int, Thread] = {}
     notes: list[str] = []
+    budget = limits.frames_per_dump
+    shortened = 0
     for index in order:
         dump_thread = dump.threads[index]
         if deadline is not None and time.monotonic() > deadline:
             walked[index] = Thread(thread_id=dump_thread.thread_id, name=dump_thread.name,
                                    notes=["not walked: processing time limit reached"])
             continue
+        max_frames = max(1, min(limits.frames_per_thread, budget))
         try:
-            thread = walk_thread(dump, index, provider, deadline)
+            thread = walk_thread(dump, index, provider, deadline, max_frames)
             symbolize_thread(thread, provider)
         except Exception as exc:  # noqa: BLE001 - hostile dumps must not stop the others
             log.exception("walking thread %d failed", index)
             thread = Thread(thread_id=dump_thread.thread_id, name=dump_thread.name)
             notes.append(f"thread {index}: walk failed: {type(exc).__name__}: {exc}")
+        budget -= len(thread.frames)
+        if max_frames < limits.frames_per_thread and len(thread.frames) >= max_frames:
+            thread.notes.append(f"stopped: the dump's budget of {limits.frames_per_dump} frames is spent")
+            shortened += 1
         walked[index] = thread
+    if shortened:
+        notes.append(f"frames: the budget of {limits.frames_per_dump} frames per dump was spent; "
+                     f"{shortened} threads were walked short (the last ones to their context frame only)")
     return [walked[i] for i in range(len(dump.threads))], notes
 
 
-def process_minidump(data: bytes, provider: SymbolProvider, deadline: float | None = None) -> dict[str, Any]:
-    """The rust-minidump-style JSON report of a dump's bytes."""
-    dump = read_minidump(data)
-    threads, notes = walk_all_threads(dump, provider, deadline)
+def process_minidump(data: bytes, provider: SymbolProvider, deadline: float | None = None,
+                     limits: Limits = DEFAULT_LIMITS) -> dict[str, Any]:
+    """The rust-minidump-style JSON report of a dump's bytes, its work bounded by limits."""
+    dump = read_minidump(data, limits)
+    threads, notes = walk_all_threads(dump, provider, deadline, limits)
     return build_report(dump, threads, provider, notes)
 
 

@@ -99,4 +99,7 @@ def build_report(dump: Minidump, threads: list[Thread], provider: SymbolProvider
         "annotations": dump.annotations,
         "lsb_release": dump.linux.get("lsb_release"),
         "notes": notes + dump.notes,
+        # lists longer than symbolicator/limits.py allows (not in rust-minidump's JSON):
+        # {"threads": {"listed": 200000, "read": 1024}}; the notes say it in words
+        "cut": {what: {"listed": listed, "read": read} for what, (listed, read) in dump.cut.items()},
     }

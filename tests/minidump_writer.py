@@ -171,11 +171,23 @@ class MinidumpWriter:
         """A u32 count and the entries; padded: 4 bytes after the count (old Breakpad macOS)."""
         return struct.pack("<I", len(entries)) + (b"\0" * 4 if padded else b"") + b"".join(entries)
 
-    def add_thread_list(self, threads: list[ThreadSpec], padded: bool = False) -> "MinidumpWriter":
+    def add_thread_list(self, threads: list[ThreadSpec], padded: bool = False, share: bool = False) -> "MinidumpWriter":
+        """share: equal contexts and stacks are written once and pointed at by every thread
+        that has them, as a hostile dump listing one thread 200,000 times does (48 bytes a
+        thread)."""
         entries = []
+        placed: dict[bytes, tuple[int, int]] = {}
+
+        def location(data: bytes) -> tuple[int, int]:
+            if not share:
+                return self.location(data)
+            if data not in placed:
+                placed[data] = self.location(data)
+            return placed[data]
+
         for thread in threads:
-            context_size, context_rva = self.location(thread.context)
-            stack_size, stack_rva = self.location(thread.stack)
+            context_size, context_rva = location(thread.context)
+            stack_size, stack_rva = location(thread.stack)
             if thread.stack_in_memory_list:
                 stack_rva = 0
             entries.append(struct.pack("<IIIIQQIIII", thread.thread_id, 0, 0, 0, 0, thread.stack_base,

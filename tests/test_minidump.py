@@ -19,6 +19,7 @@ from minidump_writer import (
     ModuleSpec, ThreadSpec, amd64_context, arm64_context, arm_context, elf_build_id, nb10, rsds,
     small_dump, x86_context,
 )
+from symbolicator.limits import Limits
 from symbolicator.minidump import Minidump, read_minidump
 
 NIL_DEBUG_ID = "0" * 33
@@ -503,3 +504,44 @@ def test_many_references_to_one_big_string_stay_bounded() -> None:
     assert time.perf_counter() - start < 1
     assert len(dump.modules) == 1000 and any("reading stopped" in n for n in dump.notes)
     assert len(dump.notes) <= 65
+
+
+# -- the limits per dump (symbolicator/limits.py) --------------------------------------------
+
+
+def test_modules_and_memory_regions_past_the_limits_are_cut_with_a_note() -> None:
+    """Issue 11 item 12: a list longer than the limit is read up to it, and said so."""
+    writer = MinidumpWriter().add_system_info()
+    writer.add_module_list([ModuleSpec(0x10_0000 * (i + 1), 0x1000, f"m{i}.so") for i in range(12)])
+    writer.add_memory_list([(0x100_0000 + 0x100 * i, b"\x01" * 16) for i in range(9)])
+    dump = read_minidump(writer.build(), Limits(modules=10, memory_regions=5))
+    assert len(dump.modules) == 10 and len(dump.memory.regions) == 5
+    assert dump.cut == {"modules": (12, 10), "memory regions": (9, 5)}
+    assert dump.notes[:2] == [
+        "modules: 12 listed, 10 read; the rest left out (limits: docs/processing.md)",
+        "memory regions: 9 listed, 5 read; the rest left out (limits: docs/processing.md)",
+    ]
+
+
+def test_crashpad_annotations_are_bounded_per_dump() -> None:
+    writer = MinidumpWriter().add_system_info()
+    simple = {f"key{i}": "value" for i in range(6)}
+    modules = [(0, [f"list {i}" for i in range(3)], {"module key": "v"}, {})]
+    writer.add_crashpad_info("5A9832E5-2872-41C1-838E-D98914E9B7FF", "00000000-0000-0000-0000-000000000001",
+                             simple, modules)
+    dump = read_minidump(writer.build(), Limits(annotations=8))
+    assert len(dump.annotations) == 6
+    assert dump.crashpad is not None and dump.crashpad.modules[0].list_annotations == ["list 0", "list 1"]
+    assert dump.cut == {"annotations": (10, 8)}  # 6 of 6, 2 of 3, 0 of 1
+
+
+def test_thread_names_are_decoded_once_per_thread_read() -> None:
+    """A names list naming one thread 100,000 times costs one decode, and names of threads
+    past the limit are not kept."""
+    context = amd64_context(rip=0x401000, rsp=0x7000)
+    writer = MinidumpWriter().add_system_info()
+    writer.add_thread_list([ThreadSpec(1, context), ThreadSpec(2, context), ThreadSpec(3, context)], share=True)
+    writer.add_stream(0x18, struct.pack("<I", 100_001) + struct.pack("<IQ", 1, writer.add_string("main")) * 100_000
+                      + struct.pack("<IQ", 3, writer.add_string("worker")))
+    dump = read_minidump(writer.build(), Limits(threads=2))
+    assert [(t.thread_id, t.name) for t in dump.threads] == [(1, "main"), (2, None)]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import struct
 
 from schemas.stack import Module
+from symbolicator.limits import DEFAULT_LIMITS, Limits
 from symbolicator.minidump.model import DumpThread, ExceptionInfo, Memory, Minidump, SystemInfo
 
 _U32 = struct.Struct("<I")
@@ -30,10 +31,12 @@ class _BoundedReader:
     """The state of one pass over one dump and the bounded primitives the stream parsers
     (the mixins in this package, joined in reader._Reader) read it with."""
 
-    def __init__(self, data: bytes) -> None:
+    def __init__(self, data: bytes, limits: Limits = DEFAULT_LIMITS) -> None:
         self.data = data
         self.size = len(data)
+        self.limits = limits
         self.notes: list[str] = []
+        self.cut: dict[str, tuple[int, int]] = {}  # list -> (entries listed, entries read)
         self.system = SystemInfo(os="unknown", os_ver=None, cpu_arch="unknown")
         self.exception: ExceptionInfo | None = None
         self.threads: list[DumpThread] = []
@@ -43,6 +46,8 @@ class _BoundedReader:
         self.slices: dict[tuple[int, int], bytes] = {}  # (rva, size) -> bytes, copied once
         self.thread_names: dict[int, str] = {}
         self.missing_stacks: dict[int, int] = {}  # thread index -> stack start address
+        self.crashing_past_limit: int | None = None  # its index in the dump's thread list
+        self.annotations_seen = (0, 0)  # Crashpad annotations (listed, read), against limits.annotations
         self.budget = WORK_FACTOR * len(data) + (1 << 20)
         self.dropped_notes = 0
         self.dump = Minidump(self.system, None, [], [], Memory([]))
@@ -55,6 +60,15 @@ class _BoundedReader:
             self.notes.append(text)
         else:
             self.dropped_notes += 1
+
+    def clip(self, what: str, count: int, limit: int) -> int:
+        """count, or limit when the list is longer: the cut is recorded in ``cut`` (the
+        report's ``cut`` and a note say what was left out; Limits says why)."""
+        if count <= limit:
+            return count
+        listed, read = self.cut.get(what, (0, 0))
+        self.cut[what] = (listed + count, read + limit)
+        return limit
 
     def check(self, rva: int, size: int, what: str) -> None:
         """Raise Malformed unless size bytes at rva are inside the dump."""

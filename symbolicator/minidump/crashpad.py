@@ -24,6 +24,7 @@ class _CrashpadStreams(_BoundedReader):
         info.simple_annotations = self.string_dictionary(dict_size, dict_rva, "crashpad simple annotations")
         if list_size:
             start, count = self.list_start(list_rva, list_size, 12, "crashpad module list")
+            count = self.clip("crashpad module infos", count, self.limits.modules)
             for index in range(count):
                 module_index, info_size, info_rva = struct.unpack_from("<III", self.data, start + index * 12)
                 try:
@@ -47,6 +48,7 @@ class _CrashpadStreams(_BoundedReader):
         module = CrashpadModuleInfo(module_index)
         if list_size:
             start, count = self.list_start(list_rva, list_size, 4, "crashpad list annotations")
+            count = self.annotation_count(count)
             for index in range(count):
                 module.list_annotations.append(self.utf8(self.u32(start + index * 4, "list annotation"), "list annotation"))
         module.simple_annotations = self.string_dictionary(dict_size, dict_rva, "crashpad module simple annotations")
@@ -54,17 +56,30 @@ class _CrashpadStreams(_BoundedReader):
             # MinidumpAnnotationList: count, then (name RVA, u16 type, u16 reserved, value RVA);
             # type 1 is a string, its value a MinidumpByteArray (u32 length, bytes).
             start, count = self.list_start(objects_rva, objects_size, 12, "crashpad annotation objects")
+            count = self.annotation_count(count)
             for index in range(count):
                 name_rva, kind, _reserved, value_rva = struct.unpack_from("<IHHI", self.data, start + index * 12)
                 if kind == 1:
                     module.annotation_objects[self.utf8(name_rva, "annotation name")] = self.utf8(value_rva, "annotation value")
         return module
 
+    def annotation_count(self, count: int) -> int:
+        """How many of a list's count annotations to read: limits.annotations in all the
+        dump's dictionaries and lists together (a hostile dump: thousands of modules with a
+        thousand annotations each)."""
+        listed, read = self.annotations_seen
+        allowed = min(count, max(0, self.limits.annotations - read))
+        self.annotations_seen = (listed + count, read + allowed)
+        if allowed < count:
+            self.cut["annotations"] = self.annotations_seen
+        return allowed
+
     def string_dictionary(self, size: int, rva: int, what: str) -> dict[str, str]:
         """A MinidumpSimpleStringDictionary: count, then (key RVA, value RVA) of UTF-8 strings."""
         if not size:
             return {}
         start, count = self.list_start(rva, size, 8, what)
+        count = self.annotation_count(count)
         entries: dict[str, str] = {}
         for index in range(count):
             key_rva, value_rva = struct.unpack_from("<II", self.data, start + index * 8)

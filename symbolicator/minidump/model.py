@@ -157,6 +157,8 @@ class Minidump:
     notes: list[str] = field(default_factory=list)
     crashpad: CrashpadInfo | None = None  # the whole Crashpad info stream, when present
     timestamp: int | None = None  # header TimeDateStamp: when the dump was written (Unix time)
+    # lists longer than symbolicator/limits.py allows: name -> (entries listed, entries read)
+    cut: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.modules.sort(key=lambda m: m.base_addr)

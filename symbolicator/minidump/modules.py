@@ -18,6 +18,7 @@ class _ModuleStreams(_BoundedReader):
 
     def module_list(self, rva: int, size: int) -> None:
         start, count = self.list_start(rva, size, _MODULE_SIZE, "module list")
+        count = self.clip("modules", count, self.limits.modules)
         for index in range(count):
             self.modules.append(self.module(start + index * _MODULE_SIZE))
 
@@ -53,6 +54,7 @@ class _ModuleStreams(_BoundedReader):
         if count > fit:
             self.note(f"unloaded module list: count {count} does not fit the stream's {size} bytes; reading {fit}")
             count = fit
+        count = self.clip("unloaded modules", count, self.limits.unloaded_modules)
         for index in range(count):
             base, module_size, _checksum, timestamp, name_rva = _UNLOADED_MODULE.unpack_from(
                 self.data, rva + header + index * entry)

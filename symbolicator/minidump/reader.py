@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import struct
 
+from symbolicator.limits import DEFAULT_LIMITS, Limits
 from symbolicator.minidump.bounded import Malformed
 from symbolicator.minidump.breakpad import _BreakpadStreams, _status_pid
 from symbolicator.minidump.crashpad import _CrashpadStreams
@@ -46,10 +47,17 @@ _HEADER = struct.Struct("<IIIIIIQ")
 _DIRECTORY_ENTRY = struct.Struct("<III")
 
 
-def read_minidump(data: bytes) -> Minidump:
+def read_minidump(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Minidump:
     """Read a minidump into a Minidump. Never raises on bad input: what cannot be read is
-    left out and explained in ``notes``. Time and memory are linear in len(data)."""
-    return _Reader(bytes(data)).read()
+    left out and explained in ``notes``. Time and memory are linear in len(data), and lists
+    longer than limits are cut (``cut``, and a note first in ``notes``)."""
+    return _Reader(bytes(data), limits).read()
+
+
+# Read before the others, in this order: contexts, names and code ids depend on the OS/CPU;
+# the thread list keeps the crashing thread past the thread limit, so it needs the exception;
+# thread names are kept only for the threads read.
+FIRST_STREAMS = (SYSTEM_INFO, EXCEPTION, THREAD_LIST)
 
 
 class _Reader(_SystemStreams, _ThreadStreams, _ModuleStreams, _BreakpadStreams, _CrashpadStreams):
@@ -64,8 +72,9 @@ class _Reader(_SystemStreams, _ThreadStreams, _ModuleStreams, _BreakpadStreams, 
         except Malformed as exc:
             self.note(str(exc))
             streams = {}
-        if SYSTEM_INFO in streams:  # first: contexts, names and code ids depend on the OS/CPU
-            self.guard(SYSTEM_INFO, *streams.pop(SYSTEM_INFO))
+        for stream_type in FIRST_STREAMS:
+            if stream_type in streams:
+                self.guard(stream_type, *streams.pop(stream_type))
         for stream_type, (rva, size) in streams.items():
             self.guard(stream_type, rva, size)
         return self.finish()
@@ -140,7 +149,19 @@ class _Reader(_SystemStreams, _ThreadStreams, _ModuleStreams, _BreakpadStreams, 
         return dataclasses.replace(
             partial, system=self.system, exception=self.exception, modules=self.modules,
             threads=self.threads, memory=memory, unloaded_modules=self.unloaded,
-            crashing_thread=crashing_thread, notes=self.notes)
+            crashing_thread=crashing_thread, notes=self.cut_notes() + self.notes, cut=self.cut)
+
+    def cut_notes(self) -> list[str]:
+        """One note per list cut by the limits, first among the notes (never dropped):
+        ``threads: 200000 listed, 1024 read and walked; the rest left out``."""
+        notes = []
+        for what, (listed, read) in self.cut.items():
+            verb = "read and walked" if what == "threads" else "read"
+            notes.append(f"{what}: {listed} listed, {read} {verb}; the rest left out (limits: docs/processing.md)")
+        if self.crashing_past_limit is not None:
+            notes.append(f"threads: the crashing thread, number {self.crashing_past_limit} in the dump, "
+                         f"is read past the limit (the last thread here)")
+        return notes
 
 
 _PARSERS = {

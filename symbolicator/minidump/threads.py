@@ -10,6 +10,7 @@ from symbolicator.minidump.context import _ContextReader
 from symbolicator.minidump.model import DumpThread, Memory, MemoryRegion
 
 _THREAD = struct.Struct("<IIIIQQIIII")  # MINIDUMP_THREAD, 48 bytes
+_THREAD_ID = struct.Struct("<I44x")  # only the ThreadId of a MINIDUMP_THREAD
 _MEMORY_DESCRIPTOR = struct.Struct("<QII")  # start, DataSize, Rva
 _MEMORY64_DESCRIPTOR = struct.Struct("<QQ")  # start, DataSize
 _THREAD_NAME = struct.Struct("<IQ")  # MINIDUMP_THREAD_NAME, packed: 12 bytes
@@ -20,20 +21,44 @@ class _ThreadStreams(_ContextReader):
     MINIDUMP_MEMORY64_LIST."""
 
     def thread_list(self, rva: int, size: int) -> None:
-        start, count = self.list_start(rva, size, _THREAD.size, "thread list")
+        """The first limits.threads threads, and the crashing one wherever it is listed
+        (the exception stream is read before this one)."""
+        start, listed = self.list_start(rva, size, _THREAD.size, "thread list")
+        count = self.clip("threads", listed, self.limits.threads)
         for index in range(count):
-            (thread_id, _suspend, _class, _priority, _teb, stack_start, stack_size, stack_rva,
-             context_size, context_rva) = _THREAD.unpack_from(self.data, start + index * _THREAD.size)
-            context = self.context(context_size, context_rva, f"thread {index} context")
-            stack = self.memory_at(stack_start, stack_size, stack_rva, f"thread {index} stack")
-            if stack is None and stack_size:
-                self.missing_stacks[len(self.threads)] = stack_start
-            self.threads.append(DumpThread(thread_id, context, stack))
+            self.thread(start + index * _THREAD.size, index)
+        crashing = self.exception.thread_id if self.exception else None
+        if count < listed and crashing not in {t.thread_id for t in self.threads}:
+            rest = self.data[start + count * _THREAD.size : start + listed * _THREAD.size]
+            ids = [thread_id for (thread_id,) in _THREAD_ID.iter_unpack(rest)]
+            if crashing in ids:
+                index = count + ids.index(crashing)
+                self.thread(start + index * _THREAD.size, index)
+                self.crashing_past_limit = index
+                self.cut["threads"] = (listed, count + 1)
+
+    def thread(self, offset: int, index: int) -> None:
+        """One MINIDUMP_THREAD (number index in the dump's list) with its context and stack."""
+        (thread_id, _suspend, _class, _priority, _teb, stack_start, stack_size, stack_rva,
+         context_size, context_rva) = _THREAD.unpack_from(self.data, offset)
+        context = self.context(context_size, context_rva, f"thread {index} context")
+        stack = self.memory_at(stack_start, stack_size, stack_rva, f"thread {index} stack")
+        if stack is None and stack_size:
+            self.missing_stacks[len(self.threads)] = stack_start
+        self.threads.append(DumpThread(thread_id, context, stack))
 
     def thread_names_stream(self, rva: int, size: int) -> None:
+        """The names of the threads read (the thread list is read before this stream), the
+        last one listed for each; only those are decoded: a list naming one thread 200,000
+        times decodes one name."""
         start, count = self.list_start(rva, size, _THREAD_NAME.size, "thread names")
+        wanted = {t.thread_id for t in self.threads}
+        names: dict[int, tuple[int, int]] = {}  # thread id -> (index in the list, name RVA)
         for index in range(count):
             thread_id, name_rva = _THREAD_NAME.unpack_from(self.data, start + index * _THREAD_NAME.size)
+            if thread_id in wanted:
+                names[thread_id] = (index, name_rva)
+        for thread_id, (index, name_rva) in names.items():
             try:
                 self.thread_names[thread_id] = self.utf16(name_rva, f"thread name {index}")
             except Malformed as exc:
@@ -60,6 +85,7 @@ class _ThreadStreams(_ContextReader):
 
     def memory_list(self, rva: int, size: int) -> None:
         start, count = self.list_start(rva, size, _MEMORY_DESCRIPTOR.size, "memory list")
+        count = self.clip("memory regions", count, self.limits.memory_regions)
         for index in range(count):
             base, data_size, data_rva = _MEMORY_DESCRIPTOR.unpack_from(self.data, start + index * 16)
             self.memory_at(base, data_size, data_rva, f"memory range {index}")
@@ -73,6 +99,7 @@ class _ThreadStreams(_ContextReader):
         if count > fit:
             self.note(f"memory64 list: count {count} does not fit the stream's {size} bytes; reading {fit}")
             count = fit
+        count = self.clip("memory regions", count, self.limits.memory_regions)
         for index in range(count):
             base, data_size = _MEMORY64_DESCRIPTOR.unpack_from(self.data, rva + 16 + index * 16)
             if offset >= self.size:

@@ -3,7 +3,8 @@
 Per frame each architecture tries call frame information (CFI; on x86 also STACK WIN),
 then the frame pointer, then a stack scan for return addresses (rust-minidump's order), and
 records how it found the frame in ``trust``. The walk stops when the instruction pointer is
-null-ish (below 4096), when the stack pointer does not grow, or after MAX_FRAMES frames.
+null-ish (below 4096), when the stack pointer does not grow, or after max_frames frames
+(Limits.frames_per_thread, 1024, symbolicator/limits.py).
 """
 
 from __future__ import annotations
@@ -13,10 +14,10 @@ from dataclasses import dataclass
 from typing import Callable
 
 from schemas.stack import Frame, FrameTrust, Module, Thread
+from symbolicator.limits import DEFAULT_LIMITS
 from symbolicator.minidump import CpuContext, DumpThread, MemoryRegion, Minidump
 from symbolicator.symbols.provider import SymbolProvider, SymbolStatus
 
-MAX_FRAMES = 1024
 NULLISH = 4096
 
 
@@ -104,8 +105,10 @@ def stack_region(dump: Minidump, thread: DumpThread, sp: int) -> MemoryRegion | 
     return dump.memory.region_at(sp)
 
 
-def walk_thread(dump: Minidump, index: int, provider: SymbolProvider, deadline: float | None = None) -> Thread:
-    """Walk thread ``index`` of dump; frames are not symbolicated here (symbolize.py is).
+def walk_thread(dump: Minidump, index: int, provider: SymbolProvider, deadline: float | None = None,
+                max_frames: int = DEFAULT_LIMITS.frames_per_thread) -> Thread:
+    """Walk thread ``index`` of dump, at most max_frames frames (at least the context
+    frame); frames are not symbolicated here (symbolize.py is).
 
     deadline (time.monotonic()) stops a walk that takes too long, with a note.
     """
@@ -131,7 +134,7 @@ def walk_thread(dump: Minidump, index: int, provider: SymbolProvider, deadline: 
     # Only x86 STACK WIN needs the grand-callee's parameter size: skip the lookups elsewhere.
     sized = context.arch == "x86"
     parameter_sizes: list[int] = [_parameter_size(provider, first) if sized else 0]
-    while len(result.frames) < MAX_FRAMES:
+    while len(result.frames) < max_frames:
         if deadline is not None and time.monotonic() > deadline:
             result.notes.append("stopped: processing time limit reached")
             break
@@ -148,7 +151,7 @@ def walk_thread(dump: Minidump, index: int, provider: SymbolProvider, deadline: 
         frames.append(caller)
         parameter_sizes.append(_parameter_size(provider, caller) if sized else 0)
     else:
-        result.notes.append(f"stopped after {MAX_FRAMES} frames")
+        result.notes.append(f"stopped after {max_frames} frames")
     return result
 
 
