@@ -328,3 +328,17 @@ class ApiToken(SQLModel, table=True):
     role: str = Field(max_length=16, description="admin | viewer")
     token_sha256: str = Field(index=True, unique=True, max_length=64)
     created_at: datetime = _ts(nullable=False, default=utcnow)
+
+
+class WebSession(SQLModel, table=True):
+    """A dashboard sign-in (storage/web_sessions.py). The cookie holds a random session id;
+    only its SHA-256 is kept here, so sign-out, a new password or a deleted user can end every
+    copy of the cookie at once (``revoked_at``)."""
+
+    __tablename__ = "web_sessions"
+
+    id_sha256: str = Field(primary_key=True, max_length=64)
+    user_name: str = Field(index=True, max_length=100)
+    created_at: datetime = _ts(nullable=False, default=utcnow)
+    expires_at: datetime = _ts(nullable=False, index=True)
+    revoked_at: datetime | None = _ts(nullable=True)

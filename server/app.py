@@ -28,7 +28,7 @@ from server import api, groups_api, ingest, symbols_api
 from server import builds_api, sessions_api, tickets_api
 from server import dashboard_api, openapi
 from server import login
-from server.auth import Credentials
+from server.auth import Credentials, LiveSessions
 from server import sentry_ingest
 from server import dashboard, pages
 from server.ratelimit import MemoryRateLimiter, RateLimiter, make_rate_limiter
@@ -78,6 +78,7 @@ class ServerState:
     limiter: RateLimiter = field(default_factory=lambda: MemoryRateLimiter(0))  # docs/sentry.md
     credentials: Credentials | None = None  # users and API tokens, remembered briefly (server/auth.py)
     sign_ins: SignInThrottle = field(default_factory=SignInThrottle)  # failed sign-ins (server/login.py)
+    live_sessions: LiveSessions | None = None  # dashboard sessions, remembered briefly (server/auth.py)
 
 
 def build_state(settings: Settings) -> ServerState:

@@ -2,7 +2,8 @@
 bearer token, API tokens (``crashd token create``) and signed-in users (session cookie).
 
 Passwords are hashed with Argon2id; the session cookie is signed by Starlette's
-SessionMiddleware (installed in server/app.py) and carries a CSRF token (docs/auth.md).
+SessionMiddleware (installed in server/app.py) and carries a CSRF token and the id of a
+server-side session (storage/web_sessions.py) that sign-out revokes (docs/auth.md).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy.engine import Engine
 from starlette.requests import Request
 
-from storage import users
+from storage import users, web_sessions
 
 if TYPE_CHECKING:
     from server.app import ServerState
@@ -191,30 +192,89 @@ def credentials(state: "ServerState") -> Credentials:
 # --- sessions --------------------------------------------------------------------------------
 
 
-def start_session(request: Request, user: Known) -> None:
-    """Sign user in: a new session (old contents dropped, so a token planted before sign-in is
-    useless: no session fixation) holding the name, the password fingerprint and a new CSRF token."""
+class LiveSessions:
+    """Which session ids are live (storage/web_sessions.py), remembered for ``ttl_seconds``
+    like Credentials: session_user() runs on every page. A session ended in this process is
+    refused at once; one ended elsewhere (another server process, ``crashd user password``)
+    after at most ttl_seconds. The cookie is signed, so only ids this server made arrive here:
+    guessing cannot fill the memory."""
+
+    MAX_ENTRIES = 10_000
+
+    def __init__(self, engine: Engine, ttl_seconds: float) -> None:
+        self.engine = engine
+        self.ttl_seconds = ttl_seconds
+        self._lock = threading.Lock()
+        self._cache: dict[str, tuple[str | None, float]] = {}
+
+    def start(self, user_name: str, lifetime_seconds: float) -> str:
+        """A new session id for user_name, live for lifetime_seconds."""
+        return web_sessions.create(self.engine, user_name=user_name, lifetime_seconds=lifetime_seconds)
+
+    def user(self, session_id: str) -> str | None:
+        """The user name of a live session, or None (unknown, revoked or expired)."""
+        key, now = web_sessions.session_digest(session_id), time.monotonic()
+        hit = self._cache.get(key)
+        if hit is not None and hit[1] > now:
+            return hit[0]
+        name = web_sessions.live_user(self.engine, session_id=session_id)
+        self._remember(key, name, now + self.ttl_seconds)
+        return name
+
+    def end(self, session_id: str) -> None:
+        """Revoke the session, here at once and in the database for every other process."""
+        self._remember(web_sessions.session_digest(session_id), None, float("inf"))  # never live again
+        web_sessions.revoke(self.engine, session_id=session_id)
+
+    def _remember(self, key: str, name: str | None, until: float) -> None:
+        with self._lock:
+            if len(self._cache) >= self.MAX_ENTRIES:
+                self._cache.clear()
+            self._cache[key] = (name, until)
+
+
+def live_sessions(state: "ServerState") -> LiveSessions:
+    """The state's LiveSessions (made here on first use)."""
+    if state.live_sessions is None:
+        state.live_sessions = LiveSessions(state.ctx.engine, state.settings.auth_cache_seconds)
+    return state.live_sessions
+
+
+def start_session(request: Request, state: "ServerState", user: Known, *, lifetime_seconds: float) -> None:
+    """Sign user in: a new server-side session (storage/web_sessions.py) whose random id goes
+    in the cookie, with the name, the password fingerprint and a new CSRF token. Old contents
+    are dropped (and their session ended), so a token planted before sign-in is useless: no
+    session fixation."""
     store = request.session
+    if store.get("sid"):
+        live_sessions(state).end(str(store["sid"]))
     store.clear()
-    store.update({"user": user.name, "fp": user.fingerprint, "csrf": secrets.token_urlsafe(32)})
+    session_id = live_sessions(state).start(user.name, lifetime_seconds)
+    store.update({"sid": session_id, "user": user.name, "fp": user.fingerprint,
+                  "csrf": secrets.token_urlsafe(32)})
 
 
-def end_session(request: Request) -> None:
-    """Sign out: the session is emptied and its cookie deleted."""
+def end_session(request: Request, state: "ServerState") -> None:
+    """Sign out: the session is revoked server-side (a copy of the cookie kept from before
+    no longer works anywhere), emptied, and its cookie deleted."""
+    if request.session.get("sid"):
+        live_sessions(state).end(str(request.session["sid"]))
     request.session.clear()
 
 
 def session_user(request: Request, state: "ServerState") -> Known | None:
-    """The signed-in user of the session cookie, or None. A cookie naming a deleted user or an
-    old password is forgotten."""
+    """The signed-in user of the session cookie, or None. A cookie without a live server-side
+    session (signed out, expired, from before sessions were kept, its user deleted or given a
+    new password) or naming an old password is forgotten."""
     store = _session(request)
     name = store.get("user") if store is not None else None
     if not name:
         return None
-    known = credentials(state).user(name)
+    sid = str(store.get("sid") or "")
+    known = credentials(state).user(name) if sid and live_sessions(state).user(sid) == name else None
     if known is None or not hmac.compare_digest(known.fingerprint, str(store.get("fp", ""))):
-        store.pop("user", None)
-        store.pop("fp", None)
+        for field in ("sid", "user", "fp"):
+            store.pop(field, None)
         return None
     return known
 

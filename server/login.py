@@ -1,7 +1,8 @@
 """Signing in and out of the dashboard: GET/POST /login, POST /logout (docs/auth.md).
 
 Users are made with ``crashd user create``; the session lives in a signed cookie
-(SessionMiddleware, installed by server/app.py) that names the user and carries a CSRF token.
+(SessionMiddleware, installed by server/app.py) that names the user and carries a CSRF token
+and the id of a server-side session: signing out revokes it (server/auth.py).
 """
 
 from __future__ import annotations
@@ -88,7 +89,7 @@ async def login_submit(request: Request) -> Response:
         log.info("sign-in refused for %r from %s", name[:100], address)
         await run_in_threadpool(state.sign_ins.failed, name, address)
         return _form_page(request, next_path=next_path, error=BAD_CREDENTIALS, status_code=401, username=name)
-    auth.start_session(request, user)
+    await run_in_threadpool(auth.start_session, request, state, user, lifetime_seconds=SESSION_MAX_AGE_SECONDS)
     log.info("%s signed in (%s)", user.name, user.role)
     return RedirectResponse(next_path, status_code=303)
 
@@ -96,10 +97,11 @@ async def login_submit(request: Request) -> Response:
 async def logout(request: Request) -> Response:
     """POST /logout (csrf_token): ends the session; 303 to /login. 403 when the CSRF token is
     wrong and a user is signed in (a cross-site form must not sign people out)."""
+    state: ServerState = request.app.state.crashd
     form = await request.form()
     if request.session.get("user") and not auth.check_csrf(request, str(form.get(auth.CSRF_FIELD) or "")):
         return _form_page(request, next_path="/", error=BAD_CSRF, status_code=403)
-    auth.end_session(request)
+    await run_in_threadpool(auth.end_session, request, state)
     return RedirectResponse("/login", status_code=303)
 
 

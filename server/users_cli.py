@@ -15,6 +15,7 @@ from sqlalchemy.engine import Engine
 
 from schemas.settings import Settings
 from storage import users
+from storage import web_sessions
 
 
 def _engine(settings: Settings) -> Engine:
@@ -60,9 +61,11 @@ def cmd_user_password(settings: Settings, args: argparse.Namespace) -> int:
     if password is None:
         print("error: empty password (give it on stdin: one line)", file=sys.stderr)
         return 1
-    if not users.set_password(_engine(settings), name=args.name, password_hash=hash_password(password)):
+    engine = _engine(settings)
+    if not users.set_password(engine, name=args.name, password_hash=hash_password(password)):
         print(f"error: no user {args.name!r}", file=sys.stderr)
         return 1
+    web_sessions.revoke_user(engine, user_name=args.name)  # every signed-in copy, server-side
     print(f"password of {args.name!r} changed; its sessions have ended")
     return 0
 
@@ -78,9 +81,11 @@ def cmd_user_list(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_user_delete(settings: Settings, args: argparse.Namespace) -> int:
     """Delete a user; the user's sessions stop working."""
-    if not users.delete_user(_engine(settings), name=args.name):
+    engine = _engine(settings)
+    if not users.delete_user(engine, name=args.name):
         print(f"error: no user {args.name!r}", file=sys.stderr)
         return 1
+    web_sessions.revoke_user(engine, user_name=args.name)  # every signed-in copy, server-side
     print(f"user {args.name!r} deleted")
     return 0
 

@@ -4,8 +4,9 @@ Revision ID: 0012
 Revises: 0011
 Create Date: 2026-12-05 15:10:00
 """
-from alembic import op  # noqa: F401
-import sqlalchemy as sa  # noqa: F401
+from alembic import op
+import sqlalchemy as sa
+import sqlmodel
 
 
 revision = '0012'
@@ -14,9 +15,25 @@ branch_labels = None
 depends_on = None
 
 
+TS = sa.DateTime(timezone=True)
+
+
 def upgrade() -> None:
-    pass  # PLACEHOLDER: filled in by the issue-11 work owning this revision
+    op.create_table('web_sessions',
+    sa.Column('id_sha256', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+    sa.Column('user_name', sqlmodel.sql.sqltypes.AutoString(length=100), nullable=False),
+    sa.Column('created_at', TS, nullable=False),
+    sa.Column('expires_at', TS, nullable=False),
+    sa.Column('revoked_at', TS, nullable=True),
+    sa.PrimaryKeyConstraint('id_sha256')
+    )
+    with op.batch_alter_table('web_sessions', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_web_sessions_user_name'), ['user_name'], unique=False)
+        batch_op.create_index(batch_op.f('ix_web_sessions_expires_at'), ['expires_at'], unique=False)
 
 
 def downgrade() -> None:
-    pass
+    with op.batch_alter_table('web_sessions', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_web_sessions_expires_at'))
+        batch_op.drop_index(batch_op.f('ix_web_sessions_user_name'))
+    op.drop_table('web_sessions')
