@@ -83,6 +83,23 @@ class Settings(BaseSettings):
         120.0, description="A crash `received` for longer than this is enqueued again."
     )
     job_timeout_seconds: int = Field(300, description="Time limit of one processing job.")
+    db_connect_timeout_seconds: int = Field(
+        3, ge=2, description="PostgreSQL: give up opening a connection after this long (libpq "
+        "`connect_timeout`, at least 2); the upload then gets 503 (docs/deploy.md, timeouts)."
+    )
+    db_statement_timeout_seconds: float = Field(
+        5.0, gt=0, description="PostgreSQL: the server cancels a statement running longer "
+        "(`statement_timeout`), and crashd gives up waiting for any answer 1 s after that, so a "
+        "hung (stopped) server costs a request seconds, not minutes. Migrations are exempt."
+    )
+    db_pool_timeout_seconds: float = Field(
+        5.0, gt=0, description="PostgreSQL: how long a request waits for a free pooled connection."
+    )
+    redis_socket_timeout_seconds: float = Field(
+        2.0, gt=0, description="Redis: give up connecting, or waiting for an answer, after this "
+        "long (enqueue, rate limits, sign-in throttle; `crashd worker`'s own blocking wait is not "
+        "affected). An upload is still stored; the sweeper enqueues it later."
+    )
     retention_days: float | None = Field(
         None, gt=0, description="Delete crashes (rows, minidumps, attachments, reports) and sessions older "
         "than this many days; the server's sweeper does it a batch per tick. Unset: keep everything. "

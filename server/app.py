@@ -31,6 +31,7 @@ from server import login
 from server.auth import Credentials, LiveSessions
 from server import sentry_ingest
 from server import dashboard, pages
+from server.outages import OutageMiddleware
 from server.ratelimit import MemoryRateLimiter, RateLimiter, make_rate_limiter
 from server.signin_throttle import SignInThrottle
 from storage.db import migrate
@@ -92,7 +93,8 @@ def build_state(settings: Settings) -> ServerState:
         jobs.install_context(ctx)  # the in-process worker shares the server's engine
     return ServerState(settings, ctx, queue, settings.resolve_admin_token(), tmp_dir, ProjectKeys(ctx.engine),
                        make_rate_limiter(settings), Credentials(ctx.engine, settings.auth_cache_seconds),
-                       SignInThrottle(redis_url=settings.redis_url, prefix=settings.queue_name))
+                       SignInThrottle(redis_url=settings.redis_url, prefix=settings.queue_name,
+                                      redis_timeout=settings.redis_socket_timeout_seconds))
 
 
 def init_sentry(settings: Settings) -> None:
@@ -185,7 +187,8 @@ def create_app(settings: Settings, state: ServerState | None = None) -> Starlett
                 app.state.crashd.queue.close()
                 app.state.crashd.ctx.engine.dispose()
 
-    app = Starlette(routes=ROUTES, lifespan=lifespan, middleware=[session_middleware(settings)],
+    middleware = [session_middleware(settings), Middleware(OutageMiddleware)]  # 503 for an outage
+    app = Starlette(routes=ROUTES, lifespan=lifespan, middleware=middleware,
                     exception_handlers={HTTPException: http_error})
     app.state.crashd = state
     return app

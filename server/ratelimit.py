@@ -70,11 +70,11 @@ class RedisRateLimiter(RateLimiter):
     are let through (a queue outage must not turn into lost crashes)."""
 
     def __init__(self, per_minute: int, redis_url: str, prefix: str,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, timeout: float = 2.0) -> None:
         from redis import Redis
 
         super().__init__(per_minute, clock)
-        self.redis = Redis.from_url(redis_url, socket_timeout=2, socket_connect_timeout=2)
+        self.redis = Redis.from_url(redis_url, socket_timeout=timeout, socket_connect_timeout=timeout)
         self.prefix = prefix
 
     def _incr(self, project_id: int, window: int) -> int:
@@ -94,7 +94,8 @@ class RedisRateLimiter(RateLimiter):
 def make_rate_limiter(settings: Settings) -> RateLimiter:
     """The limiter for settings: Redis-backed when CRASHD_REDIS_URL is set."""
     if settings.redis_url:  # a project may have a limit of its own: count in Redis
-        return RedisRateLimiter(settings.rate_limit_per_minute, settings.redis_url, settings.queue_name)
+        return RedisRateLimiter(settings.rate_limit_per_minute, settings.redis_url, settings.queue_name,
+                                timeout=settings.redis_socket_timeout_seconds)
     return MemoryRateLimiter(settings.rate_limit_per_minute)
 
 

@@ -23,14 +23,15 @@ class SignInThrottle:
     """Failed sign-ins in fixed windows; ``blocked`` says how long to wait, ``failed`` counts."""
 
     def __init__(self, limit: int = 10, window_seconds: int = 900, redis_url: str | None = None,
-                 prefix: str = "crashd", clock: Callable[[], float] = time.time) -> None:
+                 prefix: str = "crashd", clock: Callable[[], float] = time.time,
+                 redis_timeout: float = 2.0) -> None:
         self.limit, self.window_seconds, self.clock = limit, window_seconds, clock
         self.prefix = prefix
         self.redis = None
         if redis_url:
             from redis import Redis
 
-            self.redis = Redis.from_url(redis_url, socket_timeout=2, socket_connect_timeout=2)
+            self.redis = Redis.from_url(redis_url, socket_timeout=redis_timeout, socket_connect_timeout=redis_timeout)
         self._counts: dict[tuple[str, int], int] = {}
         self._lock = threading.Lock()
 

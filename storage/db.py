@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
+
+import psycopg
 
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import event, text
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Session, create_engine
 
 from schemas.settings import Settings
@@ -29,7 +32,63 @@ def make_engine(settings: Settings) -> Engine:
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20,
+                           pool_timeout=settings.db_pool_timeout_seconds, connect_args=_postgres_args(settings))
+    answer_timeout = settings.db_statement_timeout_seconds + ANSWER_GRACE_SECONDS
+
+    @event.listens_for(engine, "do_connect")
+    def _connect(_dialect, _record, cargs, cparams):  # type: ignore[no-untyped-def]
+        return DeadlineConnection.connect(*cargs, answer_timeout=answer_timeout, **cparams)
+
+    return engine
+
+
+# How much longer than statement_timeout crashd waits for PostgreSQL's answer: the server's
+# own cancel comes first when the server runs; this one when it is stopped or cut off.
+ANSWER_GRACE_SECONDS = 1.0
+
+
+def _postgres_args(settings: Settings) -> dict[str, object]:
+    """libpq options bounding every wait on PostgreSQL (docs/deploy.md, timeouts). Keepalives
+    and tcp_user_timeout find a peer that is gone (host down, cable cut); a server that is
+    alive but stopped (SIGSTOP, swapping) still ACKs at the TCP level, which is why
+    DeadlineConnection also bounds each wait itself."""
+    statement_ms = int(settings.db_statement_timeout_seconds * 1000)
+    return {
+        "connect_timeout": settings.db_connect_timeout_seconds,
+        "options": f"-c statement_timeout={statement_ms}",
+        "keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5, "keepalives_count": 3,
+        "tcp_user_timeout": statement_ms + int(ANSWER_GRACE_SECONDS * 1000),
+    }
+
+
+class DeadlineConnection(psycopg.Connection):  # type: ignore[type-arg]
+    """A psycopg connection that waits at most answer_timeout seconds for each answer of
+    PostgreSQL (statement, commit, pre-ping). On expiry the connection is closed and
+    psycopg.OperationalError raised: SQLAlchemy sees a disconnect and drops the connection
+    from the pool, and the request answers 503 (server/outages.py).
+
+    Example: PostgreSQL under SIGSTOP accepts TCP and ACKs every byte but never answers;
+    without this a pooled connection's ``SELECT 1`` waits forever."""
+
+    answer_timeout: float | None = None
+
+    @classmethod
+    def connect(cls, *args: Any, answer_timeout: float | None = None, **kwargs: Any) -> "DeadlineConnection":
+        conn = super().connect(*args, **kwargs)
+        conn.answer_timeout = answer_timeout
+        return conn
+
+    def wait(self, gen: Any, *args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("timeout") is None:
+            kwargs["timeout"] = self.answer_timeout
+        try:
+            return super().wait(gen, *args, **kwargs)
+        except psycopg.errors._WaitTimeout as exc:  # psycopg's own (private) class for it
+            if self.closed:
+                raise
+            self.close()  # mid-statement: unusable; closed tells SQLAlchemy it is a disconnect
+            raise psycopg.OperationalError(f"PostgreSQL did not answer within {kwargs['timeout']:g} s") from exc
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
@@ -56,6 +115,7 @@ def migrate(engine: Engine) -> None:
     config = alembic_config(engine)
     if engine.dialect.name == "postgresql":
         with engine.connect() as conn:
+            _no_timeouts(conn)  # waiting for another process's migration, or a long one, is fine
             conn.execute(text("SELECT pg_advisory_lock(:id)"), {"id": MIGRATION_LOCK_ID})
             try:
                 config.attributes["connection"] = conn
@@ -64,10 +124,20 @@ def migrate(engine: Engine) -> None:
             finally:
                 conn.execute(text("SELECT pg_advisory_unlock(:id)"), {"id": MIGRATION_LOCK_ID})
                 conn.commit()
+                conn.invalidate()  # closed, not pooled: it has no timeouts
     else:
         with engine.begin() as conn:
             config.attributes["connection"] = conn
             command.upgrade(config, "head")
+
+
+def _no_timeouts(conn: Connection) -> None:
+    """Lift statement_timeout and the answer deadline for this connection's session (the
+    caller invalidates conn afterwards, so that it never goes back to the pool without them)."""
+    conn.execute(text("SET statement_timeout = 0"))
+    dbapi = conn.connection.dbapi_connection
+    if isinstance(dbapi, DeadlineConnection):
+        dbapi.answer_timeout = None
 
 
 def session(engine: Engine) -> Session:

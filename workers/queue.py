@@ -56,7 +56,8 @@ class RQJobQueue(JobQueue):
         from rq import Queue
 
         assert settings.redis_url
-        self.redis = Redis.from_url(settings.redis_url)
+        timeout = settings.redis_socket_timeout_seconds  # a hung Redis costs an upload seconds
+        self.redis = Redis.from_url(settings.redis_url, socket_timeout=timeout, socket_connect_timeout=timeout)
         self.queue = Queue(settings.queue_name, connection=self.redis)
         self.timeout = settings.job_timeout_seconds
 
