@@ -289,3 +289,22 @@ def small_dump(tag: int = 0, size: int = 0) -> bytes:
     if size:
         writer.add_stream(0x4767_0000 + 0x100, b"\xab" * size)  # an unknown stream, as padding
     return writer.build()
+
+
+def thread_copies_dump(copies: int, crashing_last: bool = False) -> bytes:
+    """A hostile dump (issue 11 item 12): one amd64 Linux thread (id 7) listed ``copies``
+    times, 48 bytes a copy, every copy pointing at one context and one stack that holds 8
+    return addresses into the one module (a 9-frame walk by scanning, without symbols).
+    With crashing_last, a distinct crashing thread (id 99, rip 0x401020) is listed after
+    them; otherwise thread 7 crashed. 200,000 copies make 9.6 MB."""
+    stack = bytearray(0x100)
+    for i in range(8):
+        struct.pack_into("<Q", stack, 8 + 16 * i, 0x401100 + 0x100 * i)
+    threads = [ThreadSpec(7, amd64_context(rip=0x401010, rsp=0x7000), 0x7000, bytes(stack))] * copies
+    if crashing_last:
+        threads.append(ThreadSpec(99, amd64_context(rip=0x401020, rsp=0x7000), 0x7000, bytes(stack)))
+    writer = MinidumpWriter().add_system_info(arch=ARCH_AMD64, platform=PLATFORM_LINUX)
+    writer.add_thread_list(threads, share=True)
+    writer.add_module_list([ModuleSpec(0x400000, 0x10000, "/opt/game/game", elf_build_id(bytes(range(1, 21))))])
+    writer.add_exception(threads[-1].thread_id, 0xB, context=threads[-1].context)
+    return writer.build()

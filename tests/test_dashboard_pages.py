@@ -469,3 +469,52 @@ def test_crash_page_of_a_sentry_event_without_minidump(crashd: Crashd, viewer: T
     assert "Download minidump" not in page.text and "No minidump" in page.text
     assert "load_level" in page.text
     assert "bad &lt;b&gt;input&lt;/b&gt;" in page.text
+
+
+# -- long lists: the limits per dump and paging (issue 11 item 12) --------------------------
+
+
+def test_a_dump_listing_200000_threads_gives_a_small_page_and_api_answer(crashd: Crashd, viewer: TestClient) -> None:
+    """The issue's 9.6 MB dump through the real pipeline: the report keeps 1025 threads
+    (the crashing one listed last among them), the crash page shows 50 a page, and neither
+    the page nor /api/crashes/<id> grows with the 200,000 listed (355 MB of page before)."""
+    from minidump_writer import thread_copies_dump
+
+    crash_id = upload_crash(crashd, crashd.client, thread_copies_dump(200_000, crashing_last=True), "tester-1", BETA1)
+    crashd.drain()
+    answer = crashd.client.get(f"/api/crashes/{crash_id}", headers=crashd.admin)
+    doc = answer.json()
+    assert doc["status"] == "processed" and len(answer.content) < 4_000_000
+    assert doc["stackwalk"]["cut"] == {"threads": {"listed": 200_001, "read": 1025}}
+    assert any(n.startswith("threads: 200001 listed, 1025 read and walked") for n in doc["processed"]["notes"])
+    page = viewer.get(f"/crashes/{crash_id}").text
+    assert len(page) < 1_000_000
+    assert "of 200001 in the dump" in page and "threads 200001 listed, 1025 read" in page
+    assert page.count('<details class="thread') == 50 and "Threads page 1 of 21" in page
+    assert page.index('<details class="thread crashing" open>') < re.search(r"Thread 0\s", page).start()
+    assert f'href="/crashes/{crash_id}?threads=2#threads" rel="next"' in page
+    last = viewer.get(f"/crashes/{crash_id}?threads=21").text
+    assert "Threads page 21 of 21" in last and last.count('<details class="thread" >') == 25
+    assert "Threads page 1 of 21" in viewer.get(f"/crashes/{crash_id}?threads=x").text
+
+
+def test_thread_and_module_pages_build_views_for_one_page_only() -> None:
+    """An old report (processed before the limits) listing 200,000 threads: a page costs
+    its 50 threads; pages past the end show the last; a deep stack shows its top and bottom."""
+    from server.dashboard.stack import FRAMES_HEAD, FRAMES_TAIL, module_page, thread_page
+
+    frames = [{"frame": i, "trust": "scan"} for i in range(1024)]
+    report = {"crash_info": {"crashing_thread": 199_999},
+              "threads": [{"thread_id": i, "frames": frames} for i in range(200_000)],
+              "modules": [{"filename": f"m{i}", "loaded_symbols": i % 2 == 0, "missing_symbols": i % 2 == 1}
+                          for i in range(1200)]}
+    first = thread_page(report, 1)
+    assert (first.number, first.count, first.total, len(first.items)) == (1, 4000, 200_000, 50)
+    assert [t["index"] for t in first.items[:3]] == [199_999, 0, 1] and first.items[0]["crashing"]
+    crashing = first.items[0]
+    assert len(crashing["rows"]) == FRAMES_HEAD and crashing["hidden"] == 1024 - FRAMES_HEAD - FRAMES_TAIL
+    assert [r["index"] for r in crashing["tail_rows"]] == list(range(1024 - FRAMES_TAIL, 1024))
+    assert thread_page(report, 10**6).number == 4000 and thread_page(None, 3).items == []
+    modules = module_page(report, 3)
+    assert (modules.number, modules.count, len(modules.items)) == (3, 3, 200)
+    assert {m["symbols"] for m in module_page(report, 1).items} == {"missing"}  # missing symbols first

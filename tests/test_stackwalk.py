@@ -8,7 +8,7 @@ from pathlib import Path
 
 from minidump_writer import (
     ARCH_AMD64, ARCH_ARM64, ARCH_X86, PLATFORM_LINUX, PLATFORM_WINDOWS, MinidumpWriter, ModuleSpec,
-    ThreadSpec, amd64_context, arm64_context, elf_build_id, rsds, x86_context,
+    ThreadSpec, amd64_context, arm64_context, elf_build_id, rsds, thread_copies_dump, x86_context,
 )
 from symbolicator.limits import Limits
 from symbolicator.minidump import read_minidump
@@ -197,31 +197,11 @@ def test_garbage_dump_processes_without_raising(tmp_path: Path) -> None:
 # -- the limits per dump (issue 11 item 12: amplification) ----------------------------------
 
 
-def scanned_stack(frames: int) -> bytes:
-    """Stack bytes at 0x7000 holding frames - 1 return addresses into the module at 0x400000
-    (found by scanning: the module has no symbols)."""
-    return words(0x7000, 0x100, {0x7008 + 16 * i: 0x401100 + 0x100 * i for i in range(frames - 1)}, 8)
-
-
-def copies_dump(copies: int, crashing_last: bool) -> bytes:
-    """A dump listing one thread ``copies`` times, 48 bytes each, all pointing at one
-    context and one 9-frame stack; with crashing_last, a distinct crashing thread after them."""
-    context = amd64_context(rip=0x401010, rsp=0x7000, rbp=0)
-    threads = [ThreadSpec(7, context, 0x7000, scanned_stack(9))] * copies
-    if crashing_last:
-        threads.append(ThreadSpec(99, amd64_context(rip=0x401020, rsp=0x7000, rbp=0), 0x7000, scanned_stack(9)))
-    writer = MinidumpWriter().add_system_info(arch=ARCH_AMD64, platform=PLATFORM_LINUX)
-    writer.add_thread_list(threads, share=True)
-    writer.add_module_list([ModuleSpec(0x400000, 0x10000, "/opt/game/game", elf_build_id(BUILD_ID))])
-    writer.add_exception(99 if crashing_last else 7, 0xB, context=threads[-1].context)
-    return writer.build()
-
-
 def test_a_dump_listing_200000_threads_is_processed_bounded(tmp_path: Path) -> None:
     """The issue's dump: 200,000 copies of one thread in 9.6 MB. The first 1024 threads and
     the crashing one (listed last) are read and walked; the report stays small and says
     what was cut."""
-    dump = copies_dump(200_000, crashing_last=True)
+    dump = thread_copies_dump(200_000, crashing_last=True)
     assert len(dump) > 9_600_000
     report = process_minidump(dump, local_provider([tmp_path / "none"], tmp_path / "cache"))
     limits = Limits()
@@ -240,7 +220,7 @@ def test_a_dump_listing_200000_threads_is_processed_bounded(tmp_path: Path) -> N
 def test_the_frame_budget_spares_the_crashing_thread(tmp_path: Path) -> None:
     """Once limits.frames_per_dump frames are walked, the other threads get their context
     frame only, with a note; the crashing thread is walked first and whole."""
-    dump = copies_dump(10, crashing_last=True)
+    dump = thread_copies_dump(10, crashing_last=True)
     limits = Limits(frames_per_dump=30)
     report = process_minidump(dump, local_provider([tmp_path / "none"], tmp_path / "cache"), limits=limits)
     counts = [t["frame_count"] for t in report["threads"]]

@@ -1,8 +1,9 @@
 """A crash's page, its downloads, and reprocessing it.
 
-- ``GET /crashes/<crash_id>``: reason and address, every thread (crashing first), modules
-  with symbol status, annotations, attachments (text ones in a log viewer, escaped, with
-  the ``GGML_ASSERT`` / ``panicked at`` lines marked).
+- ``GET /crashes/<crash_id>``: reason and address, threads (crashing first) and modules with
+  symbol status a page at a time (``?threads=N``, ``?modules=N``: server/dashboard/stack.py),
+  annotations, attachments (text ones in a log viewer, escaped, with the ``GGML_ASSERT`` /
+  ``panicked at`` lines marked).
 - ``GET /crashes/<crash_id>/minidump`` and ``/crashes/<crash_id>/attachments/<name>``: the
   raw bytes for a signed-in user (the /api twins want the admin token).
 - ``POST /crashes/<crash_id>/reprocess`` (admin, CSRF): enqueue it again, back to the page.
@@ -11,7 +12,7 @@
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Mapping
 
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
@@ -59,7 +60,26 @@ def log_lines(state: "ServerState", attachment: Attachment) -> dict[str, Any]:
             "marked": [line["number"] for line in lines if line["marked"]]}
 
 
-def crash_view(state: "ServerState", crash_id: str) -> dict[str, Any] | None:
+def page_number(params: Mapping[str, str], name: str) -> int:
+    """The page asked for in the query (``?threads=3``); 1 when absent or not a number."""
+    value = params.get(name, "")
+    return int(value) if value.isdigit() and len(value) < 10 else 1
+
+
+def report_view(report: dict[str, Any] | None, params: Mapping[str, str]) -> dict[str, Any]:
+    """What the crash page shows of the processed report: crash and system info, one page
+    of threads and one of modules (``?threads=N``, ``?modules=N``), and ``cut``, the lists
+    processing left out (symbolicator/limits.py)."""
+    return {
+        "info": (report or {}).get("crash_info") or {},
+        "system": (report or {}).get("system_info") or {},
+        "threads": stack.thread_page(report, page_number(params, "threads")),
+        "modules": stack.module_page(report, page_number(params, "modules")),
+        "cut": (report or {}).get("cut") or {},
+    }
+
+
+def crash_view(state: "ServerState", crash_id: str, params: Mapping[str, str]) -> dict[str, Any] | None:
     """Everything the crash page shows, or None for an unknown crash."""
     found = _load_crash(state, crash_id)
     if found is None:
@@ -69,10 +89,7 @@ def crash_view(state: "ServerState", crash_id: str) -> dict[str, Any] | None:
     return {
         "doc": crash_document(crash, project, attachments),
         "processed": crash.processed or {},
-        "info": (report or {}).get("crash_info") or {},
-        "system": (report or {}).get("system_info") or {},
-        "threads": stack.threads(report),
-        "modules": stack.modules(report),
+        **report_view(report, params),
         "logs": {a.name: log_lines(state, a) for a in attachments if is_text(a)},
         "pending": state.queue.is_pending(crash.crash_id),
     }
@@ -82,7 +99,7 @@ def crash_view(state: "ServerState", crash_id: str) -> dict[str, Any] | None:
 async def crash_page(request: Request, state: "ServerState", who: auth.Principal) -> Response:
     """GET /crashes/<crash_id>."""
     crash_id = request.path_params["crash_id"]
-    view = await run_in_threadpool(crash_view, state, crash_id)
+    view = await run_in_threadpool(crash_view, state, crash_id, request.query_params)
     if view is None:
         return problem(request, who, 404, "Not found", f"There is no crash {crash_id}.")
     return pages.render(request, "crash.html", {"user": who, **view})

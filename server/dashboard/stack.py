@@ -1,11 +1,22 @@
 """The processed report (rust-minidump JSON, symbolicator/report.py) shaped for the pages:
 threads with the crashing one first, frames with their inlined calls as rows of their own,
-and every module's symbol status. Pure functions, no I/O.
+and every module's symbol status, one page at a time. Pure functions, no I/O.
+
+A page stays small whatever the report holds (a report written before the limits of
+symbolicator/limits.py can list 200,000 threads): views are built only for the threads and
+modules of the page asked for, and a thread shows its first FRAMES_HEAD and last FRAMES_TAIL
+frames (a deep recursion's start is at the bottom).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
+
+THREADS_PER_PAGE = 50  # the corpus's largest dump has 17 threads, a big game about 250
+MODULES_PER_PAGE = 500  # the corpus's largest has 354 modules
+FRAMES_HEAD = 200  # frames of a thread shown from the top, then FRAMES_TAIL from the bottom
+FRAMES_TAIL = 50
 
 # How much each frame-recovery method can be believed (rust-minidump's FrameTrust). Scanned
 # frames are guesses: a return-address-looking word found on the stack, shown greyed out.
@@ -45,20 +56,44 @@ def frame_rows(frame: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def thread_view(thread: dict[str, Any], index: int, crashing: bool) -> dict[str, Any]:
-    """A thread for the template: id, name, whether it crashed, and its rows."""
-    rows = [row for frame in thread.get("frames") or [] for row in frame_rows(frame)]
+    """A thread for the template: id, name, whether it crashed, its rows (of the first
+    FRAMES_HEAD frames), ``hidden`` (frames not shown) and ``tail_rows`` (the last
+    FRAMES_TAIL frames, when the thread has more than both)."""
+    frames = thread.get("frames") or []
+    shown, hidden, tail = frames, 0, []
+    if len(frames) > FRAMES_HEAD + FRAMES_TAIL:
+        shown, hidden, tail = frames[:FRAMES_HEAD], len(frames) - FRAMES_HEAD - FRAMES_TAIL, frames[-FRAMES_TAIL:]
     return {"index": index, "thread_id": thread.get("thread_id"), "name": thread.get("thread_name"),
-            "crashing": crashing, "frame_count": thread.get("frame_count", len(thread.get("frames") or [])),
-            "rows": rows, "notes": thread.get("notes") or []}
+            "crashing": crashing, "frame_count": thread.get("frame_count", len(frames)),
+            "rows": [row for frame in shown for row in frame_rows(frame)], "hidden": hidden,
+            "tail_rows": [row for frame in tail for row in frame_rows(frame)], "notes": thread.get("notes") or []}
 
 
-def threads(report: dict[str, Any] | None) -> list[dict[str, Any]]:
-    """Every thread of the report, the crashing thread first, then in dump order."""
-    if not report:
-        return []
-    crashing = (report.get("crash_info") or {}).get("crashing_thread")
-    views = [thread_view(t, i, i == crashing) for i, t in enumerate(report.get("threads") or [])]
-    return sorted(views, key=lambda v: (not v["crashing"], v["index"]))
+@dataclass
+class Page:
+    """One page of a long list: its items, which page of how many, and the list's length."""
+
+    items: list[dict[str, Any]]
+    number: int
+    count: int
+    total: int
+
+
+def _page_of(total: int, number: int, per_page: int) -> tuple[int, int, int]:
+    """(page number clamped to 1..count, page count, index of the page's first item)."""
+    count = max(1, -(-total // per_page))
+    number = min(max(1, number), count)
+    return number, count, (number - 1) * per_page
+
+
+def thread_page(report: dict[str, Any] | None, number: int = 1, per_page: int = THREADS_PER_PAGE) -> Page:
+    """Page ``number`` of the report's threads, the crashing thread first, then in dump order."""
+    listed = (report or {}).get("threads") or []
+    crashing = ((report or {}).get("crash_info") or {}).get("crashing_thread")
+    order = sorted(range(len(listed)), key=lambda i: (i != crashing, i))
+    number, count, first = _page_of(len(order), number, per_page)
+    views = [thread_view(listed[i], i, i == crashing) for i in order[first : first + per_page]]
+    return Page(views, number, count, len(listed))
 
 
 def crashing_rows(report: dict[str, Any] | None, limit: int = 40) -> list[dict[str, Any]]:
@@ -75,8 +110,16 @@ def symbol_status(module: dict[str, Any]) -> str:
     return "unused"
 
 
-def modules(report: dict[str, Any] | None) -> list[dict[str, Any]]:
-    """The report's modules with a ``symbols`` status; those with missing symbols first."""
-    rows = [{**m, "symbols": symbol_status(m)} for m in (report or {}).get("modules") or []]
-    order = {"missing": 0, "corrupt": 1, "loaded": 2, "unused": 3}
-    return sorted(rows, key=lambda m: order[m["symbols"]])
+SYMBOL_ORDER = {"missing": 0, "corrupt": 1, "loaded": 2, "unused": 3}
+
+
+def module_page(report: dict[str, Any] | None, number: int = 1, per_page: int = MODULES_PER_PAGE) -> Page:
+    """Page ``number`` of the report's modules with a ``symbols`` status; those with missing
+    symbols first, then in the report's order (by base address)."""
+    listed = (report or {}).get("modules") or []
+    statuses = [symbol_status(m) for m in listed]
+    order = sorted(range(len(listed)), key=lambda i: SYMBOL_ORDER[statuses[i]])
+    number, count, first = _page_of(len(order), number, per_page)
+    rows = [{**listed[i], "symbols": statuses[i]} for i in order[first : first + per_page]]
+    return Page(rows, number, count, len(listed))
+
