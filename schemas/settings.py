@@ -127,6 +127,10 @@ class Settings(BaseSettings):
     symbol_miss_ttl_seconds: float = Field(
         3600.0, description="How long a symbol server's 404 is remembered before asking again."
     )
+    symbol_quota_bytes: int = Field(
+        20 * 1024**3, gt=0, description="Bytes of debug files one project's symbol store (and the shared "
+        "store) may hold; an upload that would go past it gets 413 `symbol_quota_exceeded` (docs/symbols.md)."
+    )
     webhook_url: str | None = Field(
         None, description="Ticket notifications: POST each ticket event as JSON to this URL "
         "(docs/notifications.md)."

@@ -120,15 +120,16 @@ class DiscardCount(SQLModel, table=True):
 
 class SymbolFile(SQLModel, table=True):
     """A debug file stored under ``settings.symbols_dir`` in the Breakpad layout
-    (``path`` is relative to it): one row per module and content, the last upload's."""
+    (``path`` is relative to it; a project's store is under ``.projects/<id>/``): one row per
+    path and content, the last upload's."""
 
     __tablename__ = "symbol_files"
-    __table_args__ = (UniqueConstraint("debug_file", "debug_id", "sha256", name="uq_symbol_file_content"),
+    __table_args__ = (UniqueConstraint("path", "sha256", name="uq_symbol_file_path_content"),
                       Index("ix_symbol_files_uploaded_at", "uploaded_at"))
 
     id: int | None = Field(default=None, primary_key=True)
     project_id: int | None = Field(default=None, foreign_key="projects.id", index=True,
-                                   description="The uploader's project; None for the admin token")
+                                   description="The project whose store holds the file; None: the shared store")
     debug_file: str = Field(max_length=300)
     debug_id: str = Field(max_length=64, index=True, description="Breakpad form, upper case")
     code_file: str | None = Field(default=None, max_length=300)
@@ -325,8 +326,10 @@ class ApiToken(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     name: str = Field(index=True, unique=True, max_length=100)
-    role: str = Field(max_length=16, description="admin | viewer")
+    role: str = Field(max_length=16, description="admin | viewer | uploader")
     token_sha256: str = Field(index=True, unique=True, max_length=64)
+    project_id: int | None = Field(default=None, foreign_key="projects.id",
+                                   description="The one project an uploader token may upload symbols to")
     created_at: datetime = _ts(nullable=False, default=utcnow)
 
 

@@ -130,11 +130,12 @@ def check_csrf(request: Request, submitted: str | None) -> bool:
 @dataclass(frozen=True)
 class Known:
     """A user or API token as the database last said: name, role and, for a user, the
-    fingerprint of the password hash (empty for tokens)."""
+    fingerprint of the password hash (empty for tokens); for an uploader token, its project."""
 
     name: str
     role: str
     fingerprint: str = ""
+    project_id: int | None = None
 
 
 class Credentials:
@@ -179,7 +180,7 @@ class Credentials:
 
     def _load_token(self, token: str) -> Known | None:
         row = users.token_by_secret(self.engine, token=token)
-        return Known(row.name, row.role) if row else None
+        return Known(row.name, row.role, project_id=row.project_id) if row else None
 
 
 def credentials(state: "ServerState") -> Credentials:
@@ -285,12 +286,14 @@ def session_user(request: Request, state: "ServerState") -> Known | None:
 
 @dataclass(frozen=True)
 class Principal:
-    """Who made a request: ``role`` is ``admin`` or ``viewer``; ``via`` is how they proved it
-    (``admin-token``, ``api-token`` or ``session``)."""
+    """Who made a request: ``role`` is ``admin``, ``viewer`` or ``uploader``; ``via`` is how
+    they proved it (``admin-token``, ``api-token`` or ``session``). An uploader's project_id
+    is the one project whose symbols it may upload."""
 
     name: str
     role: str
     via: str
+    project_id: int | None = None
 
     @property
     def is_admin(self) -> bool:
@@ -301,20 +304,39 @@ def principal(request: Request, state: "ServerState") -> Principal | None:
     """The caller of request, or None when it proves nothing.
 
     A bearer token decides alone (the admin token, else an API token; a wrong one is None even
-    beside a valid cookie); without one, the session cookie's user.
+    beside a valid cookie); without one, the session cookie's user. An uploader token is None
+    here too: it proves nothing to the API or the dashboard (symbol_uploader() takes it).
     """
     token = bearer_token(request)
     if token is not None:
-        if hmac.compare_digest(token.encode(), state.admin_token.encode()):
-            return Principal("admin", "admin", "admin-token")
-        known = credentials(state).token(token)
-        return Principal(known.name, known.role, "api-token") if known else None
+        who = token_principal(state, token)
+        return who if who is not None and who.role != users.UPLOADER else None
     user = session_user(request, state)
     return Principal(user.name, user.role, "session") if user else None
 
 
+def token_principal(state: "ServerState", token: str) -> Principal | None:
+    """Who token is: the admin token (constant-time compare), else an API token; None when neither."""
+    if hmac.compare_digest(token.encode(), state.admin_token.encode()):
+        return Principal("admin", "admin", "admin-token")
+    known = credentials(state).token(token)
+    return Principal(known.name, known.role, "api-token", known.project_id) if known else None
+
+
+def symbol_uploader(request: Request, state: "ServerState") -> Principal | None:
+    """Who may upload symbols: an admin (the admin token, an admin API token, or a session with
+    the CSRF header) or an uploader token. Tokens come as ``Authorization: Bearer`` or, for
+    clients that can only set the URL (Breakpad's symupload), as ``?key=``. None otherwise:
+    no credentials, a viewer, or an ingest key (which must never write symbols)."""
+    token = bearer_token(request) or request.query_params.get("key")
+    if token is None:
+        return principal(request, state) if can_write(request, state) else None
+    who = token_principal(state, token)
+    return who if who is not None and who.role in ("admin", users.UPLOADER) else None
+
+
 def can_read(request: Request, state: "ServerState") -> bool:
-    """True for any signed-in user or valid token (viewers included)."""
+    """True for any signed-in user or valid token (viewers included; uploader tokens not)."""
     return principal(request, state) is not None
 
 

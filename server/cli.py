@@ -234,7 +234,7 @@ def cmd_symbols_upload(settings: Settings, args: argparse.Namespace) -> int:
     from server.symbols_client import upload_paths
 
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one progress line per file, not per request
-    return upload_paths(args.paths, url=args.url, key=args.key, project=args.project, as_json=args.json,
+    return upload_paths(args.paths, url=args.url, token=args.token, project=args.project, as_json=args.json,
                         timeout=args.timeout)
 
 
@@ -389,8 +389,10 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("paths", nargs="+", metavar="PATH",
                     help="a Breakpad symbol tree, .sym or native debug files (ELF, Mach-O, PDB), or a zip")
     up.add_argument("--url", required=True, help="the server's base URL, e.g. http://127.0.0.1:8000")
-    up.add_argument("--key", required=True, help="a project's ingest key")
-    up.add_argument("--project", default="_", help="project id or name in the upload URL (default `_`: the key's)")
+    up.add_argument("--token", required=True, help="an API token: the project's uploader token (`crashd token "
+                    "create NAME --role uploader --project P`) or an admin's; never an ingest key")
+    up.add_argument("--project", default="_", help="project id or name in the upload URL (default `_`: an "
+                    "uploader token's project; for an admin token, the shared store)")
     up.add_argument("--timeout", type=float, default=300.0, help="seconds per request (the server converts the file)")
     up.add_argument("--json", action="store_true", help="a JSON summary with every file's outcome")
     up.set_defaults(func=cmd_symbols_upload)

@@ -3,10 +3,14 @@
 An upload is one of (docs/symbols.md):
 - Breakpad ``symupload`` (sym_upload_v1): multipart with the file part ``symbol_file`` and text
   fields ``debug_file``, ``debug_identifier``, ``code_file``, ``os``, ``cpu`` (and ``version``);
-  it authenticates with ``?key=`` in the URL, the only thing it lets us set;
+  it authenticates with an API token in ``?key=``, the only thing it lets us set;
 - a bare body: a ``.sym`` (names from its MODULE line), a native debug file (name it with
   ``?debug_file=`` or ``?filename=``), or a zip of a ``<debug_file>/<debug_id>/<file>`` tree;
 - multipart with any file parts (``curl -F symbol_file=@libfoo.so``); a part may be a zip.
+Uploading takes an API token, never an ingest key (which ships inside the game and is public):
+the admin's, or an ``uploader`` token of the project (docs/auth.md). Each project has its own
+store, which only its crashes use; an admin may also upload to the shared store (``/api/_/``)
+that every project falls back to. Each store holds at most ``symbol_quota_bytes``.
 Files are stored and converted (symbolicator.symbols.store) and recorded in ``symbol_files``
 before the 200, like crashes (persist, then acknowledge). Refusals answer ``{"detail": code}``
 and are counted as discards under ``symbols_<code>``.
@@ -25,11 +29,10 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
 from schemas.tables import Project, SymbolFile
-from server.auth import can_read, can_write, ingest_key
-from server.ingest import Rejected, authenticate
+from server.auth import Principal, bearer_token, can_read, ingest_key, symbol_uploader, token_principal
 from server.upload_parser import (GZIP_MAGIC, MAX_FIELD_CHARS, ZSTD_MAGIC, Budget, MalformedUpload, SpoolWriter,
                                   UploadPart, UploadTooLarge, decoded_body, decompress_part, parse_multipart)
-from storage import queries
+from storage import queries, symbol_use
 from workers.reprocess import reprocess_for_symbols
 from symbolicator.symbols import store
 from symbolicator.symbols.cache import MalformedSymbols
@@ -41,7 +44,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-PROJECT_FROM_KEY = "_"  # POST /api/_/symbols/?key=...: the key's own project
+SHARED = "_"  # /api/_/symbols/: the shared store for an admin, an uploader token's own project
 FILE_FIELD = "symbol_file"
 # Form fields (and query parameters of a bare body) naming the module, by store.Names field.
 NAME_FIELDS = {"debug_file": ("debug_file",), "debug_id": ("debug_identifier", "debug_id"),
@@ -83,20 +86,42 @@ async def upload_endpoint(request: Request) -> Response:
 
 
 def authenticate_upload(state: "ServerState", request: Request) -> Project | None:
-    """The uploading project: the admin token's named project (None for ``_``), else the
-    project of the ingest key, which must be the one the path names (or ``_``)."""
-    ref = request.path_params["project"]
-    if can_write(request, state):  # an admin: the admin token, an admin API token or session
-        if ref == PROJECT_FROM_KEY:
+    """The project whose store the upload goes to (None: the shared store). Raises Refused:
+    401 without a token or with a wrong one, 403 ``symbols_need_token`` for an ingest key,
+    403 for a viewer or another project's uploader token, 404 for an unknown project."""
+    who = symbol_uploader(request, state)
+    if who is None:
+        raise _why_not(state, request)
+    return store_project(state, who, request.path_params["project"])
+
+
+def store_project(state: "ServerState", who: Principal, ref: str) -> Project | None:
+    """The project whose store ref names for who (None: the shared store). Raises Refused."""
+    if who.is_admin:
+        if ref == SHARED:
             return None
         project = queries.find_project(state.ctx.engine, ref=ref)
         if project is None:
             raise Refused(404, "unknown_project", ref)
         return project
-    try:
-        return authenticate(state, request, None if ref == PROJECT_FROM_KEY else ref)
-    except Rejected as exc:
-        raise Refused(exc.status_code, exc.reason, str(exc)) from exc
+    project = queries.find_project(state.ctx.engine, ref=str(who.project_id))
+    if project is None or (ref != SHARED and ref not in (str(project.id), project.name)):
+        raise Refused(403, "wrong_project", f"token {who.name!r} uploads to project {who.project_id} only")
+    return project
+
+
+def _why_not(state: "ServerState", request: Request) -> Refused:
+    """Why a request without an upload token is refused: an ingest key (valid or not) never
+    writes symbols; a viewer's credentials are not enough."""
+    key = ingest_key(request) or bearer_token(request)  # ``Authorization: Bearer <ingest key>`` too
+    if key and state.projects.get(key) is not None:
+        return Refused(403, "symbols_need_token", "symbol uploads take an API token, not an ingest key")
+    token = bearer_token(request) or request.query_params.get("key")
+    if can_read(request, state) or (token and token_principal(state, token)):
+        return Refused(403, "needs_admin_or_uploader", "a viewer may not upload symbols")
+    if key or token:
+        return Refused(401, "bad_token", "unknown token")
+    return Refused(401, "missing_token", "no API token")
 
 
 async def read_files(request: Request, state: "ServerState") -> tuple[list[UploadPart], store.Names, Budget]:
@@ -169,6 +194,7 @@ def store_parts(state: "ServerState", project: Project | None, parts: list[Uploa
                         staged.path.unlink(missing_ok=True)
             else:
                 staged = store.stage(part.file, symbols_dir)
+                part.close()  # the spooled copy goes before converting: the disk holds the file once
                 results += _store_staged(state, project, staged, part.filename or names.debug_file, names)
         except store.TooLarge as exc:
             raise Refused(413, exc.reason, str(exc), part.filename) from exc
@@ -193,11 +219,16 @@ def _store_staged(state: "ServerState", project: Project | None, staged: store.S
                   names: store.Names) -> list[dict[str, object]]:
     """Store one staged file under each module it serves; the staged copy is removed."""
     settings = state.settings
+    project_id = project.id if project else None
     try:
         out = []
         for identity in store.identify(staged.path, name=name, names=names):
+            # The store's quota, counted again for each file (a zip's files are stored one by
+            # one). A file replacing another of its path is counted whole, like the old one.
+            room = settings.symbol_quota_bytes - symbol_use.store_bytes(state.ctx.engine, project_id=project_id)
             stored = store.store_file(staged, identity, name=store.stored_name(identity, name),
-                                      symbols_dir=settings.symbols_dir, cache_dir=settings.symbol_cache_dir)
+                                      symbols_dir=settings.symbols_dir, cache_dir=settings.symbol_cache_dir,
+                                      project_id=project_id, room=room)
             queries.record_symbol_file(state.ctx.engine, row=symbol_row(stored, project))
             if stored.status == "stored":
                 forget(state, identity)
@@ -235,33 +266,56 @@ def forget(state: "ServerState", identity: store.Identity) -> None:
 
 async def _refuse(state: "ServerState", exc: Refused) -> Response:
     log.info("symbol upload refused: %s (%s)", exc.code, exc.why)
+    reason = (exc.code if exc.code.startswith("symbols_") else f"symbols_{exc.code}")[:64]
     try:
-        await run_in_threadpool(queries.count_discard, state.ctx.engine, reason=f"symbols_{exc.code}"[:64])
+        await run_in_threadpool(queries.count_discard, state.ctx.engine, reason=reason)
     except SQLAlchemyError as err:  # counting must never turn a 400 into a 500
-        log.warning("could not count discard symbols_%s: %s", exc.code, err)
+        log.warning("could not count discard %s: %s", reason, err)
     body = {"detail": exc.code} | ({"file": exc.file} if exc.file else {})
     return JSONResponse(body, status_code=exc.status_code)
 
 
 async def lookup_endpoint(request: Request) -> Response:
-    """GET /api/symbols/<debug_file>/<debug_id>[?sha256=]: the stored files of a module (200),
-    or 404. For the admin token or any project's ingest key."""
+    """GET /api/symbols/<debug_file>/<debug_id>[?sha256=][&project=]: the stored files of a
+    module (200), or 404. A reader or admin sees every store; an uploader token or an ingest key
+    its project's and the shared one. ``project`` keeps to one store (``_``: as an upload names it)."""
     state: ServerState = request.app.state.crashd
-    if not can_read(request, state):
-        key = ingest_key(request)
-        project = await run_in_threadpool(state.projects.get, key) if key else None
-        if project is None:
-            return JSONResponse({"detail": "bad_key" if key else "missing_key"}, status_code=401)
+    stores = await run_in_threadpool(visible_stores, state, request)
+    if isinstance(stores, Refused):
+        return JSONResponse({"detail": stores.code}, status_code=stores.status_code)
     module = breakpad_layout(request.path_params["debug_file"], request.path_params["debug_id"])
     if module is None:
         return JSONResponse({"detail": "malformed_bad_module_id"}, status_code=400)
     rows = await run_in_threadpool(queries.symbol_files, state.ctx.engine, debug_file=module[0],
                                    debug_id=module[1], sha256=request.query_params.get("sha256"))
     # A row whose file is gone (a wiped symbols folder) is not "stored": the CLI uploads again.
-    files = [row_dict(row) for row in rows if (state.settings.symbols_dir / row.path).is_file()]
+    files = [row_dict(row) for row in rows if (stores is None or row.project_id in stores)
+             and (state.settings.symbols_dir / row.path).is_file()]
     if not files:
         return JSONResponse({"detail": "not_found", "files": []}, status_code=404)
     return JSONResponse({"files": files})
+
+
+def visible_stores(state: "ServerState", request: Request) -> set[int | None] | None | Refused:
+    """The stores (project ids, None for the shared one) whose files request may list; None for
+    all of them. A Refused (401) without credentials."""
+    ref = request.query_params.get("project")
+    who = symbol_uploader(request, state)
+    if who is not None and ref is not None:
+        try:
+            project = store_project(state, who, ref)
+        except Refused as exc:
+            return exc
+        return {project.id if project else None}
+    if who is not None and not who.is_admin:
+        return {who.project_id, None}
+    if who is not None or can_read(request, state):
+        return None
+    key = ingest_key(request) or bearer_token(request)
+    project = state.projects.get(key) if key else None
+    if project is None:
+        return Refused(401, "bad_key" if key else "missing_key")
+    return {project.id, None}
 
 
 def row_dict(row: SymbolFile) -> dict[str, object]:

@@ -4,7 +4,8 @@ Walks the paths (a Breakpad layout tree, loose ``.sym`` files, native ELF / Mach
 zips only when named on the command line), asks ``GET /api/symbols/<debug_file>/<debug_id>
 ?sha256=`` for each file and uploads the missing ones the way Breakpad's symupload does
 (multipart: ``symbol_file`` plus ``debug_file``, ``debug_identifier``, ``code_file``, ``os``,
-``cpu``) to ``POST /api/<project>/symbols/?key=``. Connection errors and 5xx answers are
+``cpu``) to ``POST /api/<project>/symbols/``, with an API token (an uploader token of the
+project, or an admin's) as ``Authorization: Bearer``. Connection errors and 5xx answers are
 retried with backoff; a 4xx is final.
 """
 
@@ -82,21 +83,22 @@ def examine(path: Path, root: Path | None) -> Candidate:
 class Uploader:
     """HTTP to one crashd server, with retries."""
 
-    def __init__(self, url: str, key: str, project: str, *, timeout: float, client: httpx.Client | None = None,
+    def __init__(self, url: str, token: str, project: str, *, timeout: float, client: httpx.Client | None = None,
                  backoff: float = BACKOFF_SECONDS) -> None:
         self.url = url.rstrip("/")
-        self.key = key
         self.project = project
         self.backoff = backoff
         self.client = client or httpx.Client(timeout=httpx.Timeout(timeout, connect=10.0))
+        self.client.headers["Authorization"] = f"Bearer {token}"
 
     def has(self, candidate: Candidate) -> bool:
-        """Whether the server holds this content for every module of the file."""
+        """Whether the store uploads go to holds this content for every module of the file."""
         if not candidate.identities:
             return False
         for identity in candidate.identities:
             url = f"{self.url}/api/symbols/{quote(identity.debug_file, safe='')}/{identity.debug_id}"
-            response = self._request(lambda: self.client.get(url, params={"key": self.key, "sha256": candidate.sha256}))
+            query = {"project": self.project, "sha256": candidate.sha256}
+            response = self._request(lambda: self.client.get(url, params=query))
             if response.status_code == 404:
                 return False
             if response.status_code != 200:
@@ -110,7 +112,7 @@ class Uploader:
         with open(candidate.path, "rb") as f:
             def send() -> httpx.Response:
                 f.seek(0)
-                return self.client.post(url, params={"key": self.key}, data=fields,
+                return self.client.post(url, data=fields,
                                         files={"symbol_file": (candidate.path.name, f, "application/octet-stream")})
 
             response = self._request(send)
@@ -180,12 +182,12 @@ class Progress:
         self.stream.flush()
 
 
-def upload_paths(paths: list[str], *, url: str, key: str, project: str, as_json: bool, timeout: float,
+def upload_paths(paths: list[str], *, url: str, token: str, project: str, as_json: bool, timeout: float,
                  uploader: Uploader | None = None) -> int:
     """Upload what the server lacks; print a summary (JSON with as_json). 1 if any failed."""
     files = collect(paths)
     progress = Progress(len(files), sys.stderr)
-    uploader = uploader or Uploader(url, key, project, timeout=timeout)
+    uploader = uploader or Uploader(url, token, project, timeout=timeout)
     done: list[Candidate] = []
     try:
         for path, root in files:

@@ -14,7 +14,7 @@ import sys
 from sqlalchemy.engine import Engine
 
 from schemas.settings import Settings
-from storage import users
+from storage import queries, users
 from storage import web_sessions
 
 
@@ -92,22 +92,36 @@ def cmd_user_delete(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_token_create(settings: Settings, args: argparse.Namespace) -> int:
     """Create an API token and print it once (only its hash is kept)."""
+    engine = _engine(settings)
     try:
-        _, token = users.create_token(_engine(settings), name=args.name, role=args.role)
+        project_id = _project_id(engine, args.project)
+        _, token = users.create_token(engine, name=args.name, role=args.role, project_id=project_id)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(token)
-    print(f"API token {args.name!r} ({args.role}): shown once, keep it now "
+    scope = f" for project {args.project!r}" if args.project else ""
+    print(f"API token {args.name!r} ({args.role}{scope}): shown once, keep it now "
           "(send it as `Authorization: Bearer <token>`)", file=sys.stderr)
     return 0
+
+
+def _project_id(engine: Engine, ref: str | None) -> int | None:
+    """The id of the project named or numbered ref (None for None). Raises ValueError when unknown."""
+    if ref is None:
+        return None
+    project = queries.find_project(engine, ref=ref)
+    if project is None:
+        raise ValueError(f"no project {ref!r}")
+    return project.id
 
 
 def cmd_token_list(settings: Settings, args: argparse.Namespace) -> int:
     """API tokens by name and role (the secrets are not kept)."""
     for row in users.list_tokens(_engine(settings)):
-        item = {"name": row.name, "role": row.role, "created_at": row.created_at.isoformat()}
-        print(json.dumps(item) if args.json else f"{row.name}\t{row.role}\t{item['created_at']}")
+        item = {"name": row.name, "role": row.role, "project_id": row.project_id, "created_at": row.created_at.isoformat()}
+        role = f"{row.role}:{row.project_id}" if row.project_id is not None else row.role
+        print(json.dumps(item) if args.json else f"{row.name}\t{role}\t{item['created_at']}")
     return 0
 
 
@@ -136,8 +150,12 @@ def add_user_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]"
         p = group.add_parser(verb, help=help_text)
         if verb != "list":
             p.add_argument("name")
-        if verb == "create":
+        if verb == "create" and group is user:
             p.add_argument("--role", required=True, choices=users.ROLES, help="admin: read and change; viewer: read")
+        elif verb == "create":
+            p.add_argument("--role", required=True, choices=users.TOKEN_ROLES,
+                           help="admin: read and change; viewer: read; uploader: upload symbols to --project only")
+            p.add_argument("--project", help="the project (id or name) an uploader token uploads symbols to")
         if verb == "list":
             p.add_argument("--json", action="store_true", help="one JSON object per line")
         p.set_defaults(func=func)

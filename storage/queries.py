@@ -275,7 +275,7 @@ def record_symbol_file(engine: Engine, *, row: SymbolFile) -> None:
     dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
     values = row.model_dump(exclude={"id"})
     insert = dialect.insert(table).values(**values).on_conflict_do_nothing(
-        index_elements=["debug_file", "debug_id", "sha256"]
+        index_elements=["path", "sha256"]
     )
     with engine.begin() as conn:
         conn.execute(delete(table).where(table.c.path == row.path, table.c.sha256 != row.sha256))

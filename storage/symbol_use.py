@@ -1,5 +1,6 @@
 """Which uploaded debug files crashes still use: ``symbol_files.last_used_at``, kept to the day
-by processing (workers/pipeline.SymbolUseRule), read by ``crashd symbols prune``.
+by processing (workers/pipeline.SymbolUseRule), read by ``crashd symbols prune``; and how many
+bytes each symbol store holds (its quota, server/symbols_api.Quota).
 
 The unit is a module (debug_file, debug_id): its files live in one folder of the symbol store
 and its caches in one folder of the cache, so it is used, kept and deleted whole.
@@ -64,6 +65,13 @@ def unused_modules(engine: Engine, *, before: datetime) -> list[UnusedModule]:
             out.append(UnusedModule(row.debug_file, row.debug_id, tuple(f.path for f in files),
                                     sum(f.size for f in files), row.last_used_at, row.uploaded_at))
     return sorted(out, key=lambda m: (m.last_used_at or m.uploaded_at, m.debug_file, m.debug_id))
+
+
+def store_bytes(engine: Engine, *, project_id: int | None) -> int:
+    """Bytes of debug files in one symbol store: the project's, or the shared one (None)."""
+    in_store = SYMBOL_FILES.c.project_id.is_(None) if project_id is None else SYMBOL_FILES.c.project_id == project_id
+    with engine.connect() as conn:
+        return int(conn.execute(select(func.coalesce(func.sum(SYMBOL_FILES.c.size), 0)).where(in_store)).scalar_one())
 
 
 def forget_module(engine: Engine, *, debug_file: str, debug_id: str) -> int:

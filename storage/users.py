@@ -19,19 +19,23 @@ from storage.db import session
 from storage.queries import insert_named
 
 ROLES = tuple(role.value for role in UserRole)
+# An uploader token uploads symbols to one project and can do nothing else (docs/auth.md);
+# users never have that role: a person who signs in reads crashes.
+UPLOADER = "uploader"
+TOKEN_ROLES = (*ROLES, UPLOADER)
 # A prefix lets secret scanners (GitHub's, gitleaks) recognise a leaked token.
 TOKEN_PREFIX = "crashd_"
 # User and token names end up in ticket histories as ``user:<name>`` (tickets_api's actor rule).
 NAME = re.compile(r"^[A-Za-z0-9._@+-]{1,100}$")
 
 
-def _check(name: str, role: str) -> None:
+def _check(name: str, role: str, roles: tuple[str, ...] = ROLES) -> None:
     """Raises ValueError unless name is 1-100 letters, digits or ``. _ @ + -`` and role is
-    ``admin`` or ``viewer``."""
+    one of roles (a user's: ``admin`` or ``viewer``)."""
     if not NAME.match(name):
         raise ValueError(f"bad name {name!r}: use 1-100 letters, digits or . _ @ + -")
-    if role not in ROLES:
-        raise ValueError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
+    if role not in roles:
+        raise ValueError(f"role must be one of {', '.join(roles)}, not {role!r}")
 
 
 # -- users ----------------------------------------------------------------------------------
@@ -99,14 +103,19 @@ def token_digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def create_token(engine: Engine, *, name: str, role: str) -> tuple[ApiToken, str]:
+def create_token(engine: Engine, *, name: str, role: str, project_id: int | None = None) -> tuple[ApiToken, str]:
     """Make a new API token; returns its row and the token itself (never stored, shown once).
+    An ``uploader`` token needs project_id (the project it uploads symbols to); other roles take none.
 
-    Raises ValueError for a bad name, an unknown role or a name already taken.
+    Raises ValueError for a bad name, an unknown role, a project given or missing, or a name
+    already taken.
     """
-    _check(name, role)
+    _check(name, role, TOKEN_ROLES)
+    if (role == UPLOADER) != (project_id is not None):
+        raise ValueError("an uploader token needs --project; admin and viewer tokens take none")
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    return insert_named(engine, ApiToken(name=name, role=role, token_sha256=token_digest(token)), "token"), token
+    row = ApiToken(name=name, role=role, token_sha256=token_digest(token), project_id=project_id)
+    return insert_named(engine, row, "token"), token
 
 
 def token_by_secret(engine: Engine, *, token: str) -> ApiToken | None:

@@ -31,7 +31,7 @@ from starlette.testclient import TestClient
 from schemas.settings import Settings
 from schemas.tables import Project
 from server.app import ServerState, build_state, create_app
-from storage import queries
+from storage import queries, users
 from workers import jobs
 
 PG_ADMIN_URL = os.environ.get("CRASHD_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
@@ -88,6 +88,7 @@ class Crashd:
     state: ServerState
     client: TestClient
     project: Project
+    _upload_token: str | None = None
 
     @property
     def key(self) -> str:
@@ -96,6 +97,15 @@ class Crashd:
     @property
     def admin(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+    @property
+    def upload_token(self) -> str:
+        """An uploader API token of the project (made on first use): symbol uploads take one,
+        never the ingest key (docs/auth.md)."""
+        if self._upload_token is None:
+            _, self._upload_token = users.create_token(self.state.ctx.engine, name=f"uploader-{self.project.id}",
+                                                       role="uploader", project_id=self.project.id)
+        return self._upload_token
 
     def drain(self) -> None:
         """Run every queued job to the end (RQ: a real worker in burst mode)."""

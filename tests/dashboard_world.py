@@ -97,7 +97,7 @@ def upload_symbols(crashd: Crashd, client: Any) -> None:
     module = read_minidump(game_dump(TICK)).modules[0]
     body, ctype = multipart({}, [("symbol_file", "game.sym", GAME_SYM.replace("ID", module.debug_id).encode(),
                                   "application/octet-stream")])
-    response = client.post(f"/api/{crashd.project.id}/symbols/?key={crashd.key}", content=body,
+    response = client.post(f"/api/{crashd.project.id}/symbols/?key={crashd.upload_token}", content=body,
                            headers={"Content-Type": ctype})
     assert response.status_code == 200, response.text
 

@@ -249,7 +249,7 @@ TINY_ID = "0123456789ABCDEF0123456789ABCDEF0"
 def test_symbols_page_ranks_missing_symbols_by_crashes(crashd: Crashd) -> None:
     sym = (f"MODULE Linux x86_64 {TINY_ID} libtiny.so\nINFO CODE_ID 8967452301EFCDAB\nFILE 0 tiny.c\n"
            "FUNC 1000 20 0 tiny_function\n1000 10 3 0\n1010 10 4 0\n")
-    response = crashd.client.post(f"/api/{crashd.project.id}/symbols/?key={crashd.key}", content=sym.encode(),
+    response = crashd.client.post(f"/api/{crashd.project.id}/symbols/?key={crashd.upload_token}", content=sym.encode(),
                                   headers={"Content-Type": "text/plain"})
     assert response.status_code == 200, response.text
     now = utcnow()

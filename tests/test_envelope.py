@@ -193,7 +193,7 @@ def test_native_event_frames_are_symbolicated_when_symbols_arrive(crashd: Crashd
     before = crashd.crash(crash.crash_id)
     assert before["signature"] == "libgame.so@0x1a10"
     assert before["processed"]["missing_symbols"] == ["libgame.so/3249D99D0C4049318610F4E4FB0B69360"]
-    uploaded = crashd.client.post(f"/api/{crashd.project.id}/symbols/?key={crashd.key}", content=GAME_SYM.encode(),
+    uploaded = crashd.client.post(f"/api/{crashd.project.id}/symbols/?key={crashd.upload_token}", content=GAME_SYM.encode(),
                                   headers={"Content-Type": "text/plain"})
     assert uploaded.status_code == 200, uploaded.text
     crashd.drain()  # the upload reprocesses the crashes that missed these symbols

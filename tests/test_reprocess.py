@@ -30,7 +30,7 @@ def groups(crashd: Crashd) -> dict[str, tuple[int, int]]:
 def upload_symbols(crashd: Crashd) -> None:
     sym = next((require_corpus() / SEGV / "symbols" / "crashme").rglob("*.sym"))
     response = crashd.client.post(
-        f"/api/{crashd.project.id}/symbols/?key={crashd.key}",
+        f"/api/{crashd.project.id}/symbols/?key={crashd.upload_token}",
         files={"symbol_file": (sym.name, sym.read_bytes())},
         data={"debug_file": "crashme", "debug_identifier": sym.parent.name, "code_file": "crashme", "os": "Linux", "cpu": "x86_64"},
     )

@@ -19,6 +19,7 @@ from server import cli
 from storage.symbol_use import SYMBOL_FILES, mark_used
 from symbolicator.minidump import read_minidump
 from symbolicator.symbols.cache import module_cache_dir
+from symbolicator.symbols.sources import store_root
 from uploads import multipart
 from workers import jobs, symbol_prune
 
@@ -28,7 +29,7 @@ UNUSED_SYM = f"MODULE Linux x86_64 {UNUSED_ID} libunused.so\nFUNC 1000 10 0 neve
 
 def upload(crashd: Crashd, name: str, text: str) -> None:
     body, ctype = multipart({}, [("symbol_file", name, text.encode(), "application/octet-stream")])
-    response = crashd.client.post(f"/api/{crashd.project.id}/symbols/?key={crashd.key}", content=body,
+    response = crashd.client.post(f"/api/{crashd.project.id}/symbols/?key={crashd.upload_token}", content=body,
                                   headers={"Content-Type": ctype})
     assert response.status_code == 200, response.text
 
@@ -60,9 +61,10 @@ def world(crashd: Crashd) -> World:
 
 
 def folders(crashd: Crashd, debug_file: str, debug_id: str) -> list[Path]:
-    settings = crashd.settings
-    return [settings.symbols_dir / debug_file / debug_id,
-            module_cache_dir(settings.symbol_cache_dir, debug_file, debug_id)]
+    """The module's folders in the project's symbol store and in its caches."""
+    settings, project_id = crashd.settings, crashd.project.id
+    return [store_root(settings.symbols_dir, project_id) / debug_file / debug_id,
+            module_cache_dir(store_root(settings.symbol_cache_dir, project_id), debug_file, debug_id)]
 
 
 def test_processing_records_use_once_a_day(crashd: Crashd, world: World) -> None:

@@ -16,7 +16,9 @@ import httpx
 import pytest
 
 from conftest import REPO, Crashd, LiveServer, require_corpus
+from storage import queries, users
 from symbolicator.symbols.cache import open_caches
+from symbolicator.symbols.sources import PROJECTS_DIR, store_root
 from uploads import minidump_upload, multipart
 
 SEGV = "linux-x64-generated-crashpad-segv-O0"
@@ -49,7 +51,7 @@ def symupload_form(sym: bytes, filename: str, **override: str) -> tuple[bytes, s
 def post(crashd: Crashd, content: bytes, ctype: str = "text/plain", *, project: str | None = None,
          query: str | None = None, headers: dict[str, str] | None = None) -> httpx.Response:
     project = project if project is not None else str(crashd.project.id)
-    query = f"key={crashd.key}" if query is None else query
+    query = f"key={crashd.upload_token}" if query is None else query
     return crashd.client.post(f"/api/{project}/symbols/?{query}", content=content,
                               headers={"Content-Type": ctype, "User-Agent": "Breakpad/1.0 (Linux)", **(headers or {})})
 
@@ -58,13 +60,24 @@ def lookup(crashd: Crashd, debug_file: str, debug_id: str, query: str = "") -> h
     return crashd.client.get(f"/api/symbols/{debug_file}/{debug_id}?key={crashd.key}{query}")
 
 
-def stored_files(crashd: Crashd) -> list[str]:
-    """Files in the symbol store; the staging folder must be empty (dot-files at the top, like
-    the generation file, are the store's own)."""
-    root = crashd.settings.symbols_dir
+def stored_files(crashd: Crashd, project_id: int | None = -1) -> list[str]:
+    """Files in one symbol store (the project's by default; None: the shared one), relative to
+    it; the staging folder must be empty (dot-files at the top, like the generation file and
+    the projects' stores, are the store's own)."""
+    root = store_root(crashd.settings.symbols_dir, crashd.project.id if project_id == -1 else project_id)
+    staging = crashd.settings.symbols_dir / ".staging"
+    assert not staging.exists() or not any(p.is_file() for p in staging.rglob("*"))
     found = sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()) if root.exists() else []
-    assert [f for f in found if f.startswith(".staging/")] == []
     return [f for f in found if not f.startswith(".")]
+
+
+def own(crashd: Crashd, path: str) -> str:
+    """A path in the project's store as ``stored_as`` names it (relative to the symbols folder)."""
+    return f"{PROJECTS_DIR}/{crashd.project.id}/{path}"
+
+
+def own_caches(crashd: Crashd) -> Path:
+    return store_root(crashd.settings.symbol_cache_dir, crashd.project.id)
 
 
 def discards(crashd: Crashd) -> dict[str, int]:
@@ -86,10 +99,10 @@ def test_symupload_multipart_of_a_corpus_sym(crashd: Crashd) -> None:
     assert entry == {"debug_file": "crashme", "debug_id": CRASHME_ID, "code_file": "crashme",
                      "code_id": "95479AB126B2BDAB7EE6DBD76B795248EC3681E3", "os": "Linux", "cpu": "x86_64",
                      "size": sym.stat().st_size, "sha256": entry["sha256"],
-                     "stored_as": f"crashme/{CRASHME_ID}/crashme.sym", "status": "stored"}
+                     "stored_as": own(crashd, f"crashme/{CRASHME_ID}/crashme.sym"), "status": "stored"}
     assert stored_files(crashd) == [f"crashme/{CRASHME_ID}/crashme.sym"]
     # converted at upload: the first crash that needs it finds the caches ready
-    assert (crashd.settings.symbol_cache_dir / "crashme" / CRASHME_ID / "symbols.index").is_file()
+    assert (own_caches(crashd) / "crashme" / CRASHME_ID / "symbols.index").is_file()
     found = lookup(crashd, "crashme", CRASHME_ID)
     assert found.status_code == 200 and found.json()["files"][0]["project_id"] == crashd.project.id
     assert lookup(crashd, "crashme", CRASHME_ID, f"&sha256={entry['sha256']}").status_code == 200
@@ -101,10 +114,10 @@ def test_plain_sym_body_named_by_its_module_line(crashd: Crashd) -> None:
         response = post(crashd, tiny_sym(), ctype, project="_")
         assert response.status_code == 200, response.text
     pdb = post(crashd, tiny_sym(debug_file="tiny.pdb").replace(b"Linux x86_64", b"windows x86"))
-    assert pdb.json()["files"][0]["stored_as"] == f"tiny.pdb/{TINY_ID}/tiny.sym"
+    assert pdb.json()["files"][0]["stored_as"] == own(crashd, f"tiny.pdb/{TINY_ID}/tiny.sym")
     assert stored_files(crashd) == [f"libtiny.so/{TINY_ID}/libtiny.so.sym", f"tiny.pdb/{TINY_ID}/tiny.sym"]
-    symbols = open_caches(crashd.settings.symbols_dir / f"tiny.pdb/{TINY_ID}/tiny.sym",
-                          crashd.settings.symbol_cache_dir, "tiny.pdb", TINY_ID)
+    symbols = open_caches(crashd.settings.symbols_dir / own(crashd, f"tiny.pdb/{TINY_ID}/tiny.sym"),
+                          own_caches(crashd), "tiny.pdb", TINY_ID)
     assert symbols.function_at(0x1012).name == "tiny_function"
 
 
@@ -144,7 +157,7 @@ def test_zip_of_a_symbol_tree(crashd: Crashd) -> None:
     response = post(crashd, data.getvalue(), "application/zip")
     assert response.status_code == 200, response.text
     assert sorted(f["stored_as"] for f in response.json()["files"]) == [
-        p.relative_to(root).as_posix() for p in corpus_syms()]
+        own(crashd, p.relative_to(root).as_posix()) for p in corpus_syms()]
     assert stored_files(crashd) == [p.relative_to(root).as_posix() for p in corpus_syms()]
     as_part = post(crashd, *multipart({}, [("symbol_file", "symbols.zip", data.getvalue(), "application/zip")]))
     assert {f["status"] for f in as_part.json()["files"]} == {"unchanged"}
@@ -169,15 +182,16 @@ def test_native_elf_with_dwarf(crashd: Crashd, tmp_path: Path) -> None:
     assert response.status_code == 200, response.text
     (entry,) = response.json()["files"]
     assert (entry["debug_file"], entry["debug_id"], entry["code_id"]) == ("tinyprog", ELF_DEBUG_ID, BUILD_ID)
-    assert (entry["stored_as"], entry["os"], entry["cpu"]) == (f"tinyprog/{ELF_DEBUG_ID}/tinyprog", "Linux", "x86_64")
+    assert (entry["stored_as"], entry["os"], entry["cpu"]) == (own(crashd, f"tinyprog/{ELF_DEBUG_ID}/tinyprog"),
+                                                               "Linux", "x86_64")
     nm = subprocess.run(["nm", str(binary)], capture_output=True, text=True, check=True).stdout
     address = int(next(line.split()[0] for line in nm.splitlines() if line.endswith(" tiny_function")), 16)
-    symbols = open_caches(crashd.settings.symbols_dir / entry["stored_as"], crashd.settings.symbol_cache_dir,
+    symbols = open_caches(crashd.settings.symbols_dir / entry["stored_as"], own_caches(crashd),
                           "tinyprog", ELF_DEBUG_ID)
     assert symbols.function_at(address + 4).name == "tiny_function"
     assert symbols.symbolize(address + 4)[-1].file.endswith("tiny.c")
     # a bare body is named by ?debug_file=; without a name it cannot be placed
-    named = post(crashd, binary.read_bytes(), "application/octet-stream", query=f"key={crashd.key}&debug_file=tinyprog")
+    named = post(crashd, binary.read_bytes(), "application/octet-stream", query=f"key={crashd.upload_token}&debug_file=tinyprog")
     assert named.json()["files"][0]["status"] == "unchanged"
     unnamed = post(crashd, binary.read_bytes(), "application/octet-stream")
     assert (unnamed.status_code, unnamed.json()["detail"]) == (400, "malformed_no_debug_file")
@@ -199,14 +213,77 @@ def test_admin_token_uploads_without_a_project(crashd: Crashd) -> None:
 
 
 def test_auth_failures_are_refused_and_counted(crashd: Crashd) -> None:
-    assert post(crashd, tiny_sym(), query="").json() == {"detail": "missing_key"}
-    assert post(crashd, tiny_sym(), query="key=wrong").status_code == 401
-    other = crashd.client.post("/api/999/symbols/?key=" + crashd.key, content=tiny_sym())
-    assert (other.status_code, other.json()) == (401, {"detail": "bad_key"})
+    assert post(crashd, tiny_sym(), query="").json() == {"detail": "missing_token"}
+    assert post(crashd, tiny_sym(), query="key=wrong").json() == {"detail": "bad_token"}
+    bearer = post(crashd, tiny_sym(), query="", headers={"Authorization": "Bearer crashd_wrong"})
+    assert (bearer.status_code, bearer.json()) == (401, {"detail": "bad_token"})
     assert crashd.client.get(f"/api/symbols/libtiny.so/{TINY_ID}").status_code == 401
     assert crashd.client.get(f"/api/symbols/libtiny.so/{TINY_ID}?key=wrong").json() == {"detail": "bad_key"}
     assert stored_files(crashd) == []
-    assert discards(crashd) == {"symbols_missing_key": 1, "symbols_bad_key": 2}
+    assert discards(crashd) == {"symbols_missing_token": 1, "symbols_bad_token": 2}
+
+
+def test_the_ingest_key_never_uploads_symbols(crashd: Crashd) -> None:
+    """Issue 11: the ingest key ships inside the game; with it anyone could replace the symbols
+    every crash is read with. Every way a client can carry it is refused, for any store."""
+    key, own_id = crashd.key, str(crashd.project.id)
+    for project, query, headers in [(own_id, f"key={key}", {}), ("_", f"key={key}", {}),
+                                    ("999", f"key={key}", {}), (own_id, f"sentry_key={key}", {}),
+                                    (own_id, "", {"X-Sentry-Auth": f"Sentry sentry_version=7, sentry_key={key}"}),
+                                    (own_id, "", {"Authorization": f"Bearer {key}"})]:
+        response = post(crashd, *symupload_form(tiny_sym(), "libtiny.so.sym"), project=project, query=query,
+                        headers=headers)
+        assert (response.status_code, response.json()) == (403, {"detail": "symbols_need_token"}), (project, query)
+    assert stored_files(crashd) == [] and stored_files(crashd, None) == []
+    assert discards(crashd) == {"symbols_need_token": 6}
+    assert lookup(crashd, "libtiny.so", TINY_ID).json() == {"detail": "not_found", "files": []}  # it still looks up
+
+
+def test_uploader_token_uploads_to_its_own_project_only(crashd: Crashd) -> None:
+    other = queries.create_project(crashd.state.ctx.engine, name="other-game")
+    by_bearer = post(crashd, tiny_sym(), query="", headers={"Authorization": f"Bearer {crashd.upload_token}"})
+    assert by_bearer.status_code == 200, by_bearer.text
+    by_name = post(crashd, tiny_sym(debug_file="libname.so"), project=crashd.project.name)
+    assert by_name.json()["files"][0]["stored_as"] == own(crashd, f"libname.so/{TINY_ID}/libname.so.sym")
+    for project in (str(other.id), other.name, "999"):
+        refused = post(crashd, tiny_sym(debug_file="libother.so"), project=project)
+        assert (refused.status_code, refused.json()) == (403, {"detail": "wrong_project"}), project
+    assert stored_files(crashd, other.id) == [] and stored_files(crashd, None) == []
+    _, viewer = users.create_token(crashd.state.ctx.engine, name="grafana", role="viewer")
+    as_viewer = post(crashd, tiny_sym(), query=f"key={viewer}")
+    assert (as_viewer.status_code, as_viewer.json()) == (403, {"detail": "needs_admin_or_uploader"})
+    # the lookup sees the token's own store and the shared one, not other projects'
+    admin_to_other = post(crashd, tiny_sym(debug_file="libother.so"), project=str(other.id), query="",
+                          headers=crashd.admin)
+    assert admin_to_other.status_code == 200
+    hidden = crashd.client.get(f"/api/symbols/libother.so/{TINY_ID}",
+                               headers={"Authorization": f"Bearer {crashd.upload_token}"})
+    assert hidden.status_code == 404
+    assert lookup(crashd, "libother.so", TINY_ID).status_code == 404  # the ingest key: its project's too
+    assert crashd.client.get(f"/api/symbols/libother.so/{TINY_ID}", headers=crashd.admin).status_code == 200
+
+
+def test_uploader_token_reads_and_changes_nothing_else(crashd: Crashd) -> None:
+    bearer = {"Authorization": f"Bearer {crashd.upload_token}"}
+    for path in ("/api/groups", "/api/tickets", "/api/discards", f"/api/crashes/{'0' * 32}", "/api/symbols"):
+        response = crashd.client.get(path, headers=bearer)
+        assert response.status_code == 401, (path, response.status_code)
+    ticket = crashd.client.post("/api/tickets/1/status", headers=bearer, json={"status": "fixed"})
+    assert ticket.status_code == 401
+    page = crashd.client.get("/", headers=bearer, follow_redirects=False)
+    assert (page.status_code, page.headers["location"]) == (303, "/login?next=%2F")
+
+
+def test_symbol_quota_per_store(crashd: Crashd) -> None:
+    crashd.settings.symbol_quota_bytes = len(tiny_sym()) + 100
+    assert post(crashd, tiny_sym()).status_code == 200
+    assert post(crashd, tiny_sym()).json()["files"][0]["status"] == "unchanged"  # the same file: no more room
+    full = post(crashd, tiny_sym(debug_file="libmore.so"))
+    assert (full.status_code, full.json()) == (413, {"detail": "symbol_quota_exceeded"})
+    assert stored_files(crashd) == [f"libtiny.so/{TINY_ID}/libtiny.so.sym"]
+    shared = post(crashd, tiny_sym(debug_file="libmore.so"), project="_", query="", headers=crashd.admin)
+    assert shared.status_code == 200, shared.text  # another store, another quota
+    assert discards(crashd) == {"symbols_symbol_quota_exceeded": 1}
 
 
 @pytest.mark.parametrize(("content", "code"), [
@@ -217,7 +294,7 @@ def test_auth_failures_are_refused_and_counted(crashd: Crashd) -> None:
     (b"", "malformed_no_symbol_file"),
 ])
 def test_malformed_files_are_refused_and_not_kept(crashd: Crashd, content: bytes, code: str) -> None:
-    response = post(crashd, content, "application/octet-stream", query=f"key={crashd.key}&debug_file=libx.so")
+    response = post(crashd, content, "application/octet-stream", query=f"key={crashd.upload_token}&debug_file=libx.so")
     assert (response.status_code, response.json()["detail"]) == (400, code)
     assert stored_files(crashd) == []
     assert discards(crashd) == {f"symbols_{code}": 1}
@@ -228,8 +305,8 @@ def test_failed_conversion_keeps_the_file_it_would_replace(crashd: Crashd) -> No
     bad = post(crashd, tiny_sym(body="FUNC zzz\n"))
     assert bad.json()["detail"] == "malformed_symcache_failed"
     assert (crashd.settings.symbols_dir / good["stored_as"]).read_bytes() == tiny_sym()
-    assert stored_files(crashd) == [good["stored_as"]]
-    module_cache = crashd.settings.symbol_cache_dir / "libtiny.so" / TINY_ID
+    assert [own(crashd, f) for f in stored_files(crashd)] == [good["stored_as"]]
+    module_cache = own_caches(crashd) / "libtiny.so" / TINY_ID
     assert not list(module_cache.glob("corrupt-*.json"))
 
 
@@ -302,7 +379,7 @@ def test_too_large_body(crashd: Crashd) -> None:
     crashd.settings.max_upload_bytes = 10_000
     response = post(crashd, tiny_sym() + b"\n" * 20_000)
     assert (response.status_code, response.json()) == (413, {"detail": "too_large"})
-    chunked = crashd.client.post(f"/api/_/symbols/?key={crashd.key}", content=iter([tiny_sym(), b"\n" * 20_000]))
+    chunked = crashd.client.post(f"/api/_/symbols/?key={crashd.upload_token}", content=iter([tiny_sym(), b"\n" * 20_000]))
     assert (chunked.status_code, chunked.json()) == (413, {"detail": "too_large"})
     assert discards(crashd) == {"symbols_too_large": 2}
 
@@ -349,18 +426,20 @@ def cli(*args: str, tmp_path: Path) -> subprocess.CompletedProcess:
 
 def test_cli_uploads_a_symbol_tree_then_skips_it(crashd: Crashd, live: LiveServer, tmp_path: Path) -> None:
     tree = require_corpus() / SEGV / "symbols"
-    first = cli(str(tree), "--url", live.url, "--key", crashd.key, tmp_path=tmp_path)
+    ingest = cli(str(tree), "--url", live.url, "--token", crashd.key, tmp_path=tmp_path)
+    assert ingest.returncode == 1 and "HTTP 403 symbols_need_token" in ingest.stderr
+    first = cli(str(tree), "--url", live.url, "--token", crashd.upload_token, tmp_path=tmp_path)
     assert first.returncode == 0, first.stderr
     assert first.stdout.strip() == "uploaded 3, skipped 0, failed 0"
     progress = first.stderr.splitlines()  # not a terminal: one line per file
     assert progress[-1].startswith("[########################] 3/3 ") and len(progress) == 3
     assert len(stored_files(crashd)) == 3
-    second = cli(str(tree), "--url", live.url + "/", "--key", crashd.key, "--json", tmp_path=tmp_path)
+    second = cli(str(tree), "--url", live.url + "/", "--token", crashd.upload_token, "--json", tmp_path=tmp_path)
     summary = json.loads(second.stdout)
     assert (second.returncode, summary["uploaded"], summary["skipped"], summary["failed"]) == (0, 0, 3, 0)
-    refused = cli(str(tree), "--url", live.url, "--key", "wrong", "--project", "game", tmp_path=tmp_path)
+    refused = cli(str(tree), "--url", live.url, "--token", "wrong", "--project", "game", tmp_path=tmp_path)
     assert refused.returncode == 1 and refused.stdout.strip() == "uploaded 0, skipped 0, failed 3"
-    assert "HTTP 401 bad_key" in refused.stderr
+    assert "HTTP 401 bad_key" in refused.stderr  # the lookup before the upload
 
 
 def test_cli_uploads_loose_native_files_and_ignores_others(crashd: Crashd, live: LiveServer, tmp_path: Path) -> None:
@@ -369,7 +448,7 @@ def test_cli_uploads_loose_native_files_and_ignores_others(crashd: Crashd, live:
     compile_tiny(folder)
     (folder / "notes.txt").write_text("not a debug file")
     (folder / "libtiny.so.sym").write_bytes(tiny_sym())
-    done = cli(str(folder), "--url", live.url, "--key", crashd.key, tmp_path=tmp_path)
+    done = cli(str(folder), "--url", live.url, "--token", crashd.upload_token, tmp_path=tmp_path)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "uploaded 2, skipped 0, failed 0, ignored 2 (not debug files)"  # tiny.c, notes.txt
     assert f"tinyprog/{ELF_DEBUG_ID}/tinyprog" in stored_files(crashd)
@@ -398,13 +477,14 @@ def symupload(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_real_breakpad_symupload(crashd: Crashd, live: LiveServer, symupload: Path) -> None:
     sym = next(p for p in corpus_syms() if p.name == "crashme.sym")
-    url = f"{live.url}/api/{crashd.project.id}/symbols/?key={crashd.key}"
+    url = f"{live.url}/api/{crashd.project.id}/symbols/?key={crashd.upload_token}"
     done = subprocess.run([str(symupload), "-v", "1.0.0", str(sym), url], capture_output=True, text=True, timeout=60)
     assert "Successfully sent the symbol file." in done.stdout, done.stdout + done.stderr
     assert stored_files(crashd) == [f"crashme/{CRASHME_ID}/crashme.sym"]
-    refused = subprocess.run([str(symupload), str(sym), url.replace(crashd.key, "wrong")],
-                             capture_output=True, text=True, timeout=60)
-    assert refused.returncode != 0 and "Successfully" not in refused.stdout
+    for wrong in ("wrong", crashd.key):  # the ingest key ships in the game: it never uploads symbols
+        refused = subprocess.run([str(symupload), str(sym), url.replace(crashd.upload_token, wrong)],
+                                 capture_output=True, text=True, timeout=60)
+        assert refused.returncode != 0 and "Successfully" not in refused.stdout
 
 
 def test_native_elf_uploaded_after_a_crash_symbolicates_the_next_one(crashd: Crashd) -> None:
@@ -415,7 +495,7 @@ def test_native_elf_uploaded_after_a_crash_symbolicates_the_next_one(crashd: Cra
     crashd.drain()
     elf = [("symbol_file", "crashme.elf", (case / "crashme.elf").read_bytes(), "application/octet-stream")]
     (entry,) = post(crashd, *multipart({"debug_file": "crashme"}, elf)).json()["files"]
-    assert entry["stored_as"] == f"crashme/{CRASHME_ID}/crashme.elf"
+    assert entry["stored_as"] == own(crashd, f"crashme/{CRASHME_ID}/crashme.elf")
     second = upload_dump(crashd, dump, guid="tester-after")
     crashd.drain()
     after = crashd.crash(second)

@@ -110,7 +110,8 @@ class WalkStacksRule(Rule):
     def action(self, ctx: WorkerContext, state: ProcessingState) -> None:
         from symbolicator.process import walk_all_threads
 
-        state.threads, notes = walk_all_threads(state.dump, ctx.symbols, state.deadline)
+        symbols = ctx.symbols.for_project(state.crash.project_id)  # its project's store, then the shared one
+        state.threads, notes = walk_all_threads(state.dump, symbols, state.deadline)
         state.notes.extend(notes)
 
 
@@ -132,7 +133,8 @@ class EventStackRule(Rule):
         except BlobNotFound:
             state.fatal = f"event blob missing: {state.crash.event_key}"
             return
-        store_report(ctx, state, event_report(event if isinstance(event, dict) else {}, ctx.symbols))
+        store_report(ctx, state, event_report(event if isinstance(event, dict) else {},
+                                             ctx.symbols.for_project(state.crash.project_id)))
         state.processed["annotations"] = dict(state.crash.annotations or {})
 
 
@@ -146,7 +148,8 @@ class ReportRule(Rule):
     def action(self, ctx: WorkerContext, state: ProcessingState) -> None:
         from symbolicator.report import build_report
 
-        store_report(ctx, state, build_report(state.dump, state.threads or [], ctx.symbols, []))
+        store_report(ctx, state, build_report(state.dump, state.threads or [],
+                                               ctx.symbols.for_project(state.crash.project_id), []))
 
 
 def store_report(ctx: WorkerContext, state: ProcessingState, report: dict[str, Any]) -> None:

@@ -68,6 +68,8 @@ def _delete_files(ctx: WorkerContext, module: UnusedModule) -> None:
     they leave empty. Only ever below the store's and the cache's roots."""
     store, cache = Path(ctx.settings.symbols_dir).resolve(), Path(ctx.settings.symbol_cache_dir).resolve()
     folders = [(store, (store / path).parent.resolve()) for path in module.paths]
+    # The caches mirror the store's layout: a project's store and caches are under .projects/<id>/.
+    folders += [(cache, (cache / path).parent.resolve()) for path in module.paths]
     try:
         folders.append((cache, module_cache_dir(cache, module.debug_file, module.debug_id).resolve()))
     except MalformedSymbols:

@@ -93,6 +93,9 @@ class SymbolProvider(Protocol):
 # the methods below, so that importing any of them first works.
 
 ModuleKey = tuple[str, str]  # (debug file base name, DEBUG_ID)
+# (project id, debug file, DEBUG_ID): a module as one store knows it. A project id is its own
+# store alone; None is the shared sources (the shared store, then the symbol servers).
+ScopedKey = tuple[int | None, str, str]
 BUILD_LOCKS = 64  # lock stripes: two threads never convert the same module at once
 MAX_REMEMBERED_FAILURES = 100_000
 
@@ -104,12 +107,18 @@ class CachedSymbolProvider:
     A module that is missing, corrupt or unavailable is remembered for recheck_seconds, so a
     stack walk asks its sources once per module, not once per frame. No lookup raises: a
     failure becomes the module's status.
+
+    With projects_root (the symbol store's folder), ``for_project(id)`` is the provider a crash
+    of that project uses: its project's own store (sources.store_root) first, then the shared
+    sources. A module found in the shared sources is loaded once for every project.
     """
 
     def __init__(self, sources: Sequence[_sources.SymbolSource], cache_dir: Path, *, max_loaded: int = 64,
-                 recheck_seconds: float = 60.0, generation_file: Path | None = None) -> None:
+                 recheck_seconds: float = 60.0, generation_file: Path | None = None,
+                 projects_root: Path | None = None) -> None:
         self.sources = list(sources)
         self.cache_dir = Path(cache_dir)
+        self.projects_root = projects_root
         self.max_loaded = max_loaded
         self.recheck_seconds = recheck_seconds
         # Another process (the web server taking a symbol upload) touches generation_file;
@@ -118,8 +127,8 @@ class CachedSymbolProvider:
         self.generation_file = generation_file
         self._generation = (0, -1.0)  # (mtime_ns seen, when it was last read)
         self.generation_poll_seconds = 1.0
-        self._loaded: OrderedDict[ModuleKey, _cache.ModuleSymbols] = OrderedDict()
-        self._failed: dict[ModuleKey, tuple[SymbolStatus, float, str]] = {}
+        self._loaded: OrderedDict[ScopedKey, _cache.ModuleSymbols] = OrderedDict()
+        self._failed: dict[ScopedKey, tuple[SymbolStatus, float, str, int]] = {}
         self._lock = threading.Lock()  # guards the two maps
         self._build_locks = [threading.Lock() for _ in range(BUILD_LOCKS)]  # one module loads once
 
@@ -133,7 +142,14 @@ class CachedSymbolProvider:
         sources += [_sources.HttpSource(url, downloads, miss_ttl_seconds=settings.symbol_miss_ttl_seconds)
                     for url in settings.symbol_urls]
         return cls(sources, settings.symbol_cache_dir, generation_file=_sources.generation_file(settings.symbols_dir),
-                   **kwargs)  # type: ignore[arg-type]
+                   projects_root=settings.symbols_dir, **kwargs)  # type: ignore[arg-type]
+
+    def for_project(self, project_id: int | None) -> SymbolProvider:
+        """The provider for a crash of project_id: its own store, then the shared sources
+        (this provider itself when there are no project stores or no project)."""
+        if project_id is None or self.projects_root is None:
+            return self
+        return ProjectSymbols(self, project_id)
 
     # -- the SymbolProvider protocol --
 
@@ -158,23 +174,27 @@ class CachedSymbolProvider:
 
     # -- beyond the protocol --
 
-    def reason(self, module: Module) -> str:
+    def reason(self, module: Module, project_id: int | None = None) -> str:
         """Why the module is not loaded (a short code such as ``no_file``, ``http_503``,
-        ``symcache_failed``); empty when it is."""
+        ``symcache_failed``); empty when it is. With project_id: the project store's reason
+        when the shared sources have none."""
         from symbolicator.symbols import sources as _sources
 
         key = _sources.breakpad_layout(module.debug_file, module.debug_id)
-        failed = self._failed.get(key) if key else None
-        return failed[2] if failed else ("" if key else "no_debug_id")
+        if key is None:
+            return "no_debug_id"
+        failed = self._failed.get((None, *key)) or (self._failed.get((project_id, *key)) if project_id else None)
+        return failed[2] if failed else ""
 
     def forget(self, debug_file: str, debug_id: str) -> None:
-        """Drop what is known of a module (e.g. after new symbols were uploaded for it)."""
+        """Drop what is known of a module, in every store (e.g. after new symbols were uploaded for it)."""
         from symbolicator.symbols import sources as _sources
 
         key = _sources.breakpad_layout(debug_file, debug_id)
         with self._lock:
-            self._loaded.pop(key, None)  # type: ignore[arg-type]
-            self._failed.pop(key, None)  # type: ignore[arg-type]
+            for known in (self._loaded, self._failed):
+                for scoped in [k for k in known if k[1:] == key]:
+                    known.pop(scoped, None)
 
     def loaded_bytes(self) -> int:
         """Index bytes held in memory by the loaded modules (SymCaches are memory-mapped)."""
@@ -189,12 +209,24 @@ class CachedSymbolProvider:
 
     # -- internals --
 
-    def _resolve(self, module: Module) -> tuple[SymbolStatus, _cache.ModuleSymbols | None]:
+    def _resolve(self, module: Module, project_id: int | None = None) -> tuple[SymbolStatus, _cache.ModuleSymbols | None]:
+        """The module's symbols: from project_id's own store when it has them, else from the
+        shared sources. A project's bad or unreadable file is reported only when the shared
+        sources do not have the module either."""
         from symbolicator.symbols import sources as _sources
 
         key = _sources.breakpad_layout(module.debug_file, module.debug_id)
         if key is None:
             return SymbolStatus.missing, None
+        if project_id is None:
+            return self._resolve_key((None, *key))
+        own = self._resolve_key((project_id, *key))
+        if own[0] is SymbolStatus.loaded:
+            return own
+        shared = self._resolve_key((None, *key))
+        return own if shared[0] is SymbolStatus.missing else shared
+
+    def _resolve_key(self, key: ScopedKey) -> tuple[SymbolStatus, _cache.ModuleSymbols | None]:
         known = self._known(key)
         if known is not None:
             return known
@@ -213,7 +245,7 @@ class CachedSymbolProvider:
                     self._remember_failure(key, status, reason)
             return status, symbols
 
-    def _known(self, key: ModuleKey) -> tuple[SymbolStatus, _cache.ModuleSymbols | None] | None:
+    def _known(self, key: ScopedKey) -> tuple[SymbolStatus, _cache.ModuleSymbols | None] | None:
         with self._lock:
             symbols = self._loaded.get(key)
             if symbols is not None:
@@ -238,10 +270,10 @@ class CachedSymbolProvider:
             self._generation = (seen, now)
         return seen
 
-    def _module_lock(self, key: ModuleKey) -> threading.Lock:
+    def _module_lock(self, key: ScopedKey) -> threading.Lock:
         return self._build_locks[hash(key) % BUILD_LOCKS]
 
-    def _remember_failure(self, key: ModuleKey, status: SymbolStatus, reason: str) -> None:
+    def _remember_failure(self, key: ScopedKey, status: SymbolStatus, reason: str) -> None:
         """Remember a failure for recheck_seconds; called with self._lock held."""
         now = time.monotonic()
         if len(self._failed) >= MAX_REMEMBERED_FAILURES:
@@ -250,21 +282,32 @@ class CachedSymbolProvider:
                 self._failed.clear()
         self._failed[key] = (status, now + self.recheck_seconds, reason, self._current_generation())
 
-    def _load(self, key: ModuleKey) -> tuple[SymbolStatus, _cache.ModuleSymbols | None, str]:
-        """Ask the sources in order; the first file found that converts is loaded. When none
-        does: unavailable if a source could not be asked (it may have it), else corrupt if a
-        file was bad, else missing."""
+    def _sources_of(self, project_id: int | None) -> tuple[list[_sources.SymbolSource], Path]:
+        """The sources of one scope and the cache folder of the files they find."""
         from symbolicator.symbols import sources as _sources
 
+        if project_id is None or self.projects_root is None:
+            return self.sources, self.cache_dir
+        store = _sources.LocalDirSource(_sources.store_root(self.projects_root, project_id))
+        return [store], _sources.store_root(self.cache_dir, project_id)
+
+    def _load(self, scoped: ScopedKey) -> tuple[SymbolStatus, _cache.ModuleSymbols | None, str]:
+        """Ask the scope's sources in order; the first file found that converts is loaded.
+        When none does: unavailable if a source could not be asked (it may have it), else
+        corrupt if a file was bad, else missing."""
+        from symbolicator.symbols import sources as _sources
+
+        key: ModuleKey = scoped[1:]  # type: ignore[assignment]
+        sources, cache_dir = self._sources_of(scoped[0])
         unavailable = malformed = ""
-        for source in self.sources:
+        for source in sources:
             try:
                 result = source.fetch(*key)
             except Exception as exc:  # noqa: BLE001 - a broken source must not break the walk
                 log.exception("symbol source %s failed for %s/%s", source.name, *key)
                 result = _sources.FetchResult(_sources.FetchStatus.unavailable, reason=type(exc).__name__)
             if result.status is _sources.FetchStatus.found and result.path is not None:
-                status, symbols, reason = self._open(key, result.path)
+                status, symbols, reason = self._open(key, result.path, cache_dir)
                 if symbols is not None:
                     return status, symbols, reason
                 result = _sources.FetchResult(_sources.FetchStatus(
@@ -279,11 +322,11 @@ class CachedSymbolProvider:
             return SymbolStatus.corrupt, None, malformed
         return SymbolStatus.missing, None, "not_found"
 
-    def _open(self, key: ModuleKey, path: Path) -> tuple[SymbolStatus, _cache.ModuleSymbols | None, str]:
+    def _open(self, key: ModuleKey, path: Path, cache_dir: Path) -> tuple[SymbolStatus, _cache.ModuleSymbols | None, str]:
         from symbolicator.symbols import cache as _cache
 
         try:
-            return SymbolStatus.loaded, _cache.open_caches(path, self.cache_dir, *key), ""
+            return SymbolStatus.loaded, _cache.open_caches(path, cache_dir, *key), ""
         except _cache.MalformedSymbols as exc:
             log.warning("symbols %s for %s/%s are corrupt: %s", path, *key, exc)
             return SymbolStatus.corrupt, None, exc.reason
@@ -293,3 +336,34 @@ class CachedSymbolProvider:
         except Exception:  # noqa: BLE001 - never out of the provider
             log.exception("converting symbols %s for %s/%s failed", path, *key)
             return SymbolStatus.corrupt, None, "conversion_failed"
+
+
+class ProjectSymbols:
+    """A CachedSymbolProvider as one project's crashes see it: the project's own store first,
+    then the shared sources. Made per crash (cheap); what it loads stays in the provider."""
+
+    def __init__(self, provider: CachedSymbolProvider, project_id: int) -> None:
+        self.provider = provider
+        self.project_id = project_id
+
+    def status(self, module: Module) -> SymbolStatus:
+        return self.provider._resolve(module, self.project_id)[0]
+
+    def cfi_rules(self, module: Module, offset: int) -> dict[str, str] | None:
+        symbols = self.provider._resolve(module, self.project_id)[1]
+        return symbols.cfi_rules(offset) if symbols else None
+
+    def win_frame_info(self, module: Module, offset: int) -> WinFrameInfo | None:
+        symbols = self.provider._resolve(module, self.project_id)[1]
+        return symbols.win_frame_info(offset) if symbols else None
+
+    def function_at(self, module: Module, offset: int) -> FunctionInfo | None:
+        symbols = self.provider._resolve(module, self.project_id)[1]
+        return symbols.function_at(offset) if symbols else None
+
+    def symbolize(self, module: Module, offset: int) -> list[SourceLocation]:
+        symbols = self.provider._resolve(module, self.project_id)[1]
+        return symbols.symbolize(offset) if symbols else []
+
+    def reason(self, module: Module) -> str:
+        return self.provider.reason(module, self.project_id)

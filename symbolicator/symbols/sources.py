@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 
 _DEBUG_ID = re.compile(r"[0-9A-F]{1,64}")
 MISS_NAME = ".miss.json"  # a remembered 404 (or malformed answer) of an HTTP source
+PROJECTS_DIR = ".projects"  # each project's own symbol store, under the shared one's root
 _SKIPPED_SUFFIXES = (".tmp", ".part", ".json")
 
 
@@ -53,15 +54,23 @@ def breakpad_layout(debug_file: str | None, debug_id: str | None) -> tuple[str, 
     is missing or could escape the folder.
 
     Windows modules may carry a full path (``c:\\build\\foo.pdb``): only its base name counts,
-    as in Breakpad's SimpleSymbolSupplier.
+    as in Breakpad's SimpleSymbolSupplier. A name starting with a dot is refused too: the
+    store's own entries are dot-names (``.staging``, ``.generation``, PROJECTS_DIR), and an
+    upload naming its module ``.projects`` must not write into another project's store.
     """
     if not debug_file or not debug_id:
         return None
     name = ntpath.basename(debug_file) if "\\" in debug_file else posixpath.basename(debug_file)
     ident = debug_id.upper()
-    if name in ("", ".", "..") or "\0" in name or not _DEBUG_ID.fullmatch(ident):
+    if name.startswith(".") or name == "" or "\0" in name or not _DEBUG_ID.fullmatch(ident):
         return None
     return name, ident
+
+
+def store_root(root: Path, project_id: int | None) -> Path:
+    """Where one symbol store lives under root (the symbols folder, or the cache folder for its
+    caches): a project's own at ``<root>/.projects/<project_id>``, the shared one (None) at root."""
+    return Path(root) if project_id is None else Path(root) / PROJECTS_DIR / str(project_id)
 
 
 def sym_file_name(debug_file: str) -> str:

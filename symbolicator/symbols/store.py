@@ -34,7 +34,7 @@ from symbolic.debuginfo import Archive
 
 from symbolicator.symbols.cache import (MalformedSymbols, breakpad_debug_id, build_caches, corrupt_path,
                                         module_cache_dir)
-from symbolicator.symbols.sources import LocalDirSource, breakpad_layout, sym_file_name
+from symbolicator.symbols.sources import LocalDirSource, breakpad_layout, store_root, sym_file_name
 from symbolicator.symbols.symfile import read_module_record, scan_sym
 
 SYM_MAGIC = b"MODULE "
@@ -217,17 +217,23 @@ def stored_name(identity: Identity, name: str | None) -> str:
 
 
 def store_file(staged: StagedFile, identity: Identity, *, name: str, symbols_dir: Path,
-               cache_dir: Path) -> StoredFile:
-    """Put staged at its place for identity (staged itself stays) and convert it.
+               cache_dir: Path, project_id: int | None = None, room: int | None = None) -> StoredFile:
+    """Put staged at its place for identity in the store of project_id (None: the shared one;
+    staged itself stays) and convert it. ``stored_as`` is relative to symbols_dir either way.
+    The same content already there is ``unchanged`` and takes no room.
 
-    Raises MalformedSymbols when it cannot be converted (nothing kept: the file it replaced is
-    back); OSError when the store cannot be written.
+    Raises TooLarge (``symbol_quota_exceeded``) when new content is larger than room bytes;
+    MalformedSymbols when it cannot be converted (nothing kept: the file it replaced is back);
+    OSError when the store cannot be written.
     """
-    folder = symbols_dir / identity.debug_file / identity.debug_id
+    root, cache_dir = store_root(symbols_dir, project_id), store_root(cache_dir, project_id)
+    folder = root / identity.debug_file / identity.debug_id
     final = folder / name
     rel = final.relative_to(symbols_dir).as_posix()
     if final.is_file() and file_sha256(final) == staged.sha256:
         return StoredFile(identity, staged.size, staged.sha256, rel, "unchanged")
+    if room is not None and staged.size > room:
+        raise TooLarge("symbol_quota_exceeded", f"{staged.size} bytes, {max(room, 0)} left in the store")
     folder.mkdir(parents=True, exist_ok=True)
     token = secrets.token_hex(6)
     tmp, backup = folder / f".{name}-{token}.tmp", folder / f".{name}-{token}.old"
@@ -237,9 +243,9 @@ def store_file(staged: StagedFile, identity: Identity, *, name: str, symbols_dir
         os.link(final, backup)  # a second name for the old file: readers never find none
     os.replace(tmp, final)
     try:
-        _convert(final, identity, symbols_dir, cache_dir)
+        _convert(final, identity, root, cache_dir, scratch_dir=symbols_dir / STAGING)
     except BaseException:
-        _roll_back(final, backup if had_old else None, identity, symbols_dir, cache_dir)
+        _roll_back(final, backup if had_old else None, identity, cache_dir)
         raise
     backup.unlink(missing_ok=True)
     return StoredFile(identity, staged.size, staged.sha256, rel, "stored")
@@ -252,17 +258,17 @@ def _link_or_copy(src: Path, dst: Path) -> None:
         shutil.copyfile(src, dst)
 
 
-def _convert(final: Path, identity: Identity, symbols_dir: Path, cache_dir: Path) -> None:
-    """Build the module's caches from final. When LocalDirSource would pick another file of the
-    folder (a .sym beside this ELF), final is only checked, in a scratch folder: the caches of
-    the file crashes will use stay."""
-    picked = LocalDirSource(symbols_dir).fetch(identity.debug_file, identity.debug_id).path
+def _convert(final: Path, identity: Identity, root: Path, cache_dir: Path, *, scratch_dir: Path) -> None:
+    """Build the module's caches from final (in the store at root). When LocalDirSource would
+    pick another file of the folder (a .sym beside this ELF), final is only checked, in a
+    scratch folder: the caches of the file crashes will use stay."""
+    picked = LocalDirSource(root).fetch(identity.debug_file, identity.debug_id).path
     ids = {"debug_file": identity.debug_file, "debug_id": identity.debug_id}
     try:
         if picked is not None and picked.resolve() == final.resolve():
             build_caches(final, cache_dir, **ids)
         else:
-            with tempfile.TemporaryDirectory(dir=symbols_dir / STAGING) as scratch:
+            with tempfile.TemporaryDirectory(dir=scratch_dir) as scratch:
                 build_caches(final, Path(scratch), **ids)
     except (MalformedSymbols, OSError):
         raise
@@ -270,7 +276,7 @@ def _convert(final: Path, identity: Identity, symbols_dir: Path, cache_dir: Path
         raise MalformedSymbols("conversion_failed", f"{type(exc).__name__}: {exc}") from exc
 
 
-def _roll_back(final: Path, backup: Path | None, identity: Identity, symbols_dir: Path, cache_dir: Path) -> None:
+def _roll_back(final: Path, backup: Path | None, identity: Identity, cache_dir: Path) -> None:
     """Undo store_file: the old file back (or none), no corrupt marker, no empty folders."""
     corrupt_path(module_cache_dir(cache_dir, identity.debug_file, identity.debug_id), final).unlink(missing_ok=True)
     if backup is not None:
