@@ -2,9 +2,10 @@
 
 A dump's lists are counted by the dump itself, and a hostile one lists 200,000 copies of one
 thread in 9.6 MB (48 bytes a thread, all pointing at one context and one stack): read and
-walked whole, that took 18 s and a 2.2 GB worker, and made a 167 MB report and a 284 MB
+walked whole, that took 15 to 18 s and a 1.2 GB worker, and made a 167 MB report and a 284 MB
 crash page (docs/benchmarks.md, "Amplification"). Past these limits the rest of a list is
-left out and the report says so (``cut`` and a note: ``threads: 200000 listed, 1024 read``).
+left out and the report says so (``cut``, and a note: ``threads: 200000 listed, 1024 read
+and walked; ...``). The table of limits and what each cut does: docs/processing.md.
 
 Each limit is far above what a real game's dump holds: the corpus's largest has 17 threads,
 354 modules (an iOS app with every system framework), 65 memory regions and 8 annotations;
