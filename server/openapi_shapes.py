@@ -133,8 +133,11 @@ DESCRIBED: dict[tuple[str, str], dict[str, Any]] = {
         "summary": "One Sentry event as JSON (older SDKs)", "body": ("application/json", ANY),
         "ok": json_ok(obj(id=nullable("string")))},
     ("POST", "/api/{project}/symbols/"): {
-        "id": "uploadSymbols", "auth": "ingest", "errors": (400, 401, 403, 404, 413, 503),
+        "id": "uploadSymbols", "errors": (400, 401, 403, 404, 413, 503),
         "summary": "Upload debug files (symupload, a .sym, a native debug file or a zip)",
+        "description": "Takes an API token (an admin's, or the project's `uploader` token), as a bearer "
+                       "token or `?key=` (Breakpad's symupload); never an ingest key (403 `symbols_need_token`). "
+                       "`_` as the project: the shared store (admins), or an uploader token's project.",
         "body": ("multipart/form-data", {"type": "object"}),
         "ok": json_ok(obj(files=arr(ANY)))},
     ("GET", "/api/symbols/{debug_file}/{debug_id}"): {

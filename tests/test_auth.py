@@ -266,6 +266,35 @@ def test_api_tokens_create_use_and_revoke(crashd: Crashd, monkeypatch: pytest.Mo
     assert crashd.client.get("/api/groups", headers=admin).status_code == 200
 
 
+def test_uploader_token_is_made_for_one_project_and_uploads_only(crashd: Crashd, monkeypatch: pytest.MonkeyPatch,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 11: `crashd token create NAME --role uploader --project P` prints a token once; it
+    uploads symbols to P's store and proves nothing anywhere else."""
+    status, out, err = run_cli(crashd, monkeypatch, capsys, "token", "create", "ci-symbols", "--role", "uploader",
+                               "--project", crashd.project.name)
+    assert status == 0 and "shown once" in err and f"for project {crashd.project.name!r}" in err
+    token = out.strip()
+    assert token.startswith(users.TOKEN_PREFIX) and token not in run_cli(crashd, monkeypatch, capsys, "token",
+                                                                         "list")[1]
+    listed = json.loads(run_cli(crashd, monkeypatch, capsys, "token", "list", "--json")[1])
+    assert (listed["role"], listed["project_id"]) == ("uploader", crashd.project.id)
+    for argv, why in [(("--role", "uploader"), "needs --project"), (("--role", "viewer", "--project", "game"),
+                                                                    "needs --project"),
+                      (("--role", "uploader", "--project", "no-such-game"), "no project 'no-such-game'")]:
+        status, _, err = run_cli(crashd, monkeypatch, capsys, "token", "create", "another", *argv)
+        assert status == 1 and why in err, (argv, err)
+    with pytest.raises(SystemExit):  # a person never gets the role
+        run_cli(crashd, monkeypatch, capsys, "user", "create", "bob", "--role", "uploader", stdin="s3cret-pass\n")
+
+    sym = b"MODULE Linux x86_64 0123456789ABCDEF0123456789ABCDEF0 libtiny.so\nFUNC 1000 10 0 f\n"
+    uploaded = crashd.client.post(f"/api/{crashd.project.id}/symbols/", content=sym,
+                                  headers={"Authorization": f"Bearer {token}"})
+    assert uploaded.status_code == 200, uploaded.text
+    bearer = {"Authorization": f"Bearer {token}"}
+    assert crashd.client.get("/api/groups", headers=bearer).status_code == 401
+    assert crashd.client.get("/", headers=bearer, follow_redirects=False).status_code == 303  # to /login
+
+
 # -- sessions end with their user -----------------------------------------------------------
 
 
