@@ -487,6 +487,30 @@ def test_real_breakpad_symupload(crashd: Crashd, live: LiveServer, symupload: Pa
         assert refused.returncode != 0 and "Successfully" not in refused.stdout
 
 
+def test_a_crash_uses_its_projects_store_then_the_shared_one(crashd: Crashd) -> None:
+    """Issue 11: symbols uploaded to another project never serve this project's crashes; the
+    shared store (an admin's ``/api/_/symbols/``) does, after the project's own."""
+    dump = (require_corpus() / SEGV / f"{SEGV}.dmp").read_bytes()
+    sym = next(p for p in corpus_syms() if p.name == "crashme.sym").read_bytes()
+    other = queries.create_project(crashd.state.ctx.engine, name="other-game")
+
+    def upload(project: str, content: bytes, headers: dict[str, str]) -> None:
+        response = post(crashd, *symupload_form(content, "crashme.sym"), project=project, query="", headers=headers)
+        assert response.status_code == 200, response.text
+
+    def top_function(guid: str) -> str | None:
+        crash_id = upload_dump(crashd, dump, guid=guid)
+        crashd.drain()
+        return crashd.crash(crash_id)["stackwalk"]["crashing_thread"]["frames"][0]["function"]
+
+    upload(str(other.id), sym.replace(b" crash_here\n", b" other_projects_crash_here\n"), crashd.admin)
+    assert top_function("tester-1") is None  # the other project's file is not ours
+    upload("_", sym.replace(b" crash_here\n", b" shared_crash_here\n"), crashd.admin)
+    assert top_function("tester-2") == "shared_crash_here"
+    upload(str(crashd.project.id), sym, {"Authorization": f"Bearer {crashd.upload_token}"})
+    assert top_function("tester-3") == "crash_here"  # the project's own store comes first
+
+
 def test_native_elf_uploaded_after_a_crash_symbolicates_the_next_one(crashd: Crashd) -> None:
     """The corpus program itself (ELF with DWARF), named as the dump names the module."""
     case = require_corpus() / SEGV
