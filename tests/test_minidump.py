@@ -514,12 +514,15 @@ def test_modules_and_memory_regions_past_the_limits_are_cut_with_a_note() -> Non
     writer = MinidumpWriter().add_system_info()
     writer.add_module_list([ModuleSpec(0x10_0000 * (i + 1), 0x1000, f"m{i}.so") for i in range(12)])
     writer.add_memory_list([(0x100_0000 + 0x100 * i, b"\x01" * 16) for i in range(9)])
-    dump = read_minidump(writer.build(), Limits(modules=10, memory_regions=5))
-    assert len(dump.modules) == 10 and len(dump.memory.regions) == 5
-    assert dump.cut == {"modules": (12, 10), "memory regions": (9, 5)}
-    assert dump.notes[:2] == [
+    writer.add_memory64_list([(0x200_0000 + 0x100 * i, b"\x02" * 16) for i in range(7)])
+    writer.add_unloaded_modules([ModuleSpec(0x9000_0000 + 0x1000 * i, 0x1000, f"gone{i}.dll") for i in range(3)])
+    dump = read_minidump(writer.build(), Limits(modules=10, memory_regions=5, unloaded_modules=2))
+    assert len(dump.modules) == 10 and len(dump.memory.regions) == 10 and len(dump.unloaded_modules) == 2
+    assert dump.cut == {"modules": (12, 10), "memory regions": (16, 10), "unloaded modules": (3, 2)}
+    assert dump.notes[:3] == [
         "modules: 12 listed, 10 read; the rest left out (limits: docs/processing.md)",
-        "memory regions: 9 listed, 5 read; the rest left out (limits: docs/processing.md)",
+        "memory regions: 16 listed, 10 read; the rest left out (limits: docs/processing.md)",
+        "unloaded modules: 3 listed, 2 read; the rest left out (limits: docs/processing.md)",
     ]
 
 
