@@ -90,6 +90,19 @@ class Settings(BaseSettings):
     db_statement_timeout_seconds: float = Field(
         5.0, gt=0, description="PostgreSQL: the server cancels a statement running longer "
         "(`statement_timeout`), and crashd gives up waiting for any answer 1 s after that, so a "
+    max_attempts: int = Field(
+        5, ge=1, description="Processing attempts a crash gets when they fail for an infrastructure "
+        "reason (worker killed, job time limit, database, Redis or blob store unavailable); then it is "
+        "`failed` with that reason. A bad dump is failed at once (docs/processing.md)."
+    )
+    retry_backoff_seconds: float = Field(
+        30.0, ge=0, description="Wait before the first retry of such a failure; it doubles with each "
+        "attempt (30 s, 1 min, 2 min, 4 min by default). The sweeper enqueues due retries."
+    )
+    orphan_blob_grace_seconds: float = Field(
+        3600.0, gt=0, description="Blobs without a crash row (an upload killed before its 200) older than "
+        "this are deleted by the sweeper, a batch per tick. Longer than storing one upload takes."
+    )
         "hung (stopped) server costs a request seconds, not minutes. Migrations are exempt."
     )
     db_pool_timeout_seconds: float = Field(

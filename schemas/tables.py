@@ -70,6 +70,11 @@ class Crash(SQLModel, table=True):
     annotations_key: str = Field(max_length=300)
     annotations: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
     processing_error: str | None = Field(default=None)
+    # Processing attempts that ended in an infrastructure failure (worker killed, job time
+    # limit, database, Redis or blob store) since the crash was last processed; at
+    # CRASHD_MAX_ATTEMPTS the crash is `failed` (workers/retries.py, docs/processing.md).
+    attempts: int = Field(default=0)
+    retry_after: datetime | None = _ts(nullable=True)  # a retry waits in `received` until then
     processed: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
     signature: str | None = Field(default=None, max_length=300)
     signature_version: str | None = Field(default=None, max_length=32)

@@ -96,36 +96,28 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
         print("crashd worker needs CRASHD_REDIS_URL; without it `crashd serve` runs the jobs itself",
               file=sys.stderr)
         return 2
-    from redis import Redis
-    from rq import Queue, Worker
-
     from server.triage_cli import rules_ok
 
     if not rules_ok(settings):
         return 2
-
-    from rq import SimpleWorker
 
     from storage.db import migrate
     from workers import jobs
 
     ctx = jobs.build_context(settings)
     migrate(ctx.engine)
-    redis = Redis.from_url(settings.redis_url)
-    queues = [Queue(settings.queue_name, connection=redis)]
     if args.fork:
         # A process per job: a crash in native code cannot take the worker down, but every
+    from workers.rq_worker import run_worker
         # job starts cold (imports, a database connection, symbol caches): ~10x slower.
         ctx.engine.dispose()
-        worker: Worker = Worker(queues, connection=redis)
     else:
         # Jobs run in this process and keep it warm: one engine with pooled connections and
         # one symbol provider with loaded modules for every job. RQ's time limit still
         # applies (SIGALRM in this thread); the pipeline also stops itself at 0.8 of it.
         jobs.install_context(ctx)
-        worker = SimpleWorker(queues, connection=redis)
-    worker.work(burst=args.burst, with_scheduler=False, max_jobs=args.max_jobs)
-    return 0
+    # Redis down (at start or later): the worker waits and resumes (workers/rq_worker.py)
+    return run_worker(settings, fork=args.fork, burst=args.burst, max_jobs=args.max_jobs)
 
 
 def cmd_project_create(settings: Settings, args: argparse.Namespace) -> int:
@@ -254,7 +246,7 @@ def cmd_reprocess(settings: Settings, args: argparse.Namespace) -> int:
     ctx = jobs.build_context(settings)
     migrate(ctx.engine)
     jobs.install_context(ctx)
-    crash_ids = select_crashes(ctx, everything=args.all, group_id=args.group, since=since)
+    crash_ids = select_crashes(ctx, everything=args.all, group_id=args.group, since=since, failed=args.failed)
     queue = make_queue(settings)
     bar = progress_bar("reprocess")
     enqueue_all(queue, crash_ids, bar)
@@ -377,6 +369,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="a symbol folder in the Breakpad layout (repeatable)")
     walk.add_argument("--json", action="store_true", help="rust-minidump's JSON, one document per line")
     walk.add_argument("--all-threads", action="store_true", help="human output: every thread")
+    which.add_argument("--failed", action="store_true",
+                       help="the `failed` crashes, each with CRASHD_MAX_ATTEMPTS attempts again")
     walk.set_defaults(func=cmd_stackwalk)
     sig = sub.add_parser("signature", help="process one dump offline and explain its signature")
     sig.add_argument("dump", metavar="DUMP")

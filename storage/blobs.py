@@ -53,6 +53,11 @@ class BlobStore(ABC):
     def check(self) -> None:
         """Raise BlobStoreError when the store cannot be written (used by health checks)."""
 
+    @abstractmethod
+    def iter_keys(self, after: str = "") -> Iterator[tuple[str, float]]:
+        """Every key (unfinished writes included) with its modification time (seconds since
+        the epoch), in key order, starting after the key ``after``."""
+
     def put_bytes(self, key: str, data: bytes) -> None:
         """Store data under key."""
         import io
@@ -119,6 +124,11 @@ class FSBlobStore(BlobStore):
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
 
+    def iter_keys(self, after: str = "") -> Iterator[tuple[str, float]]:
+        for kind in _sorted_entries(self.root):
+            if kind.is_dir():  # blobs live in <kind>/...: root files are probes
+                yield from _walk(Path(kind.path), f"{kind.name}/", after)
+
     def check(self) -> None:
         try:
             self.root.mkdir(parents=True, exist_ok=True)
@@ -134,3 +144,29 @@ def _unlink_quietly(path: Path) -> None:
         path.unlink()
     except FileNotFoundError:
         pass
+
+
+def _sorted_entries(folder: Path) -> list[os.DirEntry[str]]:
+    """folder's entries in the order of the keys under them: a folder sorts as its name + "/"
+    ("a.json" < "a/x"); a missing folder has none."""
+    try:
+        with os.scandir(folder) as entries:
+            return sorted(entries, key=lambda e: e.name + "/" if e.is_dir() else e.name)
+    except FileNotFoundError:
+        return []
+
+
+def _walk(folder: Path, prefix: str, after: str) -> Iterator[tuple[str, float]]:
+    """Keys under folder (named prefix + ...) after ``after``, in order, with their mtime.
+    A subfolder whose keys all sort before ``after`` is not listed."""
+    for entry in _sorted_entries(folder):
+        key = prefix + entry.name
+        try:
+            if entry.is_dir():
+                if after > key + "/" and not after.startswith(key + "/"):
+                    continue
+                yield from _walk(Path(entry.path), key + "/", after)
+            elif key > after:
+                yield key, entry.stat().st_mtime
+        except FileNotFoundError:  # deleted while listed
+            continue

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 from datetime import datetime, timedelta, timezone
-from typing import Any, Sequence, TypeVar
+from typing import Any, Callable, Sequence, TypeVar
 
 from sqlalchemy import delete, func, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -190,13 +190,15 @@ def get_attachments(engine: Engine, *, crash_id: str) -> list[Attachment]:
 
 
 def claim_crash(engine: Engine, *, crash_id: str) -> Crash | None:
-    """Mark a crash `processing` and return it; None when it does not exist."""
+    """Mark a crash `processing` and return it; None when it does not exist. Its
+    ``updated_at`` starts the lease the sweeper waits out before calling the worker lost."""
     with session(engine) as s:
         crash = s.get(Crash, crash_id)
         if crash is None:
             return None
         crash.status = CrashStatus.processing.value
         crash.updated_at = utcnow()
+        crash.retry_after = None
         s.add(crash)
         s.commit()
         return crash
@@ -205,33 +207,94 @@ def claim_crash(engine: Engine, *, crash_id: str) -> Crash | None:
 def finish_crash(
     engine: Engine, *, crash_id: str, status: CrashStatus, processed: dict[str, Any], error: str | None
 ) -> None:
-    """Store the processing result and final status of a crash."""
+    """Store the processing result and final status of a crash (its failed attempts start
+    again from 0)."""
     now = utcnow()
     with session(engine) as s:
         s.execute(
             update(Crash)
             .where(col(Crash.crash_id) == crash_id)
             .values(status=status.value, processed=processed, processing_error=error,
-                    processed_at=now, updated_at=now)
+                    processed_at=now, updated_at=now, attempts=0, retry_after=None)
         )
         s.commit()
 
 
-def stuck_crash_ids(
-    engine: Engine, *, received_before: datetime, processing_before: datetime, limit: int = 1000
-) -> list[str]:
-    """Crashes still `received` (or `processing`, a dead worker) since before the cut-offs."""
+def retry_or_fail(engine: Engine, *, crash_id: str, reason: str, max_attempts: int,
+                  delay: Callable[[int], timedelta], updated_before: datetime | None = None) -> str | None:
+    """Count a failed attempt of a `processing` crash (updated before updated_before, when
+    given). Under max_attempts it goes back to `received` until now + delay(attempts); at
+    max_attempts it is `failed`. reason (words) becomes its processing_error. Returns the new
+    status, or None when the crash is not (or no longer) in that state."""
+    now = utcnow()
     with session(engine) as s:
+        stmt = select(Crash).where(Crash.crash_id == crash_id, Crash.status == CrashStatus.processing.value)
+        if updated_before is not None:
+            stmt = stmt.where(Crash.updated_at < updated_before)
+        crash = s.exec(stmt.with_for_update()).first()
+        if crash is None:
+            return None
+        crash.attempts += 1
+        if crash.attempts >= max_attempts:
+            crash.status, crash.retry_after, crash.processed_at = CrashStatus.failed.value, None, now
+            crash.processing_error = f"{reason}; gave up after {crash.attempts} attempts"
+        else:
+            crash.status, crash.retry_after = CrashStatus.received.value, now + delay(crash.attempts)
+            crash.processing_error = f"{reason}; attempt {crash.attempts} of {max_attempts}, retried later"
+        crash.updated_at = now
+        s.add(crash)
+        s.commit()
+        return crash.status
+
+
+def stuck_crash_ids(engine: Engine, *, received_before: datetime, now: datetime, limit: int = 1000) -> list[str]:
+    """Crashes to enqueue: `received` since before received_before (a lost enqueue), or
+    waiting for a retry that is due at now."""
+    with session(engine) as s:
+        received = Crash.status == CrashStatus.received.value
         stmt = (
             select(Crash.crash_id)
             .where(
-                ((Crash.status == CrashStatus.received.value) & (Crash.updated_at < received_before))
-                | ((Crash.status == CrashStatus.processing.value) & (Crash.updated_at < processing_before))
+                (received & col(Crash.retry_after).is_(None) & (Crash.updated_at < received_before))
+                | (received & (col(Crash.retry_after) <= now))
             )
             .order_by(col(Crash.received_at))
             .limit(limit)
         )
         return list(s.exec(stmt))
+
+
+def lost_crash_ids(engine: Engine, *, processing_before: datetime, limit: int = 1000) -> list[str]:
+    """Crashes `processing` since before processing_before: their worker is gone."""
+    with session(engine) as s:
+        stmt = (
+            select(Crash.crash_id)
+            .where(Crash.status == CrashStatus.processing.value, Crash.updated_at < processing_before)
+            .order_by(col(Crash.received_at))
+            .limit(limit)
+        )
+        return list(s.exec(stmt))
+
+
+def requeue_failed(engine: Engine, *, limit: int | None = None) -> list[str]:
+    """Put `failed` crashes back to `received` with no failed attempts (crashd reprocess
+    --failed): the sweeper enqueues them should the caller's enqueue fail. Returns their ids."""
+    now = utcnow()
+    with session(engine) as s:
+        stmt = select(Crash.crash_id).where(Crash.status == CrashStatus.failed.value).order_by(col(Crash.received_at))
+        crash_ids = list(s.exec(stmt.limit(limit) if limit else stmt))
+        for chunk in range(0, len(crash_ids), 500):
+            s.execute(update(Crash).where(col(Crash.crash_id).in_(crash_ids[chunk:chunk + 500]))
+                      .values(status=CrashStatus.received.value, attempts=0, retry_after=None, updated_at=now))
+        s.commit()
+        return crash_ids
+
+
+def existing_crash_ids(engine: Engine, *, crash_ids: Sequence[str]) -> set[str]:
+    """Those of crash_ids that have a crash row."""
+    with session(engine) as s:
+        stmt = select(Crash.crash_id).where(col(Crash.crash_id).in_(list(crash_ids)))
+        return set(s.exec(stmt))
 
 
 def count_by_status(engine: Engine) -> dict[str, int]:

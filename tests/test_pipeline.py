@@ -87,16 +87,80 @@ def test_time_limit_gives_partial_result_and_note(crashd: Crashd) -> None:
     assert any("time limit" in n for n in notes)
 
 
-def test_rq_failure_callback_marks_the_crash_failed(crashd: Crashd, redis_url: str) -> None:
-    """A job killed by RQ's time limit must not stay `processing` forever (the sweeper would
-    retry it): RQ's on_failure callback marks it failed with the reason."""
+def test_job_time_limit_is_retried_then_failed_with_the_reason(crashd: Crashd, redis_url: str) -> None:
+    """A job killed by RQ's time limit is an infrastructure failure (issue 11 item 6): RQ's
+    on_failure callback sends the crash back for a retry, and marks it failed at
+    CRASHD_MAX_ATTEMPTS, the reason in words (no exception text)."""
     from rq.timeouts import JobTimeoutException
 
-    from workers.pipeline import mark_timed_out
+    from storage import queries
+    from workers.retries import on_job_failure
 
+    crashd.settings.max_attempts, crashd.settings.retry_backoff_seconds = 2, 3600
     crash_id = upload(crashd, require_corpus().joinpath(SEGV, f"{SEGV}.dmp").read_bytes())
     crashd.drain()
     job = Job.create("workers.jobs.process_crash", args=(crash_id,), connection=Redis.from_url(redis_url))
-    mark_timed_out(job, job.connection, JobTimeoutException, JobTimeoutException("Task exceeded maximum timeout value (1 seconds)"), None)
+    timeout = JobTimeoutException("Task exceeded maximum timeout value (1 seconds)")
+    on_job_failure(job, job.connection, JobTimeoutException, timeout, None)
+    assert crashd.crash(crash_id)["status"] == "processed"  # a late report about a finished job: ignored
+    for status in ("received", "failed"):
+        queries.claim_crash(crashd.state.ctx.engine, crash_id=crash_id)  # the job runs, and is killed
+        on_job_failure(job, job.connection, JobTimeoutException, timeout, None)
+        crash = crashd.crash(crash_id)
+        assert crash["status"] == status and crash["processing_error"].startswith(
+            "processing ran past the job time limit (CRASHD_JOB_TIMEOUT_SECONDS)")
+    assert crash["processing_error"].endswith("gave up after 2 attempts")
+    assert "Exception" not in crash["processing_error"] and "1 seconds" not in crash["processing_error"]
+
+
+def block_reports(crashd: Crashd) -> "Path":
+    """Make every report write fail in the blob store, as on a full disk: a file where the
+    folder processed/ goes (root ignores permissions; this fails for root too)."""
+    blocker = crashd.settings.blob_dir / "processed"
+    shutil.rmtree(blocker, ignore_errors=True)
+    blocker.parent.mkdir(parents=True, exist_ok=True)
+    blocker.write_bytes(b"")
+    return blocker
+
+
+def test_crash_whose_report_cannot_be_stored_is_retried_not_processed(crashd: Crashd) -> None:
+    """Issue 11 item 9: with the blob store full, a crash used to end `processed` without a
+    signature or group. It goes back for a retry and is processed once the store works."""
+    crashd.settings.retry_backoff_seconds = 0
+    dump = require_corpus().joinpath(SEGV, f"{SEGV}.dmp").read_bytes()
+    blocker = block_reports(crashd)
+    crash_id = upload(crashd, dump)
+    crashd.drain()
     crash = crashd.crash(crash_id)
-    assert crash["status"] == "failed" and "JobTimeoutException" in crash["processing_error"]
+    assert crash["status"] == "received" and crash["signature"] is None and crash["group_id"] is None
+    assert crash["processing_error"] == ("ReportRule: the blob store could not read or write a blob (disk full or "
+                                         "unavailable); attempt 1 of 5, retried later")
+    blocker.unlink()
+    from workers.sweeper import sweep
+
+    assert sweep(crashd.state.ctx, crashd.state.queue) == [crash_id]
+    crashd.drain()
+    crash = crashd.crash(crash_id)
+    assert crash["status"] == "processed" and crash["signature"] and crash["group_id"] is not None
+    assert crash["processing_error"] is None
+
+
+def test_crash_without_a_report_is_failed_with_notes_in_words(crashd: Crashd) -> None:
+    """A rule that fails on the dump itself (not the infrastructure) leaves no report: the
+    crash is failed at once, not `processed` without a signature, and the note says in words
+    which step failed (the exception text goes to the log only)."""
+    from workers.pipeline import DEFAULT_RULES, ReportRule, run_pipeline
+
+    class ChokingReportRule(ReportRule):
+        def action(self, ctx, state) -> None:  # type: ignore[no-untyped-def]
+            raise ValueError("frame 7 points at 0xdeadbeef")
+
+    rules = tuple(ChokingReportRule() if isinstance(r, ReportRule) else r for r in DEFAULT_RULES)
+    crash_id = upload(crashd, require_corpus().joinpath(SEGV, f"{SEGV}.dmp").read_bytes())
+    crashd.drain()
+    assert run_pipeline(crashd.state.ctx, crash_id, rules)["status"] == "failed"
+    crash = crashd.crash(crash_id)
+    assert crash["status"] == "failed"
+    assert crash["processing_error"] == "no report could be built from this crash (the notes say which step failed)"
+    assert "ChokingReportRule could not build the report (the worker log has the error)" in crash["processed"]["notes"]
+    assert not any("0xdeadbeef" in note or "ValueError" in note for note in crash["processed"]["notes"])

@@ -119,3 +119,172 @@ def test_missing_blob_marks_crash_failed_with_reason(crashd: Crashd) -> None:
     crash = crashd.crash(crash_id)
     assert crash["status"] == "failed"
     assert crash["processing_error"].startswith("minidump blob missing")
+
+
+# -- retries of infrastructure failures (issue 11 items 6 and 14) ----------------------------
+
+
+def age(crashd: Crashd, crash_id: str, seconds: float) -> None:
+    """Move the crash's last update back in time (as if its worker had been gone that long)."""
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from schemas.tables import Crash, utcnow
+    from storage.db import session
+
+    with session(crashd.state.ctx.engine) as s:
+        s.execute(update(Crash).where(Crash.crash_id == crash_id).values(updated_at=utcnow() - timedelta(seconds=seconds)))
+        s.commit()
+
+
+def attempts(crashd: Crashd, crash_id: str) -> int:
+    from storage import queries
+
+    crash = queries.get_crash(crashd.state.ctx.engine, crash_id=crash_id)
+    assert crash is not None
+    return crash.attempts
+
+
+def kill_mid_job(crashd: Crashd, crash_id: str) -> None:
+    """What a SIGKILL of the worker leaves: the crash `processing` since long ago and, on RQ, its
+    job `started`; RQ's registry clean-up later reports it abandoned to the job's callback."""
+    from rq.exceptions import AbandonedJobError
+    from rq.job import JobStatus
+
+    from storage import queries
+    from workers.retries import on_job_failure
+
+    queries.claim_crash(crashd.state.ctx.engine, crash_id=crash_id)
+    age(crashd, crash_id, 3 * crashd.settings.job_timeout_seconds)
+    job = Job.create("workers.jobs.process_crash", args=(crash_id,), id=job_id(crash_id),
+                     connection=Redis.from_url(crashd.settings.redis_url or "redis://127.0.0.1:6379/15"))
+    if crashd.settings.redis_url:
+        job.set_status(JobStatus.STARTED)
+        job.save()
+        Queue(crashd.settings.queue_name, connection=job.connection).started_job_registry.add(job, 3600)
+    on_job_failure(job, job.connection, AbandonedJobError, AbandonedJobError(), None)
+
+
+def test_crash_of_a_killed_worker_is_retried_and_processed(crashd: Crashd) -> None:
+    crashd.settings.retry_backoff_seconds = 0
+    crash_id = upload(crashd, 40)
+    crashd.drain()
+    kill_mid_job(crashd, crash_id)
+    assert crashd.crash(crash_id)["status"] == "processing"  # abandoned: not failed at once
+
+    assert sweep(crashd.state.ctx, crashd.state.queue) == [crash_id]  # the dead job does not block it
+    crash = crashd.crash(crash_id)  # the in-process worker may have started it already
+    assert crash["status"] in ("received", "processing") and attempts(crashd, crash_id) == 1
+    assert crash["processing_error"].startswith("the worker stopped before it finished")
+    crashd.drain()
+    crash = crashd.crash(crash_id)
+    assert (crash["status"], attempts(crashd, crash_id), crash["processing_error"]) == ("processed", 0, None)
+    assert crash["group_id"] is not None
+
+
+def test_crash_whose_worker_keeps_dying_fails_after_max_attempts(crashd: Crashd) -> None:
+    crashd.settings.max_attempts, crashd.settings.retry_backoff_seconds = 3, 3600
+    crash_id = upload(crashd, 41)
+    crashd.drain()
+    for attempt in (1, 2):
+        kill_mid_job(crashd, crash_id)
+        assert sweep(crashd.state.ctx, crashd.state.queue) == []  # its retry waits for the backoff
+        crash = crashd.crash(crash_id)
+        assert (crash["status"], attempts(crashd, crash_id)) == ("received", attempt)
+        assert crash["processing_error"].endswith(f"attempt {attempt} of 3, retried later")
+    kill_mid_job(crashd, crash_id)
+    sweep(crashd.state.ctx, crashd.state.queue)
+    crash = crashd.crash(crash_id)
+    assert (crash["status"], attempts(crashd, crash_id)) == ("failed", 3)
+    assert crash["processing_error"] == (
+        "the worker stopped before it finished (killed, or cut off from the database); gave up after 3 attempts")
+
+
+def test_a_retry_is_enqueued_once_its_backoff_is_over(crashd: Crashd) -> None:
+    from sqlalchemy import update
+
+    from schemas.tables import Crash
+    from storage.db import session
+
+    crashd.settings.retry_backoff_seconds = 3600
+    crash_id = upload(crashd, 42)
+    crashd.drain()
+    kill_mid_job(crashd, crash_id)
+    assert sweep(crashd.state.ctx, crashd.state.queue) == []
+    with session(crashd.state.ctx.engine) as s:  # an hour later
+        s.execute(update(Crash).where(Crash.crash_id == crash_id).values(retry_after=Crash.updated_at))
+        s.commit()
+    assert sweep(crashd.state.ctx, crashd.state.queue) == [crash_id]
+    crashd.drain()
+    assert crashd.crash(crash_id)["status"] == "processed"
+
+
+def blob(root: Path, key: str, age_seconds: float, data: bytes = b"x") -> Path:
+    import time
+
+    path = root.joinpath(*key.split("/"))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    then = time.time() - age_seconds
+    os.utime(path, (then, then))
+    return path
+
+
+def test_sweeper_deletes_orphan_blobs_after_the_grace_period(crashd: Crashd) -> None:
+    """An upload killed before its 200 leaves blobs without a crash row: deleted once older
+    than CRASHD_ORPHAN_BLOB_GRACE_SECONDS; a crash's own blobs and young ones stay."""
+    crashd.settings.orphan_blob_grace_seconds = 600
+    crash_id = upload(crashd, 43)
+    crashd.drain()
+    root = crashd.settings.blob_dir
+    kept = crashd.blob_files()
+    assert len(kept) >= 3  # the dump, the annotations and the report
+    for path in kept:
+        os.utime(path, (0, 0))  # a crash's blobs stay however old they are
+    orphan, young = str(uuid.uuid4()), str(uuid.uuid4())
+    doomed = [blob(root, f"minidumps/2026-12-01/{orphan}.dmp", 700), blob(root, f"annotations/2026-12-01/{orphan}.json", 700),
+              blob(root, f"attachments/2026-12-01/{orphan}/00-log.txt", 700),
+              blob(root, "minidumps/2026-12-01/.tmp-abc.part", 700)]  # a write cut short
+    alive = [blob(root, f"minidumps/2026-12-05/{young}.dmp", 10),  # an upload still being stored
+             blob(root, "minidumps/2026-12-01/not-a-crash.bin", 700)]  # not ours: never touched
+    sweep(crashd.state.ctx, crashd.state.queue)
+    assert not any(p.exists() for p in doomed)
+    assert all(p.exists() for p in alive + kept)
+    assert crashd.crash(crash_id)["status"] == "processed"
+
+
+def test_blob_keys_are_listed_in_order_from_a_cursor(tmp_path: Path) -> None:
+    """The orphan pass examines a batch of keys a tick and resumes after the last one."""
+    from storage.blobs import FSBlobStore
+
+    store = FSBlobStore(tmp_path)
+    keys = ["annotations/2026-12-01/a.json", "attachments/2026-12-01/a.json", "attachments/2026-12-01/a/00-x",
+            "attachments/2026-12-01/b/00-y", "minidumps/2026-12-01/a.dmp", "minidumps/2026-12-02/b.dmp"]
+    for key in reversed(keys):
+        store.put_bytes(key, b"1")
+    store.check()  # a probe at the root is no key
+    assert [k for k, _ in store.iter_keys()] == keys
+    for index, key in enumerate(keys):
+        assert [k for k, _ in store.iter_keys(after=key)] == keys[index + 1:]
+
+
+def test_worker_started_while_redis_is_down_waits_instead_of_exiting(tmp_path: Path) -> None:
+    """Issue 11 item 7: it waits (one log line, not one per attempt) and stops on SIGTERM.
+    Resuming when Redis returns: tests/faults/test_worker_faults.py."""
+    import signal
+    import time
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CRASHD_")}
+    env.update(CRASHD_DATA_DIR=str(tmp_path), CRASHD_REDIS_URL="redis://127.0.0.1:1/0", PYTHONUNBUFFERED="1")
+    worker = subprocess.Popen([sys.executable, "-m", "server.cli", "worker"], cwd=REPO, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        time.sleep(4)  # about four connection attempts
+        assert worker.poll() is None, worker.communicate()[0]
+        worker.send_signal(signal.SIGTERM)
+        output = worker.communicate(timeout=15)[0]
+    finally:
+        worker.kill()
+    assert worker.returncode == 0, output
+    assert output.count("Redis unreachable") == 1, output

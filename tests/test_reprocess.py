@@ -95,3 +95,27 @@ def test_reprocess_all_and_since(crashd: Crashd) -> None:
             crash = crashd.crash(crash_id)
             assert crash["status"] == "processed" and crash["processed_at"] > before[crash_id]
             before[crash_id] = crash["processed_at"]
+
+
+def test_reprocess_failed_retries_the_failed_crashes(crashd: Crashd) -> None:
+    """Issue 11 item 6: `crashd reprocess --failed` gives failed crashes their attempts again
+    (here: failed after one attempt while the blob store could not take reports)."""
+    crashd.settings.max_attempts = 1
+    blocker = crashd.settings.blob_dir / "processed"
+    blocker.parent.mkdir(parents=True, exist_ok=True)
+    blocker.write_bytes(b"")  # a file where the report folder goes: every report write fails
+    crash_id = upload_dump(crashd, "tester-1")
+    crashd.drain()
+    assert crashd.crash(crash_id)["status"] == "failed"
+    blocker.unlink()
+    env = {**os.environ, "CRASHD_DATA_DIR": str(crashd.settings.data_dir)}
+    if crashd.settings.database_url:
+        env.update(CRASHD_DATABASE_URL=crashd.settings.database_url, CRASHD_REDIS_URL=crashd.settings.redis_url or "",
+                   CRASHD_QUEUE_NAME=crashd.settings.queue_name)
+    done = subprocess.run([sys.executable, "-m", "server.cli", "reprocess", "--failed"], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "1 crashes" in done.stderr
+    crashd.drain()
+    crash = crashd.crash(crash_id)
+    assert crash["status"] == "processed" and crash["group_id"] is not None and crash["processing_error"] is None

@@ -30,6 +30,8 @@ class WorkerContext:
     # (debug_file lower case, DEBUG_ID) -> when this process last recorded the module's use
     # (workers/pipeline.SymbolUseRule): no query again within storage.symbol_use.RESOLUTION
     symbols_marked: dict[tuple[str, str], datetime] = field(default_factory=dict, repr=False)
+    # The blob key the sweeper's orphan pass stopped after (workers/sweeper.delete_orphans)
+    orphan_cursor: str = ""
 
     @property
     def symbols(self) -> Any:

@@ -1,8 +1,11 @@
 """Processing is an ordered list of small rules (Socorro's processor/rules).
 
 Each rule has ``predicate()`` (should it run on this crash?) and ``action()`` (what it adds to
-the processed crash). A rule that raises adds a note; the next rules still run and the crash
-is still saved. Order: verify the stored dump -> read it -> walk every thread ->
+the processed crash). A rule that raises adds a note saying in words what failed; the next
+rules still run and the crash is still saved. Two exceptions: a rule that fails because the
+database, Redis or the blob store failed stops processing and the crash is retried
+(workers/retries.py), and a crash ends `processed` only with its report stored and its group
+counted; otherwise it is `failed` with the reason. Order: verify the stored dump -> read it -> walk every thread ->
 symbolicate (a Sentry event without a dump: its own stack trace instead) -> report (the full
 JSON to the blob store, a summary to the crash row) -> signature -> component -> group ->
 thresholds.
@@ -22,6 +25,7 @@ from schemas.tables import Crash, CrashStatus, utcnow
 from storage import queries
 from storage.blobs import BlobNotFound, day_key
 from workers.jobs import WorkerContext
+from workers.retries import infrastructure_reason, on_job_failure, retry_later
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +38,8 @@ class ProcessingState:
     deadline: float
     processed: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
-    fatal: str | None = None
+    fatal: str | None = None  # the dump is bad: the crash is failed at once with this reason
+    retry: str | None = None  # an infrastructure failure (words): the crash is retried
     raw: bytes | None = None
     dump: Any = None  # symbolicator.minidump.Minidump
     threads: list[Thread] | None = None
@@ -43,6 +48,8 @@ class ProcessingState:
 
 class Rule:
     """One processing step. Subclasses document what they add."""
+
+    failure = "the rule failed"  # what the note says when the rule raises: in words, no exception text
 
     def predicate(self, ctx: WorkerContext, state: ProcessingState) -> bool:
         """Whether the rule applies; by default only while nothing fatal happened."""
@@ -62,6 +69,8 @@ class VerifyMinidumpRule(Rule):
     what ingest recorded. A missing or altered blob is fatal: nothing else can run. Skipped
     for a Sentry event without a minidump (EventStackRule)."""
 
+    failure = "could not read the stored minidump back"
+
     def predicate(self, ctx: WorkerContext, state: ProcessingState) -> bool:
         return state.fatal is None and state.crash.minidump_key is not None
 
@@ -80,6 +89,8 @@ class VerifyMinidumpRule(Rule):
 class CopyAnnotationsRule(Rule):
     """Adds ``product``, ``build`` and ``tester_id`` as ingest resolved them."""
 
+    failure = "could not copy the product, build and tester"
+
     def action(self, ctx: WorkerContext, state: ProcessingState) -> None:
         crash = state.crash
         state.processed.update(product=crash.product, build=crash.build, tester_id=crash.tester_id)
@@ -88,6 +99,8 @@ class CopyAnnotationsRule(Rule):
 class ReadMinidumpRule(Rule):
     """Reads the dump's streams; adds ``annotations``: those found inside the dump
     (Crashpad's) under the upload's form fields, which win. Reader notes become notes."""
+
+    failure = "could not read the minidump's streams"
 
     def predicate(self, ctx: WorkerContext, state: ProcessingState) -> bool:
         return state.fatal is None and state.raw is not None
@@ -103,6 +116,8 @@ class ReadMinidumpRule(Rule):
 
 class WalkStacksRule(Rule):
     """Walks every thread (crashing thread first) within the job's time limit."""
+
+    failure = "could not walk the stacks"
 
     def predicate(self, ctx: WorkerContext, state: ProcessingState) -> bool:
         return state.fatal is None and state.dump is not None
@@ -120,6 +135,8 @@ class EventStackRule(Rule):
     and builds the report from its own stack trace (workers/event_stack.py), stored like
     ReportRule's; adds ``annotations`` (the event's, as ingest stored them). A missing event
     blob is fatal."""
+
+    failure = "could not build a stack from the event"
 
     def predicate(self, ctx: WorkerContext, state: ProcessingState) -> bool:
         crash = state.crash
@@ -141,6 +158,8 @@ class EventStackRule(Rule):
 class ReportRule(Rule):
     """Builds the rust-minidump-style report: stored whole as JSON in the blob store
     (``processed/<day>/<crash_id>.json``); ``processed`` keeps its summary for the row."""
+
+    failure = "could not build the report"
 
     def predicate(self, ctx: WorkerContext, state: ProcessingState) -> bool:
         return state.fatal is None and state.threads is not None
@@ -166,6 +185,8 @@ class SymbolUseRule(Rule):
     were used now (storage/symbol_use.py, at most once a day per module), so that
     ``crashd symbols prune`` keeps what crashes still need."""
 
+    failure = "could not record which debug files were used"
+
     def predicate(self, ctx: WorkerContext, state: ProcessingState) -> bool:
         return state.report is not None
 
@@ -186,6 +207,8 @@ class SignatureRule(Rule):
     """Adds ``signature``, ``signature_version`` and ``signature_notes`` (triage/signature:
     a pure function of the crashing thread and the annotations)."""
 
+    failure = "could not generate a signature"
+
     def predicate(self, ctx: WorkerContext, state: ProcessingState) -> bool:
         return state.fatal is None and state.report is not None
 
@@ -202,6 +225,8 @@ class EventMessageSignatureRule(Rule):
     """An event without a stack trace (``capture_message``) is signed by its message, the way
     Sentry groups messages: replaces the EMPTY signature SignatureRule found."""
 
+    failure = "could not sign the event by its message"
+
     def predicate(self, ctx: WorkerContext, state: ProcessingState) -> bool:
         return state.fatal is None and bool((state.report or {}).get("signature_hint"))
 
@@ -215,6 +240,8 @@ class EventMessageSignatureRule(Rule):
 class ComponentRule(Rule):
     """Adds ``component``, ``reason_text`` and ``component_notes`` from the top trusted frames
     and the text attachments (a GGML_ASSERT or Rust panic line in a log)."""
+
+    failure = "could not find the component"
 
     def predicate(self, ctx: WorkerContext, state: ProcessingState) -> bool:
         return state.fatal is None and state.report is not None
@@ -252,6 +279,8 @@ class GroupRule(Rule):
     records which modules' symbols were missing in the crashing thread, so the crash is
     reprocessed when they arrive. Adds ``group_id``."""
 
+    failure = "could not count the crash in its group"
+
     def predicate(self, ctx: WorkerContext, state: ProcessingState) -> bool:
         return state.fatal is None and "signature" in state.processed
 
@@ -275,6 +304,8 @@ class ThresholdRule(Rule):
     is counted in it (workers/triage_jobs.py): opens the group's ticket or escalates it to P0,
     and reopens a resolved ticket as regressed when this crash's build is at or after its
     fixed_in. Adds ``ticket_changes`` (e.g. ``["7:opened"]``) when it changed a ticket."""
+
+    failure = "could not check the threshold rules"
 
     def predicate(self, ctx: WorkerContext, state: ProcessingState) -> bool:
         return state.fatal is None and state.processed.get("group_id") is not None
@@ -328,18 +359,36 @@ DEFAULT_RULES: tuple[Rule, ...] = (
 
 
 def run_rules(ctx: WorkerContext, state: ProcessingState, rules: tuple[Rule, ...]) -> None:
-    """Run each applicable rule in order; a failing rule becomes a note."""
+    """Run each applicable rule in order; a failing rule becomes a note, an infrastructure
+    failure (workers/retries.py) stops the run with state.retry set."""
     for rule in rules:
         try:
             if rule.predicate(ctx, state):
                 rule.action(ctx, state)
         except Exception as exc:  # noqa: BLE001 - a rule's failure must not lose the crash
             log.exception("rule %s failed on %s", rule.name, state.crash.crash_id)
-            state.notes.append(f"{rule.name} failed: {type(exc).__name__}: {exc}")
+            state.retry = infrastructure_reason(exc)
+            if state.retry is not None:
+                state.retry = f"{rule.name}: {state.retry}"
+                return
+            state.notes.append(f"{rule.name} {rule.failure} (the worker log has the error)")
+
+
+def incomplete(state: ProcessingState) -> str | None:
+    """Why a crash that ran every rule cannot be `processed` (no stored report, or not
+    counted in a group: a rule failed on this dump), or None."""
+    if "report_key" not in state.processed:
+        return "no report could be built from this crash (the notes say which step failed)"
+    if state.processed.get("group_id") is None:
+        return "the crash could not be counted in a group (the notes say which step failed)"
+    return None
 
 
 def run_pipeline(ctx: WorkerContext, crash_id: str, rules: tuple[Rule, ...] = DEFAULT_RULES) -> dict[str, Any]:
-    """Process one crash and save the result. Returns a short summary (the RQ job result)."""
+    """Process one crash and save the result: `processed`, `failed` (a bad dump), or back to
+    `received` for a retry after an infrastructure failure. Returns a short summary (the RQ
+    job result). Raises when the database fails while saving (the job's failure callback,
+    else the sweeper, retries the crash)."""
     crash = queries.claim_crash(ctx.engine, crash_id=crash_id)
     if crash is None:
         log.warning("process: no crash %s", crash_id)
@@ -348,7 +397,11 @@ def run_pipeline(ctx: WorkerContext, crash_id: str, rules: tuple[Rule, ...] = DE
     # with a partial result and a note instead of a killed job.
     state = ProcessingState(crash, deadline=time.monotonic() + 0.8 * ctx.settings.job_timeout_seconds)
     run_rules(ctx, state, rules)
+    if state.retry is not None:
+        status = retry_later(ctx, crash_id, state.retry)
+        return {"crash_id": crash_id, "status": status, "retry": state.retry}
     state.processed["notes"] = state.notes
+    state.fatal = state.fatal or incomplete(state)
     status = CrashStatus.failed if state.fatal else CrashStatus.processed
     queries.finish_crash(
         ctx.engine, crash_id=crash_id, status=status, processed=state.processed, error=state.fatal
@@ -356,14 +409,4 @@ def run_pipeline(ctx: WorkerContext, crash_id: str, rules: tuple[Rule, ...] = DE
     return {"crash_id": crash_id, "status": status.value, "notes": state.notes}
 
 
-def mark_timed_out(job: Any, connection: Any, exc_type: Any, exc_value: Any, tb: Any) -> None:
-    """RQ on_failure callback: a job killed by its time limit (or crashing) marks its crash
-    failed with the reason, so the sweeper does not retry it forever."""
-    from workers.jobs import current_context
-
-    crash_id = job.args[0] if job.args else None
-    if crash_id is None:
-        return
-    reason = f"processing job failed: {getattr(exc_type, '__name__', exc_type)}: {exc_value}"
-    queries.finish_crash(current_context().engine, crash_id=crash_id, status=CrashStatus.failed,
-                         processed={"notes": [reason]}, error=reason)
+mark_timed_out = on_job_failure  # the failure callback's name in jobs enqueued before retries existed

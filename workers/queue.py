@@ -36,6 +36,10 @@ class JobQueue(ABC):
         """True when a job for crash_id is already queued or running."""
         return False
 
+    def forget(self, crash_id: str) -> None:
+        """Drop what the queue remembers of a job of crash_id that died with its worker, so
+        that is_pending() no longer counts it. Only for a job known dead (the sweeper)."""
+
     def enqueue_notify(self) -> None:
         """Schedule a ``notify`` job (send due ticket notifications) unless one is already
         queued. Call it after committing notifications; the sweeper's tick is the safety net,
@@ -64,7 +68,7 @@ class RQJobQueue(JobQueue):
     def enqueue(self, crash_id: str) -> None:
         from rq import Callback
 
-        from workers.pipeline import mark_timed_out
+        from workers.retries import on_job_failure
 
         self.queue.enqueue(
             JOB_FUNCTION,
@@ -73,7 +77,7 @@ class RQJobQueue(JobQueue):
             job_timeout=self.timeout,
             result_ttl=24 * 3600,
             failure_ttl=7 * 24 * 3600,
-            on_failure=Callback(mark_timed_out),
+            on_failure=Callback(on_job_failure),
         )
 
     def is_pending(self, crash_id: str) -> bool:
@@ -85,6 +89,19 @@ class RQJobQueue(JobQueue):
         except NoSuchJobError:
             return False
         return status in (JobStatus.QUEUED, JobStatus.STARTED, JobStatus.DEFERRED, JobStatus.SCHEDULED)
+
+    def forget(self, crash_id: str) -> None:
+        """A killed worker leaves its job `started` (until RQ's registry clean-up, up to
+        minutes later, calls it abandoned): delete that job so a retry can be enqueued."""
+        from rq.exceptions import NoSuchJobError
+        from rq.job import Job, JobStatus
+
+        try:
+            job = Job.fetch(job_id(crash_id), connection=self.redis)
+        except NoSuchJobError:
+            return
+        if job.get_status() == JobStatus.STARTED:
+            job.delete()
 
     def enqueue_notify(self) -> None:
         """Enqueue job ``notify`` unless that id is already waiting in this queue. A running

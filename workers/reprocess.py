@@ -13,7 +13,7 @@ from typing import Callable, Iterable
 from sqlalchemy import select
 
 from schemas.tables import Crash
-from storage import groups
+from storage import groups, queries
 from storage.db import session
 from workers.jobs import WorkerContext
 from workers.queue import JobQueue
@@ -24,8 +24,12 @@ Progress = Callable[[int, int], None]
 
 
 def select_crashes(ctx: WorkerContext, *, everything: bool = False, group_id: int | None = None,
-                   since: datetime | None = None) -> list[str]:
-    """Crash ids to reprocess: all, those of one group, or those received since a time."""
+                   since: datetime | None = None, failed: bool = False) -> list[str]:
+    """Crash ids to reprocess: all, those of one group, those received since a time, or the
+    `failed` ones (put back to `received` with no failed attempts, so the sweeper enqueues
+    them should the caller's enqueue fail)."""
+    if failed:
+        return queries.requeue_failed(ctx.engine)
     if group_id is not None:
         return groups.group_crash_ids(ctx.engine, group_id=group_id)
     stmt = select(Crash.crash_id).order_by(Crash.received_at)  # type: ignore[arg-type]

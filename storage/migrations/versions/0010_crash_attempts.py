@@ -4,8 +4,8 @@ Revision ID: 0010
 Revises: 0009
 Create Date: 2026-12-05 15:10:00
 """
-from alembic import op  # noqa: F401
-import sqlalchemy as sa  # noqa: F401
+from alembic import op
+import sqlalchemy as sa
 
 
 revision = '0010'
@@ -15,8 +15,12 @@ depends_on = None
 
 
 def upgrade() -> None:
-    pass  # PLACEHOLDER: filled in by the issue-11 work owning this revision
+    with op.batch_alter_table('crashes') as batch:
+        batch.add_column(sa.Column('attempts', sa.Integer(), nullable=False, server_default='0'))
+        batch.add_column(sa.Column('retry_after', sa.DateTime(timezone=True), nullable=True))
 
 
 def downgrade() -> None:
-    pass
+    with op.batch_alter_table('crashes') as batch:
+        batch.drop_column('retry_after')
+        batch.drop_column('attempts')
