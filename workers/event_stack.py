@@ -17,11 +17,13 @@ where the component rules look for a GGML_ASSERT or Rust panic line as they do i
 
 from __future__ import annotations
 
+import bisect
 import re
 from typing import Any
 
 from schemas.stack import Module
 from schemas.sentry_event import event_frames, event_message, primary_exception
+from symbolicator.limits import DEFAULT_LIMITS, Limits
 
 NO_STACK = "EMPTY: event without a stack trace or message"
 EVENT_TEXT_MAX = 64 * 1024  # characters of message and exception value kept for component hints
@@ -53,12 +55,17 @@ def breakpad_id(debug_id: Any) -> str | None:
     return "".join(match.groups()[:5]).upper() + format(int(match.group(6) or "0", 16), "X")
 
 
-def event_modules(event: dict[str, Any]) -> list[Module]:
-    """The images of ``debug_meta`` that have an address, a size and a code file."""
+def _images(event: dict[str, Any]) -> list[Any]:
     meta = event.get("debug_meta")
     images = meta.get("images") if isinstance(meta, dict) else None
+    return images if isinstance(images, list) else []
+
+
+def event_modules(event: dict[str, Any], limit: int = DEFAULT_LIMITS.modules) -> list[Module]:
+    """The images of ``debug_meta`` that have an address, a size and a code file (the first
+    limit of them), sorted by address."""
     out = []
-    for image in images if isinstance(images, list) else []:
+    for image in _images(event)[:limit]:
         if not isinstance(image, dict):
             continue
         start, size, code = _int(image.get("image_addr")), _int(image.get("image_size")), _text(image.get("code_file"))
@@ -67,7 +74,16 @@ def event_modules(event: dict[str, Any]) -> list[Module]:
             debug_file = Module(0, 0, _text(image.get("debug_file")) or code).filename
             out.append(Module(start, size, code, _text(image.get("code_id")), debug_file,
                               breakpad_id(image.get("debug_id"))))
-    return out
+    return sorted(out, key=lambda m: m.base_addr)
+
+
+def _module_at(modules: list[Module], address: int | None) -> Module | None:
+    """The module holding address (modules sorted by base address): a binary search, so an
+    event listing thousands of images and frames costs frames x log(images), not the product."""
+    if address is None:
+        return None
+    index = bisect.bisect_right(modules, address, key=lambda m: m.base_addr)
+    return modules[index - 1] if index and modules[index - 1].contains(address) else None
 
 
 def _frame(number: int, frame: dict[str, Any], modules: list[Module], symbols: Any) -> dict[str, Any]:
@@ -75,7 +91,7 @@ def _frame(number: int, frame: dict[str, Any], modules: list[Module], symbols: A
     are there. Without a function it signs as ``libgame.so@0x1a2b``, like a minidump frame."""
     package = _text(frame.get("package"))
     address = _int(frame.get("instruction_addr"))
-    module = next((m for m in modules if address is not None and m.contains(address)), None)
+    module = _module_at(modules, address)
     out: dict[str, Any] = {
         "frame": number, "trust": "context" if number == 0 else "cfi",
         "module": module.filename if module else _text(frame.get("module")) or (
@@ -144,11 +160,14 @@ def crash_type(event: dict[str, Any]) -> str:
     return f"{event.get('level') or 'error'}: message"
 
 
-def event_report(event: dict[str, Any], symbols: Any = None) -> dict[str, Any]:
+def event_report(event: dict[str, Any], symbols: Any = None, limits: Limits = DEFAULT_LIMITS) -> dict[str, Any]:
     """The processed report of an event without a minidump; symbols is a SymbolProvider
-    (None: native frames stay as addresses)."""
-    modules = event_modules(event)
-    frames = [_frame(i, f, modules, symbols) for i, f in enumerate(event_frames(event))]
+    (None: native frames stay as addresses). Images past ``limits.modules`` and frames past
+    ``limits.frames_per_thread`` (the crashing frame's end is kept) are left out and counted
+    in ``cut``, as a minidump's lists are (symbolicator/limits.py)."""
+    modules = event_modules(event, limits.modules)
+    listed = event_frames(event)
+    frames = [_frame(i, f, modules, symbols) for i, f in enumerate(listed[:limits.frames_per_thread])]
     thread = {"threads_index": 0, "thread_id": None, "thread_name": None, "frame_count": len(frames),
               "frames": frames}
     report: dict[str, Any] = {
@@ -160,6 +179,11 @@ def event_report(event: dict[str, Any], symbols: Any = None) -> dict[str, Any]:
     text = "\n".join(t for t in (event_message(event), _exception_text(event)) if t)
     if text:  # read by triage.components for a GGML_ASSERT or Rust panic line
         report["event_text"] = text[:EVENT_TEXT_MAX]
+    cut = {name: {"listed": total, "read": kept} for name, total, kept in
+           (("frames", len(listed), len(frames)), ("modules", len(_images(event)), min(len(_images(event)), limits.modules)))
+           if total > kept}
+    if cut:
+        report["cut"] = cut
     if not frames:
         report["signature_hint"] = (event_message(event) or _message_of_exception(event) or NO_STACK)[:255]
     return report
