@@ -53,19 +53,42 @@ class ModuleRecord:
 
 
 class StringTable:
-    """Interned strings (function names, CFI rule sets, program strings) by id."""
+    """Strings by id (function names, CFI rule sets, program strings), kept as the index stores
+    them: one UTF-8 blob, string i at ``blob[offsets[i]:offsets[i + 1]]``.
+
+    Rule sets and program strings repeat, so add() interns them; function names are nearly all
+    distinct, so append() only appends: a dict and a str object per name took ~2x the memory of
+    every other record together (a 401 MiB .sym: about 200 MB more at upload, docs/benchmarks.md).
+    """
 
     def __init__(self) -> None:
         self.ids: dict[str, int] = {}
-        self.strings: list[str] = []
+        self.blob = array("B")
+        self.offsets = array("Q", [0])
 
     def add(self, text: str) -> int:
         """The id of text, adding it on first sight."""
         found = self.ids.get(text)
         if found is None:
-            found = self.ids[text] = len(self.strings)
-            self.strings.append(text)
+            found = self.ids[text] = self.append(text)
         return found
+
+    def append(self, text: str) -> int:
+        """The id of a new copy of text (not interned)."""
+        self.blob.frombytes(text.encode("utf-8", "surrogatepass"))
+        self.offsets.append(len(self.blob))
+        return len(self.offsets) - 2
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def __getitem__(self, i: int) -> str:
+        return self.blob[self.offsets[i]:self.offsets[i + 1]].tobytes().decode("utf-8", "surrogatepass")
+
+    @property
+    def strings(self) -> list[str]:
+        """Every string, by id (a new list: for tests and tools, not for large files)."""
+        return [self[i] for i in range(len(self))]
 
 
 @dataclass
@@ -155,14 +178,14 @@ def _record(scan: SymScan, line: bytes) -> bool:
         scan.func_start.append(int(fields[0], 16))
         scan.func_size.append(int(fields[1], 16))
         scan.func_param.append(int(fields[2], 16))
-        scan.func_name.append(scan.strings.add(_name(fields, 3)))
+        scan.func_name.append(scan.strings.append(_name(fields, 3)))
     elif line.startswith(b"PUBLIC "):
         fields = line[7:].split(None, 3 if line.startswith(b"PUBLIC m ") else 2)
         if fields[0] == b"m":
             fields = fields[1:]
         scan.public_addr.append(int(fields[0], 16))
         scan.public_param.append(int(fields[1], 16))
-        scan.public_name.append(scan.strings.add(_name(fields, 2)))
+        scan.public_name.append(scan.strings.append(_name(fields, 2)))
     elif line.startswith(b"INLINE_ORIGIN "):
         return _inline_origin(scan, line)
     elif line.startswith(b"INLINE "):
