@@ -24,7 +24,7 @@ from sqlalchemy.engine import Engine
 from schemas.settings import Settings
 from schemas.tables import Project
 from storage import queries
-from server import api, groups_api, ingest, symbols_api
+from server import api, groups_api, ingest, symbols_api, symbols_v2
 from server import builds_api, sessions_api, tickets_api
 from server import dashboard_api, openapi
 from server import login
@@ -126,6 +126,11 @@ ROUTES = [
     Route("/api/{project}/store/", sentry_ingest.store_endpoint, methods=["POST"]),
     Route("/__broken__", sentry_ingest.broken_endpoint, methods=["GET"]),
     Route("/api/{project}/symbols/", symbols_api.upload_endpoint, methods=["POST"]),
+    # Breakpad's sym-upload-v2 (symupload -p sym-upload-v2 -k <token> FILE http://HOST/api/<project>/symbols)
+    Route("/api/{project}/symbols/v1/symbols/{debug_file}/{debug_id}", symbols_v2.check_status_endpoint,
+          methods=["GET"]),
+    Route("/api/{project}/symbols/v1/uploads:create", symbols_v2.create_endpoint, methods=["POST"]),
+    Route("/api/{project}/symbols/v1/uploads/{upload}", symbols_v2.upload_endpoint, methods=["PUT", "POST"]),
     Route("/api/symbols/{debug_file}/{debug_id}", symbols_api.lookup_endpoint, methods=["GET"]),
     Route("/api/crashes/{crash_id}", api.crash_detail, methods=["GET"]),
     Route("/api/crashes/{crash_id}/minidump", api.crash_minidump, methods=["GET"]),

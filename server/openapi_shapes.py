@@ -140,6 +140,22 @@ DESCRIBED: dict[tuple[str, str], dict[str, Any]] = {
                        "`_` as the project: the shared store (admins), or an uploader token's project.",
         "body": ("multipart/form-data", {"type": "object"}),
         "ok": json_ok(obj(files=arr(ANY)))},
+    ("GET", "/api/{project}/symbols/v1/symbols/{debug_file}/{debug_id}"): {
+        "id": "symUploadV2CheckStatus", "errors": (401, 403, 404, 503),
+        "summary": "sym-upload-v2: whether the store has a module (`<debug_id>:checkStatus`; token in `?key=`)",
+        "ok": json_ok(obj(status=S))},
+    ("POST", "/api/{project}/symbols/v1/uploads:create"): {
+        "id": "symUploadV2Create", "errors": (401, 403, 404, 503),
+        "summary": "sym-upload-v2: a new upload key and the URL to PUT the file to (token in `?key=`)",
+        "ok": json_ok(obj(uploadUrl=S, uploadKey=S))},
+    ("PUT", "/api/{project}/symbols/v1/uploads/{upload}"): {
+        "id": "symUploadV2Put", "errors": (400, 404, 413),
+        "summary": "sym-upload-v2: the file, PUT to the upload URL (its key is the credential)",
+        "body": ("application/octet-stream", S), "ok": json_ok(obj())},
+    ("POST", "/api/{project}/symbols/v1/uploads/{upload}"): {
+        "id": "symUploadV2Complete", "errors": (400, 401, 403, 404, 413, 503),
+        "summary": "sym-upload-v2: `<uploadKey>:complete` stores the PUT file for the module the body names",
+        "ok": json_ok(obj(result=S))},
     ("GET", "/api/symbols/{debug_file}/{debug_id}"): {
         "id": "lookupSymbols", "auth": "ingest", "summary": "The stored files of a module",
         "query": [("sha256", "string", "only the file with this content")], "errors": (400, 401, 404),

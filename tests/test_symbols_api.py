@@ -487,6 +487,27 @@ def test_real_breakpad_symupload(crashd: Crashd, live: LiveServer, symupload: Pa
         assert refused.returncode != 0 and "Successfully" not in refused.stdout
 
 
+def test_real_breakpad_symupload_v2(crashd: Crashd, live: LiveServer, symupload: Path) -> None:
+    """sym-upload-v2: ``-k`` puts the token in ``?key=`` of checkStatus, create and complete; the
+    file is PUT to the URL create answered. The ingest key is refused there too."""
+    sym = next(p for p in corpus_syms() if p.name == "crashme.sym")
+    url = f"{live.url}/api/{crashd.project.id}/symbols"
+
+    def v2(key: str, *flags: str) -> subprocess.CompletedProcess:
+        return subprocess.run([str(symupload), "-p", "sym-upload-v2", "-k", key, *flags, str(sym), url],
+                              capture_output=True, text=True, timeout=60)
+
+    refused = v2(crashd.key)
+    assert "Successfully" not in refused.stdout and stored_files(crashd) == []
+    done = v2(crashd.upload_token)
+    assert "Successfully sent the symbol file." in done.stdout, done.stdout + done.stderr
+    assert stored_files(crashd) == [f"crashme/{CRASHME_ID}/crashme.sym"]
+    assert "already exists" in v2(crashd.upload_token).stdout  # checkStatus: FOUND
+    assert "checksum matched" in v2(crashd.upload_token, "-f").stdout  # complete: DUPLICATE_DATA
+    assert not list((crashd.settings.symbols_dir / ".staging").iterdir())  # nothing left waiting
+    assert discards(crashd) == {"symbols_need_token": 1}
+
+
 def test_a_crash_uses_its_projects_store_then_the_shared_one(crashd: Crashd) -> None:
     """Issue 11: symbols uploaded to another project never serve this project's crashes; the
     shared store (an admin's ``/api/_/symbols/``) does, after the project's own."""

@@ -1,0 +1,153 @@
+"""Breakpad's sym-upload-v2 protocol under ``/api/<project>/symbols/`` (``symupload -p sym-upload-v2
+-k <token> game.sym http://HOST/api/<project>/symbols``), as Breakpad's symbol_collector_client.cc
+speaks it:
+
+1. ``GET  .../v1/symbols/<debug_file>/<debug_id>:checkStatus?key=`` -> ``{"status": "FOUND"|"MISSING"}``
+   (skipped with ``-f``);
+2. ``POST .../v1/uploads:create?key=`` -> ``{"uploadUrl": ..., "uploadKey": ...}``;
+3. ``PUT  <uploadUrl>`` with the file as the body (the URL's upload key is its only credential);
+4. ``POST .../v1/uploads/<uploadKey>:complete?key=`` with ``{symbol_id: {debug_file, debug_id},
+   symbol_upload_type}`` (not JSON: its keys are unquoted) -> ``{"result": "OK"|"DUPLICATE_DATA"}``.
+
+``-k`` puts the API token in ``?key=``: the same tokens, stores, refusals and quota as a v1
+upload (server/symbols_api.py). Between 2 and 4 the upload waits in the staging folder as
+``v2-<uploadKey>.json`` (who may complete it) and its file. The client matches the answers with
+regexes that expect ``"name": "value"``, as json.dumps writes them.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from sqlalchemy.exc import SQLAlchemyError
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, Response
+
+from server.symbols_api import Refused, _refuse, _store_staged, authenticate_upload, read_files
+from server.upload_parser import MalformedUpload
+from storage import queries
+from symbolicator.symbols import store
+from symbolicator.symbols.sources import breakpad_layout
+
+if TYPE_CHECKING:
+    from server.app import ServerState
+
+_UPLOAD_KEY = re.compile(r"[A-Za-z0-9_-]{43}")
+# {symbol_id: {debug_file: "game.pdb", debug_id: "5A98..." }, symbol_upload_type: "BREAKPAD" }
+_COMPLETE_FIELD = re.compile(r'(debug_file|debug_id)\s*:\s*"([^"]*)"')
+
+
+async def check_status_endpoint(request: Request) -> Response:
+    """GET .../v1/symbols/<debug_file>/<debug_id>:checkStatus: whether the upload's store has the module."""
+    state: ServerState = request.app.state.crashd
+    debug_id, _, verb = request.path_params["debug_id"].partition(":")
+    module = breakpad_layout(request.path_params["debug_file"], debug_id)
+    if verb != "checkStatus" or module is None:
+        return JSONResponse({"detail": "not_found"}, status_code=404)
+    return await _answer(state, lambda: {"status": "FOUND" if _has(state, request, module) else "MISSING"})
+
+
+async def create_endpoint(request: Request) -> Response:
+    """POST .../v1/uploads:create: a new upload key and the URL to PUT the file to."""
+    state: ServerState = request.app.state.crashd
+
+    def create() -> dict[str, str]:
+        project = authenticate_upload(state, request)
+        key = secrets.token_urlsafe(32)
+        _record_path(state, key).write_text(json.dumps({"project_id": project.id if project else None}))
+        url = request.url.replace(path=f"{request.url.path.rsplit('/', 1)[0]}/uploads/{key}", query="")
+        return {"uploadUrl": str(url), "uploadKey": key}
+
+    return await _answer(state, create)
+
+
+async def upload_endpoint(request: Request) -> Response:
+    """PUT .../v1/uploads/<key> (the file) or POST .../v1/uploads/<key>:complete (store it)."""
+    state: ServerState = request.app.state.crashd
+    key, _, verb = request.path_params["upload"].partition(":")
+    if not _UPLOAD_KEY.fullmatch(key) or not _record_path(state, key).is_file():
+        return JSONResponse({"detail": "unknown_upload"}, status_code=404)
+    if request.method == "PUT" and not verb:
+        return await _receive(state, request, key)
+    if request.method == "POST" and verb == "complete":
+        body = (await request.body())[:4096].decode("utf-8", "replace")
+        return await _answer(state, lambda: _complete(state, request, key, body))
+    return JSONResponse({"detail": "not_found"}, status_code=404)
+
+
+async def _receive(state: "ServerState", request: Request, key: str) -> Response:
+    """Stage the PUT body as the upload's file (a second PUT replaces the first)."""
+    try:
+        parts, _, _ = await read_files(request, state)
+        try:
+            staged = await run_in_threadpool(store.stage, parts[0].file, state.settings.symbols_dir)
+        finally:
+            for part in parts:
+                part.close()
+    except MalformedUpload as exc:
+        return await _refuse(state, Refused(exc.status_code, exc.discard_code, str(exc)))
+    except ClientDisconnect:
+        return await _refuse(state, Refused(400, "client_disconnected", "client disconnected"))
+    record = json.loads(_record_path(state, key).read_text())
+    if record.get("path"):
+        Path(record["path"]).unlink(missing_ok=True)
+    record.update(path=str(staged.path), sha256=staged.sha256, size=staged.size)
+    _record_path(state, key).write_text(json.dumps(record))
+    return _json({})
+
+
+def _complete(state: "ServerState", request: Request, key: str, body: str) -> dict[str, str]:
+    """Store the PUT file for the module the body names; ``DUPLICATE_DATA`` when it was there."""
+    project = authenticate_upload(state, request)
+    record = json.loads(_record_path(state, key).read_text())
+    if record["project_id"] != (project.id if project else None):
+        raise Refused(403, "wrong_project", "the upload was created for another store")
+    if not record.get("path"):
+        raise Refused(400, "malformed_no_symbol_file", "nothing was PUT to the upload URL")
+    names = dict(_COMPLETE_FIELD.findall(body))
+    staged = store.StagedFile(Path(record["path"]), record["sha256"], record["size"])
+    _record_path(state, key).unlink(missing_ok=True)  # done, whatever the outcome: the client starts over
+    try:
+        stored = _store_staged(state, project, staged, names.get("debug_file"),
+                               store.Names(debug_file=names.get("debug_file"), debug_id=names.get("debug_id")))
+    except store.TooLarge as exc:
+        raise Refused(413, exc.reason, str(exc)) from exc
+    except store.MalformedSymbols as exc:
+        raise Refused(400, f"malformed_{exc.reason}", str(exc)) from exc
+    return {"result": "DUPLICATE_DATA" if all(f["status"] == "unchanged" for f in stored) else "OK"}
+
+
+def _has(state: "ServerState", request: Request, module: tuple[str, str]) -> bool:
+    """Whether the store an upload of request goes to holds a file of module."""
+    project = authenticate_upload(state, request)
+    rows = queries.symbol_files(state.ctx.engine, debug_file=module[0], debug_id=module[1])
+    wanted = project.id if project else None
+    return any(row.project_id == wanted and (state.settings.symbols_dir / row.path).is_file() for row in rows)
+
+
+def _json(body: dict[str, str]) -> Response:
+    """JSON with ``": "`` between name and value: symupload finds its fields with regexes such as
+    ``"status": "([^"]+)"`` (Starlette's JSONResponse writes ``"status":"FOUND"``)."""
+    return Response(json.dumps(body), media_type="application/json")
+
+
+def _record_path(state: "ServerState", key: str) -> Path:
+    folder = state.settings.symbols_dir / store.STAGING
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / f"v2-{key}.json"
+
+
+async def _answer(state: "ServerState", work) -> Response:  # type: ignore[no-untyped-def]
+    """work() in a thread as JSON; refusals and outages as the v1 endpoint answers them."""
+    try:
+        return _json(await run_in_threadpool(work))
+    except Refused as exc:
+        return await _refuse(state, exc)
+    except (OSError, SQLAlchemyError):
+        return JSONResponse({"detail": "storage_unavailable"}, status_code=503, headers={"Retry-After": "60"})
+
