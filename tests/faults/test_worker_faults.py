@@ -91,17 +91,24 @@ def upload_dump(server: CrashdProcess, key: str, dump: bytes, ledger: Ledger) ->
     return ledger.answered[-1]
 
 
+def start_with_slow_job(env: dict[str, str], cluster: PostgresCluster,
+                        processes) -> tuple[CrashdProcess, CrashdProcess, str, Ledger, str]:  # type: ignore[no-untyped-def]
+    """A server and a worker; 5 uploads, then one whose job waits on the symbol server of env
+    (a dump with a module), returned once a worker runs it: (server, worker, key, ledger, slow)."""
+    server, worker = processes.serve(env), processes.worker(env)
+    key, ledger = ingest_key(cluster), Ledger()
+    for tag in range(5):
+        assert upload(server, key, tag, ledger) == 200
+    slow = upload_dump(server, key, thread_copies_dump(1), ledger)
+    wait_processing(cluster, slow)
+    return server, worker, key, ledger, slow
+
+
 def test_worker_killed_mid_job_its_crash_is_retried(fault_env, own_postgres, processes, silent_server) -> None:
     """Item 6: SIGKILL of the worker while it processes a crash (waiting on a hung symbol
     server); a new worker processes it once the sweeper sees its lease run out."""
     env = {**fault_env, **FAST, "CRASHD_SYMBOL_URLS": silent_server.url}
-    server = processes.serve(env)
-    worker = processes.worker(env)
-    key, ledger = ingest_key(own_postgres), Ledger()
-    for tag in range(5):
-        assert upload(server, key, tag, ledger) == 200
-    slow = upload_dump(server, key, thread_copies_dump(1), ledger)  # a module: its symbols are asked for
-    wait_processing(own_postgres, slow)
+    server, worker, key, ledger, slow = start_with_slow_job(env, own_postgres, processes)
     worker.kill()  # SIGKILL mid-job
     silent_server.close()  # from now on the symbol server refuses at once
     for tag in range(5, 10):
@@ -118,13 +125,7 @@ def test_redis_killed_and_restarted_workers_survive_and_resume(fault_env, own_po
     job's end cannot reach Redis, which used to quit the worker; now it waits and resumes,
     the server keeps answering 200, and its sweeper enqueues what was stored meanwhile."""
     env = {**fault_env, **FAST, "CRASHD_SYMBOL_URLS": silent_server.url}
-    server = processes.serve(env)
-    worker = processes.worker(env)
-    key, ledger = ingest_key(own_postgres), Ledger()
-    for tag in range(5):
-        assert upload(server, key, tag, ledger) == 200
-    slow = upload_dump(server, key, thread_copies_dump(1), ledger)
-    wait_processing(own_postgres, slow)
+    server, worker, key, ledger, slow = start_with_slow_job(env, own_postgres, processes)
     own_redis.kill()
     silent_server.close()  # the job goes on, and ends while Redis is down
     for tag in range(5, 15):
