@@ -27,8 +27,10 @@ def test_breakpad_layout_names() -> None:
     assert breakpad_layout("test_app.pdb", TEST_APP_ID.lower()) == ("test_app.pdb", TEST_APP_ID)
     assert breakpad_layout("c:\\build\\out\\test_app.pdb", TEST_APP_ID) == ("test_app.pdb", TEST_APP_ID)
     assert breakpad_layout("/usr/lib/libc.so.6", "AB0") == ("libc.so.6", "AB0")
+    # a dot-name could reach into the store's own folders: .projects/<id>/ is another project's store
     for debug_file, debug_id in [(None, TEST_APP_ID), ("a.pdb", None), ("", "AB"), ("..", "AB"),
-                                 ("a.pdb", "../../etc"), ("a.pdb", "5A98-32E5")]:
+                                 ("a.pdb", "../../etc"), ("a.pdb", "5A98-32E5"), (".projects", "1"),
+                                 ("/lib/.staging", "AB")]:
         assert breakpad_layout(debug_file, debug_id) is None, (debug_file, debug_id)
 
 
