@@ -83,13 +83,6 @@ class Settings(BaseSettings):
         120.0, description="A crash `received` for longer than this is enqueued again."
     )
     job_timeout_seconds: int = Field(300, description="Time limit of one processing job.")
-    db_connect_timeout_seconds: int = Field(
-        3, ge=2, description="PostgreSQL: give up opening a connection after this long (libpq "
-        "`connect_timeout`, at least 2); the upload then gets 503 (docs/deploy.md, timeouts)."
-    )
-    db_statement_timeout_seconds: float = Field(
-        5.0, gt=0, description="PostgreSQL: the server cancels a statement running longer "
-        "(`statement_timeout`), and crashd gives up waiting for any answer 1 s after that, so a "
     max_attempts: int = Field(
         5, ge=1, description="Processing attempts a crash gets when they fail for an infrastructure "
         "reason (worker killed, job time limit, database, Redis or blob store unavailable); then it is "
@@ -103,6 +96,13 @@ class Settings(BaseSettings):
         3600.0, gt=0, description="Blobs without a crash row (an upload killed before its 200) older than "
         "this are deleted by the sweeper, a batch per tick. Longer than storing one upload takes."
     )
+    db_connect_timeout_seconds: int = Field(
+        3, ge=2, description="PostgreSQL: give up opening a connection after this long (libpq "
+        "`connect_timeout`, at least 2); the upload then gets 503 (docs/deploy.md, timeouts)."
+    )
+    db_statement_timeout_seconds: float = Field(
+        5.0, gt=0, description="PostgreSQL: the server cancels a statement running longer "
+        "(`statement_timeout`), and crashd gives up waiting for any answer 1 s after that, so a "
         "hung (stopped) server costs a request seconds, not minutes. Migrations are exempt."
     )
     db_pool_timeout_seconds: float = Field(
