@@ -7,6 +7,7 @@ here runs at import time.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import secrets
 from pathlib import Path
@@ -66,9 +67,23 @@ class Settings(BaseSettings):
         5.0, description="How long a user's or API token's lookup is remembered by the server: a "
         "deleted user, changed password or revoked token stops working after at most this long."
     )
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Reverse proxies whose `X-Forwarded-For` (client address) and `X-Forwarded-Proto` "
+        "`crashd serve` believes: IP addresses or CIDRs, comma-separated or a JSON list, e.g. "
+        "`127.0.0.1,10.0.0.0/8`. Empty: the header is ignored and the peer is the client (docs/auth.md).",
+    )
     max_upload_bytes: int = Field(100 * MiB, description="Cap on the request body as sent.")
     max_decompressed_bytes: int = Field(
         500 * MiB, description="Cap on the body and on each part after decompression."
+    )
+    max_envelope_bytes: int = Field(
+        100 * MiB, description="Cap on a Sentry envelope or /store/ body after decompression (it is "
+        "held in memory whole; Relay's max_envelope_size)."
+    )
+    max_event_bytes: int = Field(
+        1 * MiB, description="Cap on one JSON item of an envelope (an event, a session) and on a /store/ "
+        "event after decompression (Relay's max_event_size): 413 too_large_event."
     )
     sentry_dsn: str | None = Field(
         None, description="When set, the server reports its own errors there with sentry-sdk."
@@ -198,6 +213,22 @@ class Settings(BaseSettings):
                 return json.loads(text)
             return [url.strip() for url in text.split(",") if url.strip()]
         return value
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _proxy_networks(cls, value: object) -> object:
+        """``CRASHD_TRUSTED_PROXIES``: addresses or CIDRs (``10.0.0.1/8`` is read as
+        ``10.0.0.0/8``), comma-separated or a JSON list; each written back in canonical form.
+        Raises ValueError for anything else (``*`` included: list the proxies)."""
+        if isinstance(value, str):
+            text = value.strip()
+            value = json.loads(text) if text.startswith("[") else [item for item in text.split(",") if item.strip()]
+        if not isinstance(value, list):
+            return value
+        try:
+            return [str(ipaddress.ip_network(str(item).strip(), strict=False)) for item in value]
+        except ValueError as exc:
+            raise ValueError(f"not an IP address or CIDR: {exc}") from None
 
     @field_validator("retention_days", "symbol_retention_days", mode="before")
     @classmethod

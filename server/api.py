@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -152,11 +154,18 @@ def _blob_response(state: "ServerState", key: str, media_type: str, filename: st
     except BlobNotFound:
         return JSONResponse({"detail": "blob missing from the store"}, status_code=410)
     handle.close()
-    safe = filename.replace('"', "")
     return StreamingResponse(
         state.ctx.blobs.iter_chunks(key), media_type=media_type,
-        headers={"Content-Disposition": f'attachment; filename="{safe}"'},
+        headers={"Content-Disposition": content_disposition(filename)},
     )
+
+
+def content_disposition(filename: str) -> str:
+    """``attachment`` with filename (RFC 6266): an ASCII ``filename=`` for old clients and
+    ``filename*=UTF-8''...`` (RFC 5987) with the real name. A header is Latin-1 only and must
+    not hold CR/LF: ``journal-é.log`` as ``filename=`` alone gave a 500."""
+    ascii_name = re.sub(r'[^\x20-\x7e]|["\\]', "_", filename) or "download"
+    return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(filename, safe='')}"
 
 
 async def discards(request: Request) -> Response:

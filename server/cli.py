@@ -46,6 +46,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     """Run the HTTP server (and, without Redis, the in-process worker)."""
     import uvicorn
 
+    from server import log_redaction
     from server.app import build_state, create_app, init_sentry
     from server.triage_cli import rules_ok
     from storage import queries
@@ -57,6 +58,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
+    log_redaction.install()  # our own log lines (the root logger's handlers)
     init_sentry(settings)
     state = build_state(settings)
     projects = queries.list_projects(state.ctx.engine)
@@ -75,7 +77,12 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     print(f"  dashboard: {_base_url(args.host, args.port)}/" + dashboard_hint(state.ctx.engine))
     sys.stdout.flush()
     try:
-        uvicorn.run(create_app(settings, state), host=args.host, port=args.port, log_level=args.log_level)
+        # X-Forwarded-For only from CRASHD_TRUSTED_PROXIES: uvicorn's default believes any
+        # 127.0.0.1 peer, which let anyone behind a local proxy pick the address the sign-in
+        # throttle counts; and no ingest key or token in the access log (server/log_redaction.py)
+        uvicorn.run(create_app(settings, state), host=args.host, port=args.port, log_level=args.log_level,
+                    proxy_headers=bool(settings.trusted_proxies), forwarded_allow_ips=settings.trusted_proxies,
+                    log_config=log_redaction.uvicorn_log_config())
     finally:
         state.queue.close()
     return 0

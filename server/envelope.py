@@ -24,11 +24,12 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from server.upload_parser import MalformedUpload
+from server.upload_parser import MAX_JSON_DEPTH, MalformedUpload, too_deep
 
 # Item types whose payload must be one JSON object (checked while parsing).
 JSON_ITEMS = frozenset({"event", "transaction", "session", "sessions", "user_report", "client_report"})
 MAX_ITEMS = 1000  # Relay caps items too; a body of empty items must not cost unbounded work
+MAX_JSON_BYTES = 1024 * 1024  # one JSON item (Settings.max_event_bytes); Relay's max_event_size
 
 
 class MalformedEnvelope(MalformedUpload):
@@ -37,6 +38,19 @@ class MalformedEnvelope(MalformedUpload):
     def __init__(self, reason: str, detail: str, envelope: "Envelope") -> None:
         super().__init__(reason, detail)
         self.envelope = envelope
+
+
+class EnvelopeItemTooLarge(MalformedEnvelope):
+    """A JSON item (or a /store/ event, once inflated) over the event cap: 413 too_large_event."""
+
+    status_code = 413
+
+    def __init__(self, detail: str, envelope: "Envelope") -> None:
+        super().__init__("too_large_event", detail, envelope)
+
+    @property
+    def discard_code(self) -> str:
+        return self.reason
 
 
 @dataclass
@@ -70,13 +84,15 @@ class Envelope:
 
 
 def _json_object(line: bytes | bytearray | memoryview, reason: str, what: str, envelope: Envelope) -> dict[str, Any]:
-    """line parsed as a JSON object. Raises MalformedEnvelope(reason)."""
+    """line parsed as a JSON object at most MAX_JSON_DEPTH deep. Raises MalformedEnvelope(reason)."""
     try:
         value = json.loads(bytes(line).decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise MalformedEnvelope(reason, f"{what}: {str(exc)[:200]}", envelope) from exc
     if not isinstance(value, dict):
         raise MalformedEnvelope(reason, f"{what}: expected a JSON object", envelope)
+    if too_deep(value):  # the event's annotations and blob are written by recursive code
+        raise MalformedEnvelope(reason, f"{what}: nested deeper than {MAX_JSON_DEPTH}", envelope)
     return value
 
 
@@ -88,8 +104,10 @@ def _line(data: bytes | bytearray, pos: int) -> tuple[bytes | bytearray, int]:
     return data[pos:end], end + 1
 
 
-def parse_envelope(data: bytes | bytearray) -> Envelope:
-    """The envelope in data. Raises MalformedEnvelope (with the items parsed so far)."""
+def parse_envelope(data: bytes | bytearray, max_json_bytes: int = MAX_JSON_BYTES) -> Envelope:
+    """The envelope in data; a JSON item over max_json_bytes is refused before it is parsed
+    (parsed JSON takes up to ~20 times its size). Raises MalformedEnvelope (with the items
+    parsed so far), EnvelopeItemTooLarge."""
     envelope = Envelope()
     header, pos = _line(data, 0)
     if not header.strip():
@@ -103,13 +121,13 @@ def parse_envelope(data: bytes | bytearray) -> Envelope:
             continue
         if len(envelope.items) >= MAX_ITEMS:
             raise MalformedEnvelope("envelope_bad_item", f"more than {MAX_ITEMS} items", envelope)
-        item, pos = _item(data, view, line.strip(), after, envelope)
+        item, pos = _item(data, view, line.strip(), after, envelope, max_json_bytes)
         envelope.items.append(item)
     return envelope
 
 
 def _item(data: bytes | bytearray, view: memoryview, line: bytes | bytearray, pos: int,
-          envelope: Envelope) -> tuple[Item, int]:
+          envelope: Envelope, max_json_bytes: int) -> tuple[Item, int]:
     """The item whose header is line and whose payload starts at pos; the position after it."""
     number = len(envelope.items) + 1
     headers = _json_object(line, "envelope_bad_item", f"item {number} header", envelope)
@@ -132,5 +150,7 @@ def _item(data: bytes | bytearray, view: memoryview, line: bytes | bytearray, po
             pos += 1
     item = Item(headers, payload)
     if kind in JSON_ITEMS:
+        if len(payload) > max_json_bytes:
+            raise EnvelopeItemTooLarge(f"item {number} ({kind}): {len(payload)} bytes", envelope)
         item.json = _json_object(payload, "envelope_json", f"item {number} ({kind}) payload", envelope)
     return item, pos

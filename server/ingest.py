@@ -49,6 +49,7 @@ PRODUCT_KEYS = ("prod", "product", "ProductName", "sentry.extra.product")
 TESTER_KEYS = ("tester_id", "guid", "user_id", "sentry.user.id")
 # The client (installation) that retries an upload: Crashpad's guid first.
 CLIENT_KEYS = ("guid", "tester_id", "user_id", "sentry.user.id")
+CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class Rejected(Exception):
@@ -306,7 +307,9 @@ def store_attachments(state: "ServerState", crash: Crash, parts: list[UploadPart
     attachments = []
     seen: set[str] = set()
     for index, part in enumerate(parts):
-        name = part.name or f"attachment-{index}"
+        name = printable(part.name)
+        if not name.strip("."):  # "" or "..": a link to it would resolve to another page
+            name = f"attachment-{index}"
         while name in seen:  # two parts with one field name are both kept
             name = f"{name}-{index}"
         seen.add(name)
@@ -315,11 +318,18 @@ def store_attachments(state: "ServerState", crash: Crash, parts: list[UploadPart
         state.ctx.blobs.put_file(key, part.file)
         written.append(key)
         attachments.append(Attachment(
-            crash_id=crash.crash_id, name=name[:200], filename=(part.filename or None) and part.filename[:300],
-            content_type=(part.content_type or None) and part.content_type[:200],
+            crash_id=crash.crash_id, name=name[:200], filename=printable(part.filename or "")[:300] or None,
+            content_type=CONTROL.split(part.content_type or "")[0].strip()[:200] or None,
             size=part.size, sha256=part.sha256, blob_key=key,
         ))
     return attachments
+
+
+def printable(text: str) -> str:
+    """text with control characters (CR, LF, NUL ...) as ``_``: an envelope item's
+    ``filename`` "a\\r\\nb" would otherwise end up in a Content-Disposition header (and NUL
+    is refused by PostgreSQL)."""
+    return CONTROL.sub("_", text)
 
 
 def delete_quietly(state: "ServerState", keys: list[str]) -> None:

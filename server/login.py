@@ -74,6 +74,7 @@ async def login_submit(request: Request) -> Response:
     name, password = str(form.get("username") or "").strip(), str(form.get("password") or "")
     if not auth.check_csrf(request, str(form.get(auth.CSRF_FIELD) or "")):
         return _form_page(request, next_path=next_path, error=BAD_CSRF, status_code=403, username=name)
+    # the peer, or the client a CRASHD_TRUSTED_PROXIES proxy names (uvicorn, set by `crashd serve`)
     address = request.client.host if request.client else "?"
     wait = await run_in_threadpool(state.sign_ins.blocked, name, address)
     if wait is not None:

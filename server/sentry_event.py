@@ -21,7 +21,7 @@ from typing import Any
 import msgpack
 
 from schemas.sentry_event import event_frames, event_message, primary_exception
-from server.upload_parser import flatten_json
+from server.upload_parser import MAX_JSON_DEPTH, flatten_json, too_deep
 
 EVENT_PART = "__sentry-event"
 BREADCRUMB_PARTS = ("__sentry-breadcrumb1", "__sentry-breadcrumb2")
@@ -85,14 +85,17 @@ def _exception_annotations(exception: dict[str, Any], out: dict[str, str]) -> No
 
 
 def decode_msgpack_event(data: bytes) -> dict[str, Any]:
-    """The event of a ``__sentry-event`` part. Raises ValueError when it is not one MessagePack map.
-    A JSON object is taken too: ``{`` is the MessagePack integer 123, never an event."""
+    """The event of a ``__sentry-event`` part. Raises ValueError when it is not one MessagePack
+    map at most MAX_JSON_DEPTH deep. A JSON object is taken too: ``{`` is the MessagePack
+    integer 123, never an event."""
     if data[:1] == b"{":
         try:
             value = json.loads(data)
-        except (UnicodeDecodeError, ValueError) as exc:
-            raise ValueError(f"neither MessagePack nor JSON: {exc}") from exc
+        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+            raise ValueError(f"neither MessagePack nor JSON: {str(exc)[:200]}") from exc
         if isinstance(value, dict):
+            if too_deep(value):
+                raise ValueError(f"the event is nested deeper than {MAX_JSON_DEPTH}")
             return value
     try:
         value = msgpack.unpackb(data, raw=False, strict_map_key=False)
@@ -100,6 +103,8 @@ def decode_msgpack_event(data: bytes) -> dict[str, Any]:
         raise ValueError(f"not MessagePack: {exc}") from exc
     if not isinstance(value, dict):
         raise ValueError("the event is not a MessagePack map")
+    if too_deep(value):  # msgpack itself stops at 1024 levels (StackError, a ValueError)
+        raise ValueError(f"the event is nested deeper than {MAX_JSON_DEPTH}")
     return _jsonable(value)
 
 
@@ -112,7 +117,7 @@ def decode_msgpack_breadcrumbs(data: bytes) -> list[dict[str, Any]]:
     crumbs: list[dict[str, Any]] = []
     try:
         for value in unpacker:
-            if isinstance(value, dict):
+            if isinstance(value, dict) and not too_deep(value):
                 crumbs.append(_jsonable(value))
     except (msgpack.UnpackException, ValueError, TypeError):
         pass  # keep the breadcrumbs read before the damage
@@ -122,7 +127,10 @@ def decode_msgpack_breadcrumbs(data: bytes) -> list[dict[str, Any]]:
 
 
 def _jsonable(value: Any) -> Any:
-    """MessagePack values as JSON ones (bytes become text, map keys strings)."""
+    """MessagePack values as JSON ones (bytes become text, map keys strings, a Timestamp
+    (ext type -1) ISO 8601 text)."""
+    if isinstance(value, msgpack.Timestamp):
+        return _timestamp(value)
     if isinstance(value, dict):
         return {str(k): _jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -132,6 +140,15 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, msgpack.ExtType):
         return None
     return value
+
+
+def _timestamp(value: msgpack.Timestamp) -> str | float:
+    """A MessagePack Timestamp as ``2026-03-01T12:00:00.5+00:00``; seconds since 1970 when
+    it is outside datetime's years 1-9999 (the format allows +-292 billion years)."""
+    try:
+        return value.to_datetime().isoformat()
+    except (OverflowError, ValueError, OSError):
+        return value.to_unix()
 
 
 def bracket_annotation(name: str) -> str | None:

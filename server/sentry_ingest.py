@@ -28,11 +28,11 @@ from starlette.responses import JSONResponse, Response
 
 from schemas.tables import Project
 from server.auth import can_write, ingest_key
-from server.envelope import Envelope, Item, MalformedEnvelope, parse_envelope
+from server.envelope import Envelope, EnvelopeItemTooLarge, Item, MalformedEnvelope, parse_envelope
 from server.ingest import Rejected, StorageUnavailable, count_quietly, project_for_key
 from server.ratelimit import rate_limit_headers
 from server.sentry_store import store_envelope
-from server.upload_parser import MalformedUpload, read_whole_body
+from server.upload_parser import MAX_JSON_DEPTH, OUT_CHUNK, MalformedUpload, UploadTooLarge, read_whole_body, too_deep
 
 if TYPE_CHECKING:
     from server.app import ServerState
@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 SENTRY_ENDPOINT = re.compile(r"^/api/[^/]+/(envelope|store)/?$")
 LIMITED_TYPES = ("event", "attachment")  # what counts against the rate limit; sessions never do
+BASE64_SLICE = 64 * 1024  # a multiple of 4: a raven body is decoded slice by slice
 
 
 async def envelope_endpoint(request: Request) -> Response:
@@ -90,7 +91,8 @@ async def read_envelope(request: Request, state: "ServerState",
     body = await read_body(request, state)  # held whole: docs/sentry.md, known gaps
     problem: MalformedUpload | None = None
     try:
-        envelope = store_as_envelope(body) if via == "store" else parse_envelope(body)
+        max_event = state.settings.max_event_bytes
+        envelope = store_as_envelope(body, max_event) if via == "store" else parse_envelope(body, max_event)
     except MalformedEnvelope as exc:
         problem, envelope = exc, exc.envelope
         if project is None and not envelope.headers:  # nothing to authenticate with: say why
@@ -105,7 +107,8 @@ async def read_body(request: Request, state: "ServerState") -> bytearray:
     memory: the items' payloads are views into it). Raises MalformedUpload, UploadTooLarge."""
     settings = state.settings
     return await read_whole_body(request, max_upload_bytes=settings.max_upload_bytes,
-                                 max_decompressed_bytes=settings.max_decompressed_bytes,
+                                 max_decompressed_bytes=min(settings.max_decompressed_bytes,
+                                                            settings.max_envelope_bytes),
                                  over_reason="too_large_decompressed")
 
 
@@ -114,7 +117,8 @@ async def refuse(state: "ServerState", status: int, code: str, reason: str, why:
     ``malformed_envelope_json``) and answer ``{"detail": code}``."""
     log.info("envelope discarded: %s (%s)", code, why)
     await count_quietly(state, reason)
-    return JSONResponse({"detail": code}, status_code=status)
+    headers = {"Retry-After": "60"} if status == 503 else None  # spool_full: come back later
+    return JSONResponse({"detail": code}, status_code=status, headers=headers)
 
 
 def dsn_key(envelope: Envelope) -> str | None:
@@ -128,24 +132,52 @@ def dsn_key(envelope: Envelope) -> str | None:
         return None
 
 
-def store_as_envelope(body: bytes) -> Envelope:
+def store_as_envelope(body: bytes | bytearray, max_event_bytes: int) -> Envelope:
     """A ``/store/`` body (an event as JSON; raven-era clients send it zlib-compressed and
-    base64-encoded) as an envelope of one event item. Raises MalformedEnvelope."""
-    data = body.strip()
+    base64-encoded) as an envelope of one event item. Raises MalformedEnvelope,
+    EnvelopeItemTooLarge (the event, inflated or not, is over max_event_bytes)."""
+    data = bytes(body).strip()
+    envelope = Envelope()
     if data[:1] != b"{":
         try:
-            data = zlib.decompress(base64.b64decode(data, validate=True))
+            data = inflate_raven(data, max_event_bytes)
         except (binascii.Error, zlib.error, ValueError):
             pass  # not base64+zlib: the JSON check below says what is wrong
-    envelope = Envelope()
+        except UploadTooLarge as exc:
+            raise EnvelopeItemTooLarge(f"store body inflates past {max_event_bytes} bytes", envelope) from exc
+    if len(data) > max_event_bytes:
+        raise EnvelopeItemTooLarge(f"store body: {len(data)} bytes", envelope)
     try:
         event = json.loads(data)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise MalformedEnvelope("envelope_json", f"store body: {str(exc)[:200]}", envelope) from exc
-    if not isinstance(event, dict):
-        raise MalformedEnvelope("envelope_json", "store body: expected a JSON object", envelope)
+    if not isinstance(event, dict) or too_deep(event):
+        raise MalformedEnvelope("envelope_json", f"store body: not a JSON object at most {MAX_JSON_DEPTH} deep",
+                                envelope)
     envelope.items.append(Item({"type": "event"}, data, event))
     return envelope
+
+
+def inflate_raven(data: bytes, limit: int) -> bytes:
+    """base64 then zlib, decoded slice by slice so that a bomb (2.8 MB of base64 that
+    inflates to gigabytes) stops at limit bytes. Raises binascii.Error, zlib.error,
+    ValueError (not base64+zlib), UploadTooLarge."""
+    inflater = zlib.decompressobj()
+    out = bytearray()
+    for start in range(0, len(data), BASE64_SLICE):
+        packed = base64.b64decode(data[start:start + BASE64_SLICE], validate=True)
+        while True:  # a full output buffer may leave input, or output, for another call
+            room = min(OUT_CHUNK, limit + 1 - len(out))
+            chunk = inflater.decompress(packed, room)
+            out += chunk
+            if len(out) > limit:
+                raise UploadTooLarge("too_large_event", "inflated store body exceeds the limit")
+            packed = inflater.unconsumed_tail
+            if not packed and len(chunk) < room:
+                break
+    if not inflater.eof:
+        raise ValueError("the zlib stream is truncated")
+    return bytes(out)
 
 
 def drop_envelope_endpoint_errors(event: dict[str, Any], hint: dict[str, Any]) -> dict[str, Any] | None:

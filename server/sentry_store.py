@@ -95,6 +95,8 @@ def _store_crash(state: "ServerState", project: Project, envelope: Envelope, eve
                                                          annotations, via, budget)
                 return crash_id, created, None
             except MalformedUpload as exc:  # not a dump: keep the event, say what was wrong
+                if exc.status_code >= 500:  # spool_full: nothing is wrong with the dump, retry it all
+                    raise
                 problem = exc
         crash_id, created = persist_event(state, project, event, annotations, parts, via)
         return crash_id, created, problem

@@ -12,6 +12,7 @@ or disk.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import tempfile
@@ -22,7 +23,8 @@ from typing import IO, Any, AsyncIterator, Callable, Iterator
 
 import brotli
 import zstandard
-from python_multipart.multipart import MultipartParseError, MultipartParser, parse_options_header
+from python_multipart.exceptions import FormParserError
+from python_multipart.multipart import MultipartParser, parse_options_header
 
 MINIDUMP_FIELD = "upload_file_minidump"
 MINIDUMP_MAGIC = b"MDMP"
@@ -31,6 +33,10 @@ ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 OUT_CHUNK = 256 * 1024
 SPOOL_IN_MEMORY = 1024 * 1024
 MAX_FIELD_CHARS = 64 * 1024  # a longer text field is kept as an attachment instead
+MAX_JSON_DEPTH = 100  # deeper JSON is refused: flattening it would exhaust Python's stack
+MAX_PREAMBLE = 64 * 1024  # text allowed before a multipart body's first boundary
+# A spool write failing with these means the spool folder's disk is full, not a bad upload.
+SPOOL_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 
 class MalformedUpload(Exception):
@@ -53,6 +59,20 @@ class UploadTooLarge(MalformedUpload):
     """The body, or what it decompresses to, is past a configured cap (HTTP 413)."""
 
     status_code = 413
+
+    @property
+    def discard_code(self) -> str:
+        return self.reason
+
+
+class SpoolFull(MalformedUpload):
+    """The spool folder (``<data_dir>/tmp``) cannot take the upload: 503 with Retry-After,
+    the client retries later."""
+
+    status_code = 503
+
+    def __init__(self) -> None:
+        super().__init__("spool_full", "no space left in the spool folder")
 
     @property
     def discard_code(self) -> str:
@@ -110,7 +130,12 @@ class SpoolWriter:
         self.budget.spend(len(data))
         self.digest.update(data)
         self.size += len(data)
-        self.file.write(data)
+        try:
+            self.file.write(data)
+        except OSError as exc:  # the write that rolls past SPOOL_IN_MEMORY goes to disk
+            if exc.errno in SPOOL_FULL_ERRNOS:
+                raise SpoolFull() from exc
+            raise
 
     def finish(self, name: str, filename: str | None, content_type: str | None) -> UploadPart:
         self.file.seek(0)
@@ -345,12 +370,15 @@ async def parse_multipart(
 ) -> list[tuple[dict[str, str], UploadPart]]:
     """Split a multipart body into (headers, part) pairs. Raises MalformedUpload."""
     collector = _PartCollector(tmp_dir, budget)
-    parser = MultipartParser(boundary, collector.callbacks(), max_header_count=32)
+    try:  # python-multipart refuses a boundary over 256 characters (RFC 2046 allows 70)
+        parser = MultipartParser(boundary, collector.callbacks(), max_header_count=32)
+    except FormParserError as exc:
+        raise MalformedUpload("bad_multipart", str(exc)) from exc
     try:
-        async for chunk in body:
+        async for chunk in _after_preamble(body, boundary):
             parser.write(chunk)
         parser.finalize()
-    except MultipartParseError as exc:
+    except FormParserError as exc:
         collector.close()
         raise MalformedUpload("bad_multipart", str(exc)) from exc
     except BaseException:
@@ -360,6 +388,31 @@ async def parse_multipart(
         collector.close()
         raise MalformedUpload("bad_multipart", "multipart body ended before its closing boundary")
     return collector.parts
+
+
+async def _after_preamble(body: AsyncIterator[bytes], boundary: bytes) -> AsyncIterator[bytes]:
+    """body from its first boundary on. RFC 2046 allows a preamble before it (``This is a
+    multi-part message in MIME format.\r\n--b``), which python-multipart refuses.
+    Raises MalformedUpload when no boundary comes within MAX_PREAMBLE bytes."""
+    delimiter = b"\n--" + boundary  # the CRLF before it ends the preamble
+    head: bytes | None = b""
+    async for chunk in body:
+        if head is None:
+            yield chunk
+            continue
+        head += chunk
+        if head.startswith(delimiter[1:]):
+            start = 0
+        elif (found := head.find(delimiter, 0, MAX_PREAMBLE + len(delimiter))) >= 0:
+            start = found + 1
+        elif len(head) >= MAX_PREAMBLE + len(delimiter):
+            raise MalformedUpload("bad_multipart", "no boundary after the preamble")
+        else:
+            continue
+        yield head[start:]
+        head = None
+    if head:  # no boundary at all: the parser says so
+        yield head
 
 
 def _close_all(parts: list[tuple[dict[str, str], UploadPart]]) -> None:
@@ -386,14 +439,32 @@ def flatten_json(value: object, prefix: str, out: dict[str, str]) -> None:
 
 
 def load_json_object(data: bytes, what: str) -> dict[str, object]:
-    """Parse data as a JSON object. Raises MalformedUpload("invalid_json")."""
+    """Parse data as a JSON object at most MAX_JSON_DEPTH deep. Raises
+    MalformedUpload("invalid_json")."""
     try:
         value = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise MalformedUpload("invalid_json", f"{what}: {exc}") from exc
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # RecursionError: ~1000 deep
+        raise MalformedUpload("invalid_json", f"{what}: {str(exc)[:200]}") from exc
     if not isinstance(value, dict):
         raise MalformedUpload("invalid_json", f"{what}: expected a JSON object")
+    if too_deep(value):
+        raise MalformedUpload("invalid_json", f"{what}: nested deeper than {MAX_JSON_DEPTH}")
     return value
+
+
+def too_deep(value: object, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Whether JSON-like value (dicts, lists, tuples) nests deeper than limit. Iterative, so
+    that any depth a parser returned can be checked."""
+    stack: list[tuple[object, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        inner = node.values() if isinstance(node, dict) else node if isinstance(node, (list, tuple)) else None
+        if inner is None:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in inner)
+    return False
 
 
 def assemble(

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import re
+import resource
+import signal
 import uuid
+from typing import Iterator
+from urllib.parse import quote
 
 import pytest
 import zstandard
@@ -235,6 +240,13 @@ def _bad_cases() -> dict[str, tuple[bytes, str, dict[str, str], str]]:
     bad_part_gzip = multipart({}, [("upload_file_minidump", "c.dmp.gz", b"\x1f\x8b\x08\x00garbage", "application/gzip")])
     bad_part_zstd = multipart({}, [("upload_file_minidump", "c.dmp.zst", b"\x28\xb5\x2f\xfd\x00\x00broken", "application/zstd")])
     empty_dump = multipart({}, [("upload_file_minidump", "c.dmp", b"", "application/octet-stream")])
+    # Issue 11, item 10: these three were 500s (RecursionError, python-multipart's FormParserError).
+    deep = '{"a":' * 995 + "1" + "}" * 995
+    deep_extra = multipart({}, [("upload_file_minidump", "c.dmp", small_dump(25), "application/octet-stream"),
+                                ("extra", "extra.json", deep.encode(), "application/json")])
+    deep_sentry = multipart({"sentry": deep}, [("upload_file_minidump", "c.dmp", small_dump(26), "application/octet-stream")])
+    long_boundary = multipart({}, [("upload_file_minidump", "c.dmp", small_dump(27), "application/octet-stream")],
+                              boundary="b" * 300)
     return {
         "no_minidump": (*no_dump, {}, "malformed_no_minidump"),
         "empty_minidump": (*empty_dump, {}, "malformed_no_minidump"),
@@ -249,6 +261,9 @@ def _bad_cases() -> dict[str, tuple[bytes, str, dict[str, str], str]]:
         "unterminated_multipart": (unterminated[:-40], ctype, {}, "malformed_bad_multipart"),
         "no_boundary": (unterminated, "multipart/form-data", {}, "malformed_bad_multipart"),
         "unknown_encoding": (unterminated, ctype, {"Content-Encoding": "snappy"}, "malformed_unsupported_encoding"),
+        "deep_extra": (*deep_extra, {}, "malformed_invalid_json"),
+        "deep_sentry": (*deep_sentry, {}, "malformed_invalid_json"),
+        "boundary_over_256": (*long_boundary, {}, "malformed_bad_multipart"),
     }
 
 
@@ -458,3 +473,75 @@ def test_client_disconnect_mid_upload_is_counted_not_crashed(crashd: Crashd, liv
         time.sleep(0.05)
     assert_nothing_stored(crashd)
     assert list(crashd.state.tmp_dir.iterdir()) == []
+
+
+# -- issue 11: malformed inputs that were 500s, attachments that could not be downloaded ----
+
+
+def test_json_fields_nested_past_the_depth_limit_are_refused(crashd: Crashd) -> None:
+    """101 levels parse fine but are past MAX_JSON_DEPTH; 100 are taken."""
+    dump = small_dump(28)
+    for depth, status in ((100, 200), (101, 400)):
+        nested = '{"a":' * depth + "1" + "}" * depth  # depth objects, one in the other
+        body, ctype = multipart({"sentry": nested}, [("upload_file_minidump", "c.dmp", dump, "application/octet-stream")])
+        assert post_submit(crashd, body, ctype).status_code == status
+
+
+def test_multipart_preamble_is_accepted(crashd: Crashd) -> None:
+    """RFC 2046: text before the first boundary is a preamble, to be ignored (it was a 400)."""
+    body, ctype = minidump_upload(small_dump(34), prod="Game")
+    preamble = b"This is a multi-part message in MIME format.\r\n"
+    for sent in (preamble + body, b"\r\n" + body):
+        response = post_minidump(crashd, sent, ctype)
+        assert response.status_code == 200, response.text
+        assert crashd.crash(response.text)["annotations"]["prod"] == "Game"
+    response = post_minidump(crashd, b"x" * 70_000 + body, ctype)  # past MAX_PREAMBLE
+    assert (response.status_code, response.json()) == (400, {"detail": "malformed_bad_multipart"})
+
+
+@contextlib.contextmanager
+def file_size_limit(limit: int) -> Iterator[None]:
+    """Writes past limit bytes fail with EFBIG (SIGXFSZ ignored), as a full spool disk would
+    with ENOSPC; for this process, while the block runs."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, previous)
+
+
+def test_full_spool_folder_answers_503_with_retry_after(crashd: Crashd) -> None:
+    """A dump past SPOOL_IN_MEMORY goes to <data_dir>/tmp; a failing write there was a 500."""
+    body, ctype = minidump_upload(small_dump(35, size=3 * 1024 * 1024))
+    with file_size_limit(2 * 1024 * 1024):
+        submit = post_submit(crashd, body, ctype)
+        sentry = post_minidump(crashd, body, ctype)
+    assert (submit.status_code, submit.text) == (503, "Discarded=spool_full\n")
+    assert (sentry.status_code, sentry.json()) == (503, {"detail": "spool_full"})
+    assert submit.headers["retry-after"] and sentry.headers["retry-after"]
+    assert_nothing_stored(crashd)
+    assert list(crashd.state.tmp_dir.iterdir()) == []
+    assert post_submit(crashd, body, ctype).status_code == 200  # space again: the retry is stored
+
+
+def test_attachment_names_outside_latin1_and_with_slashes_download(crashd: Crashd) -> None:
+    """A non-Latin-1 file name was a 500 on download (a header is Latin-1); a field name with
+    "/" had no route. Content-Disposition carries RFC 5987's filename*."""
+    body, ctype = multipart({}, [
+        ("upload_file_minidump", "crash.dmp", small_dump(36), "application/octet-stream"),
+        ("logs/game", "журнал-🎮.log", b"entry", "text/plain"),
+        ("..", "dots.txt", b"dots", "text/plain"),
+    ])
+    crash_id = post_minidump(crashd, body, ctype).text
+    names = [a["name"] for a in crashd.crash(crash_id)["attachments"]]
+    assert names == ["logs/game", "attachment-1"]  # ".." would resolve to the crash's page
+    response = crashd.client.get(f"/api/crashes/{crash_id}/attachments/{quote('logs/game', safe='')}",
+                                 headers=crashd.admin)
+    assert (response.status_code, response.content) == (200, b"entry")
+    disposition = response.headers["content-disposition"]
+    assert disposition == ("attachment; filename=\"______-_.log\"; "
+                           f"filename*=UTF-8''{quote('журнал-🎮.log', safe='')}")
+    assert crashd.client.get(f"/api/crashes/{crash_id}/attachments/logs/game", headers=crashd.admin).content == b"entry"
