@@ -40,6 +40,13 @@ def make_engine(settings: Settings) -> Engine:
     def _connect(_dialect, _record, cargs, cparams):  # type: ignore[no-untyped-def]
         return DeadlineConnection.connect(*cargs, answer_timeout=answer_timeout, **cparams)
 
+    @event.listens_for(engine, "handle_error")
+    def _forget_pool_when_hung(context):  # type: ignore[no-untyped-def]
+        if isinstance(context.original_exception, NoAnswer):
+            # Every pooled connection waits on the same hung server: without this each later
+            # request would find one and wait answer_timeout again; now it waits to connect.
+            engine.dispose()
+
     return engine
 
 
@@ -62,11 +69,15 @@ def _postgres_args(settings: Settings) -> dict[str, object]:
     }
 
 
+class NoAnswer(psycopg.OperationalError):
+    """PostgreSQL did not answer within the deadline (a hung server); the connection is closed."""
+
+
 class DeadlineConnection(psycopg.Connection):  # type: ignore[type-arg]
     """A psycopg connection that waits at most answer_timeout seconds for each answer of
     PostgreSQL (statement, commit, pre-ping). On expiry the connection is closed and
     psycopg.OperationalError raised: SQLAlchemy sees a disconnect and drops the connection
-    from the pool, and the request answers 503 (server/outages.py).
+    from the pool (and the pool is renewed), and the request answers 503 (server/outages.py).
 
     Example: PostgreSQL under SIGSTOP accepts TCP and ACKs every byte but never answers;
     without this a pooled connection's ``SELECT 1`` waits forever."""
@@ -88,7 +99,7 @@ class DeadlineConnection(psycopg.Connection):  # type: ignore[type-arg]
             if self.closed:
                 raise
             self.close()  # mid-statement: unusable; closed tells SQLAlchemy it is a disconnect
-            raise psycopg.OperationalError(f"PostgreSQL did not answer within {kwargs['timeout']:g} s") from exc
+            raise NoAnswer(f"PostgreSQL did not answer within {kwargs['timeout']:g} s") from exc
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]

@@ -6,13 +6,11 @@ from __future__ import annotations
 import contextlib
 import gzip
 import http.server
-import json
 import os
 import socket
 import sqlite3
 import threading
 import time
-import uuid
 from pathlib import Path
 from typing import Iterator
 
@@ -27,7 +25,7 @@ from minidump_writer import small_dump
 from schemas.settings import Settings
 from server.app import ProjectKeys, ServerState, create_app
 from server.auth import Credentials
-from uploads import minidump_upload, multipart
+from uploads import ingest_requests, minidump_upload
 from workers import jobs
 from workers.queue import make_queue
 
@@ -136,24 +134,6 @@ def unreachable_app(tmp_path: Path, database_port: int, redis_port: int | None =
     state = ServerState(settings, ctx, make_queue(settings), ADMIN_TOKEN, settings.data_dir / "tmp",
                         ProjectKeys(ctx.engine), credentials=Credentials(ctx.engine, 5.0))
     return create_app(settings, state)
-
-
-def ingest_requests(key: str = "some-ingest-key") -> list[tuple[str, bytes, dict[str, str]]]:
-    """One request of each ingest path: (path with query, body, headers)."""
-    dump, dump_type = minidump_upload(small_dump(1))
-    symbols, symbols_type = multipart(files=[("symbol_file", "game.sym", b"MODULE windows x86_64 "
-                                              b"0123456789ABCDEF0123456789ABCDEF1 game.pdb\n", "text/plain")])
-    event = json.dumps({"event_id": uuid.uuid4().hex, "message": "hello"}).encode()
-    envelope = json.dumps({"event_id": uuid.uuid4().hex}).encode() + b"\n" + b'{"type":"event"}\n' + event + b"\n"
-    session = json.dumps({"session_id": "s1", "started": "2024-01-01T00:00:00Z", "status": "ok"}).encode()
-    return [
-        (f"/api/1/minidump/?sentry_key={key}", dump, {"Content-Type": dump_type}),
-        (f"/submit?key={key}", dump, {"Content-Type": dump_type}),
-        (f"/api/1/envelope/?sentry_key={key}", envelope, {"Content-Type": "application/x-sentry-envelope"}),
-        (f"/api/1/store/?sentry_key={key}", event, {"Content-Type": "application/json"}),
-        (f"/api/1/sessions/?sentry_key={key}", session, {"Content-Type": "application/json"}),
-        (f"/api/1/symbols/?key={key}", symbols, {"Content-Type": symbols_type}),
-    ]
 
 
 def test_every_ingest_path_answers_503_when_postgresql_is_down(tmp_path: Path) -> None:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import gzip
+import json
 import uuid
+
+from minidump_writer import small_dump
 
 
 def multipart(
@@ -38,3 +41,22 @@ def minidump_upload(dump: bytes, **fields: str) -> tuple[bytes, str]:
 
 def gzipped(body: bytes) -> bytes:
     return gzip.compress(body)
+
+
+def ingest_requests(key: str = "some-ingest-key", project: str = "1") -> list[tuple[str, bytes, dict[str, str]]]:
+    """One request of each ingest path (minidump, submit, envelope, store, sessions, symbols):
+    (path with query, body, headers)."""
+    dump, dump_type = minidump_upload(small_dump(1))
+    symbols, symbols_type = multipart(files=[("symbol_file", "game.sym", b"MODULE windows x86_64 "
+                                              b"0123456789ABCDEF0123456789ABCDEF1 game.pdb\n", "text/plain")])
+    event = json.dumps({"event_id": uuid.uuid4().hex, "message": "hello"}).encode()
+    envelope = json.dumps({"event_id": uuid.uuid4().hex}).encode() + b"\n" + b'{"type":"event"}\n' + event + b"\n"
+    session = json.dumps({"session_id": "s1", "started": "2024-01-01T00:00:00Z", "status": "ok"}).encode()
+    return [
+        (f"/api/{project}/minidump/?sentry_key={key}", dump, {"Content-Type": dump_type}),
+        (f"/submit?key={key}", dump, {"Content-Type": dump_type}),
+        (f"/api/{project}/envelope/?sentry_key={key}", envelope, {"Content-Type": "application/x-sentry-envelope"}),
+        (f"/api/{project}/store/?sentry_key={key}", event, {"Content-Type": "application/json"}),
+        (f"/api/{project}/sessions/?sentry_key={key}", session, {"Content-Type": "application/json"}),
+        (f"/api/{project}/symbols/?key={key}", symbols, {"Content-Type": symbols_type}),
+    ]
