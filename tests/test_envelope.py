@@ -10,13 +10,15 @@ import random
 import re
 import uuid
 import zlib
+from pathlib import Path
 
 import brotli
+import httpx
 import pytest
 import zstandard
 from sqlalchemy import select
 
-from conftest import Crashd
+from conftest import Crashd, serve_process
 from minidump_writer import small_dump
 from schemas.tables import Crash, GameSession
 from server.envelope import MalformedEnvelope, parse_envelope
@@ -438,3 +440,89 @@ def test_endpoint_mutants_never_fail_with_a_server_error(crashd: Crashd) -> None
     crashd.drain()
     for crash in crashes(crashd):
         assert crashd.crash(crash.crash_id)["status"] in ("processed", "failed")
+
+
+# -- issue 11: decompression bombs, deep JSON and attachment names --------------------------
+
+
+def raven_bomb(inflated: int) -> bytes:
+    """A raven-era /store/ body, base64(zlib(event)), whose event inflates to inflated bytes."""
+    packer = zlib.compressobj(9)
+    packed = bytearray(packer.compress(b'{"message":"'))
+    chunk = b"a" * (1024 * 1024)
+    for _ in range(inflated // len(chunk)):
+        packed += packer.compress(chunk)
+    packed += packer.compress(b'"}') + packer.flush()
+    import base64
+    return base64.b64encode(bytes(packed))
+
+
+def test_raven_store_bomb_stops_at_the_event_cap(crashd: Crashd) -> None:
+    """2.8 MB of base64+zlib took the server to 11.4 GB: /store/ inflated it whole."""
+    body = raven_bomb(64 * 1024 * 1024)
+    assert len(body) < 200_000
+    response = post(crashd, body, path="store")
+    assert (response.status_code, response.json()) == (413, {"detail": "too_large_event"})
+    assert crashes(crashd) == [] and discards(crashd) == {"too_large_event": 1}
+    crashd.settings.max_event_bytes = 65 * 1024 * 1024  # under the cap it is an event again
+    assert post(crashd, body, path="store").status_code == 200
+
+
+def test_a_json_item_past_the_event_cap_is_413(crashd: Crashd) -> None:
+    crashd.settings.max_event_bytes = 1000
+    sid = str(uuid.uuid4())
+    body = envelope(session_item(sid), event_item({**EVENT, "extra": {"blob": "x" * 2000}}))
+    response = post(crashd, body)
+    assert (response.status_code, response.json()) == (413, {"detail": "too_large_event"})
+    assert crashes(crashd) == [] and list(sessions(crashd)) == [sid]  # the item before it is kept
+
+
+@pytest.mark.parametrize("path", ["envelope", "store"])
+def test_an_event_nested_past_the_depth_limit_is_refused(crashd: Crashd, path: str) -> None:
+    """Deeper than MAX_JSON_DEPTH is refused before recursive code (the annotations, the event
+    blob) sees it: ~990 levels still parse, and flattening them was a RecursionError (500)."""
+    deep = json.dumps({**EVENT, "extra": {"x": json.loads("[" * 950 + "]" * 950)}}).encode()
+    body = deep if path == "store" else envelope(({"type": "event"}, deep))
+    response = post(crashd, body, path=path)
+    assert (response.status_code, response.json()) == (400, {"detail": "malformed_envelope_json"})
+    assert crashes(crashd) == []
+
+
+def test_control_characters_in_attachment_headers_are_sanitized(crashd: Crashd) -> None:
+    """A filename or content_type with CR/LF went into the download's headers and the server
+    dropped the connection; NUL is refused by PostgreSQL."""
+    log = ({"type": "attachment", "filename": "game\r\nX-Evil: 1\0.log",
+            "content_type": "text/plain\r\nSet-Cookie: a=b"}, b"log line")
+    response = post(crashd, envelope(event_item(), log))
+    assert response.status_code == 200, response.text
+    [attachment] = _attachments(crashd)
+    assert (attachment["name"], attachment["filename"], attachment["content_type"]) == (
+        "game__X-Evil: 1_.log", "game__X-Evil: 1_.log", "text/plain")
+    crash_id = crashes(crashd)[0].crash_id
+    download = crashd.client.get(f"/api/crashes/{crash_id}/attachments/{attachment['name']}", headers=crashd.admin)
+    assert (download.status_code, download.content) == (200, b"log line")
+    assert download.headers["content-type"].startswith("text/plain")
+    assert "x-evil" not in download.headers and "set-cookie" not in download.headers
+
+
+def _attachments(crashd: Crashd) -> list[dict]:
+    [crash] = crashes(crashd)
+    return [a for a in crashd.crash(crash.crash_id)["attachments"] if a["name"] != "__sentry-event"]
+
+
+def peak_memory_mib(pid: int) -> float:
+    """The process's peak resident memory so far (VmHWM), in MiB."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1)) / 1024
+
+
+def test_raven_bomb_keeps_a_real_server_under_300_mb(tmp_path: Path) -> None:
+    """Issue 11, item 1, measured on `crashd serve`: 700 KB of base64 inflating to 512 MiB."""
+    body = raven_bomb(512 * 1024 * 1024)
+    with serve_process(tmp_path / "data") as server:
+        store_url = server.upload_url.replace("/minidump/", "/store/")
+        before = peak_memory_mib(server.proc.pid)
+        response = httpx.post(store_url, content=body, timeout=120)
+        after = peak_memory_mib(server.proc.pid)
+    assert (response.status_code, response.json()) == (413, {"detail": "too_large_event"})
+    assert after < 300, f"peak {after:.0f} MiB (before the request {before:.0f} MiB)"

@@ -186,3 +186,40 @@ def test_real_crashpad_handler_with_sentry_native_attachments(crashd: Crashd, li
     assert json.loads(attachment(crashd, report.report_id, "__sentry-event"))["release"] == "game@5.0.1"
     crashd.drain()
     assert crashd.crash(report.report_id)["status"] == "processed"
+
+
+# -- issue 11, item 10: __sentry-event parts that were 500s --------------------------------
+
+
+def test_event_part_with_a_msgpack_timestamp_is_decoded() -> None:
+    """MessagePack's Timestamp (ext type -1) came out as an object json.dumps refused (500)."""
+    import datetime
+
+    when = datetime.datetime(2026, 3, 1, 12, 0, 0, 500000, tzinfo=datetime.timezone.utc)
+    packed = msgpack.packb({"release": "game@1", "extra": {"at": when, "far": msgpack.Timestamp(2**62)}}, datetime=True)
+    event = decode_msgpack_event(packed)
+    assert event["extra"]["at"] == "2026-03-01T12:00:00.500000+00:00"
+    assert event["extra"]["far"] == float(2**62)  # past year 9999: seconds since 1970
+    json.dumps(event)
+
+
+def nested(depth: int) -> dict:
+    value: object = 1
+    for _ in range(depth - 1):
+        value = [value]
+    return {"release": "game@1", "extra": {"x": value}}
+
+
+def test_deeply_nested_event_part_keeps_the_crash(crashd: Crashd) -> None:
+    """990 levels decoded by msgpack, then a RecursionError (500) turning them into JSON. Like
+    any undecodable extra (see above), the part is kept as sent and the crash stored."""
+    for number, (event, what) in enumerate(((nested(990), "nested deeper"),
+                                             ({"t": msgpack.Timestamp(1)}, None))):
+        body, ctype = native_upload(small_dump(90 + number), event_bytes=msgpack.packb(event, datetime=True))
+        response = post(crashd, body, ctype)
+        assert response.status_code == 200, response.text
+        annotations = crashd.crash(response.text)["annotations"]
+        assert what is None or what in annotations["sentry.decode_error"]
+    with pytest.raises(ValueError, match="nested deeper than 100"):
+        decode_msgpack_event(msgpack.packb(nested(101)))
+    assert decode_msgpack_event(msgpack.packb(nested(99)))["release"] == "game@1"  # 100 with the event map
