@@ -545,3 +545,17 @@ def test_attachment_names_outside_latin1_and_with_slashes_download(crashd: Crash
     assert disposition == ("attachment; filename=\"______-_.log\"; "
                            f"filename*=UTF-8''{quote('журнал-🎮.log', safe='')}")
     assert crashd.client.get(f"/api/crashes/{crash_id}/attachments/logs/game", headers=crashd.admin).content == b"entry"
+
+
+def test_dashboard_links_to_an_attachment_named_with_a_slash(crashd: Crashd, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The crash page linked /attachments/logs/game, which no route matched (a dead link)."""
+    from test_dashboard_pages import signed_in
+
+    body, ctype = multipart({}, [("upload_file_minidump", "crash.dmp", small_dump(37), "application/octet-stream"),
+                                 ("logs/game", "game.log", b"entry", "text/plain")])
+    crash_id = post_minidump(crashd, body, ctype).text
+    viewer = signed_in(crashd, "victor", "viewer", monkeypatch)
+    [href] = re.findall(r'href="(/crashes/[^"]+/attachments/[^"]+)"', viewer.get(f"/crashes/{crash_id}").text)
+    assert href == f"/crashes/{crash_id}/attachments/logs%2Fgame"
+    download = viewer.get(href)
+    assert (download.status_code, download.content) == (200, b"entry")
