@@ -1,6 +1,8 @@
 """Fixtures of the fault tests: each test gets its own redis-server and PostgreSQL cluster on
-free ports (tests/faults/services.py), real `crashd serve` / `crashd worker` processes, and
-the accounting every fault ends with: uploads answered 200 = stored = processed.
+free ports, and real `crashd serve` / `crashd worker` processes (tests/faults/services.py,
+which also holds the accounting every fault ends with: uploads answered 200 = stored =
+processed). tests/faults is a package (`faults.conftest`, `faults.services`) so that this
+conftest and tests/conftest.py do not both import as `conftest` in one run.
 """
 
 from __future__ import annotations
@@ -10,14 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
-import httpx
 import pytest
 
-from minidump_writer import small_dump
-from services import CrashdProcess, PostgresCluster, RedisServer, wait_until
-from uploads import minidump_upload
-
-ADMIN_TOKEN = "fault-admin-token-0123456789"
+from faults.services import ADMIN_TOKEN, CrashdProcess, PostgresCluster, RedisServer
 
 
 @pytest.fixture
@@ -89,63 +86,3 @@ class Processes:
         return proc.start(wait=wait)
 
 
-@dataclass
-class Ledger:
-    """What clients were told: the crash ids answered 200 and every other answer seen."""
-
-    answered: list[str] = field(default_factory=list)
-    refused: dict[int, int] = field(default_factory=dict)  # status -> count (503, 413 ...)
-    dropped: int = 0  # connections closed without an answer
-
-    @property
-    def server_errors(self) -> int:
-        """Answers 500-599 other than 503 (the only 5xx a dependency outage may give)."""
-        return sum(n for status, n in self.refused.items() if status >= 500 and status != 503)
-
-
-def ingest_key(cluster: PostgresCluster, project: str = "default") -> str:
-    """The ingest key of a project `crashd serve` created."""
-    rows = cluster.query("SELECT ingest_key FROM projects WHERE name = %s", project)
-    assert rows, f"no project {project!r}"
-    return rows[0][0]
-
-
-def upload(server: CrashdProcess, key: str, tag: int, ledger: Ledger, timeout: float = 30.0) -> int | None:
-    """Upload one distinct small dump to the minidump endpoint; record the answer in ledger.
-    Returns the status code, or None when the connection ended without an answer."""
-    body, ctype = minidump_upload(small_dump(tag), guid=f"tester-{tag % 7}", ver="1.0")
-    try:
-        response = httpx.post(f"{server.url}/api/1/minidump/?sentry_key={key}", content=body,
-                              headers={"Content-Type": ctype}, timeout=timeout)
-    except httpx.TimeoutException:
-        raise
-    except httpx.TransportError:
-        ledger.dropped += 1
-        return None
-    if response.status_code == 200:
-        ledger.answered.append(response.text.strip())
-    else:
-        ledger.refused[response.status_code] = ledger.refused.get(response.status_code, 0) + 1
-    return response.status_code
-
-
-def settle(cluster: PostgresCluster, ledger: Ledger, timeout: float = 60.0) -> dict[str, int]:
-    """Wait until every crash answered 200 is stored and ended (processed or failed), and
-    none is left in received/processing. Returns the final counts by status."""
-    answered = set(ledger.answered)
-
-    def done() -> bool:
-        rows = cluster.query("SELECT crash_id, status FROM crashes")
-        stored = {crash_id for crash_id, _ in rows}
-        ended = {crash_id for crash_id, status in rows if status in ("processed", "failed")}
-        return answered <= stored and answered <= ended and len(ended) == len(rows)
-
-    wait_until(done, timeout, f"{len(answered)} answered crashes to be processed: {cluster.statuses()}", 0.5)
-    counts = cluster.statuses()
-    stored = {row[0] for row in cluster.query("SELECT crash_id FROM crashes")}
-    assert answered <= stored, f"answered 200 but not stored: {sorted(answered - stored)[:5]}"
-    return counts
-
-
-def heartbeat(server: CrashdProcess, timeout: float = 5.0) -> httpx.Response:
-    return httpx.get(f"{server.url}/__heartbeat__", timeout=timeout)

@@ -18,13 +18,18 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Callable
 
 import httpx
 import psycopg
 
+from minidump_writer import small_dump
+from uploads import minidump_upload
+
 REPO = Path(__file__).resolve().parents[2]
 TESTS = REPO / "tests"
+ADMIN_TOKEN = "fault-admin-token-0123456789"
 
 
 def free_port() -> int:
@@ -167,7 +172,7 @@ class PostgresCluster:
     def start(self) -> "PostgresCluster":
         """Start (or restart, same port and data) and wait until it accepts connections."""
         argv = [_pg_bin("postgres"), "-D", str(self.data), "-p", str(self.port), "-c", "listen_addresses=127.0.0.1",
-                "-c", f"unix_socket_directories={self.root}", "-c", "fsync=off", "-c", "synchronous_commit=off",
+                "-c", f"unix_socket_directories={self.root}", "-c", "fsync=off",
                 "-c", "full_page_writes=off", "-c", "max_connections=100"]
         log = open(self.root / "postgres.log", "ab")  # noqa: SIM115 - kept open by the child
         self.proc = subprocess.Popen(_as_postgres(argv), stdout=log, stderr=log)
@@ -209,9 +214,13 @@ class PostgresCluster:
         _signal_all(_tree(pid), signal.SIGSTOP)
 
     def resume(self) -> None:
+        """Thaw the cluster, and the `runuser` that started it: it stops itself when its child
+        stops, as su does."""
         pid = self.postmaster_pid()
         if pid is not None:
             _signal_all(_tree(pid), signal.SIGCONT)
+        if self.proc is not None:
+            _signal_all([self.proc.pid], signal.SIGCONT)
 
     def stop(self) -> None:
         """Tear down: resume if frozen, kill, remove the data folder."""
@@ -291,3 +300,65 @@ class CrashdProcess:
 
     def log(self) -> str:
         return self.logfile.read_text(errors="replace") if self.logfile.exists() else ""
+
+
+@dataclass
+class Ledger:
+    """What clients were told: the crash ids answered 200 and every other answer seen."""
+
+    answered: list[str] = field(default_factory=list)
+    refused: dict[int, int] = field(default_factory=dict)  # status -> count (503, 413 ...)
+    dropped: int = 0  # connections closed without an answer
+
+    @property
+    def server_errors(self) -> int:
+        """Answers 500-599 other than 503 (the only 5xx a dependency outage may give)."""
+        return sum(n for status, n in self.refused.items() if status >= 500 and status != 503)
+
+
+def ingest_key(cluster: PostgresCluster, project: str = "default") -> str:
+    """The ingest key of a project `crashd serve` created."""
+    rows = cluster.query("SELECT ingest_key FROM projects WHERE name = %s", project)
+    assert rows, f"no project {project!r}"
+    return rows[0][0]
+
+
+def upload(server: CrashdProcess, key: str, tag: int, ledger: Ledger, timeout: float = 30.0) -> int | None:
+    """Upload one distinct small dump to the minidump endpoint; record the answer in ledger.
+    Returns the status code, or None when the connection ended without an answer."""
+    body, ctype = minidump_upload(small_dump(tag), guid=f"tester-{tag % 7}", ver="1.0")
+    try:
+        response = httpx.post(f"{server.url}/api/1/minidump/?sentry_key={key}", content=body,
+                              headers={"Content-Type": ctype}, timeout=timeout)
+    except httpx.TimeoutException:
+        raise
+    except httpx.TransportError:
+        ledger.dropped += 1
+        return None
+    if response.status_code == 200:
+        ledger.answered.append(response.text.strip())
+    else:
+        ledger.refused[response.status_code] = ledger.refused.get(response.status_code, 0) + 1
+    return response.status_code
+
+
+def settle(cluster: PostgresCluster, ledger: Ledger, timeout: float = 60.0) -> dict[str, int]:
+    """Wait until every crash answered 200 is stored and ended (processed or failed), and
+    none is left in received/processing. Returns the final counts by status."""
+    answered = set(ledger.answered)
+
+    def done() -> bool:
+        rows = cluster.query("SELECT crash_id, status FROM crashes")
+        stored = {crash_id for crash_id, _ in rows}
+        ended = {crash_id for crash_id, status in rows if status in ("processed", "failed")}
+        return answered <= stored and answered <= ended and len(ended) == len(rows)
+
+    wait_until(done, timeout, f"{len(answered)} answered crashes to be processed: {cluster.statuses()}", 0.5)
+    counts = cluster.statuses()
+    stored = {row[0] for row in cluster.query("SELECT crash_id FROM crashes")}
+    assert answered <= stored, f"answered 200 but not stored: {sorted(answered - stored)[:5]}"
+    return counts
+
+
+def heartbeat(server: CrashdProcess, timeout: float = 5.0) -> httpx.Response:
+    return httpx.get(f"{server.url}/__heartbeat__", timeout=timeout)

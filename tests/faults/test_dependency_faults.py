@@ -7,13 +7,12 @@ enqueued later. Each test ends with the count: answered 200 = stored = processed
 
 from __future__ import annotations
 
-import signal
 import time
 
 import httpx
 
-from conftest import Ledger, heartbeat, ingest_key, settle, upload
-from services import CrashdProcess, PostgresCluster, RedisServer, wait_until
+from faults.services import Ledger, heartbeat, ingest_key, settle, upload
+from faults.services import CrashdProcess, PostgresCluster, RedisServer, wait_until
 from uploads import ingest_requests
 
 # Short enough to keep each fault to seconds; the defaults (docs/deploy.md) are a little longer.
@@ -32,14 +31,6 @@ def timed_heartbeat(server: CrashdProcess) -> tuple[httpx.Response, float]:
     started = time.monotonic()
     response = heartbeat(server, timeout=10)
     return response, time.monotonic() - started
-
-
-def resume_postgres(cluster: PostgresCluster) -> None:
-    """SIGCONT the cluster and also runuser, its parent under root: su/runuser stops itself
-    when its child stops (job control), and would otherwise never see the postmaster end."""
-    cluster.resume()
-    if cluster.proc is not None:
-        cluster.proc.send_signal(signal.SIGCONT)
 
 
 def ensure_worker(worker: CrashdProcess, processes, env: dict[str, str]) -> None:  # type: ignore[no-untyped-def]
@@ -63,9 +54,6 @@ def uploads_without_queue(server: CrashdProcess, key: str, tags: range, ledger: 
 
 def test_postgres_killed_every_ingest_path_answers_503(fault_env, own_postgres, own_redis, processes) -> None:
     env = {**fault_env, **FAST_TIMEOUTS}
-    # services.py runs the cluster with synchronous_commit=off, under which SIGKILL loses
-    # commits already acknowledged; production runs with it on, and so does this test.
-    own_postgres.query("ALTER DATABASE crashd SET synchronous_commit = on")
     server = processes.serve(env)
     worker = processes.worker(env)
     key, ledger = ingest_key(own_postgres), Ledger()
@@ -110,7 +98,7 @@ def test_postgres_hung_upload_and_heartbeat_answer_in_seconds(fault_env, own_pos
             status, took = timed_upload(server, key, tag, ledger)
             assert status == 503 and took < 6, (status, took)
     finally:
-        resume_postgres(own_postgres)
+        own_postgres.resume()
     wait_until(lambda: heartbeat(server).status_code == 200, 15, "the heartbeat to say ok again")
     for tag in range(6, 9):
         assert upload(server, key, tag, ledger) == 200

@@ -4,7 +4,7 @@ own, not the shared ones)."""
 
 from __future__ import annotations
 
-from conftest import Ledger, ingest_key, settle, upload
+from faults.services import Ledger, ingest_key, settle, upload
 
 
 def test_own_services_process_every_upload(fault_env, own_postgres, own_redis, processes) -> None:

@@ -15,9 +15,9 @@ from typing import Iterator
 import httpx
 import pytest
 
-from conftest import Ledger, ingest_key, settle, upload
+from faults.services import Ledger, ingest_key, settle, upload
 from minidump_writer import thread_copies_dump
-from services import CrashdProcess, PostgresCluster, RedisServer, wait_until
+from faults.services import CrashdProcess, PostgresCluster, RedisServer, wait_until
 from uploads import minidump_upload
 
 FAST = {

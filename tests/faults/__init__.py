@@ -1,0 +1,1 @@
+"""Fault tests: each starts its own Redis, PostgreSQL and crashd processes (services.py)."""
