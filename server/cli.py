@@ -110,12 +110,12 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
 
     from storage.db import migrate
     from workers import jobs
+    from workers.rq_worker import run_worker
 
     ctx = jobs.build_context(settings)
     migrate(ctx.engine)
     if args.fork:
         # A process per job: a crash in native code cannot take the worker down, but every
-    from workers.rq_worker import run_worker
         # job starts cold (imports, a database connection, symbol caches): ~10x slower.
         ctx.engine.dispose()
     else:
@@ -369,6 +369,8 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("--all", action="store_true", help="every crash")
     which.add_argument("--group", type=int, metavar="ID", help="the crashes of one group")
     which.add_argument("--since", metavar="DATE", help="crashes received since DATE (ISO) or 24h / 7d ago")
+    which.add_argument("--failed", action="store_true",
+                       help="the `failed` crashes, each with CRASHD_MAX_ATTEMPTS attempts again")
     reprocess.set_defaults(func=cmd_reprocess)
     walk = sub.add_parser("stackwalk", help="walk and symbolicate minidumps offline")
     walk.add_argument("dumps", nargs="+", metavar="DUMP")
@@ -376,8 +378,6 @@ def build_parser() -> argparse.ArgumentParser:
                       help="a symbol folder in the Breakpad layout (repeatable)")
     walk.add_argument("--json", action="store_true", help="rust-minidump's JSON, one document per line")
     walk.add_argument("--all-threads", action="store_true", help="human output: every thread")
-    which.add_argument("--failed", action="store_true",
-                       help="the `failed` crashes, each with CRASHD_MAX_ATTEMPTS attempts again")
     walk.set_defaults(func=cmd_stackwalk)
     sig = sub.add_parser("signature", help="process one dump offline and explain its signature")
     sig.add_argument("dump", metavar="DUMP")
