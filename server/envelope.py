@@ -30,6 +30,8 @@ from server.upload_parser import MAX_JSON_DEPTH, MalformedUpload, too_deep
 JSON_ITEMS = frozenset({"event", "transaction", "session", "sessions", "user_report", "client_report"})
 MAX_ITEMS = 1000  # Relay caps items too; a body of empty items must not cost unbounded work
 MAX_JSON_BYTES = 1024 * 1024  # one JSON item (Settings.max_event_bytes); Relay's max_event_size
+JSON_ITEMS_BUDGET = 4  # all JSON items of one envelope together: 4 x max_json_bytes (an event,
+# a session, a client report fit many times over; 100 MiB of `[[],[],...]` sessions took GBs)
 
 
 class MalformedEnvelope(MalformedUpload):
@@ -105,15 +107,17 @@ def _line(data: bytes | bytearray, pos: int) -> tuple[bytes | bytearray, int]:
 
 
 def parse_envelope(data: bytes | bytearray, max_json_bytes: int = MAX_JSON_BYTES) -> Envelope:
-    """The envelope in data; a JSON item over max_json_bytes is refused before it is parsed
-    (parsed JSON takes up to ~20 times its size). Raises MalformedEnvelope (with the items
-    parsed so far), EnvelopeItemTooLarge."""
+    """The envelope in data; a JSON item over max_json_bytes, or JSON items together over
+    JSON_ITEMS_BUDGET times that, are refused before they are parsed (parsed JSON takes up to
+    ~20 times its size). Raises MalformedEnvelope (with the items parsed so far),
+    EnvelopeItemTooLarge."""
     envelope = Envelope()
     header, pos = _line(data, 0)
     if not header.strip():
         raise MalformedEnvelope("envelope_bad_header", "the body does not start with an envelope header", envelope)
     envelope.headers = _json_object(header.strip(), "envelope_bad_header", "envelope header", envelope)
     view = memoryview(data)
+    json_left = JSON_ITEMS_BUDGET * max_json_bytes
     while pos < len(data):
         line, after = _line(data, pos)
         if not line.strip():  # a blank line between items (or the final newline)
@@ -121,8 +125,9 @@ def parse_envelope(data: bytes | bytearray, max_json_bytes: int = MAX_JSON_BYTES
             continue
         if len(envelope.items) >= MAX_ITEMS:
             raise MalformedEnvelope("envelope_bad_item", f"more than {MAX_ITEMS} items", envelope)
-        item, pos = _item(data, view, line.strip(), after, envelope, max_json_bytes)
+        item, pos = _item(data, view, line.strip(), after, envelope, min(max_json_bytes, json_left))
         envelope.items.append(item)
+        json_left -= len(item.payload) if item.json is not None else 0
     return envelope
 
 

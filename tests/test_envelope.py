@@ -526,3 +526,14 @@ def test_raven_bomb_keeps_a_real_server_under_300_mb(tmp_path: Path) -> None:
         after = peak_memory_mib(server.proc.pid)
     assert (response.status_code, response.json()) == (413, {"detail": "too_large_event"})
     assert after < 300, f"peak {after:.0f} MiB (before the request {before:.0f} MiB)"
+
+
+def test_json_items_together_are_held_to_four_event_caps() -> None:
+    """Each under the cap, 100 of them were parsed: `[[],[],...]` takes ~20x its size parsed."""
+    session = json.dumps({"sid": "s", "x": [[]] * 300}).encode()
+    items = [({"type": "session"}, session)] * 5
+    with pytest.raises(MalformedEnvelope) as refused:
+        parse_envelope(envelope(*items), max_json_bytes=len(session))
+    assert (refused.value.status_code, refused.value.discard_code) == (413, "too_large_event")
+    assert len(refused.value.envelope.items) == 4
+    assert len(parse_envelope(envelope(*items[:4]), max_json_bytes=len(session)).items) == 4
