@@ -110,10 +110,14 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
 
     from storage.db import migrate
     from workers import jobs
-    from workers.rq_worker import run_worker
+    from sqlalchemy.exc import SQLAlchemyError
+    from workers.rq_worker import OutageLog, StopSignal, run_worker, wait_for
 
     ctx = jobs.build_context(settings)
-    migrate(ctx.engine)
+    stop = StopSignal()
+    stop.install()  # a worker started while the database is down waits for it, as for Redis
+    if not wait_for(lambda: migrate(ctx.engine), (SQLAlchemyError,), OutageLog(what="the database"), stop):
+        return 0
     if args.fork:
         # A process per job: a crash in native code cannot take the worker down, but every
         # job starts cold (imports, a database connection, symbol caches): ~10x slower.

@@ -14,7 +14,7 @@ import signal
 import threading
 import time
 from types import FrameType
-from typing import Any
+from typing import Any, Callable
 
 from redis import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -35,10 +35,12 @@ REDIS_DOWN = (RedisConnectionError, RedisTimeoutError)
 
 
 class OutageLog:
-    """Says that Redis is unreachable once a minute while it is, and when it answers again."""
+    """Says that a dependency (Redis, the database) is unreachable once a minute while it is,
+    and when it answers again."""
 
-    def __init__(self, every: float = LOG_EVERY_SECONDS) -> None:
+    def __init__(self, every: float = LOG_EVERY_SECONDS, what: str = "Redis") -> None:
         self.every = every
+        self.what = what
         self.since: float | None = None
         self.last_line = 0.0
 
@@ -48,12 +50,12 @@ class OutageLog:
             self.since, self.last_line = now, now - self.every
         if now - self.last_line >= self.every:
             self.last_line = now
-            log.warning("Redis unreachable for %.0f s (%s); waiting, retrying every %.0f s",
-                        now - self.since, error, RETRY_SECONDS)
+            log.warning("%s unreachable for %.0f s (%s); waiting, retrying every %.0f s",
+                        self.what, now - self.since, error, RETRY_SECONDS)
 
     def recovered(self) -> None:
         if self.since is not None:
-            log.warning("Redis answers again after %.0f s; resuming the queue", time.monotonic() - self.since)
+            log.warning("%s answers again after %.0f s; resuming", self.what, time.monotonic() - self.since)
             self.since = None
 
 
@@ -143,6 +145,21 @@ def wait_for_redis(redis: Redis, outage: OutageLog, stop: StopSignal) -> bool:
             return True
         except REDIS_DOWN as exc:
             outage.failed(exc)
+        stop.event.wait(RETRY_SECONDS)
+    return False
+
+
+def wait_for(call: Callable[[], object], errors: tuple[type[BaseException], ...], outage: OutageLog,
+             stop: StopSignal) -> bool:
+    """Call until it returns without one of errors (True) or a stop is requested (False): how
+    a worker started while the database is down waits for it (one log line a minute)."""
+    while not stop.event.is_set():
+        try:
+            call()
+            outage.recovered()
+            return True
+        except errors as exc:
+            outage.failed(type(exc).__name__)
         stop.event.wait(RETRY_SECONDS)
     return False
 

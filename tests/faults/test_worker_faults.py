@@ -158,6 +158,25 @@ def test_worker_started_while_redis_is_down_waits_and_resumes(fault_env, own_pos
     assert worker.alive()
 
 
+def test_worker_started_while_postgres_is_down_waits_and_resumes(fault_env, own_postgres, own_redis,
+                                                                 processes) -> None:
+    """A worker started while PostgreSQL is down waits for it (a line a minute) instead of
+    exiting, then works the queue the server filled before the outage."""
+    env = {**fault_env, **FAST}
+    server = processes.serve(env)
+    key, ledger = ingest_key(own_postgres), Ledger()
+    for tag in range(6):
+        assert upload(server, key, tag, ledger) == 200
+    own_postgres.kill()
+    worker = processes.worker(env)
+    time.sleep(3)
+    assert worker.alive(), worker.log()[-3000:]
+    assert "the database unreachable" in worker.log()
+    own_postgres.start()
+    all_processed(own_postgres, ledger)
+    assert worker.alive()
+
+
 def test_full_blob_store_crashes_are_retried_not_processed(fault_env, own_postgres, processes, tmp_path: Path) -> None:
     """Item 9: while reports cannot be written (a file where the folder processed/ goes: writes
     fail as on a full disk, for root too), crashes go back for retries instead of ending
