@@ -171,7 +171,7 @@ DESCRIBED: dict[tuple[str, str], dict[str, Any]] = {
     ("GET", "/api/crashes/{crash_id}/minidump"): {
         "id": "getMinidump", "summary": "The raw minidump", "errors": (401, 404, 410),
         "ok": {"description": "the dump", "content": {"application/x-dmp": {"schema": BINARY}}}},
-    ("GET", "/api/crashes/{crash_id}/attachments/{name}"): {
+    ("GET", "/api/crashes/{crash_id}/attachments/{name:path}"): {  # a name may hold "/"
         "id": "getAttachment", "summary": "One attachment of a crash", "errors": (401, 404, 410),
         "ok": {"description": "the bytes, as the Content-Type the client sent with them",
                "content": {"*/*": {"schema": BINARY}}}},
