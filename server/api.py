@@ -142,10 +142,10 @@ async def crash_attachment(request: Request) -> Response:
     if not match:
         return JSONResponse({"detail": "attachment not found"}, status_code=404)
     attachment = match[0]
-    return _blob_response(
-        state, attachment.blob_key, attachment.content_type or "application/octet-stream",
-        attachment.filename or attachment.name,
-    )
+    media_type = attachment.content_type or ""
+    if not media_type.isprintable() or not media_type.isascii():  # a row stored before ingest sanitized it
+        media_type = "application/octet-stream"
+    return _blob_response(state, attachment.blob_key, media_type, attachment.filename or attachment.name)
 
 
 def _blob_response(state: "ServerState", key: str, media_type: str, filename: str) -> Response:

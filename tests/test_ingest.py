@@ -559,3 +559,22 @@ def test_dashboard_links_to_an_attachment_named_with_a_slash(crashd: Crashd, mon
     assert href == f"/crashes/{crash_id}/attachments/logs%2Fgame"
     download = viewer.get(href)
     assert (download.status_code, download.content) == (200, b"entry")
+
+
+def test_an_attachment_stored_before_sanitizing_still_downloads(crashd: Crashd) -> None:
+    """Rows written before ingest sanitized names keep CR/LF in their content type; the
+    download must not put them in a header (the connection was dropped)."""
+    from sqlalchemy import update
+
+    from schemas.tables import Attachment
+
+    body, ctype = multipart({}, [("upload_file_minidump", "crash.dmp", small_dump(38), "application/octet-stream"),
+                                 ("log", "game.log", b"entry", "text/plain")])
+    crash_id = post_minidump(crashd, body, ctype).text
+    with crashd.state.ctx.engine.begin() as conn:
+        conn.execute(update(Attachment).values(content_type="text/plain\r\nSet-Cookie: a=b",
+                                               filename="game\r\n.log"))
+    response = crashd.client.get(f"/api/crashes/{crash_id}/attachments/log", headers=crashd.admin)
+    assert (response.status_code, response.content) == (200, b"entry")
+    assert response.headers["content-type"] == "application/octet-stream" and "set-cookie" not in response.headers
+    assert response.headers["content-disposition"].startswith('attachment; filename="game__.log"')
