@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import quote
 
 from starlette.concurrency import run_in_threadpool
@@ -16,18 +16,17 @@ from server import health
 from server.auth import can_read
 from storage import queries
 from storage.blobs import BlobNotFound
+from server.state import ServerState, state_of
 
-if TYPE_CHECKING:
-    from server.app import ServerState
 
 VERSION = "0.1.0"
 
 
-def _state(request: Request) -> "ServerState":
-    return request.app.state.crashd
+def _state(request: Request) -> ServerState:
+    return state_of(request)
 
 
-async def project_from_query(state: "ServerState", params: Any) -> tuple[int | None, Response | None]:
+async def project_from_query(state: ServerState, params: Any) -> tuple[int | None, Response | None]:
     """The ``?project=`` filter (id or name) as a project id; (None, None) without one,
     (None, 404 response) for an unknown project."""
     ref = params.get("project")
@@ -85,7 +84,7 @@ def crash_document(crash: Crash, project_name: str | None, attachments: list[Att
     }
 
 
-def load_report(state: "ServerState", crash: Crash) -> dict[str, Any] | None:
+def load_report(state: ServerState, crash: Crash) -> dict[str, Any] | None:
     """The full processed report (rust-minidump JSON) from the blob store, if processed."""
     key = (crash.processed or {}).get("report_key")
     if not key:
@@ -96,7 +95,7 @@ def load_report(state: "ServerState", crash: Crash) -> dict[str, Any] | None:
         return None
 
 
-def _load_crash(state: "ServerState", crash_id: str) -> tuple[Crash, str | None, list[Attachment]] | None:
+def _load_crash(state: ServerState, crash_id: str) -> tuple[Crash, str | None, list[Attachment]] | None:
     crash = queries.get_crash(state.ctx.engine, crash_id=crash_id)
     if crash is None:
         return None
@@ -148,7 +147,7 @@ async def crash_attachment(request: Request) -> Response:
     return _blob_response(state, attachment.blob_key, media_type, attachment.filename or attachment.name)
 
 
-def _blob_response(state: "ServerState", key: str, media_type: str, filename: str) -> Response:
+def _blob_response(state: ServerState, key: str, media_type: str, filename: str) -> Response:
     try:
         handle = state.ctx.blobs.open(key)
     except BlobNotFound:

@@ -5,9 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import AsyncIterator
 
 from starlette.applications import Starlette
@@ -19,82 +16,20 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
-from sqlalchemy.engine import Engine
 
 from schemas.settings import Settings
-from schemas.tables import Project
-from storage import queries
 from server import api, groups_api, ingest, symbols_api, symbols_v2
 from server import builds_api, sessions_api, tickets_api
 from server import dashboard_api, openapi
 from server import login
-from server.auth import Credentials, LiveSessions
 from server import sentry_ingest
 from server import dashboard, pages
 from server.outages import OutageMiddleware
-from server.ratelimit import MemoryRateLimiter, RateLimiter, make_rate_limiter
-from server.signin_throttle import SignInThrottle
-from storage.db import migrate
-from workers import jobs, retention, symbol_prune, triage_jobs
-from workers.queue import InProcessJobQueue, JobQueue, make_queue
+from server.state import ServerState, build_state
+from workers import retention, symbol_prune, triage_jobs
 from workers.sweeper import sweep
 
 log = logging.getLogger(__name__)
-
-
-class ProjectKeys:
-    """Projects by ingest key, remembered for a few seconds: every upload needs one, and a
-    database round trip per upload showed up in bench/ingest.py profiles."""
-
-    TTL_SECONDS = 10.0
-
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-        self._cache: dict[str, tuple[Project | None, float]] = {}
-
-    def get(self, ingest_key: str) -> Project | None:
-        """The project of ingest_key (None when unknown; unknown keys are not cached)."""
-        hit = self._cache.get(ingest_key)
-        now = time.monotonic()
-        if hit is not None and hit[1] > now:
-            return hit[0]
-        project = queries.project_by_key(self.engine, ingest_key=ingest_key)
-        if project is not None:
-            if len(self._cache) > 10_000:
-                self._cache.clear()
-            self._cache[ingest_key] = (project, now + self.TTL_SECONDS)
-        return project
-
-
-@dataclass
-class ServerState:
-    """Everything a request handler needs, built once at start-up."""
-
-    settings: Settings
-    ctx: jobs.WorkerContext
-    queue: JobQueue
-    admin_token: str
-    tmp_dir: Path
-    projects: ProjectKeys
-    limiter: RateLimiter = field(default_factory=lambda: MemoryRateLimiter(0))  # docs/sentry.md
-    credentials: Credentials | None = None  # users and API tokens, remembered briefly (server/auth.py)
-    sign_ins: SignInThrottle = field(default_factory=SignInThrottle)  # failed sign-ins (server/login.py)
-    live_sessions: LiveSessions | None = None  # dashboard sessions, remembered briefly (server/auth.py)
-
-
-def build_state(settings: Settings) -> ServerState:
-    """Create engine, blob store and queue, and run migrations."""
-    ctx = jobs.build_context(settings)
-    migrate(ctx.engine)
-    tmp_dir = settings.data_dir / "tmp"
-    tmp_dir.mkdir(parents=True, exist_ok=True)
-    queue = make_queue(settings)
-    if isinstance(queue, InProcessJobQueue):
-        jobs.install_context(ctx)  # the in-process worker shares the server's engine
-    return ServerState(settings, ctx, queue, settings.resolve_admin_token(), tmp_dir, ProjectKeys(ctx.engine),
-                       make_rate_limiter(settings), Credentials(ctx.engine, settings.auth_cache_seconds),
-                       SignInThrottle(redis_url=settings.redis_url, prefix=settings.queue_name,
-                                      redis_timeout=settings.redis_socket_timeout_seconds))
 
 
 def init_sentry(settings: Settings) -> None:

@@ -8,23 +8,18 @@ server-side session (storage/web_sessions.py) that sign-out revokes (docs/auth.m
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import secrets
-import threading
-import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy.engine import Engine
 from starlette.requests import Request
 
-from storage import users, web_sessions
+from server.caches import Credentials, Known, LiveSessions
+from server.state import ServerState
+from storage import users
 
-if TYPE_CHECKING:
-    from server.app import ServerState
 
 INGEST_KEY_PARAMS = ("sentry_key", "key")
 
@@ -86,12 +81,6 @@ def verify_password(password_hash: str | None, password: str) -> bool:
         return False
 
 
-def password_fingerprint(password_hash: str) -> str:
-    """A short digest of a password hash, kept in the session cookie: a new password (or a
-    user deleted and created again, which gets a new salt) no longer matches it."""
-    return hashlib.sha256(password_hash.encode()).hexdigest()[:32]
-
-
 # --- CSRF -----------------------------------------------------------------------------------
 
 CSRF_HEADER = "x-csrf-token"
@@ -124,124 +113,24 @@ def check_csrf(request: Request, submitted: str | None) -> bool:
     return hmac.compare_digest(expected.encode(), submitted.encode())
 
 
-# --- users and API tokens, remembered briefly -------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Known:
-    """A user or API token as the database last said: name, role and, for a user, the
-    fingerprint of the password hash (empty for tokens); for an uploader token, its project."""
-
-    name: str
-    role: str
-    fingerprint: str = ""
-    project_id: int | None = None
-
-
-class Credentials:
-    """Users by name and API tokens by digest, remembered for ``ttl_seconds``: principal() runs
-    on every API request and page, from async handlers, so it must not query every time. A
-    deleted user or revoked token stops working after at most ttl_seconds."""
-
-    MAX_ENTRIES = 10_000
-
-    def __init__(self, engine: Engine, ttl_seconds: float) -> None:
-        self.engine = engine
-        self.ttl_seconds = ttl_seconds
-        self._lock = threading.Lock()
-        self._cache: dict[str, tuple[Known | None, float]] = {}
-
-    def user(self, name: str) -> Known | None:
-        """The user called name (None when unknown; misses are cached too, since a deleted
-        user's browser keeps sending its cookie)."""
-        return self._get("user:" + name, lambda: self._load_user(name), cache_miss=True)
-
-    def token(self, token: str) -> Known | None:
-        """The API token whose secret is token (None when unknown; misses are not cached, so
-        guessing cannot fill the cache and a new token works at once)."""
-        return self._get("token:" + users.token_digest(token), lambda: self._load_token(token), cache_miss=False)
-
-    def _get(self, key: str, load: Callable[[], Known | None], *, cache_miss: bool) -> Known | None:
-        now = time.monotonic()
-        hit = self._cache.get(key)
-        if hit is not None and hit[1] > now:
-            return hit[0]
-        found = load()
-        if found is not None or cache_miss:
-            with self._lock:
-                if len(self._cache) >= self.MAX_ENTRIES:
-                    self._cache.clear()
-                self._cache[key] = (found, now + self.ttl_seconds)
-        return found
-
-    def _load_user(self, name: str) -> Known | None:
-        user = users.get_user(self.engine, name=name)
-        return Known(user.name, user.role, password_fingerprint(user.password_hash)) if user else None
-
-    def _load_token(self, token: str) -> Known | None:
-        row = users.token_by_secret(self.engine, token=token)
-        return Known(row.name, row.role, project_id=row.project_id) if row else None
-
-
-def credentials(state: "ServerState") -> Credentials:
+def credentials(state: ServerState) -> Credentials:
     """The state's Credentials cache (made here when a ServerState was built without one)."""
     if state.credentials is None:
         state.credentials = Credentials(state.ctx.engine, state.settings.auth_cache_seconds)
     return state.credentials
 
 
-# --- sessions --------------------------------------------------------------------------------
-
-
-class LiveSessions:
-    """Which session ids are live (storage/web_sessions.py), remembered for ``ttl_seconds``
-    like Credentials: session_user() runs on every page. A session ended in this process is
-    refused at once; one ended elsewhere (another server process, ``crashd user password``)
-    after at most ttl_seconds. The cookie is signed, so only ids this server made arrive here:
-    guessing cannot fill the memory."""
-
-    MAX_ENTRIES = 10_000
-
-    def __init__(self, engine: Engine, ttl_seconds: float) -> None:
-        self.engine = engine
-        self.ttl_seconds = ttl_seconds
-        self._lock = threading.Lock()
-        self._cache: dict[str, tuple[str | None, float]] = {}
-
-    def start(self, user_name: str, lifetime_seconds: float) -> str:
-        """A new session id for user_name, live for lifetime_seconds."""
-        return web_sessions.create(self.engine, user_name=user_name, lifetime_seconds=lifetime_seconds)
-
-    def user(self, session_id: str) -> str | None:
-        """The user name of a live session, or None (unknown, revoked or expired)."""
-        key, now = web_sessions.session_digest(session_id), time.monotonic()
-        hit = self._cache.get(key)
-        if hit is not None and hit[1] > now:
-            return hit[0]
-        name = web_sessions.live_user(self.engine, session_id=session_id)
-        self._remember(key, name, now + self.ttl_seconds)
-        return name
-
-    def end(self, session_id: str) -> None:
-        """Revoke the session, here at once and in the database for every other process."""
-        self._remember(web_sessions.session_digest(session_id), None, float("inf"))  # never live again
-        web_sessions.revoke(self.engine, session_id=session_id)
-
-    def _remember(self, key: str, name: str | None, until: float) -> None:
-        with self._lock:
-            if len(self._cache) >= self.MAX_ENTRIES:
-                self._cache.clear()
-            self._cache[key] = (name, until)
-
-
-def live_sessions(state: "ServerState") -> LiveSessions:
+def live_sessions(state: ServerState) -> LiveSessions:
     """The state's LiveSessions (made here on first use)."""
     if state.live_sessions is None:
         state.live_sessions = LiveSessions(state.ctx.engine, state.settings.auth_cache_seconds)
     return state.live_sessions
 
 
-def start_session(request: Request, state: "ServerState", user: Known, *, lifetime_seconds: float) -> None:
+# --- sessions --------------------------------------------------------------------------------
+
+
+def start_session(request: Request, state: ServerState, user: Known, *, lifetime_seconds: float) -> None:
     """Sign user in: a new server-side session (storage/web_sessions.py) whose random id goes
     in the cookie, with the name, the password fingerprint and a new CSRF token. Old contents
     are dropped (and their session ended), so a token planted before sign-in is useless: no
@@ -255,7 +144,7 @@ def start_session(request: Request, state: "ServerState", user: Known, *, lifeti
                   "csrf": secrets.token_urlsafe(32)})
 
 
-def end_session(request: Request, state: "ServerState") -> None:
+def end_session(request: Request, state: ServerState) -> None:
     """Sign out: the session is revoked server-side (a copy of the cookie kept from before
     no longer works anywhere), emptied, and its cookie deleted."""
     if request.session.get("sid"):
@@ -263,7 +152,7 @@ def end_session(request: Request, state: "ServerState") -> None:
     request.session.clear()
 
 
-def session_user(request: Request, state: "ServerState") -> Known | None:
+def session_user(request: Request, state: ServerState) -> Known | None:
     """The signed-in user of the session cookie, or None. A cookie without a live server-side
     session (signed out, expired, from before sessions were kept, its user deleted or given a
     new password) or naming an old password is forgotten."""
@@ -300,7 +189,7 @@ class Principal:
         return self.role == "admin"
 
 
-def principal(request: Request, state: "ServerState") -> Principal | None:
+def principal(request: Request, state: ServerState) -> Principal | None:
     """The caller of request, or None when it proves nothing.
 
     A bearer token decides alone (the admin token, else an API token; a wrong one is None even
@@ -315,7 +204,7 @@ def principal(request: Request, state: "ServerState") -> Principal | None:
     return Principal(user.name, user.role, "session") if user else None
 
 
-def token_principal(state: "ServerState", token: str) -> Principal | None:
+def token_principal(state: ServerState, token: str) -> Principal | None:
     """Who token is: the admin token (constant-time compare), else an API token; None when neither."""
     if hmac.compare_digest(token.encode(), state.admin_token.encode()):
         return Principal("admin", "admin", "admin-token")
@@ -323,7 +212,7 @@ def token_principal(state: "ServerState", token: str) -> Principal | None:
     return Principal(known.name, known.role, "api-token", known.project_id) if known else None
 
 
-def symbol_uploader(request: Request, state: "ServerState") -> Principal | None:
+def symbol_uploader(request: Request, state: ServerState) -> Principal | None:
     """Who may upload symbols: an admin (the admin token, an admin API token, or a session with
     the CSRF header) or an uploader token. Tokens come as ``Authorization: Bearer`` or, for
     clients that can only set the URL (Breakpad's symupload), as ``?key=``. None otherwise:
@@ -335,12 +224,12 @@ def symbol_uploader(request: Request, state: "ServerState") -> Principal | None:
     return who if who is not None and who.role in ("admin", users.UPLOADER) else None
 
 
-def can_read(request: Request, state: "ServerState") -> bool:
+def can_read(request: Request, state: ServerState) -> bool:
     """True for any signed-in user or valid token (viewers included; uploader tokens not)."""
     return principal(request, state) is not None
 
 
-def can_write(request: Request, state: "ServerState") -> bool:
+def can_write(request: Request, state: ServerState) -> bool:
     """True for admins only (ticket actions, reprocess, uploads through the API).
 
     A JSON call (``/api/...``) that changes something with the session cookie must also send
@@ -350,7 +239,7 @@ def can_write(request: Request, state: "ServerState") -> bool:
     return refusal(request, state, write=True) is None
 
 
-def refusal(request: Request, state: "ServerState", *, write: bool) -> tuple[int, str] | None:
+def refusal(request: Request, state: ServerState, *, write: bool) -> tuple[int, str] | None:
     """Why a JSON endpoint refuses request: ``(401, "admin bearer token required")`` without
     credentials, ``(403, "admin role required")`` for a viewer's write, ``(403, "csrf token
     missing or wrong")`` for a cookie-authenticated write without X-CSRF-Token; else None."""

@@ -6,7 +6,7 @@ than another, per crash group). docs/rates.md says how rates and the test work.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -17,9 +17,8 @@ from server.auth import can_read
 from server.groups_api import parse_since
 from storage import queries, sessions
 from triage.rates import RateTest, compare_rates, sort_builds
+from server.state import ServerState, state_of
 
-if TYPE_CHECKING:
-    from server.app import ServerState
 
 
 class Refused(Exception):
@@ -38,7 +37,7 @@ def _rate(crashes: int, total: int) -> float | None:
 
 async def _project(request: Request) -> Project:
     """The admin-authenticated request's ``?project=`` (id or name). Raises Refused."""
-    state: ServerState = request.app.state.crashd
+    state = state_of(request)
     if not can_read(request, state):
         raise Refused(401, "admin bearer token required")
     ref = request.query_params.get("project")
@@ -53,7 +52,7 @@ async def _project(request: Request) -> Project:
 async def list_endpoint(request: Request) -> Response:
     """GET /api/builds?project=&since= → ``{"builds": [{"build", "sessions",
     "crashed_sessions", "crash_rate", "crashes", "first_seen"}]}`` in version order."""
-    state: ServerState = request.app.state.crashd
+    state = state_of(request)
     try:
         project = await _project(request)
         since = parse_since(request.query_params.get("since"))
@@ -64,7 +63,7 @@ async def list_endpoint(request: Request) -> Response:
     return JSONResponse({"builds": await run_in_threadpool(build_rows, state, project.id, since)})
 
 
-def build_rows(state: "ServerState", project_id: int, since: datetime | None) -> list[dict[str, Any]]:
+def build_rows(state: ServerState, project_id: int, since: datetime | None) -> list[dict[str, Any]]:
     """One row per build with a session or a crash (since), in version order (builds that
     are not versions by first seen, then by name)."""
     engine = state.ctx.engine
@@ -82,7 +81,7 @@ def build_rows(state: "ServerState", project_id: int, since: datetime | None) ->
 async def compare_endpoint(request: Request) -> Response:
     """GET /api/builds/compare?project=&base=&target=[&min_sessions=200&alpha=0.05]: crash
     rates of two builds, overall and per group seen in either, biggest drop first."""
-    state: ServerState = request.app.state.crashd
+    state = state_of(request)
     params = request.query_params
     try:
         project = await _project(request)
@@ -100,7 +99,7 @@ async def compare_endpoint(request: Request) -> Response:
     return JSONResponse(await run_in_threadpool(compare_builds, state, project.id, base, target, min_sessions, alpha))
 
 
-def compare_builds(state: "ServerState", project_id: int, base: str, target: str, min_sessions: int,
+def compare_builds(state: ServerState, project_id: int, base: str, target: str, min_sessions: int,
                    alpha: float) -> dict[str, Any]:
     """The compare document: sessions and crash rates of both builds, and a rate test per
     group (the group's crashes in a build / the build's sessions)."""

@@ -12,7 +12,7 @@ credentials ``401 {"detail": "admin bearer token required"}``. docs/dashboard.md
 from __future__ import annotations
 
 from datetime import date, datetime, timezone
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import Any, Mapping
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -24,9 +24,8 @@ from server.auth import can_read
 from server.groups_api import parse_since
 from server.triage_cli import triage_board
 from storage import dashboard_queries
+from server.state import state_of
 
-if TYPE_CHECKING:
-    from server.app import ServerState
 
 MAX_LIMIT = 1000
 MAX_DAYS = 90
@@ -53,7 +52,7 @@ def refuse(status: int, detail: str) -> Response:
 
 def unauthorized(request: Request) -> Response | None:
     """The 401 answer when the caller may not read, else None."""
-    return None if can_read(request, request.app.state.crashd) else refuse(401, "admin bearer token required")
+    return None if can_read(request, state_of(request)) else refuse(401, "admin bearer token required")
 
 
 def int_param(params: Mapping[str, str], name: str, default: int, low: int, high: int | None = None,
@@ -107,7 +106,7 @@ async def triage_endpoint(request: Request) -> Response:
     """GET /api/triage?project=: the triage board (open P0/P1 by due time with seconds_left
     and overdue, spreading groups, regressions, resolved awaiting verification) and the
     daily report as Markdown."""
-    state: ServerState = request.app.state.crashd
+    state = state_of(request)
     if (denied := unauthorized(request)) is not None:
         return denied
     project_id, missing = await project_from_query(state, request.query_params)
@@ -120,7 +119,7 @@ async def triage_endpoint(request: Request) -> Response:
 async def symbols_endpoint(request: Request) -> Response:
     """GET /api/symbols?project=&limit=: uploaded debug files (newest first) and missing
     symbols ranked by the crashes they would fix."""
-    state: ServerState = request.app.state.crashd
+    state = state_of(request)
     if (denied := unauthorized(request)) is not None:
         return denied
     try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -13,9 +13,8 @@ from starlette.responses import JSONResponse, Response
 from server.api import project_from_query
 from server.auth import can_read
 from storage import dashboard_queries, queries
+from server.state import ServerState, state_of
 
-if TYPE_CHECKING:
-    from server.app import ServerState
 
 RELATIVE = re.compile(r"^(\d+)([hdw])$")
 UNITS = {"h": "hours", "d": "days", "w": "weeks"}
@@ -61,7 +60,7 @@ async def list_endpoint(request: Request) -> Response:
     unless sorted otherwise; server/dashboard_api.group_query reads the parameters)."""
     from server import dashboard_api  # it imports this module (parse_since)
 
-    state: ServerState = request.app.state.crashd
+    state = state_of(request)
     if not can_read(request, state):
         return _refuse(401, "admin bearer token required")
     params = request.query_params
@@ -85,7 +84,7 @@ async def detail_endpoint(request: Request) -> Response:
     crash with its crashing thread's stack (trust and inlined frames)."""
     from server import dashboard_api  # it imports this module (parse_since)
 
-    state: ServerState = request.app.state.crashd
+    state = state_of(request)
     if not can_read(request, state):
         return _refuse(401, "admin bearer token required")
     try:
@@ -104,7 +103,7 @@ async def detail_endpoint(request: Request) -> Response:
     return JSONResponse(dashboard_api.jsonable(out))
 
 
-def representative(state: "ServerState", crash_id: str | None) -> dict[str, Any] | None:
+def representative(state: ServerState, crash_id: str | None) -> dict[str, Any] | None:
     """The representative crash: id, build, tester, received_at, crash_reason, top_frames,
     and ``stack``: its crashing thread's frames from the processed report (frame, trust,
     module, module_offset, function, file, line, inlines, missing_symbols), None when the

@@ -13,12 +13,11 @@ from __future__ import annotations
 import asyncio
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 from storage import queries
+from server.state import ServerState
 
-if TYPE_CHECKING:
-    from server.app import ServerState
 
 CHECK_DEADLINE_SECONDS = 1.5  # the heartbeat answers within 2 s
 
@@ -28,7 +27,7 @@ _running: dict[tuple[int, str], Future[None]] = {}
 _lock = threading.Lock()
 
 
-def checks_of(state: "ServerState") -> dict[str, Callable[[], object]]:
+def checks_of(state: ServerState) -> dict[str, Callable[[], object]]:
     """Each dependency's check: it returns when the dependency answers, else raises."""
     return {
         "database": lambda: queries.count_by_status(state.ctx.engine),
@@ -37,7 +36,7 @@ def checks_of(state: "ServerState") -> dict[str, Callable[[], object]]:
     }
 
 
-async def run_checks(state: "ServerState") -> dict[str, str]:
+async def run_checks(state: ServerState) -> dict[str, str]:
     """``{"database": "ok", "blob_store": "ok", "queue": "error: ..."}`` within the deadline."""
     futures = {name: _start(state, name, check) for name, check in checks_of(state).items()}
     waiting = {name: asyncio.wrap_future(future) for name, future in futures.items()}
@@ -48,7 +47,7 @@ async def run_checks(state: "ServerState") -> dict[str, str]:
     return outcomes
 
 
-def _start(state: "ServerState", name: str, check: Callable[[], object]) -> Future[None]:
+def _start(state: ServerState, name: str, check: Callable[[], object]) -> Future[None]:
     with _lock:
         key = (id(state), name)
         running = _running.get(key)

@@ -13,7 +13,7 @@ import re
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
@@ -37,9 +37,8 @@ from server.upload_parser import (
 )
 from storage import queries
 from storage.blobs import BlobStoreError, day_key
+from server.state import ServerState, state_of
 
-if TYPE_CHECKING:
-    from server.app import ServerState
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +98,7 @@ async def submit_endpoint(request: Request) -> Response:
 
 async def ingest(request: Request, flavor: Flavor, project_ref: str | None) -> Response:
     """Authenticate, read, persist, acknowledge, enqueue."""
-    state: ServerState = request.app.state.crashd
+    state = state_of(request)
     try:
         project = await run_in_threadpool(authenticate, state, request, project_ref)
         if await run_in_threadpool(state.limiter.hit, project.id, project.rate_limit_per_minute) is not None:
@@ -125,7 +124,7 @@ async def ingest(request: Request, flavor: Flavor, project_ref: str | None) -> R
     return flavor.accepted(crash_id)
 
 
-async def _drop_rate_limited(request: Request, state: "ServerState", flavor: Flavor) -> Response:
+async def _drop_rate_limited(request: Request, state: ServerState, flavor: Flavor) -> Response:
     """Over the project's rate limit: read the body to its end and drop it, answering 200.
     Crashpad retries every other answer (a 429 too) forever, and one that hangs up mid-body
     as well, so the minidump endpoints never refuse for load (docs/sentry.md)."""
@@ -142,7 +141,7 @@ async def _drop_rate_limited(request: Request, state: "ServerState", flavor: Fla
     return PlainTextResponse(str(uuid.UUID(int=0)), headers=headers)
 
 
-def persist_and_enqueue(state: "ServerState", project: Project, parsed: ParsedUpload, via: str,
+def persist_and_enqueue(state: ServerState, project: Project, parsed: ParsedUpload, via: str,
                         from_query: dict[str, str]) -> str:
     """persist_upload, then enqueue a new crash (one thread-pool hop for both)."""
     crash_id, created = persist_upload(state, project, parsed, via, from_query)
@@ -151,13 +150,13 @@ def persist_and_enqueue(state: "ServerState", project: Project, parsed: ParsedUp
     return crash_id
 
 
-async def _refuse(state: "ServerState", flavor: Flavor, status: int, code: str, reason: str, why: str) -> Response:
+async def _refuse(state: ServerState, flavor: Flavor, status: int, code: str, reason: str, why: str) -> Response:
     log.info("upload discarded: %s (%s)", code, why)
     await count_quietly(state, reason)
     return flavor.refused(status, code)
 
 
-async def count_quietly(state: "ServerState", reason: str) -> None:
+async def count_quietly(state: ServerState, reason: str) -> None:
     """Count a discard; counting must never turn a 400 into a 500."""
     try:
         await run_in_threadpool(queries.count_discard, state.ctx.engine, reason=reason[:64])
@@ -165,12 +164,12 @@ async def count_quietly(state: "ServerState", reason: str) -> None:
         log.warning("could not count discard %s: %s", reason, exc)
 
 
-def authenticate(state: "ServerState", request: Request, project_ref: str | None) -> Project:
+def authenticate(state: ServerState, request: Request, project_ref: str | None) -> Project:
     """The project whose ingest key the request carries. Raises Rejected (401/404)."""
     return project_for_key(state, ingest_key(request), project_ref)
 
 
-def project_for_key(state: "ServerState", key: str | None, project_ref: str | None) -> Project:
+def project_for_key(state: ServerState, key: str | None, project_ref: str | None) -> Project:
     """The project of ingest key (which must be project_ref's, an id or name, when given).
     Raises Rejected (401 missing_key / bad_key)."""
     if not key:
@@ -183,7 +182,7 @@ def project_for_key(state: "ServerState", key: str | None, project_ref: str | No
     return project
 
 
-async def read_upload(request: Request, state: "ServerState") -> ParsedUpload:
+async def read_upload(request: Request, state: ServerState) -> ParsedUpload:
     """Stream and parse the body into a ParsedUpload. Raises MalformedUpload/UploadTooLarge."""
     settings = state.settings
     declared = request.headers.get("content-length")
@@ -246,7 +245,7 @@ def fingerprint(project: Project, client_id: str | None, dump_sha256: str) -> st
 
 
 def persist_upload(
-    state: "ServerState", project: Project, parsed: ParsedUpload, via: str, from_query: dict[str, str]
+    state: ServerState, project: Project, parsed: ParsedUpload, via: str, from_query: dict[str, str]
 ) -> tuple[str, bool]:
     """Store blobs and rows for an upload. Returns (crash_id, created); created is False
     when this is a retry of an upload stored within the dedupe window.
@@ -263,7 +262,7 @@ def persist_upload(
     return store_crash(state, project, annotations, parsed.attachments, via, key, put_minidump)
 
 
-def store_crash(state: "ServerState", project: Project, annotations: dict[str, str], parts: list[UploadPart],
+def store_crash(state: ServerState, project: Project, annotations: dict[str, str], parts: list[UploadPart],
                 via: str, key: str, put_primary: Callable[[Crash], str]) -> tuple[str, bool]:
     """Store one crash: its primary blob (put_primary fills the crash's key fields, writes
     the blob and returns its key: the minidump, or a Sentry event's JSON), attachments, the
@@ -301,7 +300,7 @@ def store_crash(state: "ServerState", project: Project, annotations: dict[str, s
     return stored_id, created
 
 
-def store_attachments(state: "ServerState", crash: Crash, parts: list[UploadPart],
+def store_attachments(state: ServerState, crash: Crash, parts: list[UploadPart],
                       written: list[str]) -> list[Attachment]:
     """Put each part in the blob store (its key appended to written); the rows to insert."""
     attachments = []
@@ -332,7 +331,7 @@ def printable(text: str) -> str:
     return CONTROL.sub("_", text)
 
 
-def delete_quietly(state: "ServerState", keys: list[str]) -> None:
+def delete_quietly(state: ServerState, keys: list[str]) -> None:
     for key in keys:
         try:
             state.ctx.blobs.delete(key)
@@ -340,7 +339,7 @@ def delete_quietly(state: "ServerState", keys: list[str]) -> None:
             log.warning("could not remove %s: %s", key, exc)
 
 
-def enqueue_quietly(state: "ServerState", crash_id: str) -> None:
+def enqueue_quietly(state: ServerState, crash_id: str) -> None:
     """Enqueue processing; a failure is logged and left to the sweeper, never raised."""
     try:
         state.queue.enqueue(crash_id)

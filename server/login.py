@@ -8,7 +8,6 @@ and the id of a server-side session: signing out revokes it (server/auth.py).
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -16,10 +15,10 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from server import auth, pages
+from server.caches import Known, password_fingerprint
 from storage import users
+from server.state import ServerState, state_of
 
-if TYPE_CHECKING:
-    from server.app import ServerState
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +53,7 @@ async def login_page(request: Request) -> Response:
     return _form_page(request, next_path=safe_next(request.query_params.get("next")), error=None, status_code=200)
 
 
-def _authenticate(state: "ServerState", name: str, password: str) -> auth.Known | None:
+def _authenticate(state: ServerState, name: str, password: str) -> Known | None:
     """The user when name and password match, else None; as slow for unknown names as for
     known ones (a dummy hash is verified), so timing does not tell which names exist."""
     user = users.get_user(state.ctx.engine, name=name) if name else None
@@ -62,13 +61,13 @@ def _authenticate(state: "ServerState", name: str, password: str) -> auth.Known 
     if not auth.verify_password(user.password_hash if user else None, password) or user is None:
         return None
     users.record_login(state.ctx.engine, name=user.name)
-    return auth.Known(user.name, user.role, auth.password_fingerprint(user.password_hash))
+    return Known(user.name, user.role, password_fingerprint(user.password_hash))
 
 
 async def login_submit(request: Request) -> Response:
     """POST /login (username, password, csrf_token, next): 303 to next on success; the form
     again with 401 on a wrong name or password, 403 without the session's CSRF token."""
-    state: ServerState = request.app.state.crashd
+    state = state_of(request)
     form = await request.form()
     next_path = safe_next(str(form.get("next") or ""))
     name, password = str(form.get("username") or "").strip(), str(form.get("password") or "")
@@ -98,7 +97,7 @@ async def login_submit(request: Request) -> Response:
 async def logout(request: Request) -> Response:
     """POST /logout (csrf_token): ends the session; 303 to /login. 403 when the CSRF token is
     wrong and a user is signed in (a cross-site form must not sign people out)."""
-    state: ServerState = request.app.state.crashd
+    state = state_of(request)
     form = await request.form()
     if request.session.get("user") and not auth.check_csrf(request, str(form.get(auth.CSRF_FIELD) or "")):
         return _form_page(request, next_path="/", error=BAD_CSRF, status_code=403)

@@ -17,6 +17,7 @@ from markupsafe import Markup
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 from starlette.templating import Jinja2Templates
+from server.state import state_of
 
 HERE = Path(__file__).parent
 TEMPLATE_DIR = HERE / "templates"
@@ -41,7 +42,7 @@ def render(request: Request, name: str, context: dict[str, Any] | None = None, s
     ``csrf_token`` (for every form), with SECURITY_HEADERS."""
     from server import auth
 
-    state = request.app.state.crashd
+    state = state_of(request)
     page = dict(context or {})
     if "user" not in page:
         page["user"] = auth.principal(request, state)

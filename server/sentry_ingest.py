@@ -19,7 +19,7 @@ import json
 import logging
 import re
 import zlib
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlsplit
 
 from starlette.concurrency import run_in_threadpool
@@ -33,9 +33,8 @@ from server.ingest import Rejected, StorageUnavailable, count_quietly, project_f
 from server.ratelimit import rate_limit_headers
 from server.sentry_store import store_envelope
 from server.upload_parser import MAX_JSON_DEPTH, OUT_CHUNK, MalformedUpload, UploadTooLarge, read_whole_body, too_deep
+from server.state import ServerState, state_of
 
-if TYPE_CHECKING:
-    from server.app import ServerState
 
 log = logging.getLogger(__name__)
 SENTRY_ENDPOINT = re.compile(r"^/api/[^/]+/(envelope|store)/?$")
@@ -55,7 +54,7 @@ async def store_endpoint(request: Request) -> Response:
 
 async def receive(request: Request, via: str) -> Response:
     """Authenticate, read, store, answer; every refusal is counted."""
-    state: ServerState = request.app.state.crashd
+    state = state_of(request)
     try:
         project, envelope, problem = await read_envelope(request, state, via)
         if envelope.of_type(*LIMITED_TYPES):
@@ -80,7 +79,7 @@ async def receive(request: Request, via: str) -> Response:
     return JSONResponse({"id": envelope.headers["event_id"]})
 
 
-async def read_envelope(request: Request, state: "ServerState",
+async def read_envelope(request: Request, state: ServerState,
                         via: str) -> tuple[Project, Envelope, MalformedUpload | None]:
     """The project, the envelope (a /store/ body as one) and what was malformed in it (the
     envelope then holds the valid items before the problem). The key of the request comes
@@ -102,7 +101,7 @@ async def read_envelope(request: Request, state: "ServerState",
     return project, envelope, problem
 
 
-async def read_body(request: Request, state: "ServerState") -> bytearray:
+async def read_body(request: Request, state: ServerState) -> bytearray:
     """The body, decoded per Content-Encoding, within the configured caps (one copy in
     memory: the items' payloads are views into it). Raises MalformedUpload, UploadTooLarge."""
     settings = state.settings
@@ -112,7 +111,7 @@ async def read_body(request: Request, state: "ServerState") -> bytearray:
                                  over_reason="too_large_decompressed")
 
 
-async def refuse(state: "ServerState", status: int, code: str, reason: str, why: str) -> Response:
+async def refuse(state: ServerState, status: int, code: str, reason: str, why: str) -> Response:
     """Count the discard under reason (as ingest does: ``envelope_json`` for the code
     ``malformed_envelope_json``) and answer ``{"detail": code}``."""
     log.info("envelope discarded: %s (%s)", code, why)
@@ -196,7 +195,7 @@ def drop_envelope_endpoint_errors(event: dict[str, Any], hint: dict[str, Any]) -
 async def broken_endpoint(request: Request) -> Response:
     """GET /__broken__ (admins): raise an error on purpose, so that error reporting
     (CRASHD_SENTRY_DSN) can be checked end to end, like Antenna's ``/__broken__``."""
-    state: ServerState = request.app.state.crashd
+    state = state_of(request)
     if not can_write(request, state):  # admins only
         return JSONResponse({"detail": "admin bearer token required"}, status_code=401)
     raise RuntimeError("crashd /__broken__: an error raised on purpose to test error reporting")

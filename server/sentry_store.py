@@ -17,7 +17,7 @@ import hashlib
 import json
 import logging
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -29,9 +29,8 @@ from server.sentry_sessions import envelope_sessions
 from server.upload_parser import Budget, MalformedUpload, ParsedUpload, SpoolWriter, UploadPart, prepare_minidump
 from storage import queries, sessions
 from storage.blobs import day_key
+from server.state import ServerState
 
-if TYPE_CHECKING:
-    from server.app import ServerState
 
 log = logging.getLogger(__name__)
 MINIDUMP_TYPE = "event.minidump"
@@ -48,7 +47,7 @@ def event_id_of(envelope: Envelope) -> str:
     return uuid.uuid4().hex
 
 
-def store_envelope(state: "ServerState", project: Project, envelope: Envelope, via: str) -> MalformedUpload | None:
+def store_envelope(state: ServerState, project: Project, envelope: Envelope, via: str) -> MalformedUpload | None:
     """Store the envelope's sessions and its crash, then enqueue the crash. The envelope
     header's ``event_id`` is set to the id answered to the client (event_id_of). Returns the
     problem of a bad minidump attachment (the event is then stored without it), else None.
@@ -77,7 +76,7 @@ def store_envelope(state: "ServerState", project: Project, envelope: Envelope, v
     return problem
 
 
-def _store_crash(state: "ServerState", project: Project, envelope: Envelope, event: dict[str, Any],
+def _store_crash(state: ServerState, project: Project, envelope: Envelope, event: dict[str, Any],
                  via: str) -> tuple[str, bool, MalformedUpload | None]:
     """Store one crash for the envelope; (crash_id, created, problem with the minidump)."""
     budget = Budget(state.settings.max_decompressed_bytes)
@@ -105,7 +104,7 @@ def _store_crash(state: "ServerState", project: Project, envelope: Envelope, eve
             part.close()
 
 
-def _store_with_minidump(state: "ServerState", project: Project, dump_item: Item, parts: list[UploadPart],
+def _store_with_minidump(state: ServerState, project: Project, dump_item: Item, parts: list[UploadPart],
                          annotations: dict[str, str], via: str, budget: Budget) -> tuple[str, bool]:
     """The minidump attachment through ingest's own path. Raises MalformedUpload (not a
     dump, bad compression), StorageUnavailable."""
@@ -125,14 +124,14 @@ def _name(item: Item) -> str:
     return str(name) if name else "attachment"
 
 
-def _part(name: str, filename: str | None, content_type: Any, data: bytes | memoryview, state: "ServerState",
+def _part(name: str, filename: str | None, content_type: Any, data: bytes | memoryview, state: ServerState,
           budget: Budget) -> UploadPart:
     writer = SpoolWriter(state.tmp_dir, budget)
     writer.write(data)
     return writer.finish(name, filename, str(content_type) if content_type else None)
 
 
-def persist_event(state: "ServerState", project: Project, event: dict[str, Any], annotations: dict[str, str],
+def persist_event(state: ServerState, project: Project, event: dict[str, Any], annotations: dict[str, str],
                   parts: list[UploadPart], via: str) -> tuple[str, bool]:
     """Store a crash without a minidump: the event JSON, attachments, annotations document
     and rows. Retries of one event id within the dedupe window are one crash.
@@ -147,7 +146,7 @@ def persist_event(state: "ServerState", project: Project, event: dict[str, Any],
     return store_crash(state, project, annotations, parts, via, key, put_event)
 
 
-def _count(state: "ServerState", reason: str) -> None:
+def _count(state: ServerState, reason: str) -> None:
     try:
         queries.count_discard(state.ctx.engine, reason=reason[:64])
     except SQLAlchemyError as exc:

@@ -14,7 +14,7 @@ import json
 import logging
 import math
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
@@ -24,9 +24,8 @@ from starlette.responses import JSONResponse, Response
 from server.ingest import Rejected, authenticate
 from server.upload_parser import MalformedUpload, read_whole_body
 from storage import queries, sessions
+from server.state import ServerState, state_of
 
-if TYPE_CHECKING:
-    from server.app import ServerState
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +36,7 @@ EARLIEST = datetime(2000, 1, 1, tzinfo=timezone.utc)  # a start before this is a
 
 async def upload_endpoint(request: Request) -> Response:
     """POST /api/<project>/sessions/: store the sessions; 200 ``{"accepted": n}``."""
-    state: ServerState = request.app.state.crashd
+    state = state_of(request)
     try:
         project = await run_in_threadpool(authenticate, state, request, request.path_params["project"])
         payload = parse_json(await read_body(request, state))
@@ -56,7 +55,7 @@ async def upload_endpoint(request: Request) -> Response:
     return JSONResponse({"accepted": accepted})
 
 
-async def _refuse(state: "ServerState", status: int, code: str, why: str) -> Response:
+async def _refuse(state: ServerState, status: int, code: str, why: str) -> Response:
     log.info("sessions refused: %s (%s)", code, why)
     try:
         await run_in_threadpool(queries.count_discard, state.ctx.engine, reason=f"sessions_{code}"[:64])
@@ -65,7 +64,7 @@ async def _refuse(state: "ServerState", status: int, code: str, why: str) -> Res
     return JSONResponse({"detail": code}, status_code=status)
 
 
-async def read_body(request: Request, state: "ServerState") -> bytes:
+async def read_body(request: Request, state: ServerState) -> bytes:
     """The body, gunzipped when sent so, within the configured caps. Raises UploadTooLarge."""
     settings = state.settings
     return bytes(await read_whole_body(request, max_upload_bytes=settings.max_upload_bytes,

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, fields
-from typing import TYPE_CHECKING, Mapping
+from typing import Mapping
 
 from python_multipart.multipart import parse_options_header
 from sqlalchemy.exc import SQLAlchemyError
@@ -38,9 +38,8 @@ from symbolicator.symbols import store
 from symbolicator.symbols.cache import MalformedSymbols
 from symbolicator.symbols.sources import breakpad_layout, bump_generation
 from symbolicator.symbols.ziptree import is_zip, unpack_zip
+from server.state import ServerState, state_of
 
-if TYPE_CHECKING:
-    from server.app import ServerState
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +63,7 @@ class Refused(Exception):
 
 async def upload_endpoint(request: Request) -> Response:
     """POST /api/<project>/symbols/: store the uploaded debug files; 200 ``{"files": [...]}``."""
-    state: ServerState = request.app.state.crashd
+    state = state_of(request)
     try:
         project = await run_in_threadpool(authenticate_upload, state, request)
         parts, names, budget = await read_files(request, state)
@@ -85,7 +84,7 @@ async def upload_endpoint(request: Request) -> Response:
     return JSONResponse({"files": stored})
 
 
-def authenticate_upload(state: "ServerState", request: Request) -> Project | None:
+def authenticate_upload(state: ServerState, request: Request) -> Project | None:
     """The project whose store the upload goes to (None: the shared store). Raises Refused:
     401 without a token or with a wrong one, 403 ``symbols_need_token`` for an ingest key,
     403 for a viewer or another project's uploader token, 404 for an unknown project."""
@@ -95,7 +94,7 @@ def authenticate_upload(state: "ServerState", request: Request) -> Project | Non
     return store_project(state, who, request.path_params["project"])
 
 
-def store_project(state: "ServerState", who: Principal, ref: str) -> Project | None:
+def store_project(state: ServerState, who: Principal, ref: str) -> Project | None:
     """The project whose store ref names for who (None: the shared store). Raises Refused."""
     if who.is_admin:
         if ref == SHARED:
@@ -110,7 +109,7 @@ def store_project(state: "ServerState", who: Principal, ref: str) -> Project | N
     return project
 
 
-def _why_not(state: "ServerState", request: Request) -> Refused:
+def _why_not(state: ServerState, request: Request) -> Refused:
     """Why a request without an upload token is refused: an ingest key (valid or not) never
     writes symbols; a viewer's credentials are not enough."""
     key = ingest_key(request) or bearer_token(request)  # ``Authorization: Bearer <ingest key>`` too
@@ -124,7 +123,7 @@ def _why_not(state: "ServerState", request: Request) -> Refused:
     return Refused(401, "missing_token", "no API token")
 
 
-async def read_files(request: Request, state: "ServerState") -> tuple[list[UploadPart], store.Names, Budget]:
+async def read_files(request: Request, state: ServerState) -> tuple[list[UploadPart], store.Names, Budget]:
     """Stream the body under the caps into file parts, plus the names given beside them."""
     settings = state.settings
     declared = request.headers.get("content-length")
@@ -172,7 +171,7 @@ def names_from(values: Mapping[str, str]) -> store.Names:
     return store.Names(**found)
 
 
-def store_parts(state: "ServerState", project: Project | None, parts: list[UploadPart], names: store.Names,
+def store_parts(state: ServerState, project: Project | None, parts: list[UploadPart], names: store.Names,
                 budget: Budget) -> list[dict[str, object]]:
     """Stage, identify, store, convert and record every file of the upload, in order.
     A file refused stops the upload; the files stored before it stay (a retry finds them
@@ -205,7 +204,7 @@ def store_parts(state: "ServerState", project: Project | None, parts: list[Uploa
     return results
 
 
-def _decompressed(part: UploadPart, state: "ServerState", budget: Budget) -> UploadPart:
+def _decompressed(part: UploadPart, state: ServerState, budget: Budget) -> UploadPart:
     """A gzip- or zstd-compressed file (``libc.so.6.sym.gz``) replaced by its content."""
     head = part.head(4)
     if head.startswith(GZIP_MAGIC):
@@ -215,7 +214,7 @@ def _decompressed(part: UploadPart, state: "ServerState", budget: Budget) -> Upl
     return part
 
 
-def _store_staged(state: "ServerState", project: Project | None, staged: store.StagedFile, name: str | None,
+def _store_staged(state: ServerState, project: Project | None, staged: store.StagedFile, name: str | None,
                   names: store.Names) -> list[dict[str, object]]:
     """Store one staged file under each module it serves; the staged copy is removed."""
     settings = state.settings
@@ -251,7 +250,7 @@ def symbol_row(stored: store.StoredFile, project: Project | None) -> SymbolFile:
                       path=stored.stored_as, uploaded_at=queries.utcnow())
 
 
-def forget(state: "ServerState", identity: store.Identity) -> None:
+def forget(state: ServerState, identity: store.Identity) -> None:
     """Tell symbol providers that the module changed: the in-process worker's at once (if it
     has one: one is never built here), those of other processes (RQ workers) through the
     store's generation file, which they poll."""
@@ -264,7 +263,7 @@ def forget(state: "ServerState", identity: store.Identity) -> None:
     reprocess_for_symbols(state.ctx, state.queue, debug_file=identity.debug_file, debug_id=identity.debug_id)
 
 
-async def _refuse(state: "ServerState", exc: Refused) -> Response:
+async def _refuse(state: ServerState, exc: Refused) -> Response:
     log.info("symbol upload refused: %s (%s)", exc.code, exc.why)
     reason = (exc.code if exc.code.startswith("symbols_") else f"symbols_{exc.code}")[:64]
     try:
@@ -279,7 +278,7 @@ async def lookup_endpoint(request: Request) -> Response:
     """GET /api/symbols/<debug_file>/<debug_id>[?sha256=][&project=]: the stored files of a
     module (200), or 404. A reader or admin sees every store; an uploader token or an ingest key
     its project's and the shared one. ``project`` keeps to one store (``_``: as an upload names it)."""
-    state: ServerState = request.app.state.crashd
+    state = state_of(request)
     stores = await run_in_threadpool(visible_stores, state, request)
     if isinstance(stores, Refused):
         return JSONResponse({"detail": stores.code}, status_code=stores.status_code)
@@ -296,7 +295,7 @@ async def lookup_endpoint(request: Request) -> Response:
     return JSONResponse({"files": files})
 
 
-def visible_stores(state: "ServerState", request: Request) -> set[int | None] | None | Refused:
+def visible_stores(state: ServerState, request: Request) -> set[int | None] | None | Refused:
     """The stores (project ids, None for the shared one) whose files request may list; None for
     all of them. A Refused (401) without credentials."""
     ref = request.query_params.get("project")

@@ -21,7 +21,6 @@ import json
 import re
 import secrets
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
@@ -33,9 +32,8 @@ from server.upload_parser import MalformedUpload
 from storage import queries
 from symbolicator.symbols import store
 from symbolicator.symbols.sources import breakpad_layout
+from server.state import ServerState, state_of
 
-if TYPE_CHECKING:
-    from server.app import ServerState
 
 _UPLOAD_KEY = re.compile(r"[A-Za-z0-9_-]{43}")
 # {symbol_id: {debug_file: "game.pdb", debug_id: "5A98..." }, symbol_upload_type: "BREAKPAD" }
@@ -44,7 +42,7 @@ _COMPLETE_FIELD = re.compile(r'(debug_file|debug_id)\s*:\s*"([^"]*)"')
 
 async def check_status_endpoint(request: Request) -> Response:
     """GET .../v1/symbols/<debug_file>/<debug_id>:checkStatus: whether the upload's store has the module."""
-    state: ServerState = request.app.state.crashd
+    state = state_of(request)
     debug_id, _, verb = request.path_params["debug_id"].partition(":")
     module = breakpad_layout(request.path_params["debug_file"], debug_id)
     if verb != "checkStatus" or module is None:
@@ -54,7 +52,7 @@ async def check_status_endpoint(request: Request) -> Response:
 
 async def create_endpoint(request: Request) -> Response:
     """POST .../v1/uploads:create: a new upload key and the URL to PUT the file to."""
-    state: ServerState = request.app.state.crashd
+    state = state_of(request)
 
     def create() -> dict[str, str]:
         project = authenticate_upload(state, request)
@@ -68,7 +66,7 @@ async def create_endpoint(request: Request) -> Response:
 
 async def upload_endpoint(request: Request) -> Response:
     """PUT .../v1/uploads/<key> (the file) or POST .../v1/uploads/<key>:complete (store it)."""
-    state: ServerState = request.app.state.crashd
+    state = state_of(request)
     key, _, verb = request.path_params["upload"].partition(":")
     if not _UPLOAD_KEY.fullmatch(key) or not _record_path(state, key).is_file():
         return JSONResponse({"detail": "unknown_upload"}, status_code=404)
@@ -80,7 +78,7 @@ async def upload_endpoint(request: Request) -> Response:
     return JSONResponse({"detail": "not_found"}, status_code=404)
 
 
-async def _receive(state: "ServerState", request: Request, key: str) -> Response:
+async def _receive(state: ServerState, request: Request, key: str) -> Response:
     """Stage the PUT body as the upload's file (a second PUT replaces the first)."""
     try:
         parts, _, _ = await read_files(request, state)
@@ -101,7 +99,7 @@ async def _receive(state: "ServerState", request: Request, key: str) -> Response
     return _json({})
 
 
-def _complete(state: "ServerState", request: Request, key: str, body: str) -> dict[str, str]:
+def _complete(state: ServerState, request: Request, key: str, body: str) -> dict[str, str]:
     """Store the PUT file for the module the body names; ``DUPLICATE_DATA`` when it was there."""
     project = authenticate_upload(state, request)
     record = json.loads(_record_path(state, key).read_text())
@@ -122,7 +120,7 @@ def _complete(state: "ServerState", request: Request, key: str, body: str) -> di
     return {"result": "DUPLICATE_DATA" if all(f["status"] == "unchanged" for f in stored) else "OK"}
 
 
-def _has(state: "ServerState", request: Request, module: tuple[str, str]) -> bool:
+def _has(state: ServerState, request: Request, module: tuple[str, str]) -> bool:
     """Whether the store an upload of request goes to holds a file of module."""
     project = authenticate_upload(state, request)
     rows = queries.symbol_files(state.ctx.engine, debug_file=module[0], debug_id=module[1])
@@ -136,13 +134,13 @@ def _json(body: dict[str, str]) -> Response:
     return Response(json.dumps(body), media_type="application/json")
 
 
-def _record_path(state: "ServerState", key: str) -> Path:
+def _record_path(state: ServerState, key: str) -> Path:
     folder = state.settings.symbols_dir / store.STAGING
     folder.mkdir(parents=True, exist_ok=True)
     return folder / f"v2-{key}.json"
 
 
-async def _answer(state: "ServerState", work) -> Response:  # type: ignore[no-untyped-def]
+async def _answer(state: ServerState, work) -> Response:  # type: ignore[no-untyped-def]
     """work() in a thread as JSON; refusals and outages as the v1 endpoint answers them."""
     try:
         return _json(await run_in_threadpool(work))

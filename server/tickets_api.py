@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import TYPE_CHECKING, Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable
 
 from starlette.concurrency import run_in_threadpool
 from starlette.background import BackgroundTask
@@ -26,9 +26,8 @@ from storage.queries import is_row_id
 from storage.tickets import ACTIONS, TicketNotFound, TransitionError, apply_action
 from workers import triage_jobs
 from workers.queue import RQJobQueue
+from server.state import ServerState, state_of
 
-if TYPE_CHECKING:
-    from server.app import ServerState
 
 STATES = ("open", "resolved", "verified", "regressed", "wontfix", "duplicate")
 _ACTOR = re.compile(r"^[\w.@+-]{1,100}$")
@@ -44,7 +43,7 @@ def _split(value: str | None) -> list[str] | None:
 
 async def list_endpoint(request: Request) -> Response:
     """GET /api/tickets?project=&state=open,regressed&priority=P0&fixed_in=."""
-    state: ServerState = request.app.state.crashd
+    state = state_of(request)
     if not can_read(request, state):
         return _refuse(401, "admin bearer token required")
     params = request.query_params
@@ -63,7 +62,7 @@ async def list_endpoint(request: Request) -> Response:
 
 async def detail_endpoint(request: Request) -> Response:
     """GET /api/tickets/<id>: the ticket and its history, oldest event first."""
-    state: ServerState = request.app.state.crashd
+    state = state_of(request)
     if not can_read(request, state):
         return _refuse(401, "admin bearer token required")
     ticket_id = request.path_params["ticket_id"]
@@ -74,7 +73,7 @@ async def detail_endpoint(request: Request) -> Response:
 
 async def action_endpoint(request: Request) -> Response:
     """POST /api/tickets/<id>/<action>: change the ticket by hand; 200 with the ticket."""
-    state: ServerState = request.app.state.crashd
+    state = state_of(request)
     refused = refusal(request, state, write=True)  # viewers: 403 admin role required
     if refused is not None:
         return _refuse(*refused)
@@ -124,7 +123,7 @@ def parse_body(raw: bytes) -> dict[str, Any]:
     return body
 
 
-def change(state: "ServerState", ticket_id: int, action: str, body: dict[str, Any]) -> None:
+def change(state: ServerState, ticket_id: int, action: str, body: dict[str, Any]) -> None:
     """Apply the action; after a resolve, verify by numbers at once (the sessions may be in
     already); then enqueue delivery of the notifications."""
     ctx = state.ctx
@@ -143,7 +142,7 @@ def verify_after(endpoint: Callable[[Request], Awaitable[Response]]) -> Callable
     async def endpoint_then_verify(request: Request) -> Response:
         response = await endpoint(request)
         if response.status_code == 200:
-            state: ServerState = request.app.state.crashd
+            state = state_of(request)
             key = ingest_key(request)
             project = await run_in_threadpool(state.projects.get, key) if key else None
             if project is None:

@@ -30,7 +30,8 @@ from starlette.testclient import TestClient
 
 from schemas.settings import Settings
 from schemas.tables import Project
-from server.app import ServerState, build_state, create_app
+from server.app import create_app
+from server.state import ServerState, build_state
 from storage import queries, users
 from workers import jobs
 

@@ -23,8 +23,10 @@ from starlette.testclient import TestClient
 from conftest import ADMIN_TOKEN, Crashd, LiveServer, ServeProcess, _crashd, free_port, make_settings, serve_process
 from minidump_writer import small_dump
 from schemas.settings import Settings
-from server.app import ProjectKeys, ServerState, create_app
-from server.auth import Credentials
+from server.app import create_app
+from server.caches import ProjectKeys
+from server.state import ServerState
+from server.caches import Credentials
 from uploads import ingest_requests, minidump_upload
 from workers import jobs
 from workers.queue import make_queue

@@ -9,7 +9,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Awaitable, Callable, Mapping
+from typing import Awaitable, Callable, Mapping
 from urllib.parse import quote
 
 from starlette.concurrency import run_in_threadpool
@@ -20,12 +20,11 @@ from starlette.responses import RedirectResponse, Response
 from schemas.tables import Project
 from server import auth, pages
 from storage import queries
+from server.state import ServerState, state_of
 
-if TYPE_CHECKING:
-    from server.app import ServerState
 
-PageHandler = Callable[[Request, "ServerState", auth.Principal], Awaitable[Response]]
-ActionHandler = Callable[[Request, "ServerState", auth.Principal, FormData], Awaitable[Response]]
+PageHandler = Callable[[Request, ServerState, auth.Principal], Awaitable[Response]]
+ActionHandler = Callable[[Request, ServerState, auth.Principal, FormData], Awaitable[Response]]
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 
@@ -48,7 +47,7 @@ def problem(request: Request, who: auth.Principal | None, status: int, title: st
 def page(handler: PageHandler) -> Endpoint:
     """Wrap a GET page: signed-in users only."""
     async def endpoint(request: Request) -> Response:
-        state: ServerState = request.app.state.crashd
+        state = state_of(request)
         who = await run_in_threadpool(auth.principal, request, state)
         if who is None:
             return login_redirect(request)
@@ -60,7 +59,7 @@ def page(handler: PageHandler) -> Endpoint:
 def action(handler: ActionHandler) -> Endpoint:
     """Wrap a POST form: signed in, a valid CSRF token, and an admin."""
     async def endpoint(request: Request) -> Response:
-        state: ServerState = request.app.state.crashd
+        state = state_of(request)
         who = await run_in_threadpool(auth.principal, request, state)
         if who is None:
             return login_redirect(request)
@@ -76,7 +75,7 @@ def action(handler: ActionHandler) -> Endpoint:
     return endpoint
 
 
-async def project_filter(state: "ServerState", params: Mapping[str, str]) -> tuple[Project | None, list[Project]]:
+async def project_filter(state: ServerState, params: Mapping[str, str]) -> tuple[Project | None, list[Project]]:
     """(the ``?project=`` project (id or name) or None, every project for the picker)."""
     projects = await run_in_threadpool(queries.list_projects, state.ctx.engine)
     ref = params.get("project") or ""

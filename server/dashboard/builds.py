@@ -7,7 +7,7 @@ picked, per crash group their crashes and rates, the change and whether it is si
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -16,9 +16,8 @@ from starlette.responses import Response
 from server import auth, pages
 from server.builds_api import build_rows, compare_builds
 from server.dashboard.access import page, problem, project_filter
+from server.state import ServerState
 
-if TYPE_CHECKING:
-    from server.app import ServerState
 
 MIN_SESSIONS = 200
 ALPHA = 0.05
@@ -53,7 +52,7 @@ def chart_top(comparison: dict[str, Any] | None) -> float:
 
 
 @page
-async def builds_page(request: Request, state: "ServerState", who: auth.Principal) -> Response:
+async def builds_page(request: Request, state: ServerState, who: auth.Principal) -> Response:
     """GET /builds."""
     params = request.query_params
     project, projects = await project_filter(state, params)

@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import Any, Mapping
 
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
@@ -27,9 +27,8 @@ from server.dashboard.access import action, page, problem
 from storage import queries
 from storage.blobs import BlobNotFound
 from workers.reprocess import enqueue_all
+from server.state import ServerState
 
-if TYPE_CHECKING:
-    from server.app import ServerState
 
 LOG_VIEW_BYTES = 256 * 1024  # the tail of each log shown inline; the download has it all
 MARKER = re.compile(r"GGML_ASSERT|panicked at")  # what triage/components.py reads reasons from
@@ -42,7 +41,7 @@ def is_text(attachment: Attachment) -> bool:
     return textual or "log" in name
 
 
-def log_lines(state: "ServerState", attachment: Attachment) -> dict[str, Any]:
+def log_lines(state: ServerState, attachment: Attachment) -> dict[str, Any]:
     """The attachment's last LOG_VIEW_BYTES as lines ``{"number", "text", "marked"}``, with
     ``truncated`` when the start was cut (numbers then count from the cut)."""
     try:
@@ -79,7 +78,7 @@ def report_view(report: dict[str, Any] | None, params: Mapping[str, str]) -> dic
     }
 
 
-def crash_view(state: "ServerState", crash_id: str, params: Mapping[str, str]) -> dict[str, Any] | None:
+def crash_view(state: ServerState, crash_id: str, params: Mapping[str, str]) -> dict[str, Any] | None:
     """Everything the crash page shows, or None for an unknown crash."""
     found = _load_crash(state, crash_id)
     if found is None:
@@ -96,7 +95,7 @@ def crash_view(state: "ServerState", crash_id: str, params: Mapping[str, str]) -
 
 
 @page
-async def crash_page(request: Request, state: "ServerState", who: auth.Principal) -> Response:
+async def crash_page(request: Request, state: ServerState, who: auth.Principal) -> Response:
     """GET /crashes/<crash_id>."""
     crash_id = request.path_params["crash_id"]
     view = await run_in_threadpool(crash_view, state, crash_id, request.query_params)
@@ -106,7 +105,7 @@ async def crash_page(request: Request, state: "ServerState", who: auth.Principal
 
 
 @page
-async def minidump_download(request: Request, state: "ServerState", who: auth.Principal) -> Response:
+async def minidump_download(request: Request, state: ServerState, who: auth.Principal) -> Response:
     """GET /crashes/<crash_id>/minidump: the raw dump as uploaded."""
     crash = await run_in_threadpool(queries.get_crash, state.ctx.engine, crash_id=request.path_params["crash_id"])
     if crash is None or crash.minidump_key is None:  # None: a Sentry event without a dump (docs/sentry.md)
@@ -115,7 +114,7 @@ async def minidump_download(request: Request, state: "ServerState", who: auth.Pr
 
 
 @page
-async def attachment_download(request: Request, state: "ServerState", who: auth.Principal) -> Response:
+async def attachment_download(request: Request, state: ServerState, who: auth.Principal) -> Response:
     """GET /crashes/<crash_id>/attachments/<name>: one attachment, always as a download
     (``application/octet-stream``: an uploaded .html must never render on this origin)."""
     found = await run_in_threadpool(_load_crash, state, request.path_params["crash_id"])
@@ -129,7 +128,7 @@ async def attachment_download(request: Request, state: "ServerState", who: auth.
 
 
 @action
-async def reprocess(request: Request, state: "ServerState", who: auth.Principal, form: FormData) -> Response:
+async def reprocess(request: Request, state: ServerState, who: auth.Principal, form: FormData) -> Response:
     """POST /crashes/<crash_id>/reprocess: run the crash through the pipeline again."""
     crash_id = request.path_params["crash_id"]
     crash = await run_in_threadpool(queries.get_crash, state.ctx.engine, crash_id=crash_id)

@@ -10,7 +10,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
@@ -24,9 +24,8 @@ from server.dashboard.access import action, page, problem
 from storage import dashboard_queries, queries
 from storage.tickets import TicketNotFound, TransitionError
 from storage.triage_queries import get_ticket, list_tickets
+from server.state import ServerState
 
-if TYPE_CHECKING:
-    from server.app import ServerState
 
 # The buttons, in this order.
 ACTION_LABELS = {"resolve": "Resolve", "verify": "Verify", "reject": "Reject", "reopen": "Reopen",
@@ -37,7 +36,7 @@ NOTE_MAX = 2000
 PICKER_STATES = ("open", "regressed", "resolved", "verified", "wontfix")
 
 
-def representative(state: "ServerState", crash_id: str | None) -> dict[str, Any] | None:
+def representative(state: ServerState, crash_id: str | None) -> dict[str, Any] | None:
     """The representative crash: id, build, crash reason and address, and its crashing stack."""
     crash = queries.get_crash(state.ctx.engine, crash_id=crash_id) if crash_id else None
     if crash is None:
@@ -50,7 +49,7 @@ def representative(state: "ServerState", crash_id: str | None) -> dict[str, Any]
 
 
 @page
-async def group_page(request: Request, state: "ServerState", who: auth.Principal) -> Response:
+async def group_page(request: Request, state: ServerState, who: auth.Principal) -> Response:
     """GET /groups/<id>."""
     group_id = request.path_params["group_id"]
     group = await run_in_threadpool(dashboard_queries.group_page, state.ctx.engine,
@@ -93,7 +92,7 @@ def ticket_body(who: auth.Principal, form: FormData) -> dict[str, Any]:
 
 
 @page
-async def ticket_page(request: Request, state: "ServerState", who: auth.Principal) -> Response:
+async def ticket_page(request: Request, state: ServerState, who: auth.Principal) -> Response:
     """GET /tickets/<id>: a ticket lives on its group's page; go there (303)."""
     ticket_id = request.path_params["ticket_id"]
     ticket = await run_in_threadpool(get_ticket, state.ctx.engine,
@@ -104,7 +103,7 @@ async def ticket_page(request: Request, state: "ServerState", who: auth.Principa
 
 
 @action
-async def ticket_action(request: Request, state: "ServerState", who: auth.Principal, form: FormData) -> Response:
+async def ticket_action(request: Request, state: ServerState, who: auth.Principal, form: FormData) -> Response:
     """POST /tickets/<id>/<action>: change the ticket, then show its group (303)."""
     ticket_id, name = request.path_params["ticket_id"], request.path_params["action"]
     if name not in SHOWN_ACTIONS:

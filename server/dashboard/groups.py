@@ -7,7 +7,7 @@ filter values are a 400 page saying which; every link on the page keeps the filt
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -19,9 +19,8 @@ from server.dashboard_api import MAX_OFFSET
 from server.groups_api import parse_since
 from storage import dashboard_queries
 from triage.components import default_rules
+from server.state import ServerState
 
-if TYPE_CHECKING:
-    from server.app import ServerState
 
 PAGE_SIZE = 50
 MAX_PAGE = MAX_OFFSET // PAGE_SIZE  # a later page would need an OFFSET past SQL's 64-bit integer
@@ -74,7 +73,7 @@ def component_names() -> list[str]:
 
 
 @page
-async def groups_page(request: Request, state: "ServerState", who: auth.Principal) -> Response:
+async def groups_page(request: Request, state: ServerState, who: auth.Principal) -> Response:
     """GET /: the crash groups table."""
     try:
         query = parse_query(request.query_params)

@@ -7,7 +7,6 @@ then the debug files uploaded so far.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -16,13 +15,12 @@ from starlette.responses import Response
 from server import auth, pages
 from server.dashboard.access import page, project_filter
 from storage import dashboard_queries
+from server.state import ServerState
 
-if TYPE_CHECKING:
-    from server.app import ServerState
 
 
 @page
-async def symbols_page(request: Request, state: "ServerState", who: auth.Principal) -> Response:
+async def symbols_page(request: Request, state: ServerState, who: auth.Principal) -> Response:
     """GET /symbols."""
     project, projects = await project_filter(state, request.query_params)
     found = await run_in_threadpool(dashboard_queries.symbols_page, state.ctx.engine,

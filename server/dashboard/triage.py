@@ -8,7 +8,6 @@ with a copy button. server.triage_cli.triage_board gathers it all (also for ``GE
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -17,13 +16,12 @@ from starlette.responses import Response
 from server import auth, pages
 from server.dashboard.access import page, project_filter
 from server.triage_cli import triage_board
+from server.state import ServerState
 
-if TYPE_CHECKING:
-    from server.app import ServerState
 
 
 @page
-async def triage_page(request: Request, state: "ServerState", who: auth.Principal) -> Response:
+async def triage_page(request: Request, state: ServerState, who: auth.Principal) -> Response:
     """GET /triage."""
     project, projects = await project_filter(state, request.query_params)
     now = datetime.now(timezone.utc)
