@@ -19,9 +19,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from triage.signature import special
 from triage.signature.normalize import frame_label
 from triage.signature.siglists import SigLists, default_siglists, first_match
+from triage.signature.special import hang_reason, oom, stack_overflow
 
 VERSION = "crashd-sig-1"  # bump on any change to the rules or the lists: signatures change
 MAX_LENGTH = 255
@@ -79,7 +79,7 @@ def trace(report: dict[str, Any], annotations: dict[str, str] | None = None, *,
     own = report.get("annotations")
     merged = {str(k): str(v) for k, v in {**(own if isinstance(own, dict) else {}), **(annotations or {})}.items()}
     notes: list[str] = []
-    hang = special.hang_reason(merged)
+    hang = hang_reason(merged)
     thread_index, thread, empty = _pick_thread(report, hang, notes)
     lower = (report.get("system_info") or {}).get("os") == "Windows NT"
     frames = expand_frames(thread, lower) if thread else []
@@ -100,9 +100,9 @@ def _special_form(hang: str | None, annotations: dict[str, str], reason: str, fr
     applies) and the note saying why; ([], None) for an ordinary crash."""
     if hang:
         return ["hang"], hang
-    if found := special.oom(annotations, reason, _looked_at(frames), lists.oom):
+    if found := oom(annotations, reason, _looked_at(frames), lists.oom):
         return ["OOM", found[0]], found[1]
-    if overflow := special.stack_overflow(reason, [f.label for f in frames if not f.scanned]):
+    if overflow := stack_overflow(reason, [f.label for f in frames if not f.scanned]):
         return ["stackoverflow"], overflow
     return [], None
 
