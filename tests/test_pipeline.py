@@ -149,7 +149,8 @@ def test_crash_without_a_report_is_failed_with_notes_in_words(crashd: Crashd) ->
     """A rule that fails on the dump itself (not the infrastructure) leaves no report: the
     crash is failed at once, not `processed` without a signature, and the note says in words
     which step failed (the exception text goes to the log only)."""
-    from workers.pipeline import DEFAULT_RULES, ReportRule, run_pipeline
+    from workers.pipeline import run_pipeline
+    from workers.rules import DEFAULT_RULES, ReportRule
 
     class ChokingReportRule(ReportRule):
         def action(self, ctx, state) -> None:  # type: ignore[no-untyped-def]

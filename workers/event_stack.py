@@ -24,6 +24,8 @@ from typing import Any
 from schemas.stack import Module
 from schemas.sentry_event import event_frames, event_message, primary_exception
 from symbolicator.limits import DEFAULT_LIMITS, Limits
+from symbolicator.symbolize import demangle
+from symbolicator.symbols.types import SymbolStatus
 
 NO_STACK = "EMPTY: event without a stack trace or message"
 EVENT_TEXT_MAX = 64 * 1024  # characters of message and exception value kept for component hints
@@ -109,9 +111,6 @@ def _frame(number: int, frame: dict[str, Any], modules: list[Module], symbols: A
 
 
 def _symbolize(out: dict[str, Any], module: Module, address: int, symbols: Any) -> None:
-    from symbolicator.symbolize import demangle
-    from symbolicator.symbols.provider import SymbolStatus
-
     if not module.debug_id or symbols.status(module) is not SymbolStatus.loaded:
         out["missing_symbols"] = True
         return
@@ -125,8 +124,6 @@ def _symbolize(out: dict[str, Any], module: Module, address: int, symbols: Any) 
 
 def _module_entries(frames: list[dict[str, Any]], modules: list[Module], symbols: Any) -> list[dict[str, Any]]:
     """The report's ``modules``: the images frames fell in, with what became of their symbols."""
-    from symbolicator.symbols.provider import SymbolStatus
-
     used = {f["module"] for f in frames if f.get("module_offset")}
     entries = []
     for module in modules:

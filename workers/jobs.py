@@ -1,83 +1,32 @@
 """Thin job entry points. RQ workers and the in-process worker call the same functions.
 
-The context (settings, engine, blob store) is built on first use in the worker process, or
-handed over by the server for the in-process worker; never at import time.
+Jobs already waiting in a Redis queue name these functions by dotted path
+(``workers.jobs.process_crash``, ``workers.jobs.deliver_notifications``): keep them here.
+The context (workers/context.py) is built on first use in the worker process, or handed over
+by the server for the in-process worker; never at import time.
 """
 
 from __future__ import annotations
 
-import threading
-from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
-from sqlalchemy.engine import Engine
+from triage.tickets.outbox import deliver_due
+from workers.context import WorkerContext, build_context, current_context, install_context
+from workers.pipeline import run_pipeline
 
-from schemas.settings import Settings
-from storage.blobs import BlobStore, FSBlobStore
-from storage.db import make_engine
-
-
-@dataclass
-class WorkerContext:
-    """What a job needs: settings, the database engine, the blob store and (built on first
-    use, then kept warm for every later job of this process) the symbol provider."""
-
-    settings: Settings
-    engine: Engine
-    blobs: BlobStore
-    _symbols: Any = None
-    # (debug_file lower case, DEBUG_ID) -> when this process last recorded the module's use
-    # (workers/pipeline.SymbolUseRule): no query again within storage.symbol_use.RESOLUTION
-    symbols_marked: dict[tuple[str, str], datetime] = field(default_factory=dict, repr=False)
-    # The blob key the sweeper's orphan pass stopped after (workers/sweeper.delete_orphans)
-    orphan_cursor: str = ""
-
-    @property
-    def symbols(self) -> Any:
-        """The SymbolProvider over the symbol store and CRASHD_SYMBOL_URLS."""
-        if self._symbols is None:
-            from symbolicator.symbols.provider import CachedSymbolProvider
-
-            self._symbols = CachedSymbolProvider.from_settings(self.settings)
-        return self._symbols
-
-
-def build_context(settings: Settings) -> WorkerContext:
-    """Create the engine and blob store for settings."""
-    return WorkerContext(settings, make_engine(settings), FSBlobStore(settings.blob_dir))
-
-
-_context: WorkerContext | None = None
-_lock = threading.Lock()
-
-
-def install_context(context: WorkerContext | None) -> None:
-    """Use context for jobs run in this process (the server's in-process worker, tests)."""
-    global _context
-    _context = context
-
-
-def current_context() -> WorkerContext:
-    """The installed context, or one built from the environment on first use (RQ workers)."""
-    global _context
-    with _lock:
-        if _context is None:
-            _context = build_context(Settings())
-        return _context
+# WorkerContext, build_context and install_context are imported for the callers that name
+# them here (server, tests, bench); workers/context.py owns them.
+__all__ = ["WorkerContext", "build_context", "current_context", "deliver_notifications", "install_context",
+           "process_crash"]
 
 
 def process_crash(crash_id: str) -> dict[str, Any]:
     """RQ job ``process:<crash_id>``: run the processing pipeline on one crash."""
-    from workers.pipeline import run_pipeline
-
     return run_pipeline(current_context(), crash_id)
 
 
 def deliver_notifications() -> dict[str, Any]:
     """RQ job ``notify``: send the due ticket notifications of the outbox (retries included).
     Returns ``{"sent", "retried", "failed"}``."""
-    from triage.tickets.outbox import deliver_due
-
     ctx = current_context()
     return deliver_due(ctx.engine, ctx.settings).as_dict()

@@ -1,15 +1,18 @@
 """Job queues: RQ on Redis when CRASHD_REDIS_URL is set, else an in-process worker thread.
 
-Both run ``workers.jobs.process_crash``; RQ job ids are ``process:<crash_id>``.
+Both run ``workers.jobs.process_crash``; RQ job ids are ``process:<crash_id>``. Jobs and
+callbacks are named by dotted path (rq's own ``enqueue_call`` style), so this module imports no
+job module: the jobs import the queue, never the other way round.
 """
 
 from __future__ import annotations
 
+import importlib
 import logging
 import queue as stdlib_queue
 import threading
 from abc import ABC, abstractmethod
-from typing import Callable
+from typing import Any, Callable
 
 from schemas.settings import Settings
 
@@ -18,6 +21,8 @@ log = logging.getLogger(__name__)
 JOB_FUNCTION = "workers.jobs.process_crash"
 NOTIFY_JOB_FUNCTION = "workers.jobs.deliver_notifications"
 NOTIFY_JOB_ID = "notify"  # one id for every notify job: at most one waits in the queue
+# RQ's on_failure callback of a processing job (RQ stores the name; the worker imports it)
+FAILURE_CALLBACK = "workers.retries.on_job_failure"
 
 
 def job_id(crash_id: str) -> str:
@@ -68,8 +73,6 @@ class RQJobQueue(JobQueue):
     def enqueue(self, crash_id: str) -> None:
         from rq import Callback
 
-        from workers.retries import on_job_failure
-
         self.queue.enqueue(
             JOB_FUNCTION,
             crash_id,
@@ -77,7 +80,7 @@ class RQJobQueue(JobQueue):
             job_timeout=self.timeout,
             result_ttl=24 * 3600,
             failure_ttl=7 * 24 * 3600,
-            on_failure=Callback(on_job_failure),
+            on_failure=Callback(FAILURE_CALLBACK),
         )
 
     def is_pending(self, crash_id: str) -> bool:
@@ -119,6 +122,16 @@ class RQJobQueue(JobQueue):
         self.redis.close()
 
 
+def resolve(dotted: str) -> Callable[..., Any]:
+    """The function a dotted path names ("workers.jobs.process_crash"), imported when a job
+    runs, as an RQ worker imports a job's function. A string resolved at run time is no
+    import of this module (none at module level, in a function or under TYPE_CHECKING), so
+    the jobs may import the queue without a cycle. Raises ImportError or AttributeError."""
+    module, _, name = dotted.rpartition(".")
+    function: Callable[..., Any] = getattr(importlib.import_module(module), name)
+    return function
+
+
 _worker_thread = threading.local()  # .queue: the InProcessJobQueue whose thread this is
 
 
@@ -152,8 +165,7 @@ class InProcessJobQueue(JobQueue):
         self._queue.join()
 
     def _run(self) -> None:
-        from workers.jobs import process_crash
-
+        process_crash = resolve(JOB_FUNCTION)
         _worker_thread.queue = self
         while True:
             crash_id = self._queue.get()
@@ -183,11 +195,9 @@ class InProcessJobQueue(JobQueue):
         if item != NOTIFY_JOB_ID:
             process_crash(item)
             return
-        from workers.jobs import deliver_notifications
-
         with self._lock:
             self._notify_queued = False  # rows committed from now on need another run
-        deliver_notifications()
+        resolve(NOTIFY_JOB_FUNCTION)()
 
     def close(self) -> None:
         self._queue.put(None)

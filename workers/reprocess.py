@@ -15,7 +15,7 @@ from sqlalchemy import select
 from schemas.tables import Crash
 from storage import groups, queries
 from storage.db import session
-from workers.jobs import WorkerContext
+from workers.context import WorkerContext
 from workers.queue import JobQueue
 
 log = logging.getLogger(__name__)

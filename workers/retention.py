@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from schemas.tables import utcnow
 from storage.blobs import BlobStoreError
 from storage.retention import count_old, delete_crash, delete_sessions, old_crashes
-from workers.jobs import WorkerContext
+from workers.context import WorkerContext
 
 log = logging.getLogger(__name__)
 

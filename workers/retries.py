@@ -24,7 +24,7 @@ from sqlalchemy import exc as sa_exc
 from schemas.settings import Settings
 from storage import queries
 from storage.blobs import BlobNotFound, BlobStoreError
-from workers.jobs import WorkerContext, current_context
+from workers.context import WorkerContext, current_context
 
 log = logging.getLogger(__name__)
 

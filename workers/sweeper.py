@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 
 from schemas.tables import utcnow
 from storage import queries
-from workers.jobs import WorkerContext
+from workers.context import WorkerContext
 from workers.queue import JobQueue
 from workers.retries import WORKER_LOST, retry_later
 

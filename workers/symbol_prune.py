@@ -22,7 +22,7 @@ from schemas.tables import utcnow
 from storage.symbol_use import UnusedModule, forget_module, unused_modules
 from symbolicator.symbols.cache import MalformedSymbols, module_cache_dir
 from symbolicator.symbols.sources import bump_generation
-from workers.jobs import WorkerContext
+from workers.context import WorkerContext
 
 log = logging.getLogger(__name__)
 

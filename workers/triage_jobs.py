@@ -18,7 +18,7 @@ from storage import sessions, triage_queries
 from storage.tickets import FIXED, Change, mark_regressed, open_or_escalate, rules_may_change, verify_by_numbers
 from triage.thresholds import GroupStats, Threshold, current_rules, evaluate, strongest, windows
 from triage.verification import Verification, at_or_after, verify_fix
-from workers.jobs import WorkerContext, current_context
+from workers.context import WorkerContext, current_context
 from workers.queue import JobQueue, RQJobQueue, running_in_process
 
 log = logging.getLogger(__name__)
