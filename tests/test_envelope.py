@@ -306,6 +306,14 @@ def test_authentication_sources(crashd: Crashd, how: str) -> None:
         headers["X-Sentry-Auth"] = f"Sentry sentry_version=7, sentry_client=sentry.python/2.0, sentry_key={crashd.key}"
     response = post(crashd, envelope(event_item(), header=header), headers=headers, key="query" if how == "query" else None)
     assert response.status_code == 200, response.text
+    [crash] = crashes(crashd)  # the event is stored in the key's project, whichever way the key came
+    assert (crash.project_id, crash.submitted_via, crash.build, crash.tester_id) == (
+        crashd.project.id, "envelope", "game@1.2", "tester-1")
+    assert crash.annotations["sentry.tags.map"] == "dust"
+    with crashd.state.ctx.blobs.open(crash.event_key) as stored:
+        assert json.loads(stored.read())["message"] == EVENT["message"]
+    assert not any("sentry_key" in name or "dsn" in name for name in crash.annotations)
+    assert discards(crashd) == {}
 
 
 def test_bad_and_missing_keys(crashd: Crashd) -> None:

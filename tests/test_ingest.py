@@ -99,8 +99,13 @@ def test_ingest_key_sources(crashd: Crashd, how: str) -> None:
 
 
 def test_project_by_name_in_path(crashd: Crashd) -> None:
-    body, ctype = minidump_upload(small_dump(4))
-    assert post_minidump(crashd, body, ctype, project="game").status_code == 200
+    dump = small_dump(4)
+    body, ctype = minidump_upload(dump)
+    response = post_minidump(crashd, body, ctype, project="game")
+    assert response.status_code == 200, response.text
+    crash = crashd.crash(response.text)
+    assert (crash["project"], crash["submitted_via"], crash["size"]) == ("game", "minidump", len(dump))
+    assert stored_dump(crashd, response.text) == dump and crashd.crash_count() == 1
 
 
 def test_multipart_mixed_and_unknown_query_parameters(crashd: Crashd) -> None:
@@ -151,6 +156,10 @@ def test_gzip_body_without_header_is_sniffed(crashd: Crashd) -> None:
     body, ctype = minidump_upload(dump)
     response = post_submit(crashd, gzipped(body), ctype)
     assert response.status_code == 200, response.text
+    crash_id = response.text.strip().split("bp-")[1]
+    crash = crashd.crash(crash_id)  # stored as the dump it was before gzip, not as the gzip bytes
+    assert (crash["submitted_via"], crash["size"], crash["annotations"]) == ("submit", len(dump), {})
+    assert stored_dump(crashd, crash_id) == dump and crashd.crash_count() == 1
 
 
 def test_chunked_body_without_content_length(crashd: Crashd) -> None:
@@ -455,6 +464,10 @@ def test_gzip_sniffed_from_one_byte_chunks(crashd: Crashd) -> None:
     chunks = [packed[:1], packed[1:2], packed[2:]]
     response = crashd.client.post(f"/submit?key={crashd.key}", content=iter(chunks), headers={"Content-Type": ctype})
     assert response.status_code == 200, response.text
+    crash_id = response.text.strip().split("bp-")[1]
+    crash = crashd.crash(crash_id)
+    assert (crash["submitted_via"], crash["size"], crash["annotations"]) == ("submit", len(dump), {})
+    assert stored_dump(crashd, crash_id) == dump and crashd.crash_count() == 1
 
 
 def test_client_disconnect_mid_upload_is_counted_not_crashed(crashd: Crashd, live) -> None:

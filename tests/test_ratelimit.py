@@ -65,6 +65,10 @@ def test_sessions_are_never_limited(limited: Crashd) -> None:
                           "attrs": {"release": "1.0"}}).encode()
     body = b"{}\n" + json.dumps({"type": "session", "length": len(session)}).encode() + b"\n" + session
     assert post_envelope(limited, body).status_code == 200
+    # the session is counted although the project has used its events of the minute
+    builds = limited.client.get("/api/builds?project=game", headers=limited.admin).json()["builds"]
+    assert [(b["build"], b["sessions"], b["crashed_sessions"]) for b in builds if b["sessions"]] == [("1.0", 1, 0)]
+    assert limited.crash_count() == LIMIT and discards(limited) == {}
 
 
 @pytest.mark.parametrize("endpoint", ["minidump", "submit"])
