@@ -1,6 +1,6 @@
 """JSON twins of the dashboard pages (issue 6), for any signed-in reader (server.auth.can_read):
 
-- ``GET /api/triage?project=`` -> server.triage_cli.triage_board
+- ``GET /api/triage?project=`` -> workers.triage_report.triage_board
 - ``GET /api/symbols?project=&limit=`` -> storage.dashboard_queries.symbols_page
 
 ``GET /api/groups`` and ``GET /api/groups/<id>`` (server/groups_api.py) parse their query
@@ -22,7 +22,7 @@ from starlette.routing import Route
 from server.api import project_from_query
 from server.auth import can_read
 from server.groups_api import parse_since
-from server.triage_cli import triage_board
+from workers.triage_report import triage_board
 from storage import dashboard_queries
 from server.state import state_of
 

@@ -1,7 +1,8 @@
 """``crashd triage report``, ``crashd patch-notes`` and ``crashd progress-log``: the daily
 triage meeting's agenda, the retest list of a fix build, and the P0/P1 log (docs/triage.md).
 
-Each command gathers a plain dict (``--format json`` prints it) and renders it as Markdown.
+workers/triage_report.py gathers each as a plain dict (``--format json`` prints it) and
+renders it as Markdown; these commands parse the arguments and print.
 The time of the last report is kept in ``<data_dir>/triage-last-report``.
 """
 
@@ -10,17 +11,15 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from datetime import datetime, timedelta
-from pathlib import Path
-from typing import Any
+from datetime import timedelta
 
 from schemas.settings import Settings
 from schemas.tables import utcnow
-from storage import dashboard_queries, queries, triage_queries
+from storage import queries
 from triage.thresholds import RulesError, load_rules
 from workers.jobs import WorkerContext
-
-LAST_REPORT_FILE = "triage-last-report"
+from workers.triage_report import (LAST_REPORT_FILE, build_report, patch_notes, progress_log, read_mark,
+                                   render_patch_notes, render_progress_log, render_report, write_mark)
 
 
 def rules_ok(settings: Settings) -> bool:
@@ -53,95 +52,7 @@ def project_id_of(ctx: WorkerContext, ref: str | None) -> int | None:
     return project.id
 
 
-def time_left(due_at: str, now: datetime) -> str:
-    """"12h left" or "overdue by 3h" (whole hours; minutes under an hour)."""
-    delta = datetime.fromisoformat(due_at) - now
-    seconds = abs(delta.total_seconds())
-    amount = f"{int(seconds // 3600)}h" if seconds >= 3600 else f"{int(seconds // 60)}m"
-    return f"{amount} left" if delta.total_seconds() >= 0 else f"overdue by {amount}"
-
-
 # -- crashd triage report -------------------------------------------------------------------
-
-
-def build_report(ctx: WorkerContext, *, since: datetime, last_report: datetime | None,
-                 project_id: int | None = None, now: datetime | None = None) -> dict[str, Any]:
-    """What the triage meeting looks at, JSON-ready."""
-    from workers.triage_jobs import fix_numbers
-
-    now = now or utcnow()
-    engine = ctx.engine
-    active = triage_queries.list_tickets(engine, project_id=project_id, states=["open", "regressed"])
-    for ticket in active:
-        ticket["time_left"] = time_left(ticket["due_at"], now)
-    awaiting = triage_queries.list_tickets(engine, project_id=project_id, states=["resolved"])
-    projects: dict[int, Any] = {}  # each project's sessions and builds, read once for all its tickets
-    for ticket in awaiting:
-        result = fix_numbers(ctx, ticket, projects)
-        ticket["verification"] = {**result.details(), "summary": result.summary()}
-    return {
-        "generated_at": now.isoformat(), "since": since.isoformat(),
-        "last_report": last_report.isoformat() if last_report else None,
-        "new_groups": triage_queries.new_groups(engine, since=since, project_id=project_id),
-        "top_groups": triage_queries.top_groups(engine, since=since, project_id=project_id),
-        "open_tickets": [t for t in active if t["state"] == "open"],
-        "regressions": [t for t in active if t["state"] == "regressed"],
-        "awaiting_verification": awaiting,
-        "verified": triage_queries.events_since(engine, since=last_report or since, actions=["verified"],
-                                                project_id=project_id),
-    }
-
-
-def render_report(report: dict[str, Any]) -> str:
-    """The report as Markdown."""
-    lines = [f"# Triage report {report['generated_at'][:16].replace('T', ' ')} UTC", "",
-             f"Crashes since {report['since'][:16].replace('T', ' ')} UTC; verified since "
-             + (f"the last report ({report['last_report'][:16].replace('T', ' ')} UTC)" if report["last_report"]
-                else "then (no earlier report)") + ".", ""]
-
-    def section(title: str, rows: list[Any], header: str, line: Any) -> None:
-        lines.extend([f"## {title} ({len(rows)})", ""])
-        lines.extend([header, "|" + "---|" * header.count("|", 1)] + [line(r) for r in rows] if rows else ["None."])
-        lines.append("")
-
-    ticket_header = "| Ticket | Priority | Title | Testers | Crashes | Due |"
-    ticket_line = lambda t: (f"| #{t['id']} | {t['priority']} | {t['title']} | {t['tester_count']} | "  # noqa: E731
-                             f"{t['crash_count']} | {t['time_left']} |")
-    section("Open P0/P1", report["open_tickets"], ticket_header, ticket_line)
-    section("Regressions", report["regressions"], ticket_header, ticket_line)
-    section("New groups", report["new_groups"], "| Group | Signature | Component | Testers | Crashes |",
-            lambda g: f"| {g['id']} | `{g['signature']}` | {g['component'] or ''} | {g['tester_count']} | {g['crash_count']} |")
-    section("Top groups by testers", report["top_groups"], "| Group | Signature | Component | Testers | Crashes |",
-            lambda g: f"| {g['group_id']} | `{g['signature']}` | {g['component'] or ''} | {g['testers']} | {g['crashes']} |")
-    section("Resolved, awaiting verification", report["awaiting_verification"], "| Ticket | Title | Fixed in | Numbers |",
-            lambda t: f"| #{t['id']} | {t['title']} | {t['fixed_in']} | {t['verification']['summary']} |")
-    section("Verified", report["verified"], "| Ticket | Title | Fixed in | How |",
-            lambda e: f"| #{e['ticket_id']} | {e['title']} | {e['fixed_in'] or ''} | {how_verified(e)} |")
-    return "\n".join(lines)
-
-
-def triage_board(ctx: WorkerContext, *, project_id: int | None, now: datetime) -> dict[str, Any]:
-    """storage.dashboard_queries.triage_board, each resolved ticket with ``verification`` (the
-    numbers of its fix as they are now) and ``report_markdown``: the daily report of
-    ``crashd triage report`` over the last 24 hours. Reading the board never moves the CLI's
-    last-report mark."""
-    found = dashboard_queries.triage_board(ctx.engine, project_id=project_id, now=now)
-    report = build_report(ctx, since=now - timedelta(hours=24), last_report=None, project_id=project_id, now=now)
-    numbers = {t["id"]: t["verification"] for t in report["awaiting_verification"]}
-    for ticket in found["awaiting_verification"]:
-        ticket["verification"] = numbers.get(ticket["ticket_id"])
-    return {**found, "report_markdown": render_report(report)}
-
-
-def how_verified(event: dict[str, Any]) -> str:
-    """"by numbers: ..." for the automatic verification, else who verified it by hand."""
-    details = event.get("details") or {}
-    if details.get("method") == "rates":
-        p = details.get("p_value")
-        return (f"by numbers: {details['base_crashes']}/{details['base_sessions']} crashes/sessions before, "
-                f"{details['target_crashes']}/{details['target_sessions']} from the fix on"
-                + (f", p={p:.3g}" if p is not None else ""))
-    return f"by hand ({event['actor']})" + (f": {details['note']}" if details.get("note") else "")
 
 
 def cmd_report(settings: Settings, args: argparse.Namespace) -> int:
@@ -169,50 +80,7 @@ def cmd_report(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def read_mark(path: Path) -> datetime | None:
-    """When the last report was made (None: never, or an unreadable file)."""
-    try:
-        return datetime.fromisoformat(path.read_text().strip())
-    except (OSError, ValueError):
-        return None
-
-
-def write_mark(path: Path, when: datetime) -> None:
-    """Remember when this report was made (temp file + rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(when.isoformat() + "\n")
-    tmp.rename(path)
-
-
 # -- crashd patch-notes ---------------------------------------------------------------------
-
-
-def patch_notes(ctx: WorkerContext, *, build: str, project_id: int | None = None) -> dict[str, Any]:
-    """The tickets fixed in build (resolved or verified) and the testers who hit each group."""
-    tickets = triage_queries.list_tickets(ctx.engine, project_id=project_id, states=["resolved", "verified"],
-                                          fixed_in=build)
-    for ticket in tickets:
-        ticket["testers"] = [{**t, "last_seen": t["last_seen"].isoformat()}
-                             for t in triage_queries.group_testers(ctx.engine, group_id=ticket["group_id"])]
-    testers: dict[str, list[str]] = {}
-    for ticket in tickets:
-        for tester in ticket["testers"]:
-            testers.setdefault(tester["tester_id"], []).append(ticket["signature"])
-    return {"build": build, "fixed": tickets, "testers": dict(sorted(testers.items()))}
-
-
-def render_patch_notes(notes: dict[str, Any]) -> str:
-    """Patch notes as Markdown: each fixed crash with its testers, then whom to ask to retest."""
-    lines = [f"# Crash fixes in {notes['build']}", ""]
-    if not notes["fixed"]:
-        return "\n".join(lines + ["No ticket is resolved in this build.", ""])
-    for t in notes["fixed"]:
-        who = ", ".join(f"{x['tester_id']} ({x['crash_count']})" for x in t["testers"]) or "no known tester"
-        lines.append(f"- **{t['title']}** (ticket #{t['id']}, {t['priority']}, {t['state']}): hit by {who}")
-    lines += ["", f"## Please retest on {notes['build']}", ""]
-    lines += [f"- {tester}: {', '.join(f'`{s}`' for s in sigs)}" for tester, sigs in notes["testers"].items()]
-    return "\n".join(lines + [""])
 
 
 def cmd_patch_notes(settings: Settings, args: argparse.Namespace) -> int:
@@ -228,26 +96,6 @@ def cmd_patch_notes(settings: Settings, args: argparse.Namespace) -> int:
 
 
 # -- crashd progress-log --------------------------------------------------------------------
-
-
-def progress_log(ctx: WorkerContext, *, project_id: int | None = None) -> list[dict[str, Any]]:
-    """Every P0/P1 ticket, oldest first, with how it was verified (None: not yet)."""
-    tickets = sorted(triage_queries.list_tickets(ctx.engine, project_id=project_id), key=lambda t: t["id"])
-    for ticket in tickets:
-        history = (triage_queries.get_ticket(ctx.engine, ticket_id=ticket["id"]) or {}).get("history", [])
-        verified = [e for e in history if e["action"] == "verified"]
-        ticket["verified"] = how_verified(verified[-1]) if verified and ticket["state"] == "verified" else None
-    return tickets
-
-
-def render_progress_log(tickets: list[dict[str, Any]]) -> str:
-    """The P0/P1 log as a Markdown table for the project's progress log."""
-    lines = ["# Crash progress log (P0/P1)", "", "| Opened | Signature | Ticket | Priority | State | Fix build | Verified |",
-             "|---|---|---|---|---|---|---|"]
-    for t in tickets:
-        lines.append(f"| {t['created_at'][:10]} | `{t['signature']}` | #{t['id']} {t['title']} | {t['priority']} | "
-                     f"{t['state']} | {t['fixed_in'] or ''} | {t['verified'] or ''} |")
-    return "\n".join(lines + [""])
 
 
 def cmd_progress_log(settings: Settings, args: argparse.Namespace) -> int:

@@ -260,7 +260,7 @@ def triage_board(engine: Engine, *, project_id: int | None = None, now: datetime
     - ``regressions``: regressed tickets; ``awaiting_verification``: resolved tickets, newest
       first.
 
-    server.triage_cli.triage_board adds the verification numbers and the daily report.
+    workers.triage_report.triage_board adds the verification numbers and the daily report.
     """
     now = as_utc(now) or utcnow()
     with engine.connect() as conn:

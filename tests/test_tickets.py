@@ -351,7 +351,7 @@ def test_triage_cli(tix: Crashd, monkeypatch: pytest.MonkeyPatch, capsys: pytest
 
 
 def test_time_left() -> None:
-    from server.triage_cli import time_left
+    from workers.triage_report import time_left
 
     now = utcnow()
     assert time_left((now + timedelta(hours=5, minutes=1)).isoformat(), now) == "5h left"

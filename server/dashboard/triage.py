@@ -2,7 +2,7 @@
 
 Open P0/P1 tickets by due time with a countdown (overdue in red), newly spreading groups,
 regressions, tickets resolved and awaiting verification, and the daily report as Markdown
-with a copy button. server.triage_cli.triage_board gathers it all (also for ``GET /api/triage``).
+with a copy button. workers.triage_report.triage_board gathers it all (also for ``GET /api/triage``).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from starlette.responses import Response
 
 from server import auth, pages
 from server.dashboard.access import page, project_filter
-from server.triage_cli import triage_board
+from workers.triage_report import triage_board
 from server.state import ServerState
 
 
