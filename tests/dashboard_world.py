@@ -180,7 +180,7 @@ def add_ticket(crashd: Crashd, group_id: int, title: str, priority: str = "P0") 
 
 def create_user(crashd: Crashd, name: str, role: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """`crashd user create NAME --role ROLE` with the password on stdin."""
-    from server.users_cli import cmd_user_create
+    from server.cli.users import cmd_user_create
 
     monkeypatch.setattr("sys.stdin", io.StringIO(PASSWORD + "\n"))
     assert cmd_user_create(crashd.settings, argparse.Namespace(name=name, role=role)) == 0

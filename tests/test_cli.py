@@ -109,7 +109,7 @@ def test_stackwalk_human_output_and_missing_file(tmp_path: Path) -> None:
 def test_dashboard_hint_until_the_first_user(tmp_path: Path) -> None:
     """`crashd serve` says how to sign in while no user exists, and stops saying it after."""
     from schemas.settings import Settings
-    from server.cli import dashboard_hint
+    from server.cli.serve import dashboard_hint
     from storage import users
     from storage.db import make_engine, migrate
 

@@ -16,7 +16,7 @@ import pytest
 
 from conftest import REPO, Crashd, LiveServer, _crashd, make_settings
 from minidump_writer import small_dump
-from server.cli import project_urls
+from server.cli.projects import project_urls
 from server.ratelimit import MemoryRateLimiter, RedisRateLimiter
 from uploads import minidump_upload
 
@@ -124,7 +124,7 @@ def set_project_limit(crashd: Crashd, per_minute: str) -> int:
     """`crashd project limit <project> <per_minute>` on crashd's database."""
     import argparse
 
-    from server.cli import cmd_project_limit
+    from server.cli.projects import cmd_project_limit
 
     return cmd_project_limit(crashd.settings, argparse.Namespace(project=crashd.project.name, per_minute=per_minute))
 
@@ -150,6 +150,6 @@ def test_project_limit_refuses_bad_values(crashd: Crashd, capsys: pytest.Capture
     assert "give a number" in capsys.readouterr().err
     import argparse
 
-    from server.cli import cmd_project_limit
+    from server.cli.projects import cmd_project_limit
 
     assert cmd_project_limit(crashd.settings, argparse.Namespace(project="nope", per_minute="5")) == 1

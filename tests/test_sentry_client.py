@@ -17,7 +17,7 @@ from sqlalchemy import select
 from conftest import REPO, Crashd, LiveServer
 from minidump_writer import small_dump
 from schemas.tables import Crash, GameSession
-from server.cli import project_urls
+from server.cli.projects import project_urls
 
 CLIENT = Path(__file__).parent / "clients" / "sentry_sdk_client.py"
 RECORDED = Path(__file__).parent / "clients" / "sentry-python-2.75-exception.envelope"
@@ -114,7 +114,7 @@ def test_recorded_envelope_replayed_with_gzip(crashd: Crashd) -> None:
 
 def test_sdk_envelope_round_trip_parses_like_relay() -> None:
     """sentry-sdk's own deserializer reads the recorded file the way our parser does."""
-    from server.envelope import parse_envelope
+    from server.ingest.envelope import parse_envelope
 
     theirs = sentry_sdk.envelope.Envelope.deserialize(RECORDED.read_bytes())
     ours = parse_envelope(RECORDED.read_bytes())

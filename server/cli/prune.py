@@ -21,13 +21,15 @@ from datetime import datetime, timedelta
 
 from schemas.settings import Settings
 from schemas.tables import utcnow
+from server.groups_api import parse_since
+from server.triage_cli import command_context, project_id_of
+from workers.retention import prune
+from workers.symbol_prune import prune_symbols
 
 
 def cutoff(given: str | None, days: float | None, option: str, setting: str) -> datetime:
     """The cutoff from the option (``90d``, an ISO date, ...) or the setting's days. Raises
     ValueError with what to say."""
-    from server.groups_api import parse_since
-
     if given:
         return parse_since(given)  # type: ignore[return-value]  (not empty: never None)
     if days:
@@ -37,9 +39,6 @@ def cutoff(given: str | None, days: float | None, option: str, setting: str) -> 
 
 def cmd_prune(settings: Settings, args: argparse.Namespace) -> int:
     """Delete (or with --dry-run count) the crashes received before now - AGE."""
-    from server.triage_cli import command_context, project_id_of
-    from workers.retention import prune
-
     try:
         before = cutoff(args.older_than, settings.retention_days, "--older-than", "CRASHD_RETENTION_DAYS")
     except ValueError as exc:
@@ -75,9 +74,6 @@ def add_prune_command(sub: "argparse._SubParsersAction[argparse.ArgumentParser]"
 
 def cmd_symbols_prune(settings: Settings, args: argparse.Namespace) -> int:
     """Delete (or with --dry-run count) the debug files no crash has used since now - AGE."""
-    from server.triage_cli import command_context
-    from workers.symbol_prune import prune_symbols
-
     try:
         before = cutoff(args.unused_for, settings.symbol_retention_days, "--unused-for",
                         "CRASHD_SYMBOL_RETENTION_DAYS")

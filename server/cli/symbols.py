@@ -11,7 +11,9 @@ retried with backoff; a 4xx is final.
 
 from __future__ import annotations
 
+import argparse
 import json
+import logging
 import sys
 import time
 from dataclasses import dataclass, field
@@ -21,6 +23,7 @@ from urllib.parse import quote
 
 import httpx
 
+from schemas.settings import Settings
 from symbolicator.symbols.cache import MalformedSymbols
 from symbolicator.symbols.store import Identity, Names, file_sha256, identify, layout_names
 from symbolicator.symbols.ziptree import is_zip
@@ -222,3 +225,10 @@ def _send(uploader: Uploader, candidate: Candidate) -> None:
             candidate.outcome = "uploaded"
     except (UploadError, OSError) as exc:
         candidate.outcome, candidate.error = "failed", str(exc)
+
+
+def cmd_symbols_upload(settings: Settings, args: argparse.Namespace) -> int:
+    """Upload debug files to a crashd server, skipping those it already holds (docs/symbols.md)."""
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one progress line per file, not per request
+    return upload_paths(args.paths, url=args.url, token=args.token, project=args.project, as_json=args.json,
+                        timeout=args.timeout)

@@ -14,14 +14,14 @@ import sys
 from sqlalchemy.engine import Engine
 
 from schemas.settings import Settings
+from server.auth import hash_password
 from storage import queries, users
 from storage import web_sessions
+from storage.db import make_engine, migrate
 
 
 def _engine(settings: Settings) -> Engine:
     """The database, migrated."""
-    from storage.db import make_engine, migrate
-
     engine = make_engine(settings)
     migrate(engine)
     return engine
@@ -38,8 +38,6 @@ def read_password() -> str | None:
 
 def cmd_user_create(settings: Settings, args: argparse.Namespace) -> int:
     """Create a user with the password read from stdin."""
-    from server.auth import hash_password
-
     password = read_password()
     if password is None:
         print("error: empty password (give it on stdin: one line)", file=sys.stderr)
@@ -55,8 +53,6 @@ def cmd_user_create(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_user_password(settings: Settings, args: argparse.Namespace) -> int:
     """Set a user's password from stdin; the user's sessions end."""
-    from server.auth import hash_password
-
     password = read_password()
     if password is None:
         print("error: empty password (give it on stdin: one line)", file=sys.stderr)

@@ -1,0 +1,108 @@
+"""``crashd serve``, ``crashd worker`` and ``crashd migrate``: the long-running processes and the
+database they share.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import uvicorn
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from schemas.settings import Settings
+from server import log_redaction
+from server.app import create_app, init_sentry
+from server.cli.projects import project_urls
+from server.state import build_state
+from server.triage_cli import rules_ok
+from storage import queries, users
+from storage.db import make_engine, migrate
+from workers import jobs
+from workers.rq_worker import OutageLog, StopSignal, run_worker, wait_for
+
+
+def _base_url(host: str, port: int) -> str:
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    return f"http://{shown}:{port}"
+
+
+def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
+    """Run the HTTP server (and, without Redis, the in-process worker)."""
+    if not rules_ok(settings):
+        return 2
+    try:
+        settings.resolve_session_secret()  # the dashboard's cookie key; production must set it
+    except ValueError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+    log_redaction.install()  # our own log lines (the root logger's handlers)
+    init_sentry(settings)
+    state = build_state(settings)
+    projects = queries.list_projects(state.ctx.engine)
+    project = projects[0] if projects else queries.create_project(state.ctx.engine, name="default")
+    urls = project_urls(settings, project, _base_url(args.host, args.port))
+    mode = "RQ on " + settings.redis_url if settings.redis_url else "in-process worker"
+    print(f"crashd listening on {_base_url(args.host, args.port)}  ({state.ctx.engine.dialect.name}, {mode})")
+    print(f"  project '{project.name}' minidump upload URL: {urls['minidump_url']}")
+    print(f"  project '{project.name}' Breakpad submit URL: {urls['submit_url']}")
+    if settings.environment == "development":
+        print(f"  admin token: {state.admin_token}")
+    else:  # never write a production secret to logs
+        print("  admin token: the value of CRASHD_ADMIN_TOKEN")
+    # After the admin token: scripts (and tests' serve_process) read the first four lines.
+    print(f"  project '{project.name}' DSN for sentry-native / sentry-sdk: {urls['dsn']}")
+    print(f"  dashboard: {_base_url(args.host, args.port)}/" + dashboard_hint(state.ctx.engine))
+    sys.stdout.flush()
+    try:
+        # X-Forwarded-For only from CRASHD_TRUSTED_PROXIES: uvicorn's default believes any
+        # 127.0.0.1 peer, which let anyone behind a local proxy pick the address the sign-in
+        # throttle counts; and no ingest key or token in the access log (server/log_redaction.py)
+        uvicorn.run(create_app(settings, state), host=args.host, port=args.port, log_level=args.log_level,
+                    proxy_headers=bool(settings.trusted_proxies), forwarded_allow_ips=settings.trusted_proxies,
+                    log_config=log_redaction.uvicorn_log_config())
+    finally:
+        state.queue.close()
+    return 0
+
+
+def dashboard_hint(engine: "Engine") -> str:
+    """How to sign in: a reminder to create the first user while there is none."""
+    if users.list_users(engine):
+        return ""
+    return "  (no users yet: `crashd user create NAME --role admin` reads a password from stdin)"
+
+
+def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
+    """Run an RQ worker for the processing queue."""
+    if not settings.redis_url:
+        print("crashd worker needs CRASHD_REDIS_URL; without it `crashd serve` runs the jobs itself",
+              file=sys.stderr)
+        return 2
+    if not rules_ok(settings):
+        return 2
+
+    ctx = jobs.build_context(settings)
+    stop = StopSignal()
+    stop.install()  # a worker started while the database is down waits for it, as for Redis
+    if not wait_for(lambda: migrate(ctx.engine), (SQLAlchemyError,), OutageLog(what="the database"), stop):
+        return 0
+    if args.fork:
+        # A process per job: a crash in native code cannot take the worker down, but every
+        # job starts cold (imports, a database connection, symbol caches): ~10x slower.
+        ctx.engine.dispose()
+    else:
+        # Jobs run in this process and keep it warm: one engine with pooled connections and
+        # one symbol provider with loaded modules for every job. RQ's time limit still
+        # applies (SIGALRM in this thread); the pipeline also stops itself at 0.8 of it.
+        jobs.install_context(ctx)
+    # Redis down (at start or later): the worker waits and resumes (workers/rq_worker.py)
+    return run_worker(settings, fork=args.fork, burst=args.burst, max_jobs=args.max_jobs)
+
+
+def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
+    """Apply database migrations and exit."""
+    migrate(make_engine(settings))
+    print("database is up to date")
+    return 0
