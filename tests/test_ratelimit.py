@@ -17,7 +17,7 @@ import pytest
 from conftest import REPO, Crashd, LiveServer, _crashd, make_settings
 from minidump_writer import small_dump
 from server.cli.projects import project_urls
-from server.ratelimit import MemoryRateLimiter, RedisRateLimiter
+from server.ingest.ratelimit import MemoryRateLimiter, RedisRateLimiter
 from uploads import minidump_upload
 
 LIMIT = 2

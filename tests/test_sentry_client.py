@@ -114,7 +114,7 @@ def test_recorded_envelope_replayed_with_gzip(crashd: Crashd) -> None:
 
 def test_sdk_envelope_round_trip_parses_like_relay() -> None:
     """sentry-sdk's own deserializer reads the recorded file the way our parser does."""
-    from server.envelope import parse_envelope
+    from server.ingest.envelope import parse_envelope
 
     theirs = sentry_sdk.envelope.Envelope.deserialize(RECORDED.read_bytes())
     ours = parse_envelope(RECORDED.read_bytes())

@@ -19,7 +19,7 @@ from test_crashpad_client import (  # noqa: F401  (crashme: the fixture building
     create_database, crashme, require_handler_and_ptrace, run_crashme, wait_for_completed_report,
 )
 from minidump_writer import small_dump
-from server.sentry_event import bracket_annotation, decode_msgpack_breadcrumbs, decode_msgpack_event
+from server.ingest.sentry_event import bracket_annotation, decode_msgpack_breadcrumbs, decode_msgpack_event
 from uploads import multipart
 
 BREADCRUMBS = ("__sentry-breadcrumb1", "__sentry-breadcrumb2")

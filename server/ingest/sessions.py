@@ -21,8 +21,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
-from server.ingest import Rejected, authenticate
-from server.upload_parser import MalformedUpload, read_whole_body
+from server.ingest.minidump import Rejected, authenticate
+from server.ingest.upload_parser import MalformedUpload, read_whole_body
 from storage import queries, sessions
 from server.state import ServerState, state_of
 

@@ -21,7 +21,7 @@ from typing import Any
 import msgpack
 
 from schemas.sentry_event import event_frames, event_message, primary_exception
-from server.upload_parser import MAX_JSON_DEPTH, flatten_json, too_deep
+from server.ingest.upload_parser import MAX_JSON_DEPTH, flatten_json, too_deep
 
 EVENT_PART = "__sentry-event"
 BREADCRUMB_PARTS = ("__sentry-breadcrumb1", "__sentry-breadcrumb2")

@@ -16,9 +16,9 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from server.envelope import Envelope
-from server.sessions_api import parse_session
-from server.upload_parser import MalformedUpload
+from server.ingest.envelope import Envelope
+from server.ingest.sessions import parse_session
+from server.ingest.upload_parser import MalformedUpload
 
 STATUS = {"ok": "ok", "exited": "exited", "crashed": "crashed", "abnormal": "abnormal", "errored": "exited"}
 AGGREGATE_COUNTS = (("exited", "exited"), ("errored", "exited"), ("abnormal", "abnormal"), ("crashed", "crashed"))

@@ -21,7 +21,7 @@ import json
 import logging
 from pathlib import Path
 
-from server.sentry_event import (
+from server.ingest.sentry_event import (
     BREADCRUMB_PARTS,
     EVENT_PART,
     bracket_annotation,
@@ -29,7 +29,7 @@ from server.sentry_event import (
     decode_msgpack_event,
     event_annotations,
 )
-from server.upload_parser import Budget, ParsedUpload, SpoolWriter, UploadPart
+from server.ingest.upload_parser import Budget, ParsedUpload, SpoolWriter, UploadPart
 
 log = logging.getLogger(__name__)
 MAX_EXTRA_PART = 8 * 1024 * 1024  # a bigger "event" is kept raw, not decoded into memory

@@ -22,8 +22,8 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from schemas.tables import Attachment, Crash, Project, utcnow
 from server.auth import INGEST_KEY_PARAMS, ingest_key
-from server.sentry_native import apply_native_parts
-from server.upload_parser import (
+from server.ingest.sentry_native import apply_native_parts
+from server.ingest.upload_parser import (
     Budget,
     MalformedUpload,
     ParsedUpload,

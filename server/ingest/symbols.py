@@ -30,7 +30,7 @@ from starlette.responses import JSONResponse, Response
 
 from schemas.tables import Project, SymbolFile
 from server.auth import Principal, bearer_token, can_read, ingest_key, symbol_uploader, token_principal
-from server.upload_parser import (GZIP_MAGIC, MAX_FIELD_CHARS, ZSTD_MAGIC, Budget, MalformedUpload, SpoolWriter,
+from server.ingest.upload_parser import (GZIP_MAGIC, MAX_FIELD_CHARS, ZSTD_MAGIC, Budget, MalformedUpload, SpoolWriter,
                                   UploadPart, UploadTooLarge, decoded_body, decompress_part, parse_multipart)
 from storage import queries, symbol_use
 from workers.reprocess import reprocess_for_symbols

@@ -28,11 +28,11 @@ from starlette.responses import JSONResponse, Response
 
 from schemas.tables import Project
 from server.auth import can_write, ingest_key
-from server.envelope import Envelope, EnvelopeItemTooLarge, Item, MalformedEnvelope, parse_envelope
-from server.ingest import Rejected, StorageUnavailable, count_quietly, project_for_key
-from server.ratelimit import rate_limit_headers
-from server.sentry_store import store_envelope
-from server.upload_parser import MAX_JSON_DEPTH, OUT_CHUNK, MalformedUpload, UploadTooLarge, read_whole_body, too_deep
+from server.ingest.envelope import Envelope, EnvelopeItemTooLarge, Item, MalformedEnvelope, parse_envelope
+from server.ingest.minidump import Rejected, StorageUnavailable, count_quietly, project_for_key
+from server.ingest.ratelimit import rate_limit_headers
+from server.ingest.sentry_store import store_envelope
+from server.ingest.upload_parser import MAX_JSON_DEPTH, OUT_CHUNK, MalformedUpload, UploadTooLarge, read_whole_body, too_deep
 from server.state import ServerState, state_of
 
 

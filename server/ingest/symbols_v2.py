@@ -27,8 +27,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
-from server.symbols_api import Refused, _refuse, _store_staged, authenticate_upload, read_files
-from server.upload_parser import MalformedUpload
+from server.ingest.symbols import Refused, _refuse, _store_staged, authenticate_upload, read_files
+from server.ingest.upload_parser import MalformedUpload
 from storage import queries
 from symbolicator.symbols import store
 from symbolicator.symbols.sources import breakpad_layout

@@ -22,11 +22,11 @@ from typing import Any
 from sqlalchemy.exc import SQLAlchemyError
 
 from schemas.tables import Crash, Project
-from server.envelope import Envelope, Item
-from server.ingest import StorageUnavailable, enqueue_quietly, fingerprint, persist_upload, store_crash
-from server.sentry_event import event_annotations
-from server.sentry_sessions import envelope_sessions
-from server.upload_parser import Budget, MalformedUpload, ParsedUpload, SpoolWriter, UploadPart, prepare_minidump
+from server.ingest.envelope import Envelope, Item
+from server.ingest.minidump import StorageUnavailable, enqueue_quietly, fingerprint, persist_upload, store_crash
+from server.ingest.sentry_event import event_annotations
+from server.ingest.sentry_sessions import envelope_sessions
+from server.ingest.upload_parser import Budget, MalformedUpload, ParsedUpload, SpoolWriter, UploadPart, prepare_minidump
 from storage import queries, sessions
 from storage.blobs import day_key
 from server.state import ServerState
