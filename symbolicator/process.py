@@ -16,7 +16,9 @@ from symbolicator.minidump import Minidump, read_minidump
 from symbolicator.report import build_report
 from symbolicator.stackwalk.walker import walk_thread
 from symbolicator.symbolize import symbolize_thread
-from symbolicator.symbols.provider import SymbolProvider
+from symbolicator.symbols.provider import CachedSymbolProvider
+from symbolicator.symbols.sources import LocalDirSource
+from symbolicator.symbols.types import SymbolProvider
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +70,4 @@ def process_minidump(data: bytes, provider: SymbolProvider, deadline: float | No
 
 def local_provider(symbols_dirs: list[Path], cache_dir: Path) -> SymbolProvider:
     """A provider reading Breakpad-layout folders, caching conversions in cache_dir."""
-    from symbolicator.symbols.provider import CachedSymbolProvider
-    from symbolicator.symbols.sources import LocalDirSource
-
     return CachedSymbolProvider([LocalDirSource(d) for d in symbols_dirs], cache_dir)

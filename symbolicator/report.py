@@ -8,7 +8,7 @@ from typing import Any
 
 from schemas.stack import Frame, Module, Thread
 from symbolicator.minidump import Minidump
-from symbolicator.symbols.provider import SymbolProvider, SymbolStatus
+from symbolicator.symbols.types import SymbolProvider, SymbolStatus
 
 
 def hex_addr(value: int | None, width: int) -> str | None:

@@ -7,7 +7,7 @@ from functools import lru_cache
 from pydemumble import demangle as _demumble
 
 from schemas.stack import Frame, SourceLocation, Thread
-from symbolicator.symbols.provider import SymbolProvider, SymbolStatus
+from symbolicator.symbols.types import SymbolProvider, SymbolStatus
 
 # Itanium C++ (_Z, __Z on macOS), Rust v0 (_R; legacy Rust names are Itanium-shaped) and
 # MSVC (?) manglings; anything else is a plain name (C, or already demangled by dump_syms).

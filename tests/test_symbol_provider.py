@@ -9,8 +9,9 @@ from pathlib import Path
 from conftest import require_corpus
 from schemas.settings import Settings
 from schemas.stack import Module
-from symbolicator.symbols.provider import CachedSymbolProvider, SymbolProvider, SymbolStatus
+from symbolicator.symbols.provider import CachedSymbolProvider
 from symbolicator.symbols.sources import FetchResult, LocalDirSource
+from symbolicator.symbols.types import SymbolProvider, SymbolStatus
 from test_symbol_sources import PATH, SYM, TEST_APP_ID, SymbolServer, server  # noqa: F401 - a fixture
 
 INLINE_ID = "BBA6FA10B8AAB33D00000000000000000"

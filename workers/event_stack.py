@@ -25,7 +25,7 @@ from schemas.stack import Module
 from schemas.sentry_event import event_frames, event_message, primary_exception
 from symbolicator.limits import DEFAULT_LIMITS, Limits
 from symbolicator.symbolize import demangle
-from symbolicator.symbols.provider import SymbolStatus
+from symbolicator.symbols.types import SymbolStatus
 
 NO_STACK = "EMPTY: event without a stack trace or message"
 EVENT_TEXT_MAX = 64 * 1024  # characters of message and exception value kept for component hints

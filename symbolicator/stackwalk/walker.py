@@ -16,7 +16,7 @@ from typing import Callable
 from schemas.stack import Frame, FrameTrust, Module, Thread
 from symbolicator.limits import DEFAULT_LIMITS
 from symbolicator.minidump import CpuContext, DumpThread, MemoryRegion, Minidump
-from symbolicator.symbols.provider import SymbolProvider, SymbolStatus
+from symbolicator.symbols.types import SymbolProvider, SymbolStatus
 
 NULLISH = 4096
 

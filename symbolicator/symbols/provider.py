@@ -1,7 +1,8 @@
-"""What the stack walker and symbolizer may ask about a module's symbols.
+"""The SymbolProvider the worker uses: symbols from SymbolSources, converted once into
+on-disk caches and kept loaded in memory.
 
 The walker never reads symbol files itself; it asks a SymbolProvider (rust-minidump's
-``SymbolProvider`` trait). Addresses given to a provider are module offsets
+``SymbolProvider`` trait, in types.py). Addresses given to a provider are module offsets
 (address - module.base_addr).
 """
 
@@ -11,86 +12,17 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
-from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol, Sequence
+from typing import Sequence
 
+from schemas.settings import Settings
 from schemas.stack import Module, SourceLocation
-
-if TYPE_CHECKING:
-    from schemas.settings import Settings
-    from symbolicator.symbols import cache as _cache
-    from symbolicator.symbols import sources as _sources
+from symbolicator.symbols import cache as _cache
+from symbolicator.symbols import sources as _sources
+from symbolicator.symbols.types import FunctionInfo, SymbolProvider, SymbolStatus, WinFrameInfo
 
 log = logging.getLogger(__name__)
 
-
-class SymbolStatus(str, Enum):
-    """What became of a module's symbols (rust-minidump's loaded/missing/corrupt)."""
-
-    loaded = "loaded"
-    missing = "missing"  # not found anywhere
-    corrupt = "corrupt"  # found, but could not be parsed
-    unavailable = "unavailable"  # a source could not be reached: try again later
-
-
-@dataclass(frozen=True)
-class WinFrameInfo:
-    """A Breakpad ``STACK WIN`` record (x86 Windows frame data or FPO), for one function.
-
-    ``STACK WIN type rva code_size prolog_size epilog_size parameter_size saved_register_size
-    local_size max_stack_size has_program_string program_string_OR_allocates_base_pointer``
-    """
-
-    type: int  # 4 = FrameData (program string), 0 = FPO
-    rva: int
-    code_size: int
-    prolog_size: int
-    epilog_size: int
-    parameter_size: int
-    saved_register_size: int
-    local_size: int
-    max_stack_size: int
-    program_string: str | None
-    allocates_base_pointer: bool
-
-
-@dataclass(frozen=True)
-class FunctionInfo:
-    """A function (FUNC record, or PUBLIC symbol when there is no FUNC) covering an address."""
-
-    name: str
-    address: int  # module offset of its start
-    size: int | None  # None for PUBLIC symbols
-    parameter_size: int = 0
-
-
-class SymbolProvider(Protocol):
-    """Symbols of the crashed process's modules, looked up by module and module offset."""
-
-    def status(self, module: Module) -> SymbolStatus:
-        """Whether the module's symbols were loaded (looking them up if not done yet)."""
-
-    def cfi_rules(self, module: Module, offset: int) -> dict[str, str] | None:
-        """The STACK CFI rules in force at offset: the INIT record's rules updated by every
-        delta record at or below offset, as {register: postfix expression} with keys like
-        ``.cfa``, ``.ra``, ``$rbp``/``rbp``. None when no CFI covers offset."""
-
-    def win_frame_info(self, module: Module, offset: int) -> WinFrameInfo | None:
-        """The STACK WIN record covering offset (the FrameData one when both kinds exist)."""
-
-    def function_at(self, module: Module, offset: int) -> FunctionInfo | None:
-        """The FUNC (or nearest preceding PUBLIC) covering offset; None when none does."""
-
-    def symbolize(self, module: Module, offset: int) -> list[SourceLocation]:
-        """Source locations at offset: inlined calls innermost first, then the function
-        itself (its function_offset set). Empty when the module has no symbols there."""
-
-
-# -- the concrete provider --------------------------------------------------------------------
-# cache.py, sources.py and symfile.py import the record types above: they are imported inside
-# the methods below, so that importing any of them first works.
 
 ModuleKey = tuple[str, str]  # (debug file base name, DEBUG_ID)
 # (project id, debug file, DEBUG_ID): a module as one store knows it. A project id is its own
@@ -135,8 +67,6 @@ class CachedSymbolProvider:
     @classmethod
     def from_settings(cls, settings: Settings, **kwargs: float) -> CachedSymbolProvider:
         """Uploaded symbols (settings.symbols_dir) first, then each of settings.symbol_urls."""
-        from symbolicator.symbols import sources as _sources
-
         downloads = settings.symbol_cache_dir / "_http"
         sources: list[_sources.SymbolSource] = [_sources.LocalDirSource(settings.symbols_dir)]
         sources += [_sources.HttpSource(url, downloads, miss_ttl_seconds=settings.symbol_miss_ttl_seconds)
@@ -178,8 +108,6 @@ class CachedSymbolProvider:
         """Why the module is not loaded (a short code such as ``no_file``, ``http_503``,
         ``symcache_failed``); empty when it is. With project_id: the project store's reason
         when the shared sources have none."""
-        from symbolicator.symbols import sources as _sources
-
         key = _sources.breakpad_layout(module.debug_file, module.debug_id)
         if key is None:
             return "no_debug_id"
@@ -188,8 +116,6 @@ class CachedSymbolProvider:
 
     def forget(self, debug_file: str, debug_id: str) -> None:
         """Drop what is known of a module, in every store (e.g. after new symbols were uploaded for it)."""
-        from symbolicator.symbols import sources as _sources
-
         key = _sources.breakpad_layout(debug_file, debug_id)
         with self._lock:
             for known in (self._loaded, self._failed):
@@ -213,8 +139,6 @@ class CachedSymbolProvider:
         """The module's symbols: from project_id's own store when it has them, else from the
         shared sources. A project's bad or unreadable file is reported only when the shared
         sources do not have the module either."""
-        from symbolicator.symbols import sources as _sources
-
         key = _sources.breakpad_layout(module.debug_file, module.debug_id)
         if key is None:
             return SymbolStatus.missing, None
@@ -284,8 +208,6 @@ class CachedSymbolProvider:
 
     def _sources_of(self, project_id: int | None) -> tuple[list[_sources.SymbolSource], Path]:
         """The sources of one scope and the cache folder of the files they find."""
-        from symbolicator.symbols import sources as _sources
-
         if project_id is None or self.projects_root is None:
             return self.sources, self.cache_dir
         store = _sources.LocalDirSource(_sources.store_root(self.projects_root, project_id))
@@ -295,8 +217,6 @@ class CachedSymbolProvider:
         """Ask the scope's sources in order; the first file found that converts is loaded.
         When none does: unavailable if a source could not be asked (it may have it), else
         corrupt if a file was bad, else missing."""
-        from symbolicator.symbols import sources as _sources
-
         key: ModuleKey = scoped[1:]  # type: ignore[assignment]
         sources, cache_dir = self._sources_of(scoped[0])
         unavailable = malformed = ""
@@ -323,8 +243,6 @@ class CachedSymbolProvider:
         return SymbolStatus.missing, None, "not_found"
 
     def _open(self, key: ModuleKey, path: Path, cache_dir: Path) -> tuple[SymbolStatus, _cache.ModuleSymbols | None, str]:
-        from symbolicator.symbols import cache as _cache
-
         try:
             return SymbolStatus.loaded, _cache.open_caches(path, cache_dir, *key), ""
         except _cache.MalformedSymbols as exc:

@@ -35,7 +35,7 @@ from array import array
 from dataclasses import dataclass, field
 from typing import BinaryIO, Iterable
 
-from symbolicator.symbols.provider import WinFrameInfo
+from symbolicator.symbols.types import WinFrameInfo
 
 STACK_WIN_FPO = 0
 STACK_WIN_FRAME_DATA = 4
