@@ -23,7 +23,8 @@ from server.api import project_from_query
 from server.auth import can_read, ingest_key, principal, refusal
 from storage import triage_queries
 from storage.queries import is_row_id
-from storage.tickets import ACTIONS, TicketNotFound, TransitionError, apply_action
+from storage.tickets import apply_action
+from triage.tickets.transitions import ACTIONS, TicketNotFound, TransitionError
 from workers import triage_jobs
 from workers.queue import RQJobQueue
 from server.state import ServerState, state_of

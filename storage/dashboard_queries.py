@@ -19,8 +19,9 @@ from sqlalchemy.engine import Connection, Engine
 
 from schemas.tables import GameSession, Project, SymbolFile, utcnow
 from storage.groups import BUILDS, CRASHES, GROUPS, MISSING, PLATFORMS, TESTERS
-from storage.tickets import ACTIONS, EVENTS, TICKETS
+from storage.tickets import EVENTS, TICKETS
 from triage.rates import sort_builds
+from triage.tickets.transitions import ACTIONS
 
 PROJECTS: Table = Project.__table__  # type: ignore[attr-defined]
 SESSIONS: Table = GameSession.__table__  # type: ignore[attr-defined]

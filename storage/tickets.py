@@ -6,15 +6,14 @@ opens a group's ticket (INSERT ... ON CONFLICT DO NOTHING); every later change i
 happens and writes its event. Each change writes its ``ticket_events`` row, and for the
 events trackers hear about (NOTIFY_EVENTS) its outbox rows, in the same transaction.
 
-States (docs/triage.md): open -> resolved (fixed_in) -> verified; regressed (the group
-crashed again at or after fixed_in) works like open; wontfix / duplicate close by hand.
+The states and which change applies in which (the state machine) are
+triage/tickets/transitions.py; this module applies them to the rows.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Table, case, literal, select, update
@@ -23,64 +22,35 @@ from sqlalchemy.engine import Connection, Engine, Row
 from schemas.settings import Settings
 from schemas.tables import CrashGroup, Ticket, TicketEvent, utcnow
 from storage.groups import _insert, _least, retrying
+from storage.outbox import enqueue_notifications
 from storage.queries import as_utc
 from triage.thresholds import Firing
+from triage.tickets.transitions import (
+    ACTIVE,
+    FIXED,
+    NOTIFY_EVENTS,
+    Change,
+    TicketNotFound,
+    TransitionError,
+    check_action,
+    due_at,
+    title_of,
+)
 
 log = logging.getLogger(__name__)
 
 TICKETS: Table = Ticket.__table__  # type: ignore[attr-defined]
 EVENTS: Table = TicketEvent.__table__  # type: ignore[attr-defined]
 GROUPS: Table = CrashGroup.__table__  # type: ignore[attr-defined]
-ACTIVE = ("open", "regressed")  # states in which rules escalate and the due time counts
-FIXED = ("resolved", "verified")  # states in which a new crash at/after fixed_in regresses
-NOTIFY_EVENTS = frozenset({"opened", "escalated", "resolved", "verified", "regressed"})
-# Manual actions: states they apply to -> the state they lead to, and the event's name.
-ACTIONS: dict[str, tuple[tuple[str, ...], str, str]] = {
-    "resolve": (ACTIVE, "resolved", "resolved"),
-    "verify": (("resolved",), "verified", "verified"),
-    "reject": (FIXED, "open", "rejected"),
-    "reopen": (("resolved", "verified", "wontfix", "duplicate"), "open", "reopened"),
-    "wontfix": (ACTIVE + ("resolved",), "wontfix", "wontfix"),
-    "duplicate": (ACTIVE + ("resolved",), "duplicate", "duplicate"),
-}
-
-
-class TicketNotFound(LookupError):
-    """No ticket with that id."""
-
-
-class TransitionError(ValueError):
-    """The action does not apply to the ticket's current state; the message says why."""
-
-
-@dataclass(frozen=True)
-class Change:
-    """A change made to a ticket: its event and how many outbox rows it wrote."""
-
-    ticket_id: int
-    action: str
-    notifications: int = 0
 
 
 def _due(settings: Settings, now: datetime, priority: Any) -> Any:
     """The due time of a ticket of priority (a value or the priority column)."""
-    p0 = now + timedelta(hours=settings.p0_due_hours)
-    p1 = now + timedelta(hours=settings.p1_due_hours)
     if isinstance(priority, str):
-        return p0 if priority == "P0" else p1
+        return due_at(settings, now, priority)
     kind = TICKETS.c.due_at.type
-    return case((priority == "P0", literal(p0, kind)), else_=literal(p1, kind))
-
-
-def title_of(component: str | None, signature: str) -> str:
-    """A ticket's title: component and signature ("game: crash_here")."""
-    return (f"{component}: {signature}" if component else signature)[:400]
-
-
-def rules_may_change(ticket: dict[str, Any] | None) -> bool:
-    """Whether open_or_escalate could change the group's ticket: there is none yet, or it is
-    a P1 that is open or regressed (a rule may escalate it to P0)."""
-    return ticket is None or (ticket["priority"] != "P0" and ticket["state"] in ACTIVE)
+    return case((priority == "P0", literal(due_at(settings, now, "P0"), kind)),
+                else_=literal(due_at(settings, now, "P1"), kind))
 
 
 def open_or_escalate(engine: Engine, *, settings: Settings, group_id: int, firing: Firing) -> Change | None:
@@ -151,15 +121,7 @@ def apply_action(engine: Engine, *, settings: Settings, ticket_id: int, action: 
 
     Raises TicketNotFound, or TransitionError when the action does not apply now.
     """
-    if action not in ACTIONS:
-        raise TransitionError(f"unknown action {action!r}")
-    allowed, target, event = ACTIONS[action]
-    if action == "resolve" and not (fixed_in and fixed_in.strip()):
-        raise TransitionError("resolve needs fixed_in: the build that has the fix")
-    if action == "duplicate" and duplicate_of is None:
-        raise TransitionError("duplicate needs of: the ticket this one duplicates")
-    if action == "duplicate" and duplicate_of == ticket_id:
-        raise TransitionError("a ticket cannot be a duplicate of itself")
+    allowed, target, event = check_action(action, ticket_id=ticket_id, fixed_in=fixed_in, duplicate_of=duplicate_of)
     now = utcnow()
     values: dict[str, Any] = {"state": target, "updated_at": now}
     if action == "resolve":
@@ -197,8 +159,6 @@ def _record(conn: Connection, settings: Settings, ticket: Row, action: str, acto
                                         details=details))
     sent = 0
     if action in NOTIFY_EVENTS:
-        from triage.tickets.outbox import enqueue_notifications
-
         group = conn.execute(select(GROUPS).where(GROUPS.c.id == ticket.group_id)).one()
         payload = {"ticket": ticket_json(ticket._mapping), "group": group_json(group._mapping),
                    "details": {**details, "action": action, "actor": actor}}

@@ -20,9 +20,10 @@ from conftest import Crashd, _crashd, make_settings
 from schemas.tables import Crash, Notification, Ticket, utcnow
 from storage.db import session
 from storage.groups import Grouping, assign_group
-from storage.tickets import open_or_escalate, rules_may_change
+from storage.tickets import open_or_escalate
 from storage.triage_queries import group_stats, group_stats_many
 from triage.thresholds import DEFAULT_RULES_PATH, GroupStats, WindowStats, evaluate, load_rules, windows
+from triage.tickets.transitions import rules_may_change
 from workers.triage_jobs import PERIODIC_JOB_ID, evaluate_group, run_periodic, tick
 
 

@@ -24,14 +24,14 @@ from schemas.settings import Settings
 from schemas.tables import CrashGroup, Notification, Ticket, utcnow
 from storage import queries
 from storage.db import make_engine, migrate, session
-from triage.tickets.base import Delivery, PermanentError, TemporaryError, TicketBackend
-from triage.tickets.outbox import (
-    configured_backends,
+from storage.outbox import (
     deliver_due,
     enqueue_notifications,
     payload_for,
     retry_delay,
 )
+from triage.tickets.backends import configured_backends
+from triage.tickets.base import Delivery, PermanentError, TemporaryError, TicketBackend
 from workers import jobs
 from workers.queue import NOTIFY_JOB_ID
 

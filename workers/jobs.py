@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from triage.tickets.outbox import deliver_due
+from storage.outbox import deliver_due
 from workers.context import WorkerContext, build_context, current_context, install_context
 from workers.pipeline import run_pipeline
 

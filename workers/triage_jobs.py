@@ -15,8 +15,9 @@ from typing import Any
 
 from schemas.tables import utcnow
 from storage import sessions, triage_queries
-from storage.tickets import FIXED, Change, mark_regressed, open_or_escalate, rules_may_change, verify_by_numbers
+from storage.tickets import mark_regressed, open_or_escalate, verify_by_numbers
 from triage.thresholds import GroupStats, Threshold, current_rules, evaluate, strongest, windows
+from triage.tickets.transitions import FIXED, Change, rules_may_change
 from triage.verification import Verification, at_or_after, verify_fix
 from workers.context import WorkerContext, current_context
 from workers.queue import JobQueue, RQJobQueue, running_in_process

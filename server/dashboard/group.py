@@ -22,8 +22,8 @@ from server.api import load_report
 from server.dashboard import stack
 from server.dashboard.access import action, page, problem
 from storage import dashboard_queries, queries
-from storage.tickets import TicketNotFound, TransitionError
 from storage.triage_queries import get_ticket, list_tickets
+from triage.tickets.transitions import TicketNotFound, TransitionError
 from server.state import ServerState
 
 

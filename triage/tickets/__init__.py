@@ -1,2 +1,3 @@
-"""Ticket notifications: backends (webhook, Jira, GitHub, Discord) and the outbox that
-delivers ticket events to them with retries. docs/notifications.md describes both."""
+"""Tickets: the state machine (transitions.py) and the notification backends (webhook, Jira,
+GitHub, Discord). Their SQL is storage/: tickets.py applies the transitions, outbox.py delivers
+ticket events to the backends with retries. docs/notifications.md describes both."""

@@ -11,7 +11,7 @@ A backend turns one notification into HTTP requests. The notification is a plain
 ``send`` returns a Delivery (the tracker's issue key and URL when it has one) or raises
 PermanentError (the request can never succeed as it is: the outbox marks it failed) or
 TemporaryError (try again later: the outbox keeps it pending with a backoff). Backends are
-picked by settings (triage/tickets/outbox.py ``configured_backends``), never patched in tests.
+picked by settings (triage/tickets/backends.py ``configured_backends``), never patched in tests.
 """
 
 from __future__ import annotations

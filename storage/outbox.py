@@ -1,4 +1,5 @@
 """The notification outbox: ticket events are written with the ticket change, sent later.
+Its SQL lives here, in storage/; the backends it sends to are triage/tickets/.
 
 ``enqueue_notifications`` adds one ``notifications`` row per configured backend in the
 caller's transaction, so a ticket change and its notifications commit (or roll back)
@@ -36,6 +37,7 @@ from sqlalchemy.engine import Connection, Engine, RowMapping
 
 from schemas.settings import Settings
 from schemas.tables import CrashGroup, Notification, Ticket, utcnow
+from triage.tickets.backends import configured_backends
 from triage.tickets.base import EVENTS, Delivery, PermanentError, TemporaryError, TicketBackend
 
 log = logging.getLogger(__name__)
@@ -47,29 +49,6 @@ BACKOFF_MAX = timedelta(hours=1)
 RETRY_AFTER_MAX = timedelta(hours=24)  # a Retry-After beyond this is taken as garbage
 SQLITE_LEASE = timedelta(minutes=10)  # far above the few requests x CRASHD_NOTIFY_TIMEOUT_SECONDS of one send
 ERROR_MAX = 2000
-
-
-def configured_backends(settings: Settings) -> list[TicketBackend]:
-    """The backends settings configure, in delivery order; none configured is an empty list.
-
-    webhook: webhook_url; jira: jira_url and jira_project; github: github_repo;
-    discord: discord_webhook_url.
-    """
-    from triage.tickets.discord import DiscordBackend
-    from triage.tickets.github import GitHubBackend
-    from triage.tickets.jira import JiraBackend
-    from triage.tickets.webhook import WebhookBackend
-
-    backends: list[TicketBackend] = []
-    if settings.webhook_url:
-        backends.append(WebhookBackend(settings))
-    if settings.jira_url and settings.jira_project:
-        backends.append(JiraBackend(settings))
-    if settings.github_repo:
-        backends.append(GitHubBackend(settings))
-    if settings.discord_webhook_url:
-        backends.append(DiscordBackend(settings))
-    return backends
 
 
 def payload_for(ticket: Ticket, group: CrashGroup, details: dict[str, Any] | None = None) -> dict[str, Any]:
