@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from schemas.stack import Frame, FrameTrust
 from symbolicator.stackwalk.postfix import eval_cfi_rules
-from symbolicator.stackwalk.walker import UnwindArgs, finish_caller
+from symbolicator.stackwalk.unwind import UnwindArgs, finish_caller
 
 WIDTH = 8
 MASK = (1 << 64) - 1

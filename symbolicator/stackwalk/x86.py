@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from schemas.stack import Frame, FrameTrust
 from symbolicator.stackwalk.postfix import eval_cfi_rules, eval_win_program
-from symbolicator.stackwalk.walker import UnwindArgs, finish_caller
+from symbolicator.stackwalk.unwind import UnwindArgs, finish_caller
 from symbolicator.symbols.types import WinFrameInfo
 
 WIDTH = 4
