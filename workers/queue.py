@@ -14,6 +14,11 @@ import threading
 from abc import ABC, abstractmethod
 from typing import Any, Callable
 
+from redis import Redis
+from rq import Callback, Queue
+from rq.exceptions import NoSuchJobError
+from rq.job import Job, JobStatus
+
 from schemas.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -61,9 +66,6 @@ class RQJobQueue(JobQueue):
     """Jobs on an RQ queue in Redis, run by ``crashd worker``."""
 
     def __init__(self, settings: Settings) -> None:
-        from redis import Redis
-        from rq import Queue
-
         assert settings.redis_url
         timeout = settings.redis_socket_timeout_seconds  # a hung Redis costs an upload seconds
         self.redis = Redis.from_url(settings.redis_url, socket_timeout=timeout, socket_connect_timeout=timeout)
@@ -71,8 +73,6 @@ class RQJobQueue(JobQueue):
         self.timeout = settings.job_timeout_seconds
 
     def enqueue(self, crash_id: str) -> None:
-        from rq import Callback
-
         self.queue.enqueue(
             JOB_FUNCTION,
             crash_id,
@@ -84,9 +84,6 @@ class RQJobQueue(JobQueue):
         )
 
     def is_pending(self, crash_id: str) -> bool:
-        from rq.job import Job, JobStatus
-        from rq.exceptions import NoSuchJobError
-
         try:
             status = Job.fetch(job_id(crash_id), connection=self.redis).get_status()
         except NoSuchJobError:
@@ -96,9 +93,6 @@ class RQJobQueue(JobQueue):
     def forget(self, crash_id: str) -> None:
         """A killed worker leaves its job `started` (until RQ's registry clean-up, up to
         minutes later, calls it abandoned): delete that job so a retry can be enqueued."""
-        from rq.exceptions import NoSuchJobError
-        from rq.job import Job, JobStatus
-
         try:
             job = Job.fetch(job_id(crash_id), connection=self.redis)
         except NoSuchJobError:
