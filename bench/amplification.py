@@ -43,7 +43,7 @@ def crash_page(report: dict[str, Any], dump_size: int) -> str:
     from starlette.requests import Request
 
     from server.dashboard.crash import report_view
-    from server.pages import templates
+    from server.dashboard.pages import templates
 
     request = Request({"type": "http", "method": "GET", "path": "/crashes/bench", "query_string": b"",
                        "headers": [], "server": ("bench", 80), "scheme": "http", "root_path": ""})

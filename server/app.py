@@ -21,10 +21,9 @@ from schemas.settings import Settings
 from server import api, groups_api
 from server import builds_api, tickets_api
 from server import dashboard_api, openapi
-from server import login
+from server.dashboard import login, pages, routes as dashboard_routes
 from server.ingest import minidump as ingest, sentry as sentry_ingest, sessions as sessions_api
 from server.ingest import symbols as symbols_api, symbols_v2
-from server import dashboard, pages
 from server.outages import OutageMiddleware
 from server.state import ServerState, build_state
 from workers import retention, symbol_prune, triage_jobs
@@ -86,7 +85,7 @@ ROUTES = [
     Route("/__lbheartbeat__", api.lbheartbeat, methods=["GET"]),
     Route("/__version__", api.version, methods=["GET"]),
     *login.ROUTES,
-    *dashboard.ROUTES,  # HTML pages: exact paths outside /api, after every API route
+    *dashboard_routes.ROUTES,  # HTML pages: exact paths outside /api, after every API route
     Mount("/static", StaticFiles(directory=pages.STATIC_DIR), name="static"),
 ]
 

@@ -16,7 +16,7 @@ from starlette.requests import Request
 from schemas.settings import Settings
 from server.caches import Credentials, LiveSessions, ProjectKeys
 from server.ingest.ratelimit import MemoryRateLimiter, RateLimiter, make_rate_limiter
-from server.signin_throttle import SignInThrottle
+from server.dashboard.signin_throttle import SignInThrottle
 from storage.db import migrate
 from workers import jobs
 from workers.queue import InProcessJobQueue, JobQueue, make_queue
@@ -34,7 +34,7 @@ class ServerState:
     projects: ProjectKeys
     limiter: RateLimiter = field(default_factory=lambda: MemoryRateLimiter(0))  # docs/sentry.md
     credentials: Credentials | None = None  # users and API tokens, remembered briefly (server/caches.py)
-    sign_ins: SignInThrottle = field(default_factory=SignInThrottle)  # failed sign-ins (server/login.py)
+    sign_ins: SignInThrottle = field(default_factory=SignInThrottle)  # failed sign-ins (server/dashboard/login.py)
     live_sessions: LiveSessions | None = None  # dashboard sessions, remembered briefly (server/caches.py)
 
 

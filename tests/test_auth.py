@@ -24,7 +24,7 @@ from conftest import REPO, Crashd, _crashd, make_settings
 from schemas.settings import Settings
 from server import cli
 from server.app import session_middleware
-from server.login import SESSION_COOKIE, safe_next
+from server.dashboard.login import SESSION_COOKIE, safe_next
 from storage import users
 from test_tickets import crash as add_crash
 from workers.triage_jobs import evaluate_group
@@ -372,7 +372,7 @@ def test_failed_sign_ins_are_throttled_per_name_and_address(crashd: Crashd, make
 
 
 def test_sign_in_throttle_counts_are_shared_through_redis(redis_url: str) -> None:
-    from server.signin_throttle import SignInThrottle
+    from server.dashboard.signin_throttle import SignInThrottle
 
     prefix = f"crashd-test-{uuid.uuid4().hex[:8]}"
     one, two = (SignInThrottle(limit=2, redis_url=redis_url, prefix=prefix, clock=lambda: 1801.0) for _ in range(2))

@@ -388,7 +388,7 @@ def test_frame_rows_put_inlined_calls_first_and_mark_guesses() -> None:
 
 
 def test_charts_and_formats_put_only_numbers_into_markup() -> None:
-    from server.pages import ago, bar_width, duration, rate, size, sparkline, url_with
+    from server.dashboard.pages import ago, bar_width, duration, rate, size, sparkline, url_with
 
     svg = str(sparkline([0, 3, 6]))
     assert svg.count("<rect") == 3 and 'aria-label="9 crashes in 3 days"' in svg and "<title>6</title>" in svg

@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from conftest import serve_process
 from schemas.settings import Settings
-from server.signin_throttle import SignInThrottle, WindowCounts
+from server.dashboard.signin_throttle import SignInThrottle, WindowCounts
 
 CSRF_INPUT = re.compile(r'name="csrf_token" value="([^"]+)"')
 

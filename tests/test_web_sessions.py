@@ -17,7 +17,7 @@ from starlette.testclient import TestClient
 from conftest import Crashd
 from schemas.tables import WebSession, utcnow
 from server.app import create_app
-from server.login import SESSION_COOKIE
+from server.dashboard.login import SESSION_COOKIE
 from storage import web_sessions
 from storage.db import session
 from test_auth import CACHE_SECONDS, crashd, csrf_of, login, make_user, run_cli  # noqa: F401 (fixtures)

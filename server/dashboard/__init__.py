@@ -1,26 +1,7 @@
 """The dashboard (issue 6): server-rendered pages for people, next to the JSON API.
 
 Pages live at ``/`` (crash groups), ``/groups/<id>``, ``/crashes/<crash_id>``, ``/triage``,
-``/builds`` and ``/symbols``; docs/dashboard.md describes them. Every route here is an exact
-path outside ``/api``, so none can shadow an API route.
+``/builds`` and ``/symbols``; docs/dashboard.md describes them. routes.py lists their routes,
+login.py signs people in and out, pages.py renders the templates (server/templates,
+server/static). This package imports none of its modules, so each may import the others.
 """
-
-from __future__ import annotations
-
-from starlette.routing import Route
-
-from server.dashboard import builds, crash, group, groups, symbols, triage
-
-ROUTES = [
-    Route("/", groups.groups_page, methods=["GET"]),
-    Route("/groups/{group_id:int}", group.group_page, methods=["GET"]),
-    Route("/tickets/{ticket_id:int}", group.ticket_page, methods=["GET"]),
-    Route("/tickets/{ticket_id:int}/{action}", group.ticket_action, methods=["POST"]),
-    Route("/crashes/{crash_id}", crash.crash_page, methods=["GET"]),
-    Route("/crashes/{crash_id}/minidump", crash.minidump_download, methods=["GET"]),
-    Route("/crashes/{crash_id}/attachments/{name:path}", crash.attachment_download, methods=["GET"]),
-    Route("/crashes/{crash_id}/reprocess", crash.reprocess, methods=["POST"]),
-    Route("/triage", triage.triage_page, methods=["GET"]),
-    Route("/builds", builds.builds_page, methods=["GET"]),
-    Route("/symbols", symbols.symbols_page, methods=["GET"]),
-]

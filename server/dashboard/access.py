@@ -18,7 +18,8 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from schemas.tables import Project
-from server import auth, pages
+from server import auth
+from server.dashboard import pages
 from storage import queries
 from server.state import ServerState, state_of
 

@@ -13,7 +13,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from server import auth, pages
+from server import auth
+from server.dashboard import pages
 from server.builds_api import build_rows, compare_builds
 from server.dashboard.access import page, problem, project_filter
 from server.state import ServerState

@@ -20,7 +20,8 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from schemas.tables import Attachment
-from server import auth, pages
+from server import auth
+from server.dashboard import pages
 from server.api import _blob_response, _load_crash, crash_document, load_report
 from server.dashboard import stack
 from server.dashboard.access import action, page, problem

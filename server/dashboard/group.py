@@ -17,7 +17,8 @@ from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from server import auth, pages, tickets_api
+from server import auth, tickets_api
+from server.dashboard import pages
 from server.api import load_report
 from server.dashboard import stack
 from server.dashboard.access import action, page, problem

@@ -13,7 +13,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from server import auth, pages
+from server import auth
+from server.dashboard import pages
 from server.dashboard.access import page, problem, project_filter
 from server.dashboard_api import MAX_OFFSET
 from server.groups_api import parse_since

@@ -13,7 +13,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from server import auth, pages
+from server import auth
+from server.dashboard import pages
 from server.dashboard.access import page, project_filter
 from workers.triage_report import triage_board
 from server.state import ServerState

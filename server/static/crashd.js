@@ -4,7 +4,7 @@
 "use strict";
 
 function span(seconds) {
-  // Two largest units, as server/pages.py duration(): "3d 4h", "5h 12m", "42m", "30s".
+  // Two largest units, as server/dashboard/pages.py duration(): "3d 4h", "5h 12m", "42m", "30s".
   var left = Math.floor(Math.abs(seconds));
   var d = Math.floor(left / 86400), h = Math.floor(left % 86400 / 3600), m = Math.floor(left % 3600 / 60);
   if (d) return d + "d " + h + "h";

@@ -14,7 +14,8 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from server import auth, pages
+from server import auth
+from server.dashboard import pages
 from server.caches import Known, password_fingerprint
 from storage import users
 from server.state import ServerState, state_of

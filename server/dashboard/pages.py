@@ -17,11 +17,13 @@ from markupsafe import Markup
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 from starlette.templating import Jinja2Templates
+
+from server import auth
 from server.state import state_of
 
-HERE = Path(__file__).parent
-TEMPLATE_DIR = HERE / "templates"
-STATIC_DIR = HERE / "static"
+SERVER_DIR = Path(__file__).parent.parent  # templates/ and static/ sit in server/
+TEMPLATE_DIR = SERVER_DIR / "templates"
+STATIC_DIR = SERVER_DIR / "static"
 
 templates = Jinja2Templates(directory=str(TEMPLATE_DIR))  # autoescape is on for .html
 
@@ -40,8 +42,6 @@ SECURITY_HEADERS = {
 def render(request: Request, name: str, context: dict[str, Any] | None = None, status_code: int = 200) -> HTMLResponse:
     """The template ``name`` rendered with context plus ``user`` (a Principal or None) and
     ``csrf_token`` (for every form), with SECURITY_HEADERS."""
-    from server import auth
-
     state = state_of(request)
     page = dict(context or {})
     if "user" not in page:
