@@ -15,31 +15,16 @@ from typing import Callable
 from pydantic import ValidationError
 
 from schemas.settings import Settings
-from server import triage_cli
 from server.cli.offline import cmd_signature, cmd_stackwalk
 from server.cli.projects import cmd_project_create, cmd_project_limit, cmd_project_list
 from server.cli.prune import add_prune_command, add_symbols_prune_command
 from server.cli.reprocess import cmd_reprocess, cmd_sweep
 from server.cli.serve import cmd_migrate, cmd_serve, cmd_worker
 from server.cli.symbols import cmd_symbols_upload
+from server.cli.triage import add_triage_commands
 from server.cli.users import add_user_commands
 
 log = logging.getLogger("crashd")
-
-
-def cmd_triage_report(settings: Settings, args: argparse.Namespace) -> int:
-    """The triage meeting's agenda (server/triage_cli.py)."""
-    return triage_cli.cmd_report(settings, args)
-
-
-def cmd_patch_notes(settings: Settings, args: argparse.Namespace) -> int:
-    """The crashes fixed in a build and the testers to ask for a retest (server/triage_cli.py)."""
-    return triage_cli.cmd_patch_notes(settings, args)
-
-
-def cmd_progress_log(settings: Settings, args: argparse.Namespace) -> int:
-    """The P0/P1 log as Markdown (server/triage_cli.py)."""
-    return triage_cli.cmd_progress_log(settings, args)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -110,27 +95,6 @@ def build_parser() -> argparse.ArgumentParser:
     add_user_commands(sub)  # crashd user ..., crashd token ... (docs/auth.md)
     add_prune_command(sub)  # crashd prune (docs/deploy.md)
     return parser
-
-
-def add_triage_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
-    """crashd triage report, crashd patch-notes, crashd progress-log (docs/triage.md)."""
-    def common(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--project", metavar="P", help="only this project (name or id)")
-        p.add_argument("--format", choices=("markdown", "json"), default="markdown")
-
-    triage = sub.add_parser("triage", help="triage outputs").add_subparsers(dest="action", required=True)
-    report = triage.add_parser("report", help="new and top groups, open P0/P1, fixes awaiting verification")
-    report.add_argument("--since", default="24h", metavar="DATE", help="crashes since DATE (ISO) or 24h / 7d ago")
-    report.add_argument("--no-mark", action="store_true", help="do not record this as the last report")
-    common(report)
-    report.set_defaults(func=cmd_triage_report)
-    notes = sub.add_parser("patch-notes", help="groups fixed in a build and the testers who hit them")
-    notes.add_argument("--build", required=True, help="the fix build, e.g. 0.9.9-staging-beta2")
-    common(notes)
-    notes.set_defaults(func=cmd_patch_notes)
-    progress = sub.add_parser("progress-log", help="the P0/P1 log as Markdown")
-    common(progress)
-    progress.set_defaults(func=cmd_progress_log)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,41 +15,10 @@ from datetime import timedelta
 
 from schemas.settings import Settings
 from schemas.tables import utcnow
-from storage import queries
-from triage.thresholds import RulesError, load_rules
-from workers.jobs import WorkerContext
+from server.groups_api import parse_since
+from server.cli.context import command_context, project_id_of
 from workers.triage_report import (LAST_REPORT_FILE, build_report, patch_notes, progress_log, read_mark,
                                    render_patch_notes, render_progress_log, render_report, write_mark)
-
-
-def rules_ok(settings: Settings) -> bool:
-    """Check the rules file before serve/worker start; print the reason when it is bad."""
-    try:
-        load_rules(settings.rules_file)
-    except RulesError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return False
-    return True
-
-
-def command_context(settings: Settings) -> WorkerContext:
-    """A CLI command's worker context, on a migrated database."""
-    from storage.db import migrate
-    from workers import jobs
-
-    ctx = jobs.build_context(settings)
-    migrate(ctx.engine)
-    return ctx
-
-
-def project_id_of(ctx: WorkerContext, ref: str | None) -> int | None:
-    """The id of --project (name or id); raises LookupError when unknown."""
-    if not ref:
-        return None
-    project = queries.find_project(ctx.engine, ref=ref)
-    if project is None:
-        raise LookupError(f"no project {ref!r}")
-    return project.id
 
 
 # -- crashd triage report -------------------------------------------------------------------
@@ -57,8 +26,6 @@ def project_id_of(ctx: WorkerContext, ref: str | None) -> int | None:
 
 def cmd_report(settings: Settings, args: argparse.Namespace) -> int:
     """crashd triage report [--since 24h] [--format markdown|json] [--project P] [--no-mark]."""
-    from server.groups_api import parse_since
-
     try:
         since = parse_since(args.since)
     except ValueError as exc:
@@ -108,3 +75,24 @@ def cmd_progress_log(settings: Settings, args: argparse.Namespace) -> int:
         return 1
     print(json.dumps(log, indent=2) if args.format == "json" else render_progress_log(log))
     return 0
+
+
+def add_triage_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    """crashd triage report, crashd patch-notes, crashd progress-log (docs/triage.md)."""
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--project", metavar="P", help="only this project (name or id)")
+        p.add_argument("--format", choices=("markdown", "json"), default="markdown")
+
+    triage = sub.add_parser("triage", help="triage outputs").add_subparsers(dest="action", required=True)
+    report = triage.add_parser("report", help="new and top groups, open P0/P1, fixes awaiting verification")
+    report.add_argument("--since", default="24h", metavar="DATE", help="crashes since DATE (ISO) or 24h / 7d ago")
+    report.add_argument("--no-mark", action="store_true", help="do not record this as the last report")
+    common(report)
+    report.set_defaults(func=cmd_report)
+    notes = sub.add_parser("patch-notes", help="groups fixed in a build and the testers who hit them")
+    notes.add_argument("--build", required=True, help="the fix build, e.g. 0.9.9-staging-beta2")
+    common(notes)
+    notes.set_defaults(func=cmd_patch_notes)
+    progress = sub.add_parser("progress-log", help="the P0/P1 log as Markdown")
+    common(progress)
+    progress.set_defaults(func=cmd_progress_log)
