@@ -22,6 +22,9 @@ import time
 from collections import OrderedDict
 from typing import Callable
 
+from redis import Redis
+from redis.exceptions import RedisError
+
 log = logging.getLogger(__name__)
 
 
@@ -80,8 +83,6 @@ class SignInThrottle:
         self.prefix = prefix
         self.redis = None
         if redis_url:
-            from redis import Redis
-
             self.redis = Redis.from_url(redis_url, socket_timeout=redis_timeout, socket_connect_timeout=redis_timeout)
         self._memory = WindowCounts(limit, max_keys)  # without Redis
         self._lock = threading.Lock()
@@ -110,8 +111,6 @@ class SignInThrottle:
         if self.redis is None:
             with self._lock:
                 return self._memory.get(key, window)
-        from redis.exceptions import RedisError
-
         try:
             return int(self.redis.get(key) or 0)
         except RedisError as exc:
@@ -123,8 +122,6 @@ class SignInThrottle:
             with self._lock:
                 self._memory.add(key, window)
             return
-        from redis.exceptions import RedisError
-
         try:
             pipe = self.redis.pipeline()
             pipe.incr(key)
