@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from typing import AsyncIterator
 
 from starlette.applications import Starlette
@@ -22,58 +21,24 @@ from server import api, groups_api
 from server import builds_api, tickets_api
 from server import dashboard_api, openapi
 from server.dashboard import login, pages, routes as dashboard_routes
-from server.ingest import minidump as ingest, sentry as sentry_ingest, sessions as sessions_api
-from server.ingest import symbols as symbols_api, symbols_v2
+from server import symbols_lookup
+from server.ingest import sessions as ingest_sessions
+from server.ingest.routes import ROUTES as INGEST_ROUTES
+from server.lifespan import init_sentry, sweeper_loop
 from server.outages import OutageMiddleware
 from server.state import ServerState, build_state
-from workers import retention, symbol_prune, triage_jobs
-from workers.sweeper import sweep
-
-log = logging.getLogger(__name__)
-
-
-def init_sentry(settings: Settings) -> None:
-    """Report the server's own errors to CRASHD_SENTRY_DSN (which may be crashd itself)."""
-    if settings.sentry_dsn:
-        import sentry_sdk
-
-        sentry_sdk.init(dsn=settings.sentry_dsn, environment=settings.environment, send_default_pii=False,
-                        before_send=sentry_ingest.drop_envelope_endpoint_errors)  # no report loops
-
-
-async def _sweeper_loop(state: ServerState) -> None:
-    while True:
-        await asyncio.sleep(state.settings.sweeper_interval_seconds)
-        try:
-            await run_in_threadpool(sweep, state.ctx, state.queue)
-            await run_in_threadpool(triage_jobs.tick, state.ctx, state.queue)  # rules, regressions, verification
-            await run_in_threadpool(state.queue.enqueue_notify)  # retries of ticket notifications
-            await run_in_threadpool(retention.tick, state.ctx)  # CRASHD_RETENTION_DAYS, a batch a tick
-            await run_in_threadpool(symbol_prune.tick, state.ctx)  # CRASHD_SYMBOL_RETENTION_DAYS
-        except Exception:  # noqa: BLE001 - keep sweeping
-            log.exception("sweeper failed")
 
 
 ROUTES = [
-    Route("/api/{project}/minidump/", ingest.minidump_endpoint, methods=["POST"]),
-    Route("/submit", ingest.submit_endpoint, methods=["POST"]),
-    Route("/api/{project}/envelope/", sentry_ingest.envelope_endpoint, methods=["POST"]),
-    Route("/api/{project}/store/", sentry_ingest.store_endpoint, methods=["POST"]),
-    Route("/__broken__", sentry_ingest.broken_endpoint, methods=["GET"]),
-    Route("/api/{project}/symbols/", symbols_api.upload_endpoint, methods=["POST"]),
-    # Breakpad's sym-upload-v2 (symupload -p sym-upload-v2 -k <token> FILE http://HOST/api/<project>/symbols)
-    Route("/api/{project}/symbols/v1/symbols/{debug_file}/{debug_id}", symbols_v2.check_status_endpoint,
-          methods=["GET"]),
-    Route("/api/{project}/symbols/v1/uploads:create", symbols_v2.create_endpoint, methods=["POST"]),
-    Route("/api/{project}/symbols/v1/uploads/{upload}", symbols_v2.upload_endpoint, methods=["PUT", "POST"]),
-    Route("/api/symbols/{debug_file}/{debug_id}", symbols_api.lookup_endpoint, methods=["GET"]),
+    *INGEST_ROUTES,  # crash, envelope and symbol uploads (server/ingest/routes.py)
+    Route("/api/symbols/{debug_file}/{debug_id}", symbols_lookup.lookup_endpoint, methods=["GET"]),
     Route("/api/crashes/{crash_id}", api.crash_detail, methods=["GET"]),
     Route("/api/crashes/{crash_id}/minidump", api.crash_minidump, methods=["GET"]),
     Route("/api/crashes/{crash_id}/attachments/{name:path}", api.crash_attachment, methods=["GET"]),
     Route("/api/discards", api.discards, methods=["GET"]),
     Route("/api/groups", groups_api.list_endpoint, methods=["GET"]),
     Route("/api/groups/{group_id:int}", groups_api.detail_endpoint, methods=["GET"]),
-    Route("/api/{project}/sessions/", tickets_api.verify_after(sessions_api.upload_endpoint), methods=["POST"]),
+    Route("/api/{project}/sessions/", tickets_api.verify_after(ingest_sessions.upload_endpoint), methods=["POST"]),
     Route("/api/builds", builds_api.list_endpoint, methods=["GET"]),
     Route("/api/builds/compare", builds_api.compare_endpoint, methods=["GET"]),
     Route("/api/tickets", tickets_api.list_endpoint, methods=["GET"]),
@@ -118,7 +83,7 @@ def create_app(settings: Settings, state: ServerState | None = None) -> Starlett
         if own:
             init_sentry(settings)
             app.state.crashd = await run_in_threadpool(build_state, settings)
-        sweeper = asyncio.create_task(_sweeper_loop(app.state.crashd))
+        sweeper = asyncio.create_task(sweeper_loop(app.state.crashd))
         try:
             yield
         finally:

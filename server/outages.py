@@ -26,7 +26,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from server.ingest.minidump import StorageUnavailable
+from server.ingest.discard import StorageUnavailable
 from storage.blobs import BlobNotFound, BlobStoreError
 
 log = logging.getLogger(__name__)

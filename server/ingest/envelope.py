@@ -24,7 +24,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from server.ingest.upload_parser import MAX_JSON_DEPTH, MalformedUpload, too_deep
+from server.ingest.discard import MalformedUpload
+from server.ingest.upload_parser import MAX_JSON_DEPTH, too_deep
 
 # Item types whose payload must be one JSON object (checked while parsing).
 JSON_ITEMS = frozenset({"event", "transaction", "session", "sessions", "user_report", "client_report"})

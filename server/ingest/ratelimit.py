@@ -19,6 +19,9 @@ import threading
 import time
 from typing import Callable
 
+from redis import Redis
+from redis.exceptions import RedisError
+
 from schemas.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -71,15 +74,11 @@ class RedisRateLimiter(RateLimiter):
 
     def __init__(self, per_minute: int, redis_url: str, prefix: str,
                  clock: Callable[[], float] = time.time, timeout: float = 2.0) -> None:
-        from redis import Redis
-
         super().__init__(per_minute, clock)
         self.redis = Redis.from_url(redis_url, socket_timeout=timeout, socket_connect_timeout=timeout)
         self.prefix = prefix
 
     def _incr(self, project_id: int, window: int) -> int:
-        from redis.exceptions import RedisError
-
         key = f"{self.prefix}:ratelimit:{project_id}:{window}"
         try:
             pipe = self.redis.pipeline()

@@ -23,16 +23,17 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from schemas.tables import Project
 from server.auth import can_write, ingest_key
+from server.ingest.discard import Discarded, MalformedUpload, UploadTooLarge
 from server.ingest.envelope import Envelope, EnvelopeItemTooLarge, Item, MalformedEnvelope, parse_envelope
-from server.ingest.minidump import Rejected, StorageUnavailable, count_quietly, project_for_key
-from server.ingest.ratelimit import rate_limit_headers
+from server.ingest.keys import project_for_key
+from server.ingest.refusal import ENVELOPE, refusing
 from server.ingest.sentry_store import store_envelope
-from server.ingest.upload_parser import MAX_JSON_DEPTH, OUT_CHUNK, MalformedUpload, UploadTooLarge, read_whole_body, too_deep
+from server.ingest.upload_parser import MAX_JSON_DEPTH, OUT_CHUNK, read_whole_body, too_deep
 from server.state import ServerState, state_of
 
 
@@ -42,40 +43,31 @@ LIMITED_TYPES = ("event", "attachment")  # what counts against the rate limit; s
 BASE64_SLICE = 64 * 1024  # a multiple of 4: a raven body is decoded slice by slice
 
 
+@refusing(ENVELOPE)
 async def envelope_endpoint(request: Request) -> Response:
     """POST /api/<project_id>/envelope/: an envelope of events, attachments and sessions."""
     return await receive(request, "envelope")
 
 
+@refusing(ENVELOPE)
 async def store_endpoint(request: Request) -> Response:
     """POST /api/<project_id>/store/: one event as JSON (older SDKs)."""
     return await receive(request, "store")
 
 
 async def receive(request: Request, via: str) -> Response:
-    """Authenticate, read, store, answer; every refusal is counted."""
+    """Authenticate, read, store, answer. Raises Discarded (bad compression, too large,
+    unreadable envelope, over the rate limit: @refusing answers it)."""
     state = state_of(request)
-    try:
-        project, envelope, problem = await read_envelope(request, state, via)
-        if envelope.of_type(*LIMITED_TYPES):
-            retry_after = await run_in_threadpool(state.limiter.hit, project.id, project.rate_limit_per_minute)
-            if retry_after is not None:
-                await count_quietly(state, "rate_limited")
-                return JSONResponse({"detail": "rate_limited"}, status_code=429,
-                                    headers=rate_limit_headers(retry_after))
-        stored_problem = await run_in_threadpool(store_envelope, state, project, envelope, via)
-        problem = problem or stored_problem  # the envelope's own problem first
-    except MalformedUpload as exc:  # bad compression, too large, unreadable envelope
-        return await refuse(state, exc.status_code, exc.discard_code, exc.reason, str(exc))
-    except Rejected as exc:
-        return await refuse(state, exc.status_code, exc.reason, exc.reason, str(exc))
-    except StorageUnavailable as exc:
-        log.error("storage unavailable, envelope refused with 503: %s", exc)
-        return JSONResponse({"detail": "storage_unavailable"}, status_code=503, headers={"Retry-After": "60"})
-    except ClientDisconnect:
-        return await refuse(state, 400, "client_disconnected", "client_disconnected", "client disconnected")
+    project, envelope, problem = await read_envelope(request, state, via)
+    if envelope.of_type(*LIMITED_TYPES):
+        retry_after = await run_in_threadpool(state.limiter.hit, project.id, project.rate_limit_per_minute)
+        if retry_after is not None:
+            raise Discarded(429, "rate_limited", retry_after=retry_after)
+    stored_problem = await run_in_threadpool(store_envelope, state, project, envelope, via)
+    problem = problem or stored_problem  # the envelope's own problem first
     if problem is not None:  # the valid part is stored; the client learns what was wrong
-        return await refuse(state, problem.status_code, problem.discard_code, problem.reason, str(problem))
+        raise problem
     return JSONResponse({"id": envelope.headers["event_id"]})
 
 
@@ -83,7 +75,7 @@ async def read_envelope(request: Request, state: ServerState,
                         via: str) -> tuple[Project, Envelope, MalformedUpload | None]:
     """The project, the envelope (a /store/ body as one) and what was malformed in it (the
     envelope then holds the valid items before the problem). The key of the request comes
-    first, then the envelope header's ``dsn``. Raises Rejected, MalformedUpload."""
+    first, then the envelope header's ``dsn``. Raises Discarded, MalformedUpload."""
     project_ref = request.path_params["project"]
     key = ingest_key(request)
     project = await run_in_threadpool(project_for_key, state, key, project_ref) if key else None
@@ -109,15 +101,6 @@ async def read_body(request: Request, state: ServerState) -> bytearray:
                                  max_decompressed_bytes=min(settings.max_decompressed_bytes,
                                                             settings.max_envelope_bytes),
                                  over_reason="too_large_decompressed")
-
-
-async def refuse(state: ServerState, status: int, code: str, reason: str, why: str) -> Response:
-    """Count the discard under reason (as ingest does: ``envelope_json`` for the code
-    ``malformed_envelope_json``) and answer ``{"detail": code}``."""
-    log.info("envelope discarded: %s (%s)", code, why)
-    await count_quietly(state, reason)
-    headers = {"Retry-After": "60"} if status == 503 else None  # spool_full: come back later
-    return JSONResponse({"detail": code}, status_code=status, headers=headers)
 
 
 def dsn_key(envelope: Envelope) -> str | None:

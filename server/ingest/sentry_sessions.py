@@ -16,9 +16,9 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+from server.ingest.discard import MalformedUpload
 from server.ingest.envelope import Envelope
 from server.ingest.sessions import parse_session
-from server.ingest.upload_parser import MalformedUpload
 
 STATUS = {"ok": "ok", "exited": "exited", "crashed": "crashed", "abnormal": "abnormal", "errored": "exited"}
 AGGREGATE_COUNTS = (("exited", "exited"), ("errored", "exited"), ("abnormal", "abnormal"), ("crashed", "crashed"))
@@ -49,7 +49,7 @@ def _attrs(payload: dict[str, Any]) -> dict[str, Any]:
 
 
 def session_report(payload: dict[str, Any]) -> dict[str, Any]:
-    """One ``session`` item as the fields of sessions_api.parse_session."""
+    """One ``session`` item as the fields of server/ingest/sessions.parse_session."""
     status = payload.get("status", "ok")
     return {
         "session_id": payload.get("sid"), "tester_id": payload.get("did"), "build": _attrs(payload).get("release"),

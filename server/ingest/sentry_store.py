@@ -2,7 +2,7 @@
 sessions. Persist, then acknowledge: everything here is committed before the endpoint answers.
 
 - ``event`` + ``attachment`` with ``attachment_type: event.minidump``: a crash exactly like an
-  uploaded minidump (``server/ingest.persist_upload``), the event's release, user, tags and
+  uploaded minidump (``server/ingest/crashmover.persist_upload``), the event's release, user, tags and
   contexts as its ``sentry.*`` annotations and the event itself as the attachment
   ``__sentry-event``.
 - ``event`` without a minidump: a crash without a dump whose event JSON is in the blob store
@@ -22,12 +22,14 @@ from typing import Any
 from sqlalchemy.exc import SQLAlchemyError
 
 from schemas.tables import Crash, Project
+from server.ingest.crashmover import enqueue_quietly, fingerprint, persist_upload, store_crash
+from server.ingest.discard import MalformedUpload, StorageUnavailable
 from server.ingest.envelope import Envelope, Item
-from server.ingest.minidump import StorageUnavailable, enqueue_quietly, fingerprint, persist_upload, store_crash
+from server.ingest.refusal import count
 from server.ingest.sentry_event import event_annotations
 from server.ingest.sentry_sessions import envelope_sessions
-from server.ingest.upload_parser import Budget, MalformedUpload, ParsedUpload, SpoolWriter, UploadPart, prepare_minidump
-from storage import queries, sessions
+from server.ingest.upload_parser import Budget, ParsedUpload, SpoolWriter, UploadPart, prepare_minidump
+from storage import sessions
 from storage.blobs import day_key
 from server.state import ServerState
 
@@ -55,7 +57,7 @@ def store_envelope(state: ServerState, project: Project, envelope: Envelope, via
     envelope.headers["event_id"] = event_id = event_id_of(envelope)
     reports, problems = envelope_sessions(envelope)
     for reason in problems:
-        _count(state, f"sessions_malformed_{reason}")
+        count(state, f"sessions_malformed_{reason}")
     try:
         if reports:
             sessions.upsert_sessions(state.ctx.engine, project_id=project.id,  # type: ignore[arg-type]
@@ -145,9 +147,3 @@ def persist_event(state: ServerState, project: Project, event: dict[str, Any], a
 
     return store_crash(state, project, annotations, parts, via, key, put_event)
 
-
-def _count(state: ServerState, reason: str) -> None:
-    try:
-        queries.count_discard(state.ctx.engine, reason=reason[:64])
-    except SQLAlchemyError as exc:
-        log.warning("could not count discard %s: %s", reason, exc)

@@ -18,12 +18,14 @@ from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from server.ingest.minidump import Rejected, authenticate
-from server.ingest.upload_parser import MalformedUpload, read_whole_body
-from storage import queries, sessions
+from server.ingest.discard import MalformedUpload
+from server.ingest.keys import authenticate
+from server.ingest.refusal import SESSIONS, refusing
+from server.ingest.upload_parser import read_whole_body
+from storage import sessions
 from server.state import ServerState, state_of
 
 
@@ -34,34 +36,17 @@ MAX_TEXT = 200  # tester_id and build columns; longer values are cut, as crash a
 EARLIEST = datetime(2000, 1, 1, tzinfo=timezone.utc)  # a start before this is a broken clock
 
 
+@refusing(SESSIONS, outages=(SQLAlchemyError,))
 async def upload_endpoint(request: Request) -> Response:
-    """POST /api/<project>/sessions/: store the sessions; 200 ``{"accepted": n}``."""
+    """POST /api/<project>/sessions/: store the sessions; 200 ``{"accepted": n}``. Raises
+    Discarded (UploadTooLarge too: 413 too_large), SQLAlchemyError (503 storage_unavailable)."""
     state = state_of(request)
-    try:
-        project = await run_in_threadpool(authenticate, state, request, request.path_params["project"])
-        payload = parse_json(await read_body(request, state))
-        reports = parse_sessions(payload)
-        accepted = await run_in_threadpool(
-            sessions.upsert_sessions, state.ctx.engine, project_id=project.id, sessions=reports)
-    except MalformedUpload as exc:  # UploadTooLarge too (413 too_large)
-        return await _refuse(state, exc.status_code, exc.discard_code, str(exc))
-    except Rejected as exc:
-        return await _refuse(state, exc.status_code, exc.reason, str(exc))
-    except ClientDisconnect:
-        return await _refuse(state, 400, "client_disconnected", "client disconnected")
-    except SQLAlchemyError as exc:
-        log.error("database unavailable, sessions refused with 503: %s", exc)
-        return JSONResponse({"detail": "storage_unavailable"}, status_code=503, headers={"Retry-After": "60"})
+    project = await run_in_threadpool(authenticate, state, request, request.path_params["project"])
+    payload = parse_json(await read_body(request, state))
+    reports = parse_sessions(payload)
+    accepted = await run_in_threadpool(
+        sessions.upsert_sessions, state.ctx.engine, project_id=project.id, sessions=reports)
     return JSONResponse({"accepted": accepted})
-
-
-async def _refuse(state: ServerState, status: int, code: str, why: str) -> Response:
-    log.info("sessions refused: %s (%s)", code, why)
-    try:
-        await run_in_threadpool(queries.count_discard, state.ctx.engine, reason=f"sessions_{code}"[:64])
-    except SQLAlchemyError as exc:  # counting must never turn a 400 into a 500
-        log.warning("could not count discard sessions_%s: %s", code, exc)
-    return JSONResponse({"detail": code}, status_code=status)
 
 
 async def read_body(request: Request, state: ServerState) -> bytes:

@@ -1,4 +1,5 @@
-"""Symbol upload and lookup: ``POST /api/<project>/symbols/``, ``GET /api/symbols/<debug_file>/<debug_id>``.
+"""Symbol upload: ``POST /api/<project>/symbols/`` (the lookup, ``GET /api/symbols/<debug_file>/<debug_id>``,
+is server/symbols_lookup.py).
 
 An upload is one of (docs/symbols.md):
 - Breakpad ``symupload`` (sym_upload_v1): multipart with the file part ``symbol_file`` and text
@@ -13,30 +14,32 @@ store, which only its crashes use; an admin may also upload to the shared store 
 that every project falls back to. Each store holds at most ``symbol_quota_bytes``.
 Files are stored and converted (symbolicator.symbols.store) and recorded in ``symbol_files``
 before the 200, like crashes (persist, then acknowledge). Refusals answer ``{"detail": code}``
-and are counted as discards under ``symbols_<code>``.
+and are counted as discards under ``symbols_<code>`` (server/ingest/refusal.py).
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, fields
+from dataclasses import fields
 from typing import Mapping
 
 from python_multipart.multipart import parse_options_header
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from schemas.tables import Project, SymbolFile
 from server.auth import Principal, bearer_token, can_read, ingest_key, symbol_uploader, token_principal
-from server.ingest.upload_parser import (GZIP_MAGIC, MAX_FIELD_CHARS, ZSTD_MAGIC, Budget, MalformedUpload, SpoolWriter,
-                                  UploadPart, UploadTooLarge, decoded_body, decompress_part, parse_multipart)
+from server.ingest.discard import Discarded, MalformedUpload, UploadTooLarge
+from server.ingest.refusal import SYMBOLS, refusing
+from server.ingest.upload_parser import (GZIP_MAGIC, MAX_FIELD_CHARS, ZSTD_MAGIC, Budget, SpoolWriter, UploadPart,
+                                  decoded_body, decompress_part, parse_multipart)
 from storage import queries, symbol_use
 from workers.reprocess import reprocess_for_symbols
 from symbolicator.symbols import store
 from symbolicator.symbols.cache import MalformedSymbols
-from symbolicator.symbols.sources import breakpad_layout, bump_generation
+from symbolicator.symbols.sources import bump_generation
 from symbolicator.symbols.ziptree import is_zip, unpack_zip
 from server.state import ServerState, state_of
 
@@ -51,41 +54,26 @@ NAME_FIELDS = {"debug_file": ("debug_file",), "debug_id": ("debug_identifier", "
                "cpu": ("cpu", "arch")}
 
 
-@dataclass(eq=False)
-class Refused(Exception):
-    """An upload refused with a status and a reason code (``file``: which file, when known)."""
-
-    status_code: int
-    code: str
-    why: str = ""
-    file: str | None = None
+STORE_ERRORS = (OSError, SQLAlchemyError)  # the symbols folder or the database failed: 503
 
 
+@refusing(SYMBOLS, outages=STORE_ERRORS)
 async def upload_endpoint(request: Request) -> Response:
-    """POST /api/<project>/symbols/: store the uploaded debug files; 200 ``{"files": [...]}``."""
+    """POST /api/<project>/symbols/: store the uploaded debug files; 200 ``{"files": [...]}``.
+    Raises Discarded, OSError or SQLAlchemyError (@refusing answers them)."""
     state = state_of(request)
+    project = await run_in_threadpool(authenticate_upload, state, request)
+    parts, names, budget = await read_files(request, state)
     try:
-        project = await run_in_threadpool(authenticate_upload, state, request)
-        parts, names, budget = await read_files(request, state)
-        try:
-            stored = await run_in_threadpool(store_parts, state, project, parts, names, budget)
-        finally:
-            for part in parts:
-                part.close()
-    except Refused as exc:
-        return await _refuse(state, exc)
-    except MalformedUpload as exc:  # UploadTooLarge too: its discard_code is the bare reason
-        return await _refuse(state, Refused(exc.status_code, exc.discard_code, str(exc)))
-    except ClientDisconnect:
-        return await _refuse(state, Refused(400, "client_disconnected", "client disconnected"))
-    except (OSError, SQLAlchemyError) as exc:
-        log.error("symbol store unavailable, upload refused with 503: %s", exc)
-        return JSONResponse({"detail": "storage_unavailable"}, status_code=503, headers={"Retry-After": "60"})
+        stored = await run_in_threadpool(store_parts, state, project, parts, names, budget)
+    finally:
+        for part in parts:
+            part.close()
     return JSONResponse({"files": stored})
 
 
 def authenticate_upload(state: ServerState, request: Request) -> Project | None:
-    """The project whose store the upload goes to (None: the shared store). Raises Refused:
+    """The project whose store the upload goes to (None: the shared store). Raises Discarded:
     401 without a token or with a wrong one, 403 ``symbols_need_token`` for an ingest key,
     403 for a viewer or another project's uploader token, 404 for an unknown project."""
     who = symbol_uploader(request, state)
@@ -95,32 +83,32 @@ def authenticate_upload(state: ServerState, request: Request) -> Project | None:
 
 
 def store_project(state: ServerState, who: Principal, ref: str) -> Project | None:
-    """The project whose store ref names for who (None: the shared store). Raises Refused."""
+    """The project whose store ref names for who (None: the shared store). Raises Discarded."""
     if who.is_admin:
         if ref == SHARED:
             return None
         project = queries.find_project(state.ctx.engine, ref=ref)
         if project is None:
-            raise Refused(404, "unknown_project", ref)
+            raise Discarded(404, "unknown_project", ref)
         return project
     project = queries.find_project(state.ctx.engine, ref=str(who.project_id))
     if project is None or (ref != SHARED and ref not in (str(project.id), project.name)):
-        raise Refused(403, "wrong_project", f"token {who.name!r} uploads to project {who.project_id} only")
+        raise Discarded(403, "wrong_project", f"token {who.name!r} uploads to project {who.project_id} only")
     return project
 
 
-def _why_not(state: ServerState, request: Request) -> Refused:
+def _why_not(state: ServerState, request: Request) -> Discarded:
     """Why a request without an upload token is refused: an ingest key (valid or not) never
     writes symbols; a viewer's credentials are not enough."""
     key = ingest_key(request) or bearer_token(request)  # ``Authorization: Bearer <ingest key>`` too
     if key and state.projects.get(key) is not None:
-        return Refused(403, "symbols_need_token", "symbol uploads take an API token, not an ingest key")
+        return Discarded(403, "symbols_need_token", "symbol uploads take an API token, not an ingest key")
     token = bearer_token(request) or request.query_params.get("key")
     if can_read(request, state) or (token and token_principal(state, token)):
-        return Refused(403, "needs_admin_or_uploader", "a viewer may not upload symbols")
+        return Discarded(403, "needs_admin_or_uploader", "a viewer may not upload symbols")
     if key or token:
-        return Refused(401, "bad_token", "unknown token")
-    return Refused(401, "missing_token", "no API token")
+        return Discarded(401, "bad_token", "unknown token")
+    return Discarded(401, "missing_token", "no API token")
 
 
 async def read_files(request: Request, state: ServerState) -> tuple[list[UploadPart], store.Names, Budget]:
@@ -175,10 +163,10 @@ def store_parts(state: ServerState, project: Project | None, parts: list[UploadP
                 budget: Budget) -> list[dict[str, object]]:
     """Stage, identify, store, convert and record every file of the upload, in order.
     A file refused stops the upload; the files stored before it stay (a retry finds them
-    ``unchanged``). Raises Refused, MalformedUpload, OSError, SQLAlchemyError."""
+    ``unchanged``). Raises Discarded, MalformedUpload, OSError, SQLAlchemyError."""
     symbols_dir = state.settings.symbols_dir
     if not parts or all(part.size == 0 for part in parts):
-        raise Refused(400, "malformed_no_symbol_file", "no file in the upload")
+        raise Discarded(400, "malformed_no_symbol_file", "no file in the upload")
     results: list[dict[str, object]] = []
     for part in parts:
         part = _decompressed(part, state, budget)
@@ -196,9 +184,9 @@ def store_parts(state: ServerState, project: Project | None, parts: list[UploadP
                 part.close()  # the spooled copy goes before converting: the disk holds the file once
                 results += _store_staged(state, project, staged, part.filename or names.debug_file, names)
         except store.TooLarge as exc:
-            raise Refused(413, exc.reason, str(exc), part.filename) from exc
+            raise Discarded(413, exc.reason, str(exc), part.filename) from exc
         except MalformedSymbols as exc:
-            raise Refused(400, f"malformed_{exc.reason}", str(exc), getattr(exc, "file", part.filename)) from exc
+            raise Discarded(400, f"malformed_{exc.reason}", str(exc), getattr(exc, "file", part.filename)) from exc
         finally:
             part.close()
     return results
@@ -261,66 +249,3 @@ def forget(state: ServerState, identity: store.Identity) -> None:
     # Crashes processed without these symbols go through processing again by themselves,
     # and move to the group of their symbolicated signature.
     reprocess_for_symbols(state.ctx, state.queue, debug_file=identity.debug_file, debug_id=identity.debug_id)
-
-
-async def _refuse(state: ServerState, exc: Refused) -> Response:
-    log.info("symbol upload refused: %s (%s)", exc.code, exc.why)
-    reason = (exc.code if exc.code.startswith("symbols_") else f"symbols_{exc.code}")[:64]
-    try:
-        await run_in_threadpool(queries.count_discard, state.ctx.engine, reason=reason)
-    except SQLAlchemyError as err:  # counting must never turn a 400 into a 500
-        log.warning("could not count discard %s: %s", reason, err)
-    body = {"detail": exc.code} | ({"file": exc.file} if exc.file else {})
-    return JSONResponse(body, status_code=exc.status_code)
-
-
-async def lookup_endpoint(request: Request) -> Response:
-    """GET /api/symbols/<debug_file>/<debug_id>[?sha256=][&project=]: the stored files of a
-    module (200), or 404. A reader or admin sees every store; an uploader token or an ingest key
-    its project's and the shared one. ``project`` keeps to one store (``_``: as an upload names it)."""
-    state = state_of(request)
-    stores = await run_in_threadpool(visible_stores, state, request)
-    if isinstance(stores, Refused):
-        return JSONResponse({"detail": stores.code}, status_code=stores.status_code)
-    module = breakpad_layout(request.path_params["debug_file"], request.path_params["debug_id"])
-    if module is None:
-        return JSONResponse({"detail": "malformed_bad_module_id"}, status_code=400)
-    rows = await run_in_threadpool(queries.symbol_files, state.ctx.engine, debug_file=module[0],
-                                   debug_id=module[1], sha256=request.query_params.get("sha256"))
-    # A row whose file is gone (a wiped symbols folder) is not "stored": the CLI uploads again.
-    files = [row_dict(row) for row in rows if (stores is None or row.project_id in stores)
-             and (state.settings.symbols_dir / row.path).is_file()]
-    if not files:
-        return JSONResponse({"detail": "not_found", "files": []}, status_code=404)
-    return JSONResponse({"files": files})
-
-
-def visible_stores(state: ServerState, request: Request) -> set[int | None] | None | Refused:
-    """The stores (project ids, None for the shared one) whose files request may list; None for
-    all of them. A Refused (401) without credentials."""
-    ref = request.query_params.get("project")
-    who = symbol_uploader(request, state)
-    if who is not None and ref is not None:
-        try:
-            project = store_project(state, who, ref)
-        except Refused as exc:
-            return exc
-        return {project.id if project else None}
-    if who is not None and not who.is_admin:
-        return {who.project_id, None}
-    if who is not None or can_read(request, state):
-        return None
-    key = ingest_key(request) or bearer_token(request)
-    project = state.projects.get(key) if key else None
-    if project is None:
-        return Refused(401, "bad_key" if key else "missing_key")
-    return {project.id, None}
-
-
-def row_dict(row: SymbolFile) -> dict[str, object]:
-    """A symbol_files row as the lookup answers it."""
-    uploaded = queries.as_utc(row.uploaded_at)
-    return {"debug_file": row.debug_file, "debug_id": row.debug_id, "code_file": row.code_file,
-            "code_id": row.code_id, "os": row.os, "cpu": row.cpu, "size": row.size, "sha256": row.sha256,
-            "stored_as": row.path, "project_id": row.project_id,
-            "uploaded_at": uploaded.isoformat() if uploaded else None}

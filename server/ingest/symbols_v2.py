@@ -10,7 +10,7 @@ speaks it:
    symbol_upload_type}`` (not JSON: its keys are unquoted) -> ``{"result": "OK"|"DUPLICATE_DATA"}``.
 
 ``-k`` puts the API token in ``?key=``: the same tokens, stores, refusals and quota as a v1
-upload (server/symbols_api.py). Between 2 and 4 the upload waits in the staging folder as
+upload (server/ingest/symbols.py). Between 2 and 4 the upload waits in the staging folder as
 ``v2-<uploadKey>.json`` (who may complete it) and its file. The client matches the answers with
 regexes that expect ``"name": "value"``, as json.dumps writes them.
 """
@@ -21,14 +21,15 @@ import json
 import re
 import secrets
 from pathlib import Path
+from typing import Callable
 
-from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from server.ingest.symbols import Refused, _refuse, _store_staged, authenticate_upload, read_files
-from server.ingest.upload_parser import MalformedUpload
+from server.ingest.discard import Discarded
+from server.ingest.refusal import SYMBOLS, refusing
+from server.ingest.symbols import STORE_ERRORS, _store_staged, authenticate_upload, read_files
 from storage import queries
 from symbolicator.symbols import store
 from symbolicator.symbols.sources import breakpad_layout
@@ -40,6 +41,7 @@ _UPLOAD_KEY = re.compile(r"[A-Za-z0-9_-]{43}")
 _COMPLETE_FIELD = re.compile(r'(debug_file|debug_id)\s*:\s*"([^"]*)"')
 
 
+@refusing(SYMBOLS, outages=STORE_ERRORS)
 async def check_status_endpoint(request: Request) -> Response:
     """GET .../v1/symbols/<debug_file>/<debug_id>:checkStatus: whether the upload's store has the module."""
     state = state_of(request)
@@ -47,9 +49,10 @@ async def check_status_endpoint(request: Request) -> Response:
     module = breakpad_layout(request.path_params["debug_file"], debug_id)
     if verb != "checkStatus" or module is None:
         return JSONResponse({"detail": "not_found"}, status_code=404)
-    return await _answer(state, lambda: {"status": "FOUND" if _has(state, request, module) else "MISSING"})
+    return await _answer(lambda: {"status": "FOUND" if _has(state, request, module) else "MISSING"})
 
 
+@refusing(SYMBOLS, outages=STORE_ERRORS)
 async def create_endpoint(request: Request) -> Response:
     """POST .../v1/uploads:create: a new upload key and the URL to PUT the file to."""
     state = state_of(request)
@@ -61,9 +64,10 @@ async def create_endpoint(request: Request) -> Response:
         url = request.url.replace(path=f"{request.url.path.rsplit('/', 1)[0]}/uploads/{key}", query="")
         return {"uploadUrl": str(url), "uploadKey": key}
 
-    return await _answer(state, create)
+    return await _answer(create)
 
 
+@refusing(SYMBOLS, outages=STORE_ERRORS)
 async def upload_endpoint(request: Request) -> Response:
     """PUT .../v1/uploads/<key> (the file) or POST .../v1/uploads/<key>:complete (store it)."""
     state = state_of(request)
@@ -74,23 +78,18 @@ async def upload_endpoint(request: Request) -> Response:
         return await _receive(state, request, key)
     if request.method == "POST" and verb == "complete":
         body = (await request.body())[:4096].decode("utf-8", "replace")
-        return await _answer(state, lambda: _complete(state, request, key, body))
+        return await _answer(lambda: _complete(state, request, key, body))
     return JSONResponse({"detail": "not_found"}, status_code=404)
 
 
 async def _receive(state: ServerState, request: Request, key: str) -> Response:
     """Stage the PUT body as the upload's file (a second PUT replaces the first)."""
+    parts, _, _ = await read_files(request, state)
     try:
-        parts, _, _ = await read_files(request, state)
-        try:
-            staged = await run_in_threadpool(store.stage, parts[0].file, state.settings.symbols_dir)
-        finally:
-            for part in parts:
-                part.close()
-    except MalformedUpload as exc:
-        return await _refuse(state, Refused(exc.status_code, exc.discard_code, str(exc)))
-    except ClientDisconnect:
-        return await _refuse(state, Refused(400, "client_disconnected", "client disconnected"))
+        staged = await run_in_threadpool(store.stage, parts[0].file, state.settings.symbols_dir)
+    finally:
+        for part in parts:
+            part.close()
     record = json.loads(_record_path(state, key).read_text())
     if record.get("path"):
         Path(record["path"]).unlink(missing_ok=True)
@@ -104,9 +103,9 @@ def _complete(state: ServerState, request: Request, key: str, body: str) -> dict
     project = authenticate_upload(state, request)
     record = json.loads(_record_path(state, key).read_text())
     if record["project_id"] != (project.id if project else None):
-        raise Refused(403, "wrong_project", "the upload was created for another store")
+        raise Discarded(403, "wrong_project", "the upload was created for another store")
     if not record.get("path"):
-        raise Refused(400, "malformed_no_symbol_file", "nothing was PUT to the upload URL")
+        raise Discarded(400, "malformed_no_symbol_file", "nothing was PUT to the upload URL")
     names = dict(_COMPLETE_FIELD.findall(body))
     staged = store.StagedFile(Path(record["path"]), record["sha256"], record["size"])
     _record_path(state, key).unlink(missing_ok=True)  # done, whatever the outcome: the client starts over
@@ -114,9 +113,9 @@ def _complete(state: ServerState, request: Request, key: str, body: str) -> dict
         stored = _store_staged(state, project, staged, names.get("debug_file"),
                                store.Names(debug_file=names.get("debug_file"), debug_id=names.get("debug_id")))
     except store.TooLarge as exc:
-        raise Refused(413, exc.reason, str(exc)) from exc
+        raise Discarded(413, exc.reason, str(exc)) from exc
     except store.MalformedSymbols as exc:
-        raise Refused(400, f"malformed_{exc.reason}", str(exc)) from exc
+        raise Discarded(400, f"malformed_{exc.reason}", str(exc)) from exc
     return {"result": "DUPLICATE_DATA" if all(f["status"] == "unchanged" for f in stored) else "OK"}
 
 
@@ -140,12 +139,7 @@ def _record_path(state: ServerState, key: str) -> Path:
     return folder / f"v2-{key}.json"
 
 
-async def _answer(state: ServerState, work) -> Response:  # type: ignore[no-untyped-def]
-    """work() in a thread as JSON; refusals and outages as the v1 endpoint answers them."""
-    try:
-        return _json(await run_in_threadpool(work))
-    except Refused as exc:
-        return await _refuse(state, exc)
-    except (OSError, SQLAlchemyError):
-        return JSONResponse({"detail": "storage_unavailable"}, status_code=503, headers={"Retry-After": "60"})
+async def _answer(work: Callable[[], dict[str, str]]) -> Response:
+    """work() in a thread as JSON (its refusals and outages go to @refusing)."""
+    return _json(await run_in_threadpool(work))
 

@@ -26,6 +26,8 @@ import zstandard
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
+from server.ingest.discard import MalformedUpload, SpoolFull, UploadTooLarge
+
 MINIDUMP_FIELD = "upload_file_minidump"
 MINIDUMP_MAGIC = b"MDMP"
 GZIP_MAGIC = b"\x1f\x8b"
@@ -37,46 +39,6 @@ MAX_JSON_DEPTH = 100  # deeper JSON is refused: flattening it would exhaust Pyth
 MAX_PREAMBLE = 64 * 1024  # text allowed before a multipart body's first boundary
 # A spool write failing with these means the spool folder's disk is full, not a bad upload.
 SPOOL_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
-
-
-class MalformedUpload(Exception):
-    """The upload cannot be accepted; reason is a short code such as ``bad_gzip``."""
-
-    status_code = 400
-
-    def __init__(self, reason: str, detail: str = "") -> None:
-        super().__init__(f"{reason}: {detail}" if detail else reason)
-        self.reason = reason
-        self.detail = detail
-
-    @property
-    def discard_code(self) -> str:
-        """What Antenna-style clients see after ``Discarded=``."""
-        return f"malformed_{self.reason}"
-
-
-class UploadTooLarge(MalformedUpload):
-    """The body, or what it decompresses to, is past a configured cap (HTTP 413)."""
-
-    status_code = 413
-
-    @property
-    def discard_code(self) -> str:
-        return self.reason
-
-
-class SpoolFull(MalformedUpload):
-    """The spool folder (``<data_dir>/tmp``) cannot take the upload: 503 with Retry-After,
-    the client retries later."""
-
-    status_code = 503
-
-    def __init__(self) -> None:
-        super().__init__("spool_full", "no space left in the spool folder")
-
-    @property
-    def discard_code(self) -> str:
-        return self.reason
 
 
 @dataclass

@@ -1,0 +1,161 @@
+"""Persist, then acknowledge (Antenna's ``crashmover.py``): save an upload (its primary blob,
+attachments, annotations document and rows) and enqueue its processing. Saving must succeed
+before the client gets its 200 (else StorageUnavailable, a 503); enqueueing may fail without
+failing the upload: the sweeper re-enqueues what is stuck in ``received``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import uuid
+from datetime import timedelta
+from typing import Callable
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from schemas.tables import Attachment, Crash, Project, utcnow
+from server.ingest.discard import StorageUnavailable
+from server.ingest.upload_parser import ParsedUpload, UploadPart
+from server.state import ServerState
+from storage import queries
+from storage.blobs import BlobStoreError, day_key
+
+log = logging.getLogger(__name__)
+
+# Annotation names that carry the build, the product and the tester, in order of preference.
+BUILD_KEYS = ("ver", "version", "release", "sentry.release")
+PRODUCT_KEYS = ("prod", "product", "ProductName", "sentry.extra.product")
+TESTER_KEYS = ("tester_id", "guid", "user_id", "sentry.user.id")
+# The client (installation) that retries an upload: Crashpad's guid first.
+CLIENT_KEYS = ("guid", "tester_id", "user_id", "sentry.user.id")
+CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def persist_and_enqueue(state: ServerState, project: Project, parsed: ParsedUpload, via: str,
+                        from_query: dict[str, str]) -> str:
+    """persist_upload, then enqueue a new crash (one thread-pool hop for both)."""
+    crash_id, created = persist_upload(state, project, parsed, via, from_query)
+    if created:
+        enqueue_quietly(state, crash_id)
+    return crash_id
+
+
+def first_of(annotations: dict[str, str], keys: tuple[str, ...]) -> str | None:
+    """The first non-empty annotation among keys, truncated to the column size."""
+    for key in keys:
+        value = annotations.get(key, "").strip()
+        if value:
+            return value[:200]
+    return None
+
+
+def fingerprint(project: Project, client_id: str | None, dump_sha256: str) -> str:
+    """Dedupe key of a client retry: the same dump from the same client of one project."""
+    raw = f"{project.id}\0{client_id or ''}\0{dump_sha256}".encode()
+    return hashlib.sha256(raw).hexdigest()
+
+
+def persist_upload(
+    state: ServerState, project: Project, parsed: ParsedUpload, via: str, from_query: dict[str, str]
+) -> tuple[str, bool]:
+    """Store blobs and rows for an upload. Returns (crash_id, created); created is False
+    when this is a retry of an upload stored within the dedupe window.
+    Raises StorageUnavailable."""
+    annotations = {**from_query, **parsed.annotations}  # form fields win over the query
+    key = fingerprint(project, first_of(annotations, CLIENT_KEYS), parsed.minidump.sha256)
+
+    def put_minidump(crash: Crash) -> str:
+        crash.minidump_key = day_key("minidumps", crash.received_at, f"{crash.crash_id}.dmp")
+        crash.minidump_size, crash.minidump_sha256 = parsed.minidump.size, parsed.minidump.sha256
+        state.ctx.blobs.put_file(crash.minidump_key, parsed.minidump.file)
+        return crash.minidump_key
+
+    return store_crash(state, project, annotations, parsed.attachments, via, key, put_minidump)
+
+
+def store_crash(state: ServerState, project: Project, annotations: dict[str, str], parts: list[UploadPart],
+                via: str, key: str, put_primary: Callable[[Crash], str]) -> tuple[str, bool]:
+    """Store one crash: its primary blob (put_primary fills the crash's key fields, writes
+    the blob and returns its key: the minidump, or a Sentry event's JSON), attachments, the
+    annotations document and the rows. A retry with the same dedupe key within the window
+    returns the first crash. Returns (crash_id, created). Raises StorageUnavailable."""
+    window = timedelta(hours=state.settings.dedupe_window_hours)
+    engine, blobs = state.ctx.engine, state.ctx.blobs
+    written: list[str] = []
+    try:
+        existing = queries.find_recent_duplicate(engine, fingerprint=key, window=window)
+        if existing is not None:
+            return existing, False
+        now, crash_id = utcnow(), str(uuid.uuid4())
+        crash = Crash(
+            crash_id=crash_id, project_id=project.id, received_at=now, updated_at=now,  # type: ignore[arg-type]
+            submitted_via=via, product=first_of(annotations, PRODUCT_KEYS),
+            build=first_of(annotations, BUILD_KEYS), tester_id=first_of(annotations, TESTER_KEYS),
+            annotations_key=day_key("annotations", now, f"{crash_id}.json"), annotations=annotations,
+        )
+        written.append(put_primary(crash))
+        attachments = store_attachments(state, crash, parts, written)
+        document = {"crash_id": crash_id, "project": project.name, "received_at": now.isoformat(),
+                    "submitted_via": via, "annotations": annotations,
+                    "attachments": [a.model_dump(exclude={"id"}) for a in attachments]}
+        blobs.put_bytes(crash.annotations_key, json.dumps(document, indent=1).encode())
+        written.append(crash.annotations_key)
+        stored_id, created = queries.insert_crash(
+            engine, crash=crash, attachments=attachments, fingerprint=key, window=window
+        )
+    except (BlobStoreError, SQLAlchemyError) as exc:
+        delete_quietly(state, written)
+        raise StorageUnavailable(str(exc)) from exc
+    if not created:  # a concurrent retry won the race: keep one copy only
+        delete_quietly(state, written)
+    return stored_id, created
+
+
+def store_attachments(state: ServerState, crash: Crash, parts: list[UploadPart],
+                      written: list[str]) -> list[Attachment]:
+    """Put each part in the blob store (its key appended to written); the rows to insert."""
+    attachments = []
+    seen: set[str] = set()
+    for index, part in enumerate(parts):
+        name = printable(part.name)
+        if not name.strip("."):  # "" or "..": a link to it would resolve to another page
+            name = f"attachment-{index}"
+        while name in seen:  # two parts with one field name are both kept
+            name = f"{name}-{index}"
+        seen.add(name)
+        safe = re.sub(r"[^A-Za-z0-9._-]", "_", name)[:80]
+        key = day_key("attachments", crash.received_at, f"{crash.crash_id}/{index:02d}-{safe}")
+        state.ctx.blobs.put_file(key, part.file)
+        written.append(key)
+        attachments.append(Attachment(
+            crash_id=crash.crash_id, name=name[:200], filename=printable(part.filename or "")[:300] or None,
+            content_type=CONTROL.split(part.content_type or "")[0].strip()[:200] or None,
+            size=part.size, sha256=part.sha256, blob_key=key,
+        ))
+    return attachments
+
+
+def printable(text: str) -> str:
+    """text with control characters (CR, LF, NUL ...) as ``_``: an envelope item's
+    ``filename`` "a\\r\\nb" would otherwise end up in a Content-Disposition header (and NUL
+    is refused by PostgreSQL)."""
+    return CONTROL.sub("_", text)
+
+
+def delete_quietly(state: ServerState, keys: list[str]) -> None:
+    for key in keys:
+        try:
+            state.ctx.blobs.delete(key)
+        except BlobStoreError as exc:
+            log.warning("could not remove %s: %s", key, exc)
+
+
+def enqueue_quietly(state: ServerState, crash_id: str) -> None:
+    """Enqueue processing; a failure is logged and left to the sweeper, never raised."""
+    try:
+        state.queue.enqueue(crash_id)
+    except Exception as exc:  # noqa: BLE001 - the upload is safe; the sweeper retries
+        log.warning("enqueue of %s failed, the sweeper will retry: %s", crash_id, exc)
