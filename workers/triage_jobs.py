@@ -1,6 +1,6 @@
 """Triage work: threshold rules on groups, regressions, and verification by numbers.
 
-The same functions run as crashes land (workers/pipeline.ThresholdRule), periodically
+The same functions run as crashes land (workers/rules.ThresholdRule), periodically
 (``tick`` from the server's sweeper loop: in-process it runs here, on RQ it enqueues the job
 ``triage-periodic``), when sessions arrive (``sessions_arrived``: job
 ``triage-verify-<project_id>``) and when a ticket is resolved by hand (``verify_resolved``).
