@@ -2,7 +2,7 @@
 sentry-native's ``__sentry-event``): its message, the exception that ended the program and
 its stack trace. Pure functions on the event dict; odd shapes give None or [], never raise.
 
-Used by server/sentry_event.py (the event as annotations) and workers/event_stack.py (the
+Used by server/ingest/sentry_event.py (the event as annotations) and workers/event_stack.py (the
 event as a processed report).
 """
 

@@ -37,7 +37,7 @@ class Project(SQLModel, table=True):
     name: str = Field(index=True, unique=True, max_length=100)
     ingest_key: str = Field(index=True, unique=True, max_length=64)
     created_at: datetime = _ts(nullable=False, default=utcnow)
-    # Reports a minute this project may send (server/ratelimit.py); None: CRASHD_RATE_LIMIT_PER_MINUTE.
+    # Reports a minute this project may send (server/ingest/ratelimit.py); None: CRASHD_RATE_LIMIT_PER_MINUTE.
     rate_limit_per_minute: int | None = Field(default=None)
 
 
