@@ -13,9 +13,10 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from schemas.settings import Settings
 from server import log_redaction
-from server.app import create_app, init_sentry
+from server.app import create_app
 from server.cli.context import rules_ok
 from server.cli.projects import project_urls
+from server.lifespan import init_sentry
 from server.state import build_state
 from storage import queries, users
 from storage.db import make_engine, migrate
