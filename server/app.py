@@ -17,11 +17,9 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from schemas.settings import Settings
-from server import api, groups_api
-from server import builds_api, tickets_api
-from server import dashboard_api, openapi
+from server.api.routes import ROUTES as API_ROUTES
+from server.api.tickets import verify_after
 from server.dashboard import login, pages, routes as dashboard_routes
-from server import symbols_lookup
 from server.ingest import sessions as ingest_sessions
 from server.ingest.routes import ROUTES as INGEST_ROUTES
 from server.lifespan import init_sentry, sweeper_loop
@@ -31,24 +29,8 @@ from server.state import ServerState, build_state
 
 ROUTES = [
     *INGEST_ROUTES,  # crash, envelope and symbol uploads (server/ingest/routes.py)
-    Route("/api/symbols/{debug_file}/{debug_id}", symbols_lookup.lookup_endpoint, methods=["GET"]),
-    Route("/api/crashes/{crash_id}", api.crash_detail, methods=["GET"]),
-    Route("/api/crashes/{crash_id}/minidump", api.crash_minidump, methods=["GET"]),
-    Route("/api/crashes/{crash_id}/attachments/{name:path}", api.crash_attachment, methods=["GET"]),
-    Route("/api/discards", api.discards, methods=["GET"]),
-    Route("/api/groups", groups_api.list_endpoint, methods=["GET"]),
-    Route("/api/groups/{group_id:int}", groups_api.detail_endpoint, methods=["GET"]),
-    Route("/api/{project}/sessions/", tickets_api.verify_after(ingest_sessions.upload_endpoint), methods=["POST"]),
-    Route("/api/builds", builds_api.list_endpoint, methods=["GET"]),
-    Route("/api/builds/compare", builds_api.compare_endpoint, methods=["GET"]),
-    Route("/api/tickets", tickets_api.list_endpoint, methods=["GET"]),
-    Route("/api/tickets/{ticket_id:int}", tickets_api.detail_endpoint, methods=["GET"]),
-    Route("/api/tickets/{ticket_id:int}/{action}", tickets_api.action_endpoint, methods=["POST"]),
-    *dashboard_api.ROUTES,  # /api/triage, /api/symbols (JSON twins of dashboard pages)
-    *openapi.ROUTES,  # /api/openapi.json, built from this list
-    Route("/__heartbeat__", api.heartbeat, methods=["GET"]),
-    Route("/__lbheartbeat__", api.lbheartbeat, methods=["GET"]),
-    Route("/__version__", api.version, methods=["GET"]),
+    Route("/api/{project}/sessions/", verify_after(ingest_sessions.upload_endpoint), methods=["POST"]),
+    *API_ROUTES,  # JSON reads, ticket actions, /api/openapi.json (built from this list), health, version
     *login.ROUTES,
     *dashboard_routes.ROUTES,  # HTML pages: exact paths outside /api, after every API route
     Mount("/static", StaticFiles(directory=pages.STATIC_DIR), name="static"),

@@ -1,7 +1,7 @@
 """Reads for the dashboard (issue 6): the crash groups table with sparklines, a group's page,
 the triage board and the symbols page. Keyword-only functions taking an Engine first, like
 storage/queries.py. They return plain dicts and lists with times as aware UTC datetimes;
-server/dashboard_api.py turns them into JSON and server/dashboard/ into HTML.
+server/api/ turns them into JSON and server/dashboard/ into HTML.
 
 Shaped for 100,000 crashes in 2,000 groups on PostgreSQL (bench/dashboard.py): a page of
 groups is picked from ``crash_groups`` and its counters first, then the sparklines of only

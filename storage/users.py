@@ -25,7 +25,7 @@ UPLOADER = "uploader"
 TOKEN_ROLES = (*ROLES, UPLOADER)
 # A prefix lets secret scanners (GitHub's, gitleaks) recognise a leaked token.
 TOKEN_PREFIX = "crashd_"
-# User and token names end up in ticket histories as ``user:<name>`` (tickets_api's actor rule).
+# User and token names end up in ticket histories as ``user:<name>`` (server/api/tickets.py's actor rule).
 NAME = re.compile(r"^[A-Za-z0-9._@+-]{1,100}$")
 
 

@@ -74,7 +74,7 @@ def test_group_id_past_any_row_is_not_found(crashd: Crashd) -> None:
 
 def test_since_out_of_datetime_range_is_a_bad_parameter() -> None:
     """Found by fuzzing: 999999d ago and year 1 at +01:00 have no UTC datetime (OverflowError)."""
-    from server.groups_api import parse_since
+    from server.api.params import parse_since
 
     for value in ("999999d", "99999999999999999999h", "0001-01-01T00:00:00+01:00"):
         with pytest.raises(ValueError, match="out of range"):

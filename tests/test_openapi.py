@@ -1,4 +1,4 @@
-"""GET /api/openapi.json (server/openapi.py): an OpenAPI 3.1 document describing every /api
+"""GET /api/openapi.json (server/api/openapi.py): an OpenAPI 3.1 document describing every /api
 route of server/app.py, built from the route list itself."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from starlette.routing import Route
 
 from conftest import Crashd
 from server import app as crashd_app
-from server import openapi
-from server.openapi_shapes import DESCRIBED
+from server.api import openapi
+from server.api.openapi_shapes import DESCRIBED
 
 
 def api_routes() -> list[tuple[str, str]]:

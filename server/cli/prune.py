@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 from schemas.settings import Settings
 from schemas.tables import utcnow
 from server.cli.context import command_context, project_id_of
-from server.groups_api import parse_since
+from server.api.params import parse_since
 from workers.retention import prune
 from workers.symbol_prune import prune_symbols
 

@@ -7,7 +7,7 @@ import sys
 from typing import Callable
 
 from schemas.settings import Settings
-from server.groups_api import parse_since
+from server.api.params import parse_since
 from storage.db import migrate
 from workers import jobs
 from workers.queue import InProcessJobQueue, make_queue

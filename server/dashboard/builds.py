@@ -2,7 +2,7 @@
 
 Every build of the project with its sessions, crashes and crash rate; with two builds
 picked, per crash group their crashes and rates, the change and whether it is significant
-(server/builds_api.compare_builds: the exact test of two Poisson rates, docs/rates.md).
+(server/api/builds.compare_builds: the exact test of two Poisson rates, docs/rates.md).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from starlette.responses import Response
 
 from server import auth
 from server.dashboard import pages
-from server.builds_api import build_rows, compare_builds
+from server.api.builds import build_rows, compare_builds
 from server.dashboard.access import page, problem, project_filter
 from server.state import ServerState
 

@@ -22,7 +22,7 @@ from starlette.responses import RedirectResponse, Response
 from schemas.tables import Attachment
 from server import auth
 from server.dashboard import pages
-from server.api import _blob_response, _load_crash, crash_document, load_report
+from server.api.crashes import _blob_response, _load_crash, crash_document, load_report
 from server.dashboard import stack
 from server.dashboard.access import action, page, problem
 from storage import queries

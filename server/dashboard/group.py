@@ -5,7 +5,7 @@
 - ``GET /tickets/<id>``: 303 to its group's page (links to a ticket, e.g. "duplicate of").
 - ``POST /tickets/<id>/<action>`` (admin, CSRF): resolve (``fixed_in``), verify, reject,
   reopen, wontfix, duplicate (``of``: picked from the project's other tickets) through
-  server/tickets_api.change, then back to the group page (303).
+  server/api/tickets.change, then back to the group page (303).
 """
 
 from __future__ import annotations
@@ -17,9 +17,10 @@ from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from server import auth, tickets_api
+from server import auth
+from server.api import tickets
 from server.dashboard import pages
-from server.api import load_report
+from server.api.crashes import load_report
 from server.dashboard import stack
 from server.dashboard.access import action, page, problem
 from storage import dashboard_queries, queries
@@ -78,7 +79,7 @@ async def group_page(request: Request, state: ServerState, who: auth.Principal) 
 
 
 def ticket_body(who: auth.Principal, form: FormData) -> dict[str, Any]:
-    """The tickets_api action body from the form: fixed_in and note (trimmed, cut to what
+    """The server/api/tickets action body from the form: fixed_in and note (trimmed, cut to what
     tickets keep), and ``by``: who is signed in."""
     body: dict[str, Any] = {"by": who.name}
     for key in ("fixed_in", "note"):
@@ -115,8 +116,8 @@ async def ticket_action(request: Request, state: ServerState, who: auth.Principa
         return problem(request, who, 404, "Not found", f"There is no ticket {ticket_id}.")
     back = f"/groups/{ticket['group_id']}"
     try:
-        # who.name fits tickets_api's actor rule: storage/users.py only takes such names
-        await run_in_threadpool(tickets_api.change, state, ticket_id, name, ticket_body(who, form))
+        # who.name fits server/api/tickets' actor rule: storage/users.py only takes such names
+        await run_in_threadpool(tickets.change, state, ticket_id, name, ticket_body(who, form))
     except TicketNotFound:
         return problem(request, who, 404, "Not found", f"There is no ticket {ticket_id}.")
     except TransitionError as exc:

@@ -16,8 +16,7 @@ from starlette.responses import Response
 from server import auth
 from server.dashboard import pages
 from server.dashboard.access import page, problem, project_filter
-from server.dashboard_api import MAX_OFFSET
-from server.groups_api import parse_since
+from server.api.params import MAX_OFFSET, parse_since
 from storage import dashboard_queries
 from triage.components import default_rules
 from server.state import ServerState

@@ -1,5 +1,5 @@
 """Symbol upload: ``POST /api/<project>/symbols/`` (the lookup, ``GET /api/symbols/<debug_file>/<debug_id>``,
-is server/symbols_lookup.py).
+is server/api/symbols.py).
 
 An upload is one of (docs/symbols.md):
 - Breakpad ``symupload`` (sym_upload_v1): multipart with the file part ``symbol_file`` and text

@@ -1,4 +1,4 @@
-"""JSON API over triage tickets (admin bearer token):
+"""JSON API over triage tickets (reads: any reader; actions: admins):
 
 - ``GET /api/tickets?project=&state=&priority=&fixed_in=`` -> ``{"tickets": [...]}``
 - ``GET /api/tickets/<id>`` -> the ticket with its ``history``
@@ -12,90 +12,86 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Mapping
 
-from starlette.concurrency import run_in_threadpool
 from starlette.background import BackgroundTask
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from server.api import project_from_query
-from server.auth import can_read, ingest_key, principal, refusal
+from server.api.access import requires
+from server.api.params import project_id, query, split
+from server.auth import ingest_key, principal
+from server.state import ServerState, state_of
 from storage import triage_queries
 from storage.queries import is_row_id
 from storage.tickets import apply_action
 from triage.tickets.transitions import ACTIONS, TicketNotFound, TransitionError
 from workers import triage_jobs
 from workers.queue import RQJobQueue
-from server.state import ServerState, state_of
 
 
 STATES = ("open", "resolved", "verified", "regressed", "wontfix", "duplicate")
 _ACTOR = re.compile(r"^[\w.@+-]{1,100}$")
 
 
-def _refuse(status: int, detail: str) -> Response:
-    return JSONResponse({"detail": detail}, status_code=status)
+def ticket_filters(params: Mapping[str, str]) -> tuple[list[str] | None, list[str] | None]:
+    """``state`` and ``priority`` as lists (comma separated), checked. Raises ValueError."""
+    states, priorities = split(params.get("state")), split(params.get("priority"))
+    if states and set(states) - set(STATES):
+        raise ValueError(f"state must be among {', '.join(STATES)}")
+    if priorities and set(priorities) - {"P0", "P1"}:
+        raise ValueError("priority must be P0 or P1")
+    return states, priorities
 
 
-def _split(value: str | None) -> list[str] | None:
-    return [v.strip() for v in value.split(",") if v.strip()] if value else None
-
-
+@requires("read")
 async def list_endpoint(request: Request) -> Response:
     """GET /api/tickets?project=&state=open,regressed&priority=P0&fixed_in=."""
     state = state_of(request)
-    if not can_read(request, state):
-        return _refuse(401, "admin bearer token required")
     params = request.query_params
-    states, priorities = _split(params.get("state")), _split(params.get("priority"))
-    if states and set(states) - set(STATES):
-        return _refuse(400, f"bad query parameter: state must be among {', '.join(STATES)}")
-    if priorities and set(priorities) - {"P0", "P1"}:
-        return _refuse(400, "bad query parameter: priority must be P0 or P1")
-    project_id, missing = await project_from_query(state, params)
-    if missing is not None:
-        return missing
-    tickets = await run_in_threadpool(triage_queries.list_tickets, state.ctx.engine, project_id=project_id,
-                                      states=states, priorities=priorities, fixed_in=params.get("fixed_in"))
+    states, priorities = query(ticket_filters, params)
+    tickets = await run_in_threadpool(triage_queries.list_tickets, state.ctx.engine,
+                                      project_id=await project_id(state, params), states=states,
+                                      priorities=priorities, fixed_in=params.get("fixed_in"))
     return JSONResponse({"tickets": tickets})
 
 
+@requires("read")
 async def detail_endpoint(request: Request) -> Response:
     """GET /api/tickets/<id>: the ticket and its history, oldest event first."""
     state = state_of(request)
-    if not can_read(request, state):
-        return _refuse(401, "admin bearer token required")
     ticket_id = request.path_params["ticket_id"]
     ticket = await run_in_threadpool(triage_queries.get_ticket, state.ctx.engine,
                                      ticket_id=ticket_id) if is_row_id(ticket_id) else None
-    return JSONResponse(ticket) if ticket is not None else _refuse(404, "ticket not found")
+    if ticket is None:
+        raise HTTPException(404, "ticket not found")
+    return JSONResponse(ticket)
 
 
+@requires("write")  # viewers: 403 admin role required
 async def action_endpoint(request: Request) -> Response:
     """POST /api/tickets/<id>/<action>: change the ticket by hand; 200 with the ticket."""
     state = state_of(request)
-    refused = refusal(request, state, write=True)  # viewers: 403 admin role required
-    if refused is not None:
-        return _refuse(*refused)
     action, ticket_id = request.path_params["action"], request.path_params["ticket_id"]
     if action not in ACTIONS:
-        return _refuse(404, f"unknown action {action!r}; one of {', '.join(ACTIONS)}")
+        raise HTTPException(404, f"unknown action {action!r}; one of {', '.join(ACTIONS)}")
     if not is_row_id(ticket_id):
-        return _refuse(404, "ticket not found")
+        raise HTTPException(404, "ticket not found")
     try:
         body = parse_body(await request.body())
     except ValueError as exc:
-        return _refuse(400, str(exc))
+        raise HTTPException(400, str(exc)) from None
     who = principal(request, state)
     if who is not None and who.via != "admin-token":  # a person or a named token: the history names them
         body["by"] = who.name
     try:
         await run_in_threadpool(change, state, ticket_id, action, body)
     except TicketNotFound:
-        return _refuse(404, "ticket not found")
+        raise HTTPException(404, "ticket not found") from None
     except TransitionError as exc:
-        return _refuse(400, str(exc))
+        raise HTTPException(400, str(exc)) from None
     ticket = await run_in_threadpool(triage_queries.get_ticket, state.ctx.engine, ticket_id=ticket_id)
     return JSONResponse(ticket)
 

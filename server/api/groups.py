@@ -2,41 +2,19 @@
 
 from __future__ import annotations
 
-import re
-from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from server.api import project_from_query
-from server.auth import can_read
-from storage import dashboard_queries, queries
+from server.api.access import requires
+from server.api.crashes import load_report
+from server.api.documents import jsonable
+from server.api.params import group_query, page_query, project_id, query
 from server.state import ServerState, state_of
-
-
-RELATIVE = re.compile(r"^(\d+)([hdw])$")
-UNITS = {"h": "hours", "d": "days", "w": "weeks"}
-
-
-def parse_since(value: str | None) -> datetime | None:
-    """`24h`, `7d`, `2w` ago, or an ISO date/time (UTC when no zone), as an aware UTC
-    datetime. Raises ValueError with one wording for every caller (the JSON API, the
-    dashboard, the CLI), also for a time out of datetime's range."""
-    if not value:
-        return None
-    match = RELATIVE.match(value.strip())
-    try:
-        if match:
-            return datetime.now(timezone.utc) - timedelta(**{UNITS[match.group(2)]: int(match.group(1))})
-        parsed = datetime.fromisoformat(value.strip())
-        # in UTC here: 0001-01-01T00:00+01:00 has no UTC time, and 99999999d no date at all
-        return parsed.astimezone(timezone.utc) if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
-    except OverflowError:
-        raise ValueError(f"since {value!r} is out of range (years 1..9999)") from None
-    except ValueError:
-        raise ValueError(f"since must be like 24h, 7d, 2w or an ISO date, not {value!r}") from None
+from storage import dashboard_queries, queries
 
 
 def group_json(row: dict[str, Any]) -> dict[str, Any]:
@@ -50,57 +28,38 @@ def group_json(row: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _refuse(status: int, detail: str) -> Response:
-    return JSONResponse({"detail": detail}, status_code=status)
-
-
+@requires("read")
 async def list_endpoint(request: Request) -> Response:
     """GET /api/groups?project=&component=&build=&platform=&status=&since=&sort=&order=&limit=
     &offset=&days=: ``{"groups": [...], "total", "limit", "offset"}`` (most testers first
-    unless sorted otherwise; server/dashboard_api.group_query reads the parameters)."""
-    from server import dashboard_api  # it imports this module (parse_since)
-
+    unless sorted otherwise; server/api/params.group_query reads the parameters)."""
     state = state_of(request)
-    if not can_read(request, state):
-        return _refuse(401, "admin bearer token required")
     params = request.query_params
-    try:
-        query = dashboard_api.group_query(params)
-    except ValueError as exc:
-        return _refuse(400, f"bad query parameter: {exc}")
-    project_id, missing = await project_from_query(state, params)
-    if missing is not None:
-        return missing
-    page = await run_in_threadpool(dashboard_queries.list_groups_page, state.ctx.engine, project_id=project_id,
-                                   **query)
+    found = query(group_query, params)
+    page = await run_in_threadpool(dashboard_queries.list_groups_page, state.ctx.engine,
+                                   project_id=await project_id(state, params), **found)
     rows = [{"id": g["group_id"], **g} for g in page["groups"]]
-    return JSONResponse(dashboard_api.jsonable({"groups": rows, "total": page["total"], "limit": query["limit"],
-                                                "offset": query["offset"]}))
+    return JSONResponse(jsonable({"groups": rows, "total": page["total"], "limit": found["limit"],
+                                  "offset": found["offset"]}))
 
 
+@requires("read")
 async def detail_endpoint(request: Request) -> Response:
     """GET /api/groups/<id>?crashes=&days=: the group, its builds (with sessions and crash
     rate), platforms, testers, latest crashes, ticket with history, and a representative
     crash with its crashing thread's stack (trust and inlined frames)."""
-    from server import dashboard_api  # it imports this module (parse_since)
-
     state = state_of(request)
-    if not can_read(request, state):
-        return _refuse(401, "admin bearer token required")
-    try:
-        query = dashboard_api.page_query(request.query_params)
-    except ValueError as exc:
-        return _refuse(400, f"bad query parameter: {exc}")
+    found = query(page_query, request.query_params)
     group_id = request.path_params["group_id"]
     group = await run_in_threadpool(dashboard_queries.group_page, state.ctx.engine, group_id=group_id,
-                                    **query) if queries.is_row_id(group_id) else None
+                                    **found) if queries.is_row_id(group_id) else None
     if group is None:
-        return _refuse(404, "group not found")
+        raise HTTPException(404, "group not found")
     for build in group["builds"]:
         build["crash_count"] = build["crashes"]
     out = {"id": group["group_id"], **group}
     out["representative_crash"] = await run_in_threadpool(representative, state, group["representative_crash_id"])
-    return JSONResponse(dashboard_api.jsonable(out))
+    return JSONResponse(jsonable(out))
 
 
 def representative(state: ServerState, crash_id: str | None) -> dict[str, Any] | None:
@@ -108,8 +67,6 @@ def representative(state: ServerState, crash_id: str | None) -> dict[str, Any] |
     and ``stack``: its crashing thread's frames from the processed report (frame, trust,
     module, module_offset, function, file, line, inlines, missing_symbols), None when the
     report is not in the blob store."""
-    from server.api import load_report
-
     crash = queries.get_crash(state.ctx.engine, crash_id=crash_id) if crash_id else None
     if crash is None:
         return None

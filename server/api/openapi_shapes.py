@@ -1,4 +1,4 @@
-"""What server/openapi.py says about each route: DESCRIBED maps (method, Starlette path) to
+"""What server/api/openapi.py says about each route: DESCRIBED maps (method, Starlette path) to
 its summary, query parameters, auth, request body and response; SCHEMAS holds the shared
 response shapes. "auth" is "key" (an ingest key only: crash clients), "ingest" (an ingest
 key or a bearer token), "none", or absent (a bearer token); "errors" are answered as

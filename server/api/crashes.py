@@ -1,4 +1,5 @@
-"""JSON API for people and tools (admin bearer token), plus health and version endpoints."""
+"""JSON API over crashes for people and tools (any reader): a crash, its minidump and
+attachments, and the discarded uploads per reason."""
 
 from __future__ import annotations
 
@@ -8,42 +9,15 @@ from typing import Any
 from urllib.parse import quote
 
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from schemas.tables import Attachment, Crash
-from server import health
-from server.auth import can_read
+from server.api.access import requires
+from server.state import ServerState, state_of
 from storage import queries
 from storage.blobs import BlobNotFound
-from server.state import ServerState, state_of
-
-
-VERSION = "0.1.0"
-
-
-def _state(request: Request) -> ServerState:
-    return state_of(request)
-
-
-async def project_from_query(state: ServerState, params: Any) -> tuple[int | None, Response | None]:
-    """The ``?project=`` filter (id or name) as a project id; (None, None) without one,
-    (None, 404 response) for an unknown project."""
-    ref = params.get("project")
-    if not ref:
-        return None, None
-    project = await run_in_threadpool(queries.find_project, state.ctx.engine, ref=ref)
-    if project is None:
-        return None, JSONResponse({"detail": "project not found"}, status_code=404)
-    return project.id, None
-
-
-def _unauthorized() -> Response:
-    return JSONResponse(
-        {"detail": "admin bearer token required"},
-        status_code=401,
-        headers={"WWW-Authenticate": "Bearer"},
-    )
 
 
 def _iso(value: Any) -> str | None:
@@ -104,42 +78,39 @@ def _load_crash(state: ServerState, crash_id: str) -> tuple[Crash, str | None, l
     return crash, project.name if project else None, attachments
 
 
+@requires("read")
 async def crash_detail(request: Request) -> Response:
     """GET /api/crashes/<crash_id>: status, project, annotations, attachments, size, sha256."""
-    state = _state(request)
-    if not can_read(request, state):
-        return _unauthorized()
+    state = state_of(request)
     found = await run_in_threadpool(_load_crash, state, request.path_params["crash_id"])
     if found is None:
-        return JSONResponse({"detail": "crash not found"}, status_code=404)
+        raise HTTPException(404, "crash not found")
     document = crash_document(*found)
     document["stackwalk"] = await run_in_threadpool(load_report, state, found[0])
     return JSONResponse(document)
 
 
+@requires("read")
 async def crash_minidump(request: Request) -> Response:
     """GET /api/crashes/<crash_id>/minidump: the raw dump bytes."""
-    state = _state(request)
-    if not can_read(request, state):
-        return _unauthorized()
+    state = state_of(request)
     crash = await run_in_threadpool(queries.get_crash, state.ctx.engine, crash_id=request.path_params["crash_id"])
     if crash is None:
-        return JSONResponse({"detail": "crash not found"}, status_code=404)
+        raise HTTPException(404, "crash not found")
     if crash.minidump_key is None:  # a Sentry event without a minidump
-        return JSONResponse({"detail": "this crash has no minidump"}, status_code=404)
+        raise HTTPException(404, "this crash has no minidump")
     return _blob_response(state, crash.minidump_key, "application/x-dmp", f"{crash.crash_id}.dmp")
 
 
+@requires("read")
 async def crash_attachment(request: Request) -> Response:
     """GET /api/crashes/<crash_id>/attachments/<name>: one attachment's bytes."""
-    state = _state(request)
-    if not can_read(request, state):
-        return _unauthorized()
+    state = state_of(request)
     found = await run_in_threadpool(_load_crash, state, request.path_params["crash_id"])
     name = request.path_params["name"]
     match = [a for a in found[2] if a.name == name] if found else []
     if not match:
-        return JSONResponse({"detail": "attachment not found"}, status_code=404)
+        raise HTTPException(404, "attachment not found")
     attachment = match[0]
     media_type = attachment.content_type or ""
     if not media_type.isprintable() or not media_type.isascii():  # a row stored before ingest sanitized it
@@ -167,37 +138,13 @@ def content_disposition(filename: str) -> str:
     return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(filename, safe='')}"
 
 
+@requires("read")
 async def discards(request: Request) -> Response:
     """GET /api/discards: rejected uploads per reason (today and all time)."""
-    state = _state(request)
-    if not can_read(request, state):
-        return _unauthorized()
+    state = state_of(request)
     today = queries.utcnow().strftime("%Y-%m-%d")
     engine = state.ctx.engine
     return JSONResponse({
         "today": await run_in_threadpool(queries.discard_counts, engine, day=today),
         "all_time": await run_in_threadpool(queries.discard_counts, engine),
-    })
-
-
-async def lbheartbeat(request: Request) -> Response:
-    """GET /__lbheartbeat__: the process answers (for load balancers)."""
-    return PlainTextResponse("OK")
-
-
-async def heartbeat(request: Request) -> Response:
-    """GET /__heartbeat__: database, blob store and queue all answer (503 with details if not)."""
-    checks = await health.run_checks(_state(request))  # within 2 s, even with one hung
-    ok = all(value == "ok" for value in checks.values())
-    return JSONResponse({"status": "ok" if ok else "error", "checks": checks}, status_code=200 if ok else 503)
-
-
-async def version(request: Request) -> Response:
-    """GET /__version__: what is running."""
-    state = _state(request)
-    return JSONResponse({
-        "name": "crashd",
-        "version": VERSION,
-        "queue": "rq" if state.settings.redis_url else "in-process",
-        "database": state.ctx.engine.dialect.name,
     })

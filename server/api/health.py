@@ -6,6 +6,8 @@ down. Each check runs on a thread of its own; the heartbeat waits CHECK_DEADLINE
 for all of them and reports a check still running then as an error. A check that is still
 running when the next heartbeat comes is waited for again, not started twice, so a hung
 dependency holds one thread, not one per heartbeat.
+
+Also ``GET /__lbheartbeat__`` (the process answers) and ``GET /__version__``.
 """
 
 from __future__ import annotations
@@ -15,10 +17,14 @@ import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Callable
 
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+
+from server.state import ServerState, state_of
 from storage import queries
-from server.state import ServerState
 
 
+VERSION = "0.1.0"
 CHECK_DEADLINE_SECONDS = 1.5  # the heartbeat answers within 2 s
 
 # Threads start on first use; at most one per dependency and server state runs at a time.
@@ -66,3 +72,26 @@ def _outcome(task: "asyncio.Future[object]") -> str:
         first_line = (str(exc).splitlines() or [""])[0]
         return f"error: {type(exc).__name__}: {first_line}"
     return "ok"
+
+
+async def lbheartbeat(request: Request) -> Response:
+    """GET /__lbheartbeat__: the process answers (for load balancers)."""
+    return PlainTextResponse("OK")
+
+
+async def heartbeat(request: Request) -> Response:
+    """GET /__heartbeat__: database, blob store and queue all answer (503 with details if not)."""
+    checks = await run_checks(state_of(request))  # within 2 s, even with one hung
+    ok = all(value == "ok" for value in checks.values())
+    return JSONResponse({"status": "ok" if ok else "error", "checks": checks}, status_code=200 if ok else 503)
+
+
+async def version(request: Request) -> Response:
+    """GET /__version__: what is running."""
+    state = state_of(request)
+    return JSONResponse({
+        "name": "crashd",
+        "version": VERSION,
+        "queue": "rq" if state.settings.redis_url else "in-process",
+        "database": state.ctx.engine.dialect.name,
+    })

@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from server.openapi_shapes import DESCRIBED, SCHEMAS
+from server.api.openapi_shapes import DESCRIBED, SCHEMAS
 
 PATH_PARAM = re.compile(r"\{(\w+)(?::(\w+))?\}")
 CONVERTOR_TYPES = {"int": "integer", "float": "number"}
@@ -111,5 +111,3 @@ async def openapi_endpoint(request: Request) -> Response:
     """GET /api/openapi.json: the document of this application's routes."""
     return JSONResponse(document(request.app.routes))
 
-
-ROUTES = [Route("/api/openapi.json", openapi_endpoint, methods=["GET"])]

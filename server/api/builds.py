@@ -1,4 +1,4 @@
-"""JSON API over builds (admin bearer token): ``GET /api/builds`` (sessions, crashes and crash
+"""JSON API over builds (any reader): ``GET /api/builds`` (sessions, crashes and crash
 rate per build, in version order) and ``GET /api/builds/compare`` (did a build crash less
 than another, per crash group). docs/rates.md says how rates and the test work.
 """
@@ -6,28 +6,18 @@ than another, per crash group). docs/rates.md says how rates and the test work.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Mapping
 
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from schemas.tables import Project
-from server.auth import can_read
-from server.groups_api import parse_since
-from storage import queries, sessions
-from triage.rates import RateTest, compare_rates, sort_builds
+from server.api.access import requires
+from server.api.params import parse_since, query, required_project
 from server.state import ServerState, state_of
-
-
-
-class Refused(Exception):
-    """A request answered with ``{"detail": detail}`` and status_code."""
-
-    def __init__(self, status_code: int, detail: str) -> None:
-        super().__init__(detail)
-        self.status_code = status_code
-        self.detail = detail
+from storage import sessions
+from triage.rates import RateTest, compare_rates, sort_builds
 
 
 def _rate(crashes: int, total: int) -> float | None:
@@ -35,31 +25,13 @@ def _rate(crashes: int, total: int) -> float | None:
     return crashes / total if total else None
 
 
-async def _project(request: Request) -> Project:
-    """The admin-authenticated request's ``?project=`` (id or name). Raises Refused."""
-    state = state_of(request)
-    if not can_read(request, state):
-        raise Refused(401, "admin bearer token required")
-    ref = request.query_params.get("project")
-    if not ref:
-        raise Refused(400, "bad query parameter: project is required")
-    project = await run_in_threadpool(queries.find_project, state.ctx.engine, ref=ref)
-    if project is None:
-        raise Refused(404, "project not found")
-    return project
-
-
+@requires("read")
 async def list_endpoint(request: Request) -> Response:
     """GET /api/builds?project=&since= → ``{"builds": [{"build", "sessions",
     "crashed_sessions", "crash_rate", "crashes", "first_seen"}]}`` in version order."""
     state = state_of(request)
-    try:
-        project = await _project(request)
-        since = parse_since(request.query_params.get("since"))
-    except Refused as exc:
-        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
-    except ValueError as exc:
-        return JSONResponse({"detail": f"bad query parameter: {exc}"}, status_code=400)
+    project = await required_project(state, request.query_params)
+    since = query(parse_since, request.query_params.get("since"))
     return JSONResponse({"builds": await run_in_threadpool(build_rows, state, project.id, since)})
 
 
@@ -78,25 +50,28 @@ def build_rows(state: ServerState, project_id: int, since: datetime | None) -> l
     } for build in sort_builds(sorted(set(played) | set(crashes)), first_seen)]
 
 
+@requires("read")
 async def compare_endpoint(request: Request) -> Response:
     """GET /api/builds/compare?project=&base=&target=[&min_sessions=200&alpha=0.05]: crash
     rates of two builds, overall and per group seen in either, biggest drop first."""
     state = state_of(request)
     params = request.query_params
-    try:
-        project = await _project(request)
-        base, target = params.get("base"), params.get("target")
-        if not base or not target:
-            raise Refused(400, "bad query parameter: base and target are required")
-        min_sessions = int(params.get("min_sessions", "200"))
-        alpha = float(params.get("alpha", "0.05"))
-        if min_sessions < 0 or not 0 < alpha < 1:
-            raise ValueError("min_sessions must be >= 0 and alpha between 0 and 1")
-    except Refused as exc:
-        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
-    except ValueError as exc:
-        return JSONResponse({"detail": f"bad query parameter: {exc}"}, status_code=400)
+    project = await required_project(state, params)
+    base, target = params.get("base"), params.get("target")
+    if not base or not target:
+        raise HTTPException(400, "bad query parameter: base and target are required")
+    min_sessions, alpha = query(rate_test_params, params)
     return JSONResponse(await run_in_threadpool(compare_builds, state, project.id, base, target, min_sessions, alpha))
+
+
+def rate_test_params(params: Mapping[str, str]) -> tuple[int, float]:
+    """``min_sessions`` (>= 0, default 200) and ``alpha`` (0..1, default 0.05) of the rate
+    test. Raises ValueError."""
+    min_sessions = int(params.get("min_sessions", "200"))
+    alpha = float(params.get("alpha", "0.05"))
+    if min_sessions < 0 or not 0 < alpha < 1:
+        raise ValueError("min_sessions must be >= 0 and alpha between 0 and 1")
+    return min_sessions, alpha
 
 
 def compare_builds(state: ServerState, project_id: int, base: str, target: str, min_sessions: int,

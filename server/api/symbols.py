@@ -1,19 +1,29 @@
-"""Symbol lookup: ``GET /api/symbols/<debug_file>/<debug_id>``, a JSON read of the files stored
-for a module (docs/symbols.md). Split from the upload endpoint (server/ingest/symbols.py),
-which shares its stores and their rules (store_project)."""
+"""JSON reads of symbols:
+
+- ``GET /api/symbols/<debug_file>/<debug_id>``: the files stored for a module (docs/symbols.md).
+  Split from the upload endpoint (server/ingest/symbols.py), which shares its stores and their
+  rules (store_project). Readers, uploader tokens and ingest keys may call it (visible_stores).
+- ``GET /api/symbols?project=&limit=``: the debug files uploaded and the symbols missing, the
+  JSON twin of the dashboard's symbols page (issue 6), for any signed-in reader
+  (storage.dashboard_queries.symbols_page). docs/dashboard.md has the shape.
+"""
 
 from __future__ import annotations
 
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from schemas.tables import SymbolFile
+from server.api.access import requires
+from server.api.documents import jsonable
+from server.api.params import MAX_LIMIT, int_param, project_id, query
 from server.auth import bearer_token, can_read, ingest_key, symbol_uploader
 from server.ingest.discard import Discarded
 from server.ingest.symbols import store_project
 from server.state import ServerState, state_of
-from storage import queries
+from storage import dashboard_queries, queries
 from symbolicator.symbols.sources import breakpad_layout
 
 
@@ -24,16 +34,16 @@ async def lookup_endpoint(request: Request) -> Response:
     state = state_of(request)
     stores = await run_in_threadpool(visible_stores, state, request)
     if isinstance(stores, Discarded):
-        return JSONResponse({"detail": stores.discard_code}, status_code=stores.status_code)
+        raise HTTPException(stores.status_code, stores.discard_code)
     module = breakpad_layout(request.path_params["debug_file"], request.path_params["debug_id"])
     if module is None:
-        return JSONResponse({"detail": "malformed_bad_module_id"}, status_code=400)
+        raise HTTPException(400, "malformed_bad_module_id")
     rows = await run_in_threadpool(queries.symbol_files, state.ctx.engine, debug_file=module[0],
                                    debug_id=module[1], sha256=request.query_params.get("sha256"))
     # A row whose file is gone (a wiped symbols folder) is not "stored": the CLI uploads again.
     files = [row_dict(row) for row in rows if (stores is None or row.project_id in stores)
              and (state.settings.symbols_dir / row.path).is_file()]
-    if not files:
+    if not files:  # an answer, not an HTTPException: the body carries the empty list too
         return JSONResponse({"detail": "not_found", "files": []}, status_code=404)
     return JSONResponse({"files": files})
 
@@ -67,3 +77,14 @@ def row_dict(row: SymbolFile) -> dict[str, object]:
             "code_id": row.code_id, "os": row.os, "cpu": row.cpu, "size": row.size, "sha256": row.sha256,
             "stored_as": row.path, "project_id": row.project_id,
             "uploaded_at": uploaded.isoformat() if uploaded else None}
+
+
+@requires("read")
+async def symbols_endpoint(request: Request) -> Response:
+    """GET /api/symbols?project=&limit=: uploaded debug files (newest first) and missing
+    symbols ranked by the crashes they would fix."""
+    state = state_of(request)
+    limit = query(int_param, request.query_params, "limit", 200, 1, MAX_LIMIT)
+    page = await run_in_threadpool(dashboard_queries.symbols_page, state.ctx.engine,
+                                   project_id=await project_id(state, request.query_params), limit=limit)
+    return JSONResponse(jsonable(page))
