@@ -16,7 +16,7 @@ from typing import Any
 
 from schemas.tables import utcnow
 from storage import dashboard_queries, triage_queries
-from workers.jobs import WorkerContext
+from workers.context import WorkerContext
 from workers.triage_jobs import fix_numbers
 
 LAST_REPORT_FILE = "triage-last-report"
