@@ -15,6 +15,8 @@ import logging
 import re
 from typing import Any
 
+from uvicorn.config import LOGGING_CONFIG
+
 SECRET_PARAMS = ("sentry_key", "key", "token")
 REDACTED = "[redacted]"
 # name=value where name is a whole word (so `monkey=` and `token_type=` stay): in a query
@@ -59,8 +61,6 @@ def install(logger: logging.Logger | None = None) -> None:
 
 def uvicorn_log_config() -> dict[str, Any]:
     """uvicorn's own logging configuration with RedactSecrets on each of its handlers."""
-    from uvicorn.config import LOGGING_CONFIG
-
     config = copy.deepcopy(LOGGING_CONFIG)
     config.setdefault("filters", {})["redact_secrets"] = {"()": RedactSecrets}
     for handler in config["handlers"].values():

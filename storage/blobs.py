@@ -6,6 +6,7 @@ was received, so old days can be archived or pruned folder by folder.
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import tempfile
@@ -60,8 +61,6 @@ class BlobStore(ABC):
 
     def put_bytes(self, key: str, data: bytes) -> None:
         """Store data under key."""
-        import io
-
         self.put_file(key, io.BytesIO(data))
 
     def read_bytes(self, key: str) -> bytes:

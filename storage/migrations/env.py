@@ -1,6 +1,7 @@
 """Alembic environment: migrations run on the connection storage.db.migrate() hands over."""
 
 from alembic import context
+from sqlalchemy import create_engine
 from sqlmodel import SQLModel
 
 import schemas.tables  # noqa: F401  (registers the tables on SQLModel.metadata)
@@ -12,8 +13,6 @@ config = context.config
 def run_migrations_online() -> None:
     connection = config.attributes.get("connection")
     if connection is None:
-        from sqlalchemy import create_engine
-
         engine = create_engine(config.get_main_option("sqlalchemy.url"))
         with engine.begin() as connection:
             _run(connection)
