@@ -41,8 +41,12 @@ breakpad-src:
 		|| echo "WARNING: could not fetch Breakpad's source: the symupload tests will be skipped"; \
 		else echo "WARNING: npm not found: the Breakpad symupload tests will be skipped"; fi; }
 
+# Tests run in PYTEST_WORKERS processes (pytest-xdist): most of a test's time is waiting on
+# servers, workers and subprocesses, so two processes on two cores halve the wall time.
+PYTEST_WORKERS ?= 2
+
 test: install-dev chromium breakpad-src
-	CRASHD_BREAKPAD_SRC=$${CRASHD_BREAKPAD_SRC:-$(BREAKPAD_SRC)} $(BIN)/python -m pytest $(PYTEST_ARGS)
+	CRASHD_BREAKPAD_SRC=$${CRASHD_BREAKPAD_SRC:-$(BREAKPAD_SRC)} $(BIN)/python -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 bench: install-dev
 	$(BIN)/python bench/ingest.py
