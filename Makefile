@@ -11,7 +11,7 @@ BREAKPAD_NPM := minidump@0.26.0
 BREAKPAD_SRC ?= $(CURDIR)/.tools/breakpad/node_modules/minidump/deps/breakpad/src
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test install install-dev chromium breakpad-src bench clean
+.PHONY: run test lint install install-dev chromium breakpad-src bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,11 @@ PYTEST_WORKERS ?= 2
 
 test: install-dev chromium breakpad-src
 	CRASHD_BREAKPAD_SRC=$${CRASHD_BREAKPAD_SRC:-$(BREAKPAD_SRC)} $(BIN)/python -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
+
+# ruff (lint, import order) and mypy (types) with the settings in pyproject.toml; .ci/run runs it before the tests.
+lint: install-dev
+	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 bench: install-dev
 	$(BIN)/python bench/ingest.py

@@ -181,7 +181,7 @@ def describe_mismatch(index: int, want: FrameKey, got: FrameKey | None) -> str:
     """'#3 function 'main' != 'foo'' style text: the fields that differ at one position."""
     if got is None:
         return f"#{index} missing"
-    diffs = [f"{name} {w!r}!={g!r}" for name, w, g in zip(FIELDS, want, got) if w != g]
+    diffs = [f"{name} {w!r}!={g!r}" for name, w, g in zip(FIELDS, want, got, strict=False) if w != g]
     return f"#{index} " + "; ".join(diffs)
 
 

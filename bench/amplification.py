@@ -57,9 +57,10 @@ def crash_page(report: dict[str, Any], dump_size: int) -> str:
 
 def run(kind: str) -> dict[str, Any]:
     """One measurement, in this process."""
-    from minidump_writer import thread_copies_dump
     from symbolicator.limits import DEFAULT_LIMITS, Limits
     from symbolicator.process import local_provider, process_minidump
+
+    from minidump_writer import thread_copies_dump
 
     dump = thread_copies_dump(COPIES)
     limits = DEFAULT_LIMITS if kind == "limited" else Limits.unbounded()

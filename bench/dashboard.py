@@ -39,9 +39,9 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from schemas.settings import Settings  # noqa: E402
-from server.app import build_state, create_app  # noqa: E402
-from storage import queries  # noqa: E402
+from schemas.settings import Settings
+from server.app import build_state, create_app
+from storage import queries
 
 TOKEN = "bench-admin-token-0123456789abcdef"
 BUILDS = [f"0.9.{i}" for i in range(10)]
@@ -94,7 +94,7 @@ def _copy_crashes(conn: psycopg.Connection, project_id: int, ids: list[int], siz
                " signature_version, component, platform, group_id")
     groups = {r[0]: (r[1], r[2]) for r in conn.execute("SELECT id, signature, component FROM crash_groups")}
     with conn.cursor().copy(f"COPY crashes ({columns}) FROM STDIN") as copy:
-        for group_id, size in zip(ids, sizes):
+        for group_id, size in zip(ids, sizes, strict=False):
             testers = rng.sample(range(200), k=min(200, 1 + size // 3))
             builds = BUILDS[rng.randrange(6):]
             platform = rng.choice(PLATFORMS)

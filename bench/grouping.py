@@ -63,13 +63,12 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import httpx
-
 from accuracy import corpus_dir, machine_summary
 from ingest import REPO, Tally, crashd_server, machine_cpu, scratch_postgres_and_queue, send_all, server_env
 
 sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(1, str(REPO))  # crashd's modules from this checkout, as its processes get them
-from uploads import minidump_upload  # noqa: E402
+from uploads import minidump_upload
 
 # (corpus case, share of the crashes): six signatures on Linux, Windows x86 and macOS, all with
 # their symbols. The last one is rare, so its group has fewer testers than the pool.
@@ -110,7 +109,7 @@ class Usage:
     box_total: float
 
     def __sub__(self, other: Usage) -> Usage:
-        return Usage(*(a - b for a, b in zip(astuple(self), astuple(other))))
+        return Usage(*(a - b for a, b in zip(astuple(self), astuple(other), strict=False)))
 
 
 @dataclass
@@ -139,7 +138,7 @@ class Pass:
 def make_plan(count: int, testers: int, seed: int) -> list[Planned]:
     """count uploads: a case by CASES' shares, a tester and a build at random (seeded)."""
     rng = random.Random(seed)
-    names, shares = zip(*CASES)
+    names, shares = zip(*CASES, strict=False)
     return [Planned(rng.choices(names, shares)[0], f"tester-{rng.randrange(testers):02d}", rng.choice(BUILDS),
                     str(uuid.UUID(int=rng.getrandbits(128), version=4))) for _ in range(count)]
 
@@ -495,7 +494,7 @@ def print_probe(samples: list[dict[str, float]]) -> None:
 def print_table(rows: list[tuple[str, ...]]) -> None:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for index, row in enumerate(rows):
-        print("| " + " | ".join(cell.ljust(width) for cell, width in zip(row, widths)) + " |")
+        print("| " + " | ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)) + " |")
         if index == 0:
             print("|" + "|".join("-" * (width + 2) for width in widths) + "|")
 
@@ -610,8 +609,8 @@ def cold_job(crash_id: str, forked_at: float) -> dict[str, float]:
     import storage.groups  # noqa: F401 - what the rules import on first use
     import symbolicator.minidump
     import symbolicator.process
-    import symbolicator.report  # noqa: F401
-    import triage.components  # noqa: F401
+    import symbolicator.report
+    import triage.components
     import triage.signature.generator  # noqa: F401
 
     lap("import the rules' modules (symbolicator, triage)")

@@ -27,12 +27,13 @@ import psycopg
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from dashboard import seed  # noqa: E402 - bench/dashboard.py, beside this file
-from schemas.settings import Settings  # noqa: E402
-from schemas.tables import utcnow  # noqa: E402
-from server.app import build_state  # noqa: E402
-from storage import queries, triage_queries  # noqa: E402
-from workers import triage_jobs  # noqa: E402
+from dashboard import seed
+
+from schemas.settings import Settings
+from schemas.tables import utcnow
+from server.app import build_state
+from storage import queries, triage_queries
+from workers import triage_jobs
 
 
 def main() -> int:

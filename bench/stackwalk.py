@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from accuracy import REPO, Case, corpus_dir, load_cases, machine_summary
+
 from tools import ToolMissing, breakpad_stackwalk, rust_stackwalk
 
 TARGETS = ("crashd", "rust", "breakpad")

@@ -278,7 +278,8 @@ class TicketEvent(SQLModel, table=True):
     ticket_id: int = Field(foreign_key="tickets.id", index=True)
     at: datetime = _ts(nullable=False, default=utcnow)
     actor: str = Field(max_length=200, description="rule:<name>, user:<name>, system:verification ...")
-    action: str = Field(max_length=32, description="opened escalated resolved verified rejected regressed reopened wontfix duplicate")
+    action: str = Field(max_length=32,
+                        description="opened escalated resolved verified rejected regressed reopened wontfix duplicate")
     details: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
 
 
@@ -333,8 +334,9 @@ class ApiToken(SQLModel, table=True):
     name: str = Field(index=True, unique=True, max_length=100)
     role: str = Field(max_length=16, description="admin | viewer | uploader")
     token_sha256: str = Field(index=True, unique=True, max_length=64)
-    project_id: int | None = Field(default=None, foreign_key="projects.id",
-                                   description="The one project an uploader token may upload symbols to")
+    project_id: int | None = Field(
+        default=None, foreign_key="projects.id", description="The one project an uploader token may upload symbols to"
+    )
     created_at: datetime = _ts(nullable=False, default=utcnow)
 
 

@@ -19,13 +19,13 @@ from starlette.staticfiles import StaticFiles
 from schemas.settings import Settings
 from server.api.routes import ROUTES as API_ROUTES
 from server.api.tickets import verify_after
-from server.dashboard import login, pages, routes as dashboard_routes
+from server.dashboard import login, pages
+from server.dashboard import routes as dashboard_routes
 from server.ingest import sessions as ingest_sessions
 from server.ingest.routes import ROUTES as INGEST_ROUTES
 from server.lifespan import init_sentry, sweeper_loop
 from server.outages import OutageMiddleware
 from server.state import ServerState, build_state
-
 
 ROUTES = [
     *INGEST_ROUTES,  # crash, envelope and symbol uploads (server/ingest/routes.py)

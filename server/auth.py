@@ -20,7 +20,6 @@ from server.caches import Credentials, Known, LiveSessions
 from server.state import ServerState
 from storage import users
 
-
 INGEST_KEY_PARAMS = ("sentry_key", "key")
 
 

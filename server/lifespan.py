@@ -36,5 +36,5 @@ async def sweeper_loop(state: ServerState) -> None:
             await run_in_threadpool(state.queue.enqueue_notify)  # retries of ticket notifications
             await run_in_threadpool(retention.tick, state.ctx)  # CRASHD_RETENTION_DAYS, a batch a tick
             await run_in_threadpool(symbol_prune.tick, state.ctx)  # CRASHD_SYMBOL_RETENTION_DAYS
-        except Exception:  # noqa: BLE001 - keep sweeping
+        except Exception:
             log.exception("sweeper failed")

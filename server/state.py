@@ -15,8 +15,8 @@ from starlette.requests import Request
 
 from schemas.settings import Settings
 from server.caches import Credentials, LiveSessions, ProjectKeys
-from server.ingest.ratelimit import MemoryRateLimiter, RateLimiter, make_rate_limiter
 from server.dashboard.signin_throttle import SignInThrottle
+from server.ingest.ratelimit import MemoryRateLimiter, RateLimiter, make_rate_limiter
 from storage.db import migrate
 from workers import jobs
 from workers.queue import InProcessJobQueue, JobQueue, make_queue

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import event, text

@@ -198,7 +198,7 @@ def _send(backend: TicketBackend, notification: dict[str, Any]) -> Delivery | Te
         return backend.send(notification)
     except (TemporaryError, PermanentError) as exc:
         return exc
-    except Exception as exc:  # noqa: BLE001 - a failing tracker must not stop delivery
+    except Exception as exc:
         log.exception("notification backend %s failed unexpectedly", backend.name)
         return TemporaryError(f"unexpected {type(exc).__name__}: {exc}")
 

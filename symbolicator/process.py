@@ -45,7 +45,7 @@ def walk_all_threads(dump: Minidump, provider: SymbolProvider, deadline: float |
         try:
             thread = walk_thread(dump, index, provider, deadline, max_frames)
             symbolize_thread(thread, provider)
-        except Exception as exc:  # noqa: BLE001 - hostile dumps must not stop the others
+        except Exception as exc:
             log.exception("walking thread %d failed", index)
             thread = Thread(thread_id=dump_thread.thread_id, name=dump_thread.name)
             notes.append(f"thread {index}: walk failed: {type(exc).__name__}: {exc}")

@@ -18,12 +18,19 @@ from typing import Any
 
 import pytest
 
+from symbolicator.minidump import read_minidump
+
 from conftest import Crashd
 from minidump_writer import (
-    ARCH_AMD64, PLATFORM_LINUX, PLATFORM_WINDOWS, MinidumpWriter, ModuleSpec, ThreadSpec, amd64_context,
+    ARCH_AMD64,
+    PLATFORM_LINUX,
+    PLATFORM_WINDOWS,
+    MinidumpWriter,
+    ModuleSpec,
+    ThreadSpec,
+    amd64_context,
     elf_build_id,
 )
-from symbolicator.minidump import read_minidump
 from uploads import multipart
 
 XSS = "<script>window.__xss=1</script>"

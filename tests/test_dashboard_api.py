@@ -10,11 +10,12 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from conftest import Crashd
 from schemas.tables import utcnow
 from storage import dashboard_queries
 from storage.groups import CRASHES, Grouping, assign_group, record_missing_symbols
 from storage.tickets import EVENTS, TICKETS
+
+from conftest import Crashd
 
 SEGV = "linux-x64-generated-crashpad-segv-O0"
 UNAUTHORIZED = {"detail": "admin bearer token required"}

@@ -14,12 +14,24 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
+from storage import queries
+
 from conftest import Crashd
 from dashboard_world import (
-    BETA1, BETA2, PANIC_LOG, PASSWORD, TICK, XSS, World, add_ticket, create_user, csrf_of, game_dump, seed,
+    BETA1,
+    BETA2,
+    PANIC_LOG,
+    PASSWORD,
+    TICK,
+    XSS,
+    World,
+    add_ticket,
+    create_user,
+    csrf_of,
+    game_dump,
+    seed,
     upload_crash,
 )
-from storage import queries
 
 
 def signed_in(crashd: Crashd, name: str, role: str, monkeypatch: pytest.MonkeyPatch) -> TestClient:

@@ -13,9 +13,10 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 from sqlalchemy import create_engine, select
 
-from conftest import serve_process
 from schemas.tables import Crash
 from server.ingest.sentry import drop_envelope_endpoint_errors
+
+from conftest import serve_process
 
 
 def dsn_of(upload_url: str) -> str:

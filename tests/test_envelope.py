@@ -18,11 +18,12 @@ import pytest
 import zstandard
 from sqlalchemy import select
 
-from conftest import Crashd, serve_process
-from minidump_writer import small_dump
 from schemas.tables import Crash, GameSession
 from server.ingest.envelope import MalformedEnvelope, parse_envelope
 from workers.event_stack import breakpad_id
+
+from conftest import Crashd, serve_process
+from minidump_writer import small_dump
 
 EVENT = {"message": "hello", "level": "error", "release": "game@1.2", "user": {"id": "tester-1"},
          "tags": {"map": "dust"}}

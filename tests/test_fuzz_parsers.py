@@ -19,11 +19,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import Crashd
-from minidump_writer import small_dump
 from server.ingest.envelope import MalformedEnvelope, parse_envelope
 from server.ingest.sentry_native import apply_native_parts
 from server.ingest.upload_parser import Budget, MalformedUpload, assemble, parse_multipart
+
+from conftest import Crashd
+from minidump_writer import small_dump
 
 FUZZED: dict[str, int] = {}
 FIVE_XX: dict[str, int] = {}

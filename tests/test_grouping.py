@@ -10,12 +10,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from conftest import _reset_postgres
 from schemas.settings import Settings
 from schemas.tables import Crash
 from storage import groups, queries
 from storage.db import make_engine, migrate, session
 from storage.groups import Grouping, assign_group
+
+from conftest import _reset_postgres
 
 T0 = datetime(2026, 11, 20, 12, 0, tzinfo=timezone.utc)
 

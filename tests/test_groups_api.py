@@ -4,15 +4,13 @@ exact counts when several real `crashd worker` processes process one signature a
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from datetime import datetime, timezone
 
 import pytest
 
-from conftest import REPO, Crashd, require_corpus
-from uploads import minidump_upload
+from conftest import REPO, Crashd
 
 SEGV = "linux-x64-generated-crashpad-segv-O0"
 ABORT = "linux-x64-generated-crashpad-abort-O2"

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import httpx
 
-from conftest import serve_process
 from server.log_redaction import RedactSecrets, redact
+
+from conftest import serve_process
 
 
 def test_query_values_of_secret_parameters_are_redacted() -> None:

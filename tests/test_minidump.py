@@ -12,15 +12,35 @@ from pathlib import Path
 
 import pytest
 
-from conftest import corpus_params, require_corpus
-from minidump_writer import (
-    ARCH_AMD64, ARCH_ARM, ARCH_ARM64, ARCH_ARM64_OLD, ARCH_X86, LINUX_MAPS, LINUX_PROC_STATUS,
-    PLATFORM_ANDROID, PLATFORM_IOS, PLATFORM_LINUX, PLATFORM_MAC, PLATFORM_WINDOWS, MinidumpWriter,
-    ModuleSpec, ThreadSpec, amd64_context, arm64_context, arm_context, elf_build_id, nb10, rsds,
-    small_dump, x86_context,
-)
 from symbolicator.limits import Limits
 from symbolicator.minidump import Minidump, read_minidump
+
+from conftest import corpus_params, require_corpus
+from minidump_writer import (
+    ARCH_AMD64,
+    ARCH_ARM,
+    ARCH_ARM64,
+    ARCH_ARM64_OLD,
+    ARCH_X86,
+    LINUX_MAPS,
+    LINUX_PROC_STATUS,
+    PLATFORM_ANDROID,
+    PLATFORM_IOS,
+    PLATFORM_LINUX,
+    PLATFORM_MAC,
+    PLATFORM_WINDOWS,
+    MinidumpWriter,
+    ModuleSpec,
+    ThreadSpec,
+    amd64_context,
+    arm64_context,
+    arm_context,
+    elf_build_id,
+    nb10,
+    rsds,
+    small_dump,
+    x86_context,
+)
 
 NIL_DEBUG_ID = "0" * 33
 
@@ -357,20 +377,28 @@ def test_thread_names_misc_breakpad_info_and_linux_streams() -> None:
 def test_assertion_stream() -> None:
     writer = MinidumpWriter().add_system_info(ARCH_AMD64, PLATFORM_WINDOWS)
     writer.add_assertion("ptr != nullptr", "Foo::Bar", "foo.cpp", 12, 2)
-    assert read_minidump(writer.build()).assertion == "Pure virtual function called ptr != nullptr in function Foo::Bar, in file foo.cpp at line 12"
+    assert read_minidump(writer.build()).assertion == (
+        "Pure virtual function called ptr != nullptr in function Foo::Bar, in file foo.cpp at line 12")
 
 
 def test_crashpad_info_annotations() -> None:
     writer = MinidumpWriter().add_system_info(ARCH_AMD64, PLATFORM_LINUX)
-    writer.add_crashpad_info("42F9DE72-518A-43DD-97D7-8DDC328D3662", "6FD2B3B9-9833-4B2F-BBF7-0BCF501BAD7E",
-                             {"prod": "game", "ver": "1.0"},
-                             [(3, ["abort() called"], {"channel": "beta", "prod": "module-prod"}, {"reason": "oom"})])
+    writer.add_crashpad_info(
+        "42F9DE72-518A-43DD-97D7-8DDC328D3662",
+        "6FD2B3B9-9833-4B2F-BBF7-0BCF501BAD7E",
+        {"prod": "game", "ver": "1.0"},
+        [(3, ["abort() called"], {"channel": "beta", "prod": "module-prod"}, {"reason": "oom"})],
+    )
     dump = read_minidump(writer.build())
     assert dump.notes == ["no thread list stream"]
     info = dump.crashpad
-    assert (info.report_id, info.client_id) == ("42F9DE72-518A-43DD-97D7-8DDC328D3662", "6FD2B3B9-9833-4B2F-BBF7-0BCF501BAD7E")
+    assert (info.report_id, info.client_id) == (
+        "42F9DE72-518A-43DD-97D7-8DDC328D3662",
+        "6FD2B3B9-9833-4B2F-BBF7-0BCF501BAD7E",
+    )
     assert [(m.module_index, m.list_annotations, m.simple_annotations, m.annotation_objects) for m in info.modules] == [
-        (3, ["abort() called"], {"channel": "beta", "prod": "module-prod"}, {"reason": "oom"})]
+        (3, ["abort() called"], {"channel": "beta", "prod": "module-prod"}, {"reason": "oom"})
+    ]
     # top-level annotations win over module ones with the same key
     assert dump.annotations == {"prod": "game", "ver": "1.0", "channel": "beta", "reason": "oom"}
 
@@ -388,14 +416,26 @@ def test_unknown_stream_types_are_skipped() -> None:
 
 def _rich_dump() -> bytes:
     writer = MinidumpWriter().add_system_info(ARCH_AMD64, PLATFORM_WINDOWS, csd="Service Pack 1")
-    writer.add_thread_list([ThreadSpec(1, amd64_context(rip=0x401000, rsp=0x8000), 0x8000, bytes(128)),
-                            ThreadSpec(2, amd64_context(rip=0x402000, rsp=0x9000), 0x9000, bytes(64))])
-    writer.add_module_list([ModuleSpec(0x400000, 0x10000, "C:\\a.exe", rsds("5A9832E5-2872-41C1-838E-D98914E9B7FF", 1, "a.pdb")),
-                            ModuleSpec(0x500000, 0x1000, "/lib/b.so", elf_build_id(bytes(range(20))))])
+    writer.add_thread_list(
+        [
+            ThreadSpec(1, amd64_context(rip=0x401000, rsp=0x8000), 0x8000, bytes(128)),
+            ThreadSpec(2, amd64_context(rip=0x402000, rsp=0x9000), 0x9000, bytes(64)),
+        ]
+    )
+    writer.add_module_list(
+        [
+            ModuleSpec(0x400000, 0x10000, "C:\\a.exe", rsds("5A9832E5-2872-41C1-838E-D98914E9B7FF", 1, "a.pdb")),
+            ModuleSpec(0x500000, 0x1000, "/lib/b.so", elf_build_id(bytes(range(20)))),
+        ]
+    )
     writer.add_exception(1, 0xC0000005, 0, 0x401000, (1, 0x10), amd64_context(rip=0x401004, rsp=0x8000))
     writer.add_memory_list([(0xA000, bytes(32))]).add_thread_names({1: "main"}).add_misc_info(9)
-    writer.add_crashpad_info("42F9DE72-518A-43DD-97D7-8DDC328D3662", "6FD2B3B9-9833-4B2F-BBF7-0BCF501BAD7E",
-                             {"k": "v"}, [(0, ["x"], {"a": "b"}, {"c": "d"})])
+    writer.add_crashpad_info(
+        "42F9DE72-518A-43DD-97D7-8DDC328D3662",
+        "6FD2B3B9-9833-4B2F-BBF7-0BCF501BAD7E",
+        {"k": "v"},
+        [(0, ["x"], {"a": "b"}, {"c": "d"})],
+    )
     writer.add_assertion("e", "f", "g", 1, 1)
     return writer.build()
 
@@ -496,8 +536,10 @@ def test_many_references_to_one_big_string_stay_bounded() -> None:
     """A thousand modules naming one 64 KB string: the work budget stops the copying."""
     writer = MinidumpWriter().add_system_info(ARCH_AMD64, PLATFORM_WINDOWS)
     name_rva = writer.add_string("x" * 32_000)
-    entries = b"".join(struct.pack("<QIIII13IIIIIQQ", 0x10000 * i, 0x1000, 0, 0, name_rva, *[0] * 13, 0, 0, 0, 0, 0, 0)
-                       for i in range(1000))
+    entries = b"".join(
+        struct.pack("<QIIII13IIIIIQQ", 0x10000 * i, 0x1000, 0, 0, name_rva, *[0] * 13, 0, 0, 0, 0, 0, 0)
+        for i in range(1000)
+    )
     writer.add_stream(4, struct.pack("<I", 1000) + entries)
     start = time.perf_counter()
     dump = read_minidump(writer.build())
@@ -530,8 +572,9 @@ def test_crashpad_annotations_are_bounded_per_dump() -> None:
     writer = MinidumpWriter().add_system_info()
     simple = {f"key{i}": "value" for i in range(6)}
     modules = [(0, [f"list {i}" for i in range(3)], {"module key": "v"}, {})]
-    writer.add_crashpad_info("5A9832E5-2872-41C1-838E-D98914E9B7FF", "00000000-0000-0000-0000-000000000001",
-                             simple, modules)
+    writer.add_crashpad_info(
+        "5A9832E5-2872-41C1-838E-D98914E9B7FF", "00000000-0000-0000-0000-000000000001", simple, modules
+    )
     dump = read_minidump(writer.build(), Limits(annotations=8))
     assert len(dump.annotations) == 6
     assert dump.crashpad is not None and dump.crashpad.modules[0].list_annotations == ["list 0", "list 1"]
@@ -544,7 +587,11 @@ def test_thread_names_are_decoded_once_per_thread_read() -> None:
     context = amd64_context(rip=0x401000, rsp=0x7000)
     writer = MinidumpWriter().add_system_info()
     writer.add_thread_list([ThreadSpec(1, context), ThreadSpec(2, context), ThreadSpec(3, context)], share=True)
-    writer.add_stream(0x18, struct.pack("<I", 100_001) + struct.pack("<IQ", 1, writer.add_string("main")) * 100_000
-                      + struct.pack("<IQ", 3, writer.add_string("worker")))
+    writer.add_stream(
+        0x18,
+        struct.pack("<I", 100_001)
+        + struct.pack("<IQ", 1, writer.add_string("main")) * 100_000
+        + struct.pack("<IQ", 3, writer.add_string("worker")),
+    )
     dump = read_minidump(writer.build(), Limits(threads=2))
     assert [(t.thread_id, t.name) for t in dump.threads] == [(1, "main"), (2, None)]

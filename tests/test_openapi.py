@@ -8,10 +8,11 @@ from typing import Any, Iterator
 
 from starlette.routing import Route
 
-from conftest import Crashd
 from server import app as crashd_app
 from server.api import openapi
 from server.api.openapi_shapes import DESCRIBED
+
+from conftest import Crashd
 
 
 def api_routes() -> list[tuple[str, str]]:

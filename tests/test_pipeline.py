@@ -6,8 +6,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-from rq.job import Job
 from redis import Redis
+from rq.job import Job
 
 from conftest import Crashd, require_corpus
 from uploads import minidump_upload

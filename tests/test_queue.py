@@ -13,11 +13,12 @@ from redis import Redis
 from rq import Queue
 from rq.job import Job
 
+from workers.queue import RQJobQueue, job_id
+from workers.sweeper import sweep
+
 from conftest import REPO, Crashd, _crashd, clean_queue, make_settings
 from minidump_writer import small_dump
 from uploads import minidump_upload
-from workers.queue import RQJobQueue, job_id
-from workers.sweeper import sweep
 
 
 def upload(crashd: Crashd, tag: int) -> str:

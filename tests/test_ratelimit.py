@@ -14,10 +14,11 @@ from typing import Iterator
 
 import pytest
 
-from conftest import REPO, Crashd, LiveServer, _crashd, make_settings
-from minidump_writer import small_dump
 from server.cli.projects import project_urls
 from server.ingest.ratelimit import MemoryRateLimiter, RedisRateLimiter
+
+from conftest import REPO, Crashd, LiveServer, _crashd, make_settings
+from minidump_writer import small_dump
 from uploads import minidump_upload
 
 LIMIT = 2
@@ -30,7 +31,7 @@ def limited(backend: str, services, tmp_path: Path) -> Iterator[Crashd]:  # type
     for crashd in _crashd(backend, make_settings(backend, tmp_path, pg, redis, rate_limit_per_minute=LIMIT)):
         # A stopped clock 1 s into a window: a test never straddles two windows.
         start = time.time() // 60 * 60 + 1
-        crashd.state.limiter.clock = lambda: start
+        crashd.state.limiter.clock = lambda start=start: start
         yield crashd
 
 

@@ -32,7 +32,13 @@ def upload_symbols(crashd: Crashd) -> None:
     response = crashd.client.post(
         f"/api/{crashd.project.id}/symbols/?key={crashd.upload_token}",
         files={"symbol_file": (sym.name, sym.read_bytes())},
-        data={"debug_file": "crashme", "debug_identifier": sym.parent.name, "code_file": "crashme", "os": "Linux", "cpu": "x86_64"},
+        data={
+            "debug_file": "crashme",
+            "debug_identifier": sym.parent.name,
+            "code_file": "crashme",
+            "os": "Linux",
+            "cpu": "x86_64",
+        },
     )
     assert response.status_code == 200, response.text
 
@@ -54,7 +60,8 @@ def test_late_symbols_move_crashes_to_the_symbolicated_group(crashd: Crashd) -> 
     assert symbolicated.startswith("crash_here") and after[symbolicated] == (3, 3)
     crash = crashd.crash(crash_ids[0])
     assert crash["signature"] == symbolicated and crash["processed"]["missing_symbols"] == [
-        m for m in crash["processed"]["missing_symbols"] if not m.startswith("crashme/")]
+        m for m in crash["processed"]["missing_symbols"] if not m.startswith("crashme/")
+    ]
 
 
 def test_reprocess_command_reprocesses_a_group(crashd: Crashd) -> None:
@@ -63,10 +70,19 @@ def test_reprocess_command_reprocesses_a_group(crashd: Crashd) -> None:
     first = crashd.crash(crash_id)
     env = {**os.environ, "CRASHD_DATA_DIR": str(crashd.settings.data_dir)}
     if crashd.settings.database_url:
-        env.update(CRASHD_DATABASE_URL=crashd.settings.database_url, CRASHD_REDIS_URL=crashd.settings.redis_url or "",
-                   CRASHD_QUEUE_NAME=crashd.settings.queue_name)
-    done = subprocess.run([sys.executable, "-m", "server.cli", "reprocess", "--group", str(first["group_id"])],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+        env.update(
+            CRASHD_DATABASE_URL=crashd.settings.database_url,
+            CRASHD_REDIS_URL=crashd.settings.redis_url or "",
+            CRASHD_QUEUE_NAME=crashd.settings.queue_name,
+        )
+    done = subprocess.run(
+        [sys.executable, "-m", "server.cli", "reprocess", "--group", str(first["group_id"])],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     assert "1 crashes" in done.stderr and "reprocess [" in done.stderr
     crashd.drain()  # RQ: the command only enqueued
@@ -83,11 +99,20 @@ def test_reprocess_all_and_since(crashd: Crashd) -> None:
     before = {c: crashd.crash(c)["processed_at"] for c in ids}
     env = {**os.environ, "CRASHD_DATA_DIR": str(crashd.settings.data_dir)}
     if crashd.settings.database_url:
-        env.update(CRASHD_DATABASE_URL=crashd.settings.database_url, CRASHD_REDIS_URL=crashd.settings.redis_url or "",
-                   CRASHD_QUEUE_NAME=crashd.settings.queue_name)
+        env.update(
+            CRASHD_DATABASE_URL=crashd.settings.database_url,
+            CRASHD_REDIS_URL=crashd.settings.redis_url or "",
+            CRASHD_QUEUE_NAME=crashd.settings.queue_name,
+        )
     for selector in (["--all"], ["--since", "1h"]):
-        done = subprocess.run([sys.executable, "-m", "server.cli", "reprocess", *selector], cwd=REPO, env=env,
-                              capture_output=True, text=True, timeout=120)
+        done = subprocess.run(
+            [sys.executable, "-m", "server.cli", "reprocess", *selector],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert done.returncode == 0, done.stderr
         assert "2 crashes" in done.stderr
         crashd.drain()
@@ -110,10 +135,19 @@ def test_reprocess_failed_retries_the_failed_crashes(crashd: Crashd) -> None:
     blocker.unlink()
     env = {**os.environ, "CRASHD_DATA_DIR": str(crashd.settings.data_dir)}
     if crashd.settings.database_url:
-        env.update(CRASHD_DATABASE_URL=crashd.settings.database_url, CRASHD_REDIS_URL=crashd.settings.redis_url or "",
-                   CRASHD_QUEUE_NAME=crashd.settings.queue_name)
-    done = subprocess.run([sys.executable, "-m", "server.cli", "reprocess", "--failed"], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=120)
+        env.update(
+            CRASHD_DATABASE_URL=crashd.settings.database_url,
+            CRASHD_REDIS_URL=crashd.settings.redis_url or "",
+            CRASHD_QUEUE_NAME=crashd.settings.queue_name,
+        )
+    done = subprocess.run(
+        [sys.executable, "-m", "server.cli", "reprocess", "--failed"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     assert "1 crashes" in done.stderr
     crashd.drain()

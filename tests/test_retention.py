@@ -11,14 +11,15 @@ from typing import Any
 import pytest
 from sqlalchemy import distinct, func, select, update
 
-from conftest import Crashd
-from dashboard_world import BETA1, World, seed
 from schemas.tables import utcnow
 from server import cli
 from storage.blobs import day_key
 from storage.groups import BUILDS, CRASHES, GROUPS, MISSING, PLATFORMS, TESTERS
 from storage.retention import ATTACHMENTS, FINGERPRINTS, SESSIONS
 from workers import retention
+
+from conftest import Crashd
+from dashboard_world import BETA1, World, seed
 
 OLD = ("tick0", "tick1", "tick2", "parser")  # aged to 100 days; World::tick keeps tick3, tick-beta2
 OLD_SESSIONS = 100  # BETA1's sessions, aged to 100 days too; BETA2's 250 stay

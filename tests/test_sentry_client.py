@@ -14,10 +14,11 @@ from pathlib import Path
 import sentry_sdk
 from sqlalchemy import select
 
-from conftest import REPO, Crashd, LiveServer
-from minidump_writer import small_dump
 from schemas.tables import Crash, GameSession
 from server.cli.projects import project_urls
+
+from conftest import REPO, Crashd, LiveServer
+from minidump_writer import small_dump
 
 CLIENT = Path(__file__).parent / "clients" / "sentry_sdk_client.py"
 RECORDED = Path(__file__).parent / "clients" / "sentry-python-2.75-exception.envelope"

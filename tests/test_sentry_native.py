@@ -13,13 +13,18 @@ from pathlib import Path
 
 import msgpack
 import pytest
+from test_crashpad_client import (  # noqa: F401  (crashme: the fixture building crashme.c)
+    crashme,
+    create_database,
+    require_handler_and_ptrace,
+    run_crashme,
+    wait_for_completed_report,
+)
+
+from server.ingest.sentry_event import bracket_annotation, decode_msgpack_breadcrumbs, decode_msgpack_event
 
 from conftest import Crashd, LiveServer
-from test_crashpad_client import (  # noqa: F401  (crashme: the fixture building crashme.c)
-    create_database, crashme, require_handler_and_ptrace, run_crashme, wait_for_completed_report,
-)
 from minidump_writer import small_dump
-from server.ingest.sentry_event import bracket_annotation, decode_msgpack_breadcrumbs, decode_msgpack_event
 from uploads import multipart
 
 BREADCRUMBS = ("__sentry-breadcrumb1", "__sentry-breadcrumb2")

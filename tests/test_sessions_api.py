@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import shutil
 import threading
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -14,10 +13,10 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from conftest import Crashd, require_corpus
 from schemas.tables import GameSession
 from storage import queries, sessions
-from uploads import minidump_upload
+
+from conftest import Crashd
 
 SEGV = "linux-x64-generated-crashpad-segv-O0"  # signature crash_here
 ABORT = "linux-x64-generated-crashpad-abort-O2"  # signature process_item

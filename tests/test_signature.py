@@ -11,10 +11,11 @@ from typing import Any
 
 import pytest
 
-from conftest import REPO, require_corpus
 from triage.signature import VERSION, explain, generate, load_siglists, trace
 from triage.signature.normalize import normalize_function
 from triage.signature.siglists import SigListError, default_siglists
+
+from conftest import REPO, require_corpus
 
 # -- building synthetic reports -------------------------------------------------------------
 

@@ -13,9 +13,10 @@ import httpx
 import pytest
 from pydantic import ValidationError
 
-from conftest import serve_process
 from schemas.settings import Settings
 from server.dashboard.signin_throttle import SignInThrottle, WindowCounts
+
+from conftest import serve_process
 
 CSRF_INPUT = re.compile(r'name="csrf_token" value="([^"]+)"')
 

@@ -6,13 +6,26 @@ import json
 import struct
 from pathlib import Path
 
-from minidump_writer import (
-    ARCH_AMD64, ARCH_ARM64, ARCH_X86, PLATFORM_LINUX, PLATFORM_WINDOWS, MinidumpWriter, ModuleSpec,
-    ThreadSpec, amd64_context, arm64_context, elf_build_id, rsds, thread_copies_dump, x86_context,
-)
 from symbolicator.limits import Limits
 from symbolicator.minidump import read_minidump
 from symbolicator.process import local_provider, process_minidump
+
+from minidump_writer import (
+    ARCH_AMD64,
+    ARCH_ARM64,
+    ARCH_X86,
+    PLATFORM_LINUX,
+    PLATFORM_WINDOWS,
+    MinidumpWriter,
+    ModuleSpec,
+    ThreadSpec,
+    amd64_context,
+    arm64_context,
+    elf_build_id,
+    rsds,
+    thread_copies_dump,
+    x86_context,
+)
 
 BUILD_ID = bytes(range(1, 21))
 

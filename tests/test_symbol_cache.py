@@ -16,13 +16,22 @@ from bisect import bisect_right
 from pathlib import Path
 
 import pytest
+from test_symfile import INLINE_CASE, INLINE_CASE_NEW, corpus_sym_files
+
+from schemas.stack import SourceLocation
+from symbolicator.symbols.cache import (
+    INDEX_NAME,
+    SYMCACHE_NAME,
+    MalformedSymbols,
+    ModuleSymbols,
+    build_caches,
+    module_cache_dir,
+    open_caches,
+    read_index,
+)
+from symbolicator.symbols.symfile import parse_cfi_rules, scan_sym
 
 from conftest import REPO, require_corpus
-from schemas.stack import SourceLocation
-from symbolicator.symbols.cache import (INDEX_NAME, SYMCACHE_NAME, MalformedSymbols, ModuleSymbols,
-                                        build_caches, module_cache_dir, open_caches, read_index)
-from symbolicator.symbols.symfile import parse_cfi_rules, scan_sym
-from test_symfile import INLINE_CASE, INLINE_CASE_NEW, corpus_sym_files
 
 
 @pytest.fixture(scope="module")
@@ -174,7 +183,7 @@ def test_cfi_rules_match_breakpads_rule_from_the_text(cache_root: Path, name: st
     delta_addrs = sorted(deltas)
     rng = random.Random(7)
     checked = 0
-    for addr, size, rules in rng.sample(inits, min(300, len(inits))):
+    for addr, size, _rules in rng.sample(inits, min(300, len(inits))):
         for offset in (addr, addr + size - 1, addr + rng.randrange(size), addr + size):
             expected: dict[str, str] | None = None
             i = bisect_right(inits, (offset, float("inf"), "")) - 1
@@ -274,7 +283,7 @@ def test_every_function_start_resolves_to_itself(cache_root: Path) -> None:
     with open(path, "rb") as f:
         scan = scan_sym(f)
     names = scan.strings.strings
-    for start, size, name in list(zip(scan.func_start, scan.func_size, scan.func_name))[::20]:
+    for start, size, name in list(zip(scan.func_start, scan.func_size, scan.func_name, strict=False))[::20]:
         info = symbols.function_at(start + size - 1)
         assert info is not None and (info.address, info.name) == (start, names[name])
         assert symbols.symbolize(start)[-1].function == names[name]

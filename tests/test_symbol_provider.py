@@ -6,13 +6,15 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from conftest import require_corpus
+from test_symbol_sources import PATH, SYM, TEST_APP_ID, SymbolServer, server  # noqa: F401 - a fixture
+
 from schemas.settings import Settings
 from schemas.stack import Module
 from symbolicator.symbols.provider import CachedSymbolProvider
 from symbolicator.symbols.sources import FetchResult, LocalDirSource
 from symbolicator.symbols.types import SymbolProvider, SymbolStatus
-from test_symbol_sources import PATH, SYM, TEST_APP_ID, SymbolServer, server  # noqa: F401 - a fixture
+
+from conftest import require_corpus
 
 INLINE_ID = "BBA6FA10B8AAB33D00000000000000000"
 ID = "0123456789ABCDEF0123456789ABCDEF0"
@@ -156,7 +158,7 @@ def test_a_store_change_in_another_process_drops_remembered_misses(tmp_path: Pat
     assert provider.status(m) is SymbolStatus.loaded
 
 
-def test_from_settings_uses_uploaded_symbols_then_symbol_servers(server: SymbolServer, tmp_path: Path) -> None:  # noqa: F811
+def test_from_settings_uses_uploaded_symbols_then_symbol_servers(server: SymbolServer, tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path, symbol_urls=[server.url])
     shutil.copytree(require_corpus() / "linux-x64-breakpad-inline" / "symbols", settings.symbols_dir)
     server.routes[PATH] = (200, SYM)
@@ -175,12 +177,13 @@ def test_from_settings_uses_uploaded_symbols_then_symbol_servers(server: SymbolS
         provider.close()
 
 
-def test_a_bad_local_file_does_not_hide_a_good_upstream_one(server: SymbolServer, tmp_path: Path) -> None:  # noqa: F811
+def test_a_bad_local_file_does_not_hide_a_good_upstream_one(server: SymbolServer, tmp_path: Path) -> None:
     from symbolicator.symbols.sources import HttpSource
 
     folder = tmp_path / "symbols" / "test_app.pdb" / TEST_APP_ID
     folder.mkdir(parents=True)
-    (folder / "test_app.sym").write_bytes(b"MODULE windows x86 " + TEST_APP_ID.encode() + b" test_app.pdb\nFUNC 1000 10 0 f\nINLINE x y z q r\n")
+    (folder / "test_app.sym").write_bytes(
+        b"MODULE windows x86 " + TEST_APP_ID.encode() + b" test_app.pdb\nFUNC 1000 10 0 f\nINLINE x y z q r\n")
     server.routes[PATH] = (200, SYM)
     upstream = HttpSource(server.url, tmp_path / "downloads")
     provider = CachedSymbolProvider([LocalDirSource(tmp_path / "symbols"), upstream], tmp_path / "cache")

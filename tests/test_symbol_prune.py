@@ -12,16 +12,17 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, update
 
-from conftest import Crashd
-from dashboard_world import BETA2, TICK, World, game_dump, seed, upload_crash
 from schemas.tables import utcnow
 from server import cli
 from storage.symbol_use import SYMBOL_FILES, mark_used
 from symbolicator.minidump import read_minidump
 from symbolicator.symbols.cache import module_cache_dir
 from symbolicator.symbols.sources import store_root
-from uploads import multipart
 from workers import jobs, symbol_prune
+
+from conftest import Crashd
+from dashboard_world import BETA2, TICK, World, game_dump, seed, upload_crash
+from uploads import multipart
 
 UNUSED_ID = "0123456789ABCDEF0123456789ABCDEF0"
 UNUSED_SYM = f"MODULE Linux x86_64 {UNUSED_ID} libunused.so\nFUNC 1000 10 0 never_called\n"

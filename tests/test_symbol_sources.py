@@ -12,9 +12,9 @@ from typing import Iterator
 
 import pytest
 
+from symbolicator.symbols.sources import MISS_NAME, FetchStatus, HttpSource, LocalDirSource, breakpad_layout, sym_file_name
+
 from conftest import free_port, require_corpus
-from symbolicator.symbols.sources import (MISS_NAME, FetchStatus, HttpSource, LocalDirSource, breakpad_layout,
-                                          sym_file_name)
 
 TEST_APP_ID = "5A9832E5287241C1838ED98914E9B7FF1"
 SYM = b"MODULE windows x86 5A9832E5287241C1838ED98914E9B7FF1 test_app.pdb\nFUNC 1000 10 0 main\n"
@@ -88,7 +88,7 @@ def server() -> Iterator[SymbolServer]:
     state = SymbolServer(f"http://127.0.0.1:{port}/symbols")
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        def do_GET(self) -> None:
             state.hits[self.path] = state.hits.get(self.path, 0) + 1
             if state.delay:
                 time.sleep(state.delay)

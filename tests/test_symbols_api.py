@@ -15,10 +15,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import REPO, Crashd, LiveServer, require_corpus
 from storage import queries, users
 from symbolicator.symbols.cache import open_caches
 from symbolicator.symbols.sources import PROJECTS_DIR, store_root
+
+from conftest import REPO, Crashd, LiveServer, require_corpus
 from uploads import minidump_upload, multipart
 
 SEGV = "linux-x64-generated-crashpad-segv-O0"

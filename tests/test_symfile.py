@@ -6,10 +6,17 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-from conftest import require_corpus
-from symbolicator.symbols.symfile import (ModuleRecord, normalize_inlines, parse_cfi_rules, parse_stack_win,
-                                          read_module_record, scan_sym)
+from symbolicator.symbols.symfile import (
+    ModuleRecord,
+    normalize_inlines,
+    parse_cfi_rules,
+    parse_stack_win,
+    read_module_record,
+    scan_sym,
+)
 from symbolicator.symbols.types import WinFrameInfo
+
+from conftest import require_corpus
 
 INLINE_CASE = "linux-x64-breakpad-inline/symbols/linux_inline/BBA6FA10B8AAB33D00000000000000000/linux_inline.sym"
 INLINE_CASE_NEW = INLINE_CASE.replace("/symbols/", "/symbols-alt/")

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO
 from schemas.settings import Settings
 from triage.thresholds import (
     DEFAULT_RULES_PATH,
@@ -27,6 +26,8 @@ from triage.thresholds import (
     strongest,
     windows,
 )
+
+from conftest import REPO
 
 DAY = timedelta(hours=24)
 

@@ -16,7 +16,6 @@ from typing import Any, Iterator
 import pytest
 from sqlalchemy import func, select
 
-from conftest import Crashd, _crashd, make_settings
 from schemas.tables import Crash, Notification, Ticket, utcnow
 from storage.db import session
 from storage.groups import Grouping, assign_group
@@ -25,6 +24,8 @@ from storage.triage_queries import group_stats, group_stats_many
 from triage.thresholds import DEFAULT_RULES_PATH, GroupStats, WindowStats, evaluate, load_rules, windows
 from triage.tickets.transitions import rules_may_change
 from workers.triage_jobs import PERIODIC_JOB_ID, evaluate_group, run_periodic, tick
+
+from conftest import Crashd, _crashd, make_settings
 
 
 @pytest.fixture
@@ -75,7 +76,13 @@ def test_spreading_opens_p1_and_widespread_escalates_it(tix: Crashd) -> None:
     [opened] = evaluate_group(ctx, group_id)
     assert (opened.action, opened.notifications) == ("opened", 1)
     t = ticket(tix, opened.ticket_id)
-    assert (t["priority"], t["state"], t["rule"], t["title"], t["group_id"]) == ("P1", "open", "spreading", "game: crash_here", group_id)
+    assert (t["priority"], t["state"], t["rule"], t["title"], t["group_id"]) == (
+        "P1",
+        "open",
+        "spreading",
+        "game: crash_here",
+        group_id,
+    )
     assert (t["testers_at_firing"], t["crashes_at_firing"], t["builds_at_firing"]) == (3, 4, ["1.0", "1.1"])
     assert t["reason_text"] == "rule spreading (P1): 3 testers (>= 3) in 24h, 4 crashes, builds 1.0, 1.1"
     assert 71.9 < hours_from_now(t["due_at"]) <= 72
@@ -88,12 +95,28 @@ def test_spreading_opens_p1_and_widespread_escalates_it(tix: Crashd) -> None:
     t = ticket(tix, opened.ticket_id)
     assert (t["priority"], t["rule"], t["testers_at_firing"]) == ("P0", "widespread", 5)
     assert 23.9 < hours_from_now(t["due_at"]) <= 24
-    assert [(e["action"], e["actor"]) for e in t["history"]] == [("opened", "rule:spreading"), ("escalated", "rule:widespread")]
+    assert [(e["action"], e["actor"]) for e in t["history"]] == [
+        ("opened", "rule:spreading"),
+        ("escalated", "rule:widespread"),
+    ]
     assert t["history"][1]["details"]["from"] == "P1"
     assert outbox(tix, t["id"]) == ["webhook:opened", "webhook:escalated"]
     listed = tix.client.get("/api/tickets?project=game", headers=tix.admin).json()["tickets"]
-    assert [(x["id"], x["priority"], x["state"], x["signature"]) for x in listed] == [(t["id"], "P0", "open", "crash_here")]
-    assert {"id", "group_id", "priority", "state", "due_at", "fixed_in", "title", "rule", "external_key", "external_url"} <= listed[0].keys()
+    assert [(x["id"], x["priority"], x["state"], x["signature"]) for x in listed] == [
+        (t["id"], "P0", "open", "crash_here")
+    ]
+    assert {
+        "id",
+        "group_id",
+        "priority",
+        "state",
+        "due_at",
+        "fixed_in",
+        "title",
+        "rule",
+        "external_key",
+        "external_url",
+    } <= listed[0].keys()
 
 
 def test_racing_workers_open_exactly_one_ticket(tix: Crashd) -> None:
@@ -107,8 +130,9 @@ def test_racing_workers_open_exactly_one_ticket(tix: Crashd) -> None:
 
     def fire(i: int) -> Any:
         barrier.wait()
-        return open_or_escalate(tix.state.ctx.engine, settings=tix.settings, group_id=group_id,
-                                firing=spreading if i % 2 else widespread)
+        return open_or_escalate(
+            tix.state.ctx.engine, settings=tix.settings, group_id=group_id, firing=spreading if i % 2 else widespread
+        )
 
     with ThreadPoolExecutor(12) as pool:
         changes = [c for c in pool.map(fire, range(12)) if c is not None]
@@ -134,9 +158,12 @@ def test_state_machine_by_hand(tix: Crashd) -> None:
     bad = act(tix, ticket_id, "resolve")
     assert bad.status_code == 400 and "resolve needs fixed_in" in bad.json()["detail"]
     assert act(tix, ticket_id, "verify").json() == {
-        "detail": f"ticket {ticket_id} is open: verify applies only to a ticket that is resolved"}
+        "detail": f"ticket {ticket_id} is open: verify applies only to a ticket that is resolved"
+    }
     resolved = act(tix, ticket_id, "resolve", fixed_in="1.1", note="null check", by="dev.anna")
-    assert resolved.status_code == 200 and resolved.json()["state"] == "resolved" and resolved.json()["fixed_in"] == "1.1"
+    assert (
+        resolved.status_code == 200 and resolved.json()["state"] == "resolved" and resolved.json()["fixed_in"] == "1.1"
+    )
     assert act(tix, ticket_id, "reject", note="still crashes on 1.1", by="qa").json()["state"] == "open"
     assert act(tix, ticket_id, "resolve", fixed_in="1.2").json()["state"] == "resolved"
     assert act(tix, ticket_id, "verify", by="qa").json()["state"] == "verified"
@@ -145,19 +172,32 @@ def test_state_machine_by_hand(tix: Crashd) -> None:
     other, _ = open_ticket(tix, signature="other_frame")
     assert act(tix, ticket_id, "duplicate").json() == {"detail": "duplicate needs of: the ticket this one duplicates"}
     assert act(tix, ticket_id, "duplicate", of=ticket_id).json() == {
-        "detail": "a ticket cannot be a duplicate of itself"}
+        "detail": "a ticket cannot be a duplicate of itself"
+    }
     assert act(tix, ticket_id, "duplicate", of=other + 100).json() == {
-        "detail": f"no ticket {other + 100} in this ticket's project to be a duplicate of"}
+        "detail": f"no ticket {other + 100} in this ticket's project to be a duplicate of"
+    }
     assert act(tix, ticket_id, "duplicate", of=other).json()["state"] == "duplicate"
     assert act(tix, ticket_id, "reopen").json()["state"] == "open"
     t = act(tix, ticket_id, "wontfix", note="third-party driver").json()
     assert t["state"] == "wontfix" and t["fixed_in"] is None
     assert [(e["action"], e["actor"]) for e in t["history"]] == [
-        ("opened", "rule:widespread"), ("resolved", "user:dev.anna"), ("rejected", "user:qa"),
-        ("resolved", "user:admin"), ("verified", "user:qa"), ("reopened", "user:admin"), ("duplicate", "user:admin"),
-        ("reopened", "user:admin"), ("wontfix", "user:admin")]
+        ("opened", "rule:widespread"),
+        ("resolved", "user:dev.anna"),
+        ("rejected", "user:qa"),
+        ("resolved", "user:admin"),
+        ("verified", "user:qa"),
+        ("reopened", "user:admin"),
+        ("duplicate", "user:admin"),
+        ("reopened", "user:admin"),
+        ("wontfix", "user:admin"),
+    ]
     assert t["history"][1]["details"] == {"note": "null check", "fixed_in": "1.1", "from": "open"}
-    assert t["history"][2]["details"] == {"note": "still crashes on 1.1", "from": "resolved", "previous_fixed_in": "1.1"}
+    assert t["history"][2]["details"] == {
+        "note": "still crashes on 1.1",
+        "from": "resolved",
+        "previous_fixed_in": "1.1",
+    }
     assert t["history"][6]["details"]["duplicate_of"] == other
     assert outbox(tix, ticket_id) == ["webhook:opened", "webhook:resolved", "webhook:resolved", "webhook:verified"]
 
@@ -174,7 +214,9 @@ def test_api_refusals(tix: Crashd) -> None:
     assert tix.client.post(f"/api/tickets/{ticket_id}/resolve", content=b"{", headers=tix.admin).status_code == 400
     assert tix.client.get("/api/tickets?state=closed", headers=tix.admin).status_code == 400
     assert tix.client.get("/api/tickets?project=nope", headers=tix.admin).status_code == 404
-    assert tix.client.get("/api/tickets?state=open&priority=P0", headers=tix.admin).json()["tickets"][0]["id"] == ticket_id
+    assert (
+        tix.client.get("/api/tickets?state=open&priority=P0", headers=tix.admin).json()["tickets"][0]["id"] == ticket_id
+    )
     assert tix.client.get("/api/tickets?priority=P1", headers=tix.admin).json()["tickets"] == []
     # found by fuzzing: ids past 2**63 and Unicode digits were 500s (SQLite OverflowError, int("³"))
     huge = 10**25
@@ -185,12 +227,23 @@ def test_api_refusals(tix: Crashd) -> None:
     assert tix.client.get("/api/tickets?project=%C2%B3", headers=tix.admin).status_code == 404
 
 
-@pytest.mark.parametrize(("state", "priority", "may"), [
-    (None, None, True), ("open", "P1", True), ("regressed", "P1", True), ("open", "P0", False),
-    ("regressed", "P0", False), ("resolved", "P1", False), ("verified", "P1", False), ("wontfix", "P1", False),
-    ("duplicate", "P1", False)])
-def test_window_counts_are_skipped_when_no_rule_could_change_the_ticket(state: str | None, priority: str | None,
-                                                                        may: bool) -> None:
+@pytest.mark.parametrize(
+    ("state", "priority", "may"),
+    [
+        (None, None, True),
+        ("open", "P1", True),
+        ("regressed", "P1", True),
+        ("open", "P0", False),
+        ("regressed", "P0", False),
+        ("resolved", "P1", False),
+        ("verified", "P1", False),
+        ("wontfix", "P1", False),
+        ("duplicate", "P1", False),
+    ],
+)
+def test_window_counts_are_skipped_when_no_rule_could_change_the_ticket(
+    state: str | None, priority: str | None, may: bool
+) -> None:
     """evaluate_group counts the group's recent crashes only when open_or_escalate could act."""
     assert rules_may_change(None if state is None else {"state": state, "priority": priority}) is may
 
@@ -216,8 +269,17 @@ def test_regression_reopens_and_keeps_history(tix: Crashd) -> None:
 
 def sessions(c: Crashd, build: str, count: int) -> None:
     started = utcnow().isoformat()
-    body = [{"session_id": f"{build}-{i}", "tester_id": f"t{i % 20}", "build": build, "started": started,
-             "duration": 600, "status": "exited"} for i in range(count)]
+    body = [
+        {
+            "session_id": f"{build}-{i}",
+            "tester_id": f"t{i % 20}",
+            "build": build,
+            "started": started,
+            "duration": 600,
+            "status": "exited",
+        }
+        for i in range(count)
+    ]
     response = c.client.post(f"/api/{c.project.id}/sessions/?sentry_key={c.key}", json=body)
     assert response.status_code == 200, response.text
 
@@ -237,7 +299,12 @@ def test_verified_by_numbers_when_sessions_arrive(tix: Crashd) -> None:
     event = t["history"][-1]
     assert (event["action"], event["actor"]) == ("verified", "system:verification")
     details = event["details"]
-    assert (details["base_crashes"], details["base_sessions"], details["target_crashes"], details["target_sessions"]) == (6, 100, 0, 250)
+    assert (
+        details["base_crashes"],
+        details["base_sessions"],
+        details["target_crashes"],
+        details["target_sessions"],
+    ) == (6, 100, 0, 250)
     assert details["base_builds"] == ["1.0"] and details["target_builds"] == ["1.1", "1.2"]
     assert details["significant"] and details["p_value"] < 0.05
     assert outbox(tix, ticket_id)[-1] == "webhook:verified"
@@ -263,8 +330,9 @@ def test_group_stats_counts_testers_builds_and_shares(tix: Crashd) -> None:
     day, hour = timedelta(hours=24), timedelta(hours=1)
     wins = {day: True, hour: False}
     expected = {
-        alpha: GroupStats("game", {day: WindowStats(4, 5, ("1.0", "1.1"), 4 / 20, "1.0"),
-                                   hour: WindowStats(4, 5, ("1.0", "1.1"))}),
+        alpha: GroupStats(
+            "game", {day: WindowStats(4, 5, ("1.0", "1.1"), 4 / 20, "1.0"), hour: WindowStats(4, 5, ("1.0", "1.1"))}
+        ),
         beta: GroupStats("game", {day: WindowStats(1, 1, ("1.0",), 1 / 20, "1.0"), hour: WindowStats(1, 1, ("1.0",))}),
         gamma: GroupStats("game", {day: WindowStats(0, 1, ()), hour: WindowStats(0, 1, ())}),
     }
@@ -335,7 +403,11 @@ def test_triage_cli(tix: Crashd, monkeypatch: pytest.MonkeyPatch, capsys: pytest
     assert [t["id"] for t in report["open_tickets"]] == [other.ticket_id]
     assert report["open_tickets"][0]["time_left"] in ("71h left", "72h left")
     assert [g["signature"] for g in report["new_groups"]] == ["crash_here", "other_crash", "slow_leak"]
-    assert [(g["signature"], g["testers"]) for g in report["top_groups"]] == [("crash_here", 6), ("other_crash", 3), ("slow_leak", 1)]
+    assert [(g["signature"], g["testers"]) for g in report["top_groups"]] == [
+        ("crash_here", 6),
+        ("other_crash", 3),
+        ("slow_leak", 1),
+    ]
     assert [e["ticket_id"] for e in report["verified"]] == [fixed] and report["last_report"] is None
     text = run_cli(tix, monkeypatch, capsys, "triage", "report", "--since", "7d")
     assert "## Open P0/P1 (1)" in text and "| P1 | game: other_crash | 3 | 4 |" in text
@@ -344,10 +416,16 @@ def test_triage_cli(tix: Crashd, monkeypatch: pytest.MonkeyPatch, capsys: pytest
     notes = run_cli(tix, monkeypatch, capsys, "patch-notes", "--build", "1.1")
     assert "- **game: crash_here** (ticket #%d, P0, verified): hit by t0 (1)" % fixed in notes
     assert "## Please retest on 1.1" in notes and "- t5: `crash_here`" in notes
-    assert json.loads(run_cli(tix, monkeypatch, capsys, "patch-notes", "--build", "9.9", "--format", "json"))["fixed"] == []
+    assert (
+        json.loads(run_cli(tix, monkeypatch, capsys, "patch-notes", "--build", "9.9", "--format", "json"))["fixed"]
+        == []
+    )
 
     log = run_cli(tix, monkeypatch, capsys, "progress-log")
-    assert f"| `crash_here` | #{fixed} game: crash_here | P0 | verified | 1.1 | by numbers: 6/100 crashes/sessions before, 0/250" in log
+    assert (
+        f"| `crash_here` | #{fixed} game: crash_here | P0 | verified | 1.1 | by numbers: 6/100 crashes/sessions before, 0/250"
+        in log
+    )
     assert f"| `other_crash` | #{other.ticket_id} game: other_crash | P1 | open |  |  |" in log
 
 

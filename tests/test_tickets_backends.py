@@ -19,7 +19,6 @@ from redis import Redis
 from rq import Queue
 from sqlalchemy import select, text
 
-from conftest import _crashd, _reset_postgres, free_port, make_settings
 from schemas.settings import Settings
 from schemas.tables import CrashGroup, Notification, Ticket, utcnow
 from storage import queries
@@ -34,6 +33,8 @@ from triage.tickets.backends import configured_backends
 from triage.tickets.base import Delivery, PermanentError, TemporaryError, TicketBackend
 from workers import jobs
 from workers.queue import NOTIFY_JOB_ID
+
+from conftest import _crashd, _reset_postgres, free_port, make_settings
 
 T0 = datetime(2026, 11, 20, 12, 0, tzinfo=timezone.utc)
 PUBLIC = "http://crashd.test"
@@ -111,7 +112,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _serve
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _serve  # noqa: N815 - http.server's handler names
 
     def log_message(self, *args: Any) -> None:
         pass

@@ -38,7 +38,7 @@ class Webhook:
         received = self.bodies
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+            def do_POST(self) -> None:
                 received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
                 self.send_response(200)
                 self.send_header("Content-Length", "0")
@@ -125,7 +125,12 @@ def test_p1_p0_verified_regressed(stack: tuple[Crashd, LiveServer], webhook: Web
     [ticket] = tickets(live, crashd)
     assert [api(live, crashd, "GET", f"/api/crashes/{i}")["processed"].get("ticket_changes") for i in ids] == [
         None, None, [f"{ticket['id']}:opened"], None]
-    assert (ticket["priority"], ticket["state"], ticket["rule"], ticket["title"]) == ("P1", "open", "spreading", "game: crash_here")
+    assert (ticket["priority"], ticket["state"], ticket["rule"], ticket["title"]) == (
+        "P1",
+        "open",
+        "spreading",
+        "game: crash_here",
+    )
     assert webhook.events() == [("opened", "P1")]
 
     upload(crashd, live, "tester-5", f"{BETA}1")
@@ -137,7 +142,9 @@ def test_p1_p0_verified_regressed(stack: tuple[Crashd, LiveServer], webhook: Web
     assert {b["group"]["signature"] for b in webhook.bodies} == {"crash_here"}
     assert {b["ticket"]["id"] for b in webhook.bodies} == {ticket["id"]}
 
-    resolved = api(live, crashd, "POST", f"/api/tickets/{ticket['id']}/resolve", json={"fixed_in": f"{BETA}2", "by": "dev"})
+    resolved = api(
+        live, crashd, "POST", f"/api/tickets/{ticket['id']}/resolve", json={"fixed_in": f"{BETA}2", "by": "dev"}
+    )
     assert resolved["state"] == "resolved"  # no sessions yet: the numbers cannot say
     post_sessions(crashd, live, f"{BETA}1", 100)
     post_sessions(crashd, live, f"{BETA}2", 250)
@@ -147,7 +154,12 @@ def test_p1_p0_verified_regressed(stack: tuple[Crashd, LiveServer], webhook: Web
     verified = detail["history"][-1]
     assert (verified["action"], verified["actor"]) == ("verified", "system:verification")
     numbers = verified["details"]
-    assert (numbers["base_crashes"], numbers["base_sessions"], numbers["target_crashes"], numbers["target_sessions"]) == (6, 100, 0, 250)
+    assert (
+        numbers["base_crashes"],
+        numbers["base_sessions"],
+        numbers["target_crashes"],
+        numbers["target_sessions"],
+    ) == (6, 100, 0, 250)
     assert numbers["p_value"] < 0.05 and numbers["reason"] == "lower"
     assert [e for e, _ in webhook.events()] == ["opened", "escalated", "resolved", "verified"]
 

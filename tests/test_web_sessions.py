@@ -13,14 +13,15 @@ import pytest
 from sqlalchemy import update
 from sqlmodel import select
 from starlette.testclient import TestClient
+from test_auth import CACHE_SECONDS, crashd, csrf_of, login, make_user, run_cli  # noqa: F401 (fixtures)
 
-from conftest import Crashd
 from schemas.tables import WebSession, utcnow
 from server.app import create_app
 from server.dashboard.login import SESSION_COOKIE
 from storage import web_sessions
 from storage.db import session
-from test_auth import CACHE_SECONDS, crashd, csrf_of, login, make_user, run_cli  # noqa: F401 (fixtures)
+
+from conftest import Crashd
 
 
 def signed_in(c: Crashd, make_user, name: str = "alice") -> str:  # type: ignore[no-untyped-def]

@@ -21,8 +21,8 @@ import bisect
 import re
 from typing import Any
 
-from schemas.stack import Module
 from schemas.sentry_event import event_frames, event_message, primary_exception
+from schemas.stack import Module
 from symbolicator.limits import DEFAULT_LIMITS, Limits
 from symbolicator.symbolize import demangle
 from symbolicator.symbols.types import SymbolStatus

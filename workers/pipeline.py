@@ -34,7 +34,7 @@ def run_rules(ctx: WorkerContext, state: ProcessingState, rules: tuple[Rule, ...
         try:
             if rule.predicate(ctx, state):
                 rule.action(ctx, state)
-        except Exception as exc:  # noqa: BLE001 - a rule's failure must not lose the crash
+        except Exception as exc:
             log.exception("rule %s failed on %s", rule.name, state.crash.crash_id)
             state.retry = infrastructure_reason(exc)
             if state.retry is not None:

@@ -46,19 +46,19 @@ class JobQueue(ABC):
         """True when a job for crash_id is already queued or running."""
         return False
 
-    def forget(self, crash_id: str) -> None:
+    def forget(self, crash_id: str) -> None:  # noqa: B027 - an optional hook, a no-op by default
         """Drop what the queue remembers of a job of crash_id that died with its worker, so
         that is_pending() no longer counts it. Only for a job known dead (the sweeper)."""
 
-    def enqueue_notify(self) -> None:
+    def enqueue_notify(self) -> None:  # noqa: B027 - an optional hook, a no-op by default
         """Schedule a ``notify`` job (send due ticket notifications) unless one is already
         queued. Call it after committing notifications; the sweeper's tick is the safety net,
         so a queue without jobs may ignore it (this default does). Raises on a queue failure."""
 
-    def check(self) -> None:
+    def check(self) -> None:  # noqa: B027 - an optional hook, a no-op by default
         """Raise when the queue cannot be reached (health checks)."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - an optional hook, a no-op by default
         """Stop background threads, close connections."""
 
 
@@ -167,7 +167,7 @@ class InProcessJobQueue(JobQueue):
                 if crash_id is None:
                     return
                 self._run_job(crash_id, process_crash)
-            except Exception:  # noqa: BLE001 - one bad crash must not stop the worker
+            except Exception:
                 log.exception("in-process job failed for %s", crash_id)
             finally:
                 with self._lock:

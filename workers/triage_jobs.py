@@ -129,7 +129,7 @@ def run_periodic(ctx: WorkerContext) -> list[Change]:
             changes += _fire(ctx, rules, group_id, stats.get(group_id))
             if tickets.get(group_id, {}).get("state") in FIXED:
                 changes += check_regression(ctx, group_id)
-        except Exception:  # noqa: BLE001 - one group must not stop the others
+        except Exception:
             log.exception("triage of group %s failed", group_id)
     return changes + verify_resolved(ctx)
 
@@ -191,7 +191,7 @@ def sessions_arrived(ctx: WorkerContext, queue: JobQueue, project_id: int) -> No
             _enqueue_once(queue, VERIFY_FUNCTION, verify_job_id(project_id), project_id)
         else:
             notify(queue, verify_resolved(ctx, project_id=project_id))
-    except Exception:  # noqa: BLE001
+    except Exception:
         log.exception("verification after sessions of project %s failed", project_id)
 
 

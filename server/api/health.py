@@ -23,7 +23,6 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from server.state import ServerState, state_of
 from storage import queries
 
-
 VERSION = "0.1.0"
 CHECK_DEADLINE_SECONDS = 1.5  # the heartbeat answers within 2 s
 

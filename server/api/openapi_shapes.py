@@ -34,7 +34,7 @@ def json_ok(schema: Schema, text: str = "OK") -> Schema:
     return {"description": text, "content": {"application/json": {"schema": schema}}}
 
 
-S, I, N, B = {"type": "string"}, {"type": "integer"}, {"type": "number"}, {"type": "boolean"}
+S, I, N, B = {"type": "string"}, {"type": "integer"}, {"type": "number"}, {"type": "boolean"}  # noqa: E741 - I: integer
 T = {"type": "string", "format": "date-time"}
 T_NULL = nullable("string", format="date-time")
 ANY = {"type": "object", "additionalProperties": True}

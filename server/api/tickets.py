@@ -31,7 +31,6 @@ from triage.tickets.transitions import ACTIONS, TicketNotFound, TransitionError
 from workers import triage_jobs
 from workers.queue import RQJobQueue
 
-
 STATES = ("open", "resolved", "verified", "regressed", "wontfix", "duplicate")
 _ACTOR = re.compile(r"^[\w.@+-]{1,100}$")
 

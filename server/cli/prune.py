@@ -21,8 +21,8 @@ from datetime import datetime, timedelta
 
 from schemas.settings import Settings
 from schemas.tables import utcnow
-from server.cli.context import command_context, project_id_of
 from server.api.params import parse_since
+from server.cli.context import command_context, project_id_of
 from workers.retention import prune
 from workers.symbol_prune import prune_symbols
 

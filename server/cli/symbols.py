@@ -101,7 +101,7 @@ class Uploader:
         for identity in candidate.identities:
             url = f"{self.url}/api/symbols/{quote(identity.debug_file, safe='')}/{identity.debug_id}"
             query = {"project": self.project, "sha256": candidate.sha256}
-            response = self._request(lambda: self.client.get(url, params=query))
+            response = self._request(lambda url=url, query=query: self.client.get(url, params=query))
             if response.status_code == 404:
                 return False
             if response.status_code != 200:

@@ -17,9 +17,17 @@ from schemas.settings import Settings
 from schemas.tables import utcnow
 from server.api.params import parse_since
 from server.cli.context import command_context, project_id_of
-from workers.triage_report import (LAST_REPORT_FILE, build_report, patch_notes, progress_log, read_mark,
-                                   render_patch_notes, render_progress_log, render_report, write_mark)
-
+from workers.triage_report import (
+    LAST_REPORT_FILE,
+    build_report,
+    patch_notes,
+    progress_log,
+    read_mark,
+    render_patch_notes,
+    render_progress_log,
+    render_report,
+    write_mark,
+)
 
 # -- crashd triage report -------------------------------------------------------------------
 

@@ -15,8 +15,7 @@ from sqlalchemy.engine import Engine
 
 from schemas.settings import Settings
 from server.auth import hash_password
-from storage import queries, users
-from storage import web_sessions
+from storage import queries, users, web_sessions
 from storage.db import make_engine, migrate
 
 

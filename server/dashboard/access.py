@@ -20,9 +20,8 @@ from starlette.responses import RedirectResponse, Response
 from schemas.tables import Project
 from server import auth
 from server.dashboard import pages
-from storage import queries
 from server.state import ServerState, state_of
-
+from storage import queries
 
 PageHandler = Callable[[Request, ServerState, auth.Principal], Awaitable[Response]]
 ActionHandler = Callable[[Request, ServerState, auth.Principal, FormData], Awaitable[Response]]

@@ -14,11 +14,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from server import auth
-from server.dashboard import pages
 from server.api.builds import build_rows, compare_builds
+from server.dashboard import pages
 from server.dashboard.access import page, problem, project_filter
 from server.state import ServerState
-
 
 MIN_SESSIONS = 200
 ALPHA = 0.05

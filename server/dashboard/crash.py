@@ -21,15 +21,13 @@ from starlette.responses import RedirectResponse, Response
 
 from schemas.tables import Attachment
 from server import auth
-from server.dashboard import pages
 from server.api.crashes import _blob_response, _load_crash, crash_document, load_report
-from server.dashboard import stack
+from server.dashboard import pages, stack
 from server.dashboard.access import action, page, problem
+from server.state import ServerState
 from storage import queries
 from storage.blobs import BlobNotFound
 from workers.reprocess import enqueue_all
-from server.state import ServerState
-
 
 LOG_VIEW_BYTES = 256 * 1024  # the tail of each log shown inline; the download has it all
 MARKER = re.compile(r"GGML_ASSERT|panicked at")  # what triage/components.py reads reasons from

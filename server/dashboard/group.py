@@ -19,15 +19,13 @@ from starlette.responses import RedirectResponse, Response
 
 from server import auth
 from server.api import tickets
-from server.dashboard import pages
 from server.api.crashes import load_report
-from server.dashboard import stack
+from server.dashboard import pages, stack
 from server.dashboard.access import action, page, problem
+from server.state import ServerState
 from storage import dashboard_queries, queries
 from storage.triage_queries import get_ticket, list_tickets
 from triage.tickets.transitions import TicketNotFound, TransitionError
-from server.state import ServerState
-
 
 # The buttons, in this order.
 ACTION_LABELS = {"resolve": "Resolve", "verify": "Verify", "reject": "Reject", "reopen": "Reopen",

@@ -14,13 +14,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from server import auth
+from server.api.params import MAX_OFFSET, parse_since
 from server.dashboard import pages
 from server.dashboard.access import page, problem, project_filter
-from server.api.params import MAX_OFFSET, parse_since
+from server.state import ServerState
 from storage import dashboard_queries
 from triage.components import default_rules
-from server.state import ServerState
-
 
 PAGE_SIZE = 50
 MAX_PAGE = MAX_OFFSET // PAGE_SIZE  # a later page would need an OFFSET past SQL's 64-bit integer

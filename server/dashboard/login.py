@@ -15,11 +15,10 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from server import auth
-from server.dashboard import pages
 from server.caches import Known, password_fingerprint
-from storage import users
+from server.dashboard import pages
 from server.state import ServerState, state_of
-
+from storage import users
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,6 @@ then the debug files uploaded so far.
 
 from __future__ import annotations
 
-
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
@@ -15,9 +14,8 @@ from starlette.responses import Response
 from server import auth
 from server.dashboard import pages
 from server.dashboard.access import page, project_filter
-from storage import dashboard_queries
 from server.state import ServerState
-
+from storage import dashboard_queries
 
 
 @page

@@ -16,9 +16,8 @@ from starlette.responses import Response
 from server import auth
 from server.dashboard import pages
 from server.dashboard.access import page, project_filter
-from workers.triage_report import triage_board
 from server.state import ServerState
-
+from workers.triage_report import triage_board
 
 
 @page

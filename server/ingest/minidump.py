@@ -32,7 +32,6 @@ from server.ingest.upload_parser import (
 )
 from server.state import ServerState, state_of
 
-
 log = logging.getLogger(__name__)
 
 

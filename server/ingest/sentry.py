@@ -36,7 +36,6 @@ from server.ingest.sentry_store import store_envelope
 from server.ingest.upload_parser import MAX_JSON_DEPTH, OUT_CHUNK, read_whole_body, too_deep
 from server.state import ServerState, state_of
 
-
 log = logging.getLogger(__name__)
 SENTRY_ENDPOINT = re.compile(r"^/api/[^/]+/(envelope|store)/?$")
 LIMITED_TYPES = ("event", "attachment")  # what counts against the rate limit; sessions never do

@@ -29,10 +29,9 @@ from server.ingest.refusal import count
 from server.ingest.sentry_event import event_annotations
 from server.ingest.sentry_sessions import envelope_sessions
 from server.ingest.upload_parser import Budget, ParsedUpload, SpoolWriter, UploadPart, prepare_minidump
+from server.state import ServerState
 from storage import sessions
 from storage.blobs import day_key
-from server.state import ServerState
-
 
 log = logging.getLogger(__name__)
 MINIDUMP_TYPE = "event.minidump"

@@ -25,9 +25,8 @@ from server.ingest.discard import MalformedUpload
 from server.ingest.keys import authenticate
 from server.ingest.refusal import SESSIONS, refusing
 from server.ingest.upload_parser import read_whole_body
-from storage import sessions
 from server.state import ServerState, state_of
-
+from storage import sessions
 
 log = logging.getLogger(__name__)
 

@@ -33,16 +33,24 @@ from schemas.tables import Project, SymbolFile
 from server.auth import Principal, bearer_token, can_read, ingest_key, symbol_uploader, token_principal
 from server.ingest.discard import Discarded, MalformedUpload, UploadTooLarge
 from server.ingest.refusal import SYMBOLS, refusing
-from server.ingest.upload_parser import (GZIP_MAGIC, MAX_FIELD_CHARS, ZSTD_MAGIC, Budget, SpoolWriter, UploadPart,
-                                  decoded_body, decompress_part, parse_multipart)
+from server.ingest.upload_parser import (
+    GZIP_MAGIC,
+    MAX_FIELD_CHARS,
+    ZSTD_MAGIC,
+    Budget,
+    SpoolWriter,
+    UploadPart,
+    decoded_body,
+    decompress_part,
+    parse_multipart,
+)
+from server.state import ServerState, state_of
 from storage import queries, symbol_use
-from workers.reprocess import reprocess_for_symbols
 from symbolicator.symbols import store
 from symbolicator.symbols.cache import MalformedSymbols
 from symbolicator.symbols.sources import bump_generation
 from symbolicator.symbols.ziptree import is_zip, unpack_zip
-from server.state import ServerState, state_of
-
+from workers.reprocess import reprocess_for_symbols
 
 log = logging.getLogger(__name__)
 

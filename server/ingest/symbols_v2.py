@@ -30,11 +30,10 @@ from starlette.responses import JSONResponse, Response
 from server.ingest.discard import Discarded
 from server.ingest.refusal import SYMBOLS, refusing
 from server.ingest.symbols import STORE_ERRORS, _store_staged, authenticate_upload, read_files
+from server.state import ServerState, state_of
 from storage import queries
 from symbolicator.symbols import store
 from symbolicator.symbols.sources import breakpad_layout
-from server.state import ServerState, state_of
-
 
 _UPLOAD_KEY = re.compile(r"[A-Za-z0-9_-]{43}")
 # {symbol_id: {debug_file: "game.pdb", debug_id: "5A98..." }, symbol_upload_type: "BREAKPAD" }

@@ -20,8 +20,17 @@ The package, by what each module owns:
 """
 
 from symbolicator.minidump.bounded import Malformed
-from symbolicator.minidump.model import (CpuContext, CrashpadInfo, CrashpadModuleInfo, DumpThread, ExceptionInfo,
-                                         Memory, MemoryRegion, Minidump, SystemInfo)
+from symbolicator.minidump.model import (
+                                         CpuContext,
+                                         CrashpadInfo,
+                                         CrashpadModuleInfo,
+                                         DumpThread,
+                                         ExceptionInfo,
+                                         Memory,
+                                         MemoryRegion,
+                                         Minidump,
+                                         SystemInfo,
+)
 from symbolicator.minidump.reader import read_minidump
 
 __all__ = [

@@ -61,4 +61,4 @@ def _registers(arch: str, data: bytes, offset: int, layout: struct.Struct, names
     if len(data) < offset + layout.size:
         raise Malformed(f"{arch} context of {len(data)} bytes, {offset + layout.size} needed")
     values = layout.unpack_from(data, offset)
-    return CpuContext(arch, {name: value for name, value in zip(names, values) if name})
+    return CpuContext(arch, {name: value for name, value in zip(names, values, strict=False) if name})

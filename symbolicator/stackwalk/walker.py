@@ -15,7 +15,7 @@ from schemas.stack import Frame, FrameTrust, Thread
 from symbolicator.limits import DEFAULT_LIMITS
 from symbolicator.minidump import CpuContext, DumpThread, MemoryRegion, Minidump
 from symbolicator.stackwalk import amd64, arm64, x86
-from symbolicator.stackwalk.unwind import StackMemory, Unwinder, UnwindArgs
+from symbolicator.stackwalk.unwind import StackMemory, UnwindArgs, Unwinder
 from symbolicator.symbols.types import SymbolProvider
 
 # Per CPU: the unwinder, and the names of its instruction and stack pointer registers.
@@ -57,7 +57,14 @@ def walk_thread(dump: Minidump, index: int, provider: SymbolProvider, deadline: 
         return result
     if context.arch not in UNWINDERS:
         result.notes.append(f"unsupported CPU {context.arch}: only the context frame")
-        result.frames.append(Frame(context.instruction_pointer, FrameTrust.context, dump.module_at(context.instruction_pointer), dict(context.registers)))
+        result.frames.append(
+            Frame(
+                context.instruction_pointer,
+                FrameTrust.context,
+                dump.module_at(context.instruction_pointer),
+                dict(context.registers),
+            )
+        )
         return result
     unwind, ip_name, sp_name = UNWINDERS[context.arch]
     first = Frame(context.registers.get(ip_name, 0), FrameTrust.context, registers=dict(context.registers))
@@ -76,9 +83,13 @@ def walk_thread(dump: Minidump, index: int, provider: SymbolProvider, deadline: 
             break
         frames = result.frames
         args = UnwindArgs(
-            callee=frames[-1], grand_callee=frames[-2] if len(frames) > 1 else None,
+            callee=frames[-1],
+            grand_callee=frames[-2] if len(frames) > 1 else None,
             grand_callee_parameter_size=parameter_sizes[-2] if len(frames) > 1 else 0,
-            stack=stack, dump=dump, provider=provider, all_registers_valid=len(frames) == 1,
+            stack=stack,
+            dump=dump,
+            provider=provider,
+            all_registers_valid=len(frames) == 1,
         )
         caller = unwind(args)
         if caller is None:

@@ -223,7 +223,7 @@ class CachedSymbolProvider:
         for source in sources:
             try:
                 result = source.fetch(*key)
-            except Exception as exc:  # noqa: BLE001 - a broken source must not break the walk
+            except Exception as exc:
                 log.exception("symbol source %s failed for %s/%s", source.name, *key)
                 result = _sources.FetchResult(_sources.FetchStatus.unavailable, reason=type(exc).__name__)
             if result.status is _sources.FetchStatus.found and result.path is not None:
@@ -251,7 +251,7 @@ class CachedSymbolProvider:
         except OSError as exc:
             log.warning("symbols %s for %s/%s unreadable: %s", path, *key, exc)
             return SymbolStatus.unavailable, None, f"os_error_{exc.errno}"
-        except Exception:  # noqa: BLE001 - never out of the provider
+        except Exception:
             log.exception("converting symbols %s for %s/%s failed", path, *key)
             return SymbolStatus.corrupt, None, "conversion_failed"
 

@@ -32,8 +32,7 @@ from typing import IO
 import symbolic
 from symbolic.debuginfo import Archive
 
-from symbolicator.symbols.cache import (MalformedSymbols, breakpad_debug_id, build_caches, corrupt_path,
-                                        module_cache_dir)
+from symbolicator.symbols.cache import MalformedSymbols, breakpad_debug_id, build_caches, corrupt_path, module_cache_dir
 from symbolicator.symbols.sources import LocalDirSource, breakpad_layout, store_root, sym_file_name
 from symbolicator.symbols.symfile import read_module_record, scan_sym
 
@@ -272,7 +271,7 @@ def _convert(final: Path, identity: Identity, root: Path, cache_dir: Path, *, sc
                 build_caches(final, Path(scratch), **ids)
     except (MalformedSymbols, OSError):
         raise
-    except Exception as exc:  # noqa: BLE001 - symbolic may fail in ways it does not declare
+    except Exception as exc:
         raise MalformedSymbols("conversion_failed", f"{type(exc).__name__}: {exc}") from exc
 
 

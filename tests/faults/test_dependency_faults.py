@@ -11,8 +11,7 @@ import time
 
 import httpx
 
-from faults.services import Ledger, heartbeat, ingest_key, settle, upload
-from faults.services import CrashdProcess, PostgresCluster, RedisServer, wait_until
+from faults.services import CrashdProcess, Ledger, RedisServer, heartbeat, ingest_key, settle, upload, wait_until
 from uploads import ingest_requests
 
 # Short enough to keep each fault to seconds; the defaults (docs/deploy.md) are a little longer.

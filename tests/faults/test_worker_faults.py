@@ -15,9 +15,8 @@ from typing import Iterator
 import httpx
 import pytest
 
-from faults.services import Ledger, ingest_key, settle, upload
+from faults.services import CrashdProcess, Ledger, PostgresCluster, ingest_key, settle, upload, wait_until
 from minidump_writer import thread_copies_dump
-from faults.services import CrashdProcess, PostgresCluster, RedisServer, wait_until
 from uploads import minidump_upload
 
 FAST = {

@@ -147,7 +147,7 @@ def expand_frames(thread: dict[str, Any], lower_module: bool) -> list[SigFrame]:
 
 def _collapse(frames: list[SigFrame]) -> None:
     """Mark frames without symbols that follow one of the same module: one entry per run."""
-    for previous, frame in zip(frames, frames[1:]):
+    for previous, frame in zip(frames, frames[1:], strict=False):
         if (not frame.symbolicated and not previous.symbolicated and frame.module
                 and frame.module == previous.module):
             frame.status = "collapsed"

@@ -40,7 +40,7 @@ class Entry:
         """Whether this (chained) entry matches labels[index], labels[index + 1], ..."""
         window = labels[index:index + len(self.patterns)]
         return len(window) == len(self.patterns) and all(
-            p.fullmatch(label) for p, label in zip(self.patterns, window))
+            p.fullmatch(label) for p, label in zip(self.patterns, window, strict=False))
 
 
 @dataclass(frozen=True)

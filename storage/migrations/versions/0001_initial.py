@@ -1,13 +1,12 @@
 """initial schema: projects, crashes, attachments, dedupe, discards
 
 Revision ID: 0001
-Revises: 
+Revises:
 Create Date: 2026-11-25 11:22:26.993860
 """
-from alembic import op
 import sqlalchemy as sa
 import sqlmodel
-
+from alembic import op
 
 revision = '0001'
 down_revision = None

@@ -23,7 +23,6 @@ Plain CREATE INDEX on both SQLite and PostgreSQL.
 """
 from alembic import op
 
-
 revision = '0006'
 down_revision = '0005'
 branch_labels = None

@@ -29,8 +29,14 @@ The package, by what each module owns:
 """
 
 from symbolicator.symbols.cache.build import CacheInfo, breakpad_debug_id, build_caches, info_dict
-from symbolicator.symbols.cache.folder import (CORRUPT_PREFIX, INDEX_NAME, SYMCACHE_NAME, MalformedSymbols,
-                                               corrupt_path, module_cache_dir)
+from symbolicator.symbols.cache.folder import (
+                                               CORRUPT_PREFIX,
+                                               INDEX_NAME,
+                                               SYMCACHE_NAME,
+                                               MalformedSymbols,
+                                               corrupt_path,
+                                               module_cache_dir,
+)
 from symbolicator.symbols.cache.index import INDEX_MAGIC, INDEX_VERSION, read_index
 from symbolicator.symbols.cache.lookup import NO_ADDRESS, ModuleSymbols, open_caches
 

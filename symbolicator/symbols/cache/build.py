@@ -14,8 +14,16 @@ import symbolic
 from symbolic.debuginfo import Archive, Object
 from symbolic.symcache import SymCache
 
-from symbolicator.symbols.cache.folder import (INDEX_NAME, SYMCACHE_NAME, MalformedSymbols, _source_stamp,
-                                               _write_atomic, _write_corrupt, corrupt_path, module_cache_dir)
+from symbolicator.symbols.cache.folder import (
+    INDEX_NAME,
+    SYMCACHE_NAME,
+    MalformedSymbols,
+    _source_stamp,
+    _write_atomic,
+    _write_corrupt,
+    corrupt_path,
+    module_cache_dir,
+)
 from symbolicator.symbols.cache.index import _write_index
 from symbolicator.symbols.symfile import SymScan, normalize_inlines, scan_sym
 

@@ -13,11 +13,17 @@ from symbolic.symcache import SymCache
 
 from schemas.stack import SourceLocation
 from symbolicator.symbols.cache.build import build_caches
-from symbolicator.symbols.cache.folder import (INDEX_NAME, SYMCACHE_NAME, MalformedSymbols, _source_stamp,
-                                               corrupt_path, module_cache_dir)
+from symbolicator.symbols.cache.folder import (
+    INDEX_NAME,
+    SYMCACHE_NAME,
+    MalformedSymbols,
+    _source_stamp,
+    corrupt_path,
+    module_cache_dir,
+)
 from symbolicator.symbols.cache.index import _WIN_FIELDS, read_index
-from symbolicator.symbols.types import FunctionInfo, WinFrameInfo
 from symbolicator.symbols.symfile import STACK_WIN_FPO, STACK_WIN_FRAME_DATA, parse_cfi_rules
+from symbolicator.symbols.types import FunctionInfo, WinFrameInfo
 
 NO_ADDRESS = 0xFFFFFFFF  # symbolic's "unknown" sym_addr (inlined functions)
 
