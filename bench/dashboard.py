@@ -167,7 +167,7 @@ def _check(conn: psycopg.Connection, crashes: int) -> None:
     assert total == crashes and bad == 0, (total, bad)
 
 
-def timed(client, path: str, requests: int) -> list[float]:  # type: ignore[no-untyped-def]
+def timed(client, path: str, requests: int) -> list[float]:
     """Milliseconds of each of requests GETs of path (after 5 warm-up ones)."""
     headers = {"Authorization": f"Bearer {TOKEN}"}
     times = []
@@ -187,7 +187,7 @@ def report(name: str, times: list[float]) -> str:
     return f"{name:<48} p50 {statistics.median(ordered):7.1f} ms   p95 {p95:7.1f} ms   max {ordered[-1]:7.1f} ms"
 
 
-def targets(app, biggest: int) -> list[tuple[str, str]]:  # type: ignore[no-untyped-def]
+def targets(app, biggest: int) -> list[tuple[str, str]]:
     """(label, path) of the pages to time: the HTML ones server/dashboard has, then the JSON twins."""
     compare = f"project=game&base={BUILDS[7]}&target={BUILDS[8]}"
     routes = {getattr(route, "path", None) for route in app.routes}

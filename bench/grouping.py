@@ -578,7 +578,7 @@ def probe_child(forks: int, crash_ids: list[str]) -> int:
             try:
                 stages = cold_job(crash_ids[index % len(crash_ids)], forked_at)
             except BaseException as exc:  # noqa: BLE001 - report, never return into the parent's loop
-                stages = {"error": repr(exc)}  # type: ignore[dict-item]
+                stages = {"error": repr(exc)}
             os.write(write, json.dumps(stages).encode())
             os._exit(0)
         os.close(write)
@@ -622,7 +622,7 @@ def cold_job(crash_id: str, forked_at: float) -> dict[str, float]:
     from storage import queries
 
     crash = queries.get_crash(ctx.engine, crash_id=crash_id)
-    dump = symbolicator.minidump.read_minidump(ctx.blobs.read_bytes(crash.minidump_key))  # type: ignore[union-attr]
+    dump = symbolicator.minidump.read_minidump(ctx.blobs.read_bytes(crash.minidump_key))
     lap("read the crash row and dump")
     for module in dump.modules:
         ctx.symbols.status(module)

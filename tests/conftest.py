@@ -117,7 +117,7 @@ class Crashd:
             queue = Queue(self.settings.queue_name, connection=redis)
             SimpleWorker([queue], connection=redis).work(burst=True)
         else:
-            self.state.queue.join()  # type: ignore[attr-defined]
+            self.state.queue.join()
 
     def crash(self, crash_id: str) -> dict:
         response = self.client.get(f"/api/crashes/{crash_id}", headers=self.admin)
@@ -159,7 +159,7 @@ def make_settings(backend: str, tmp_path: Path, pg_database: str | None, redis_u
     return Settings(**fields)
 
 
-def clean_queue(queue) -> None:  # type: ignore[no-untyped-def]
+def clean_queue(queue) -> None:
     """Delete a test queue, every job it ran (finished jobs keep their hash for result_ttl)
     and the keys RQ named after it."""
     redis = queue.connection
@@ -302,7 +302,7 @@ def corpus_params() -> list:
     return [pytest.param(None, id="no-corpus")]
 
 
-def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # type: ignore[no-untyped-def]
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
     skipped = [r for r in terminalreporter.stats.get("skipped", []) if CORPUS_SKIP in str(r.longrepr)]
     if skipped:
         bar = "!" * 78
@@ -339,7 +339,7 @@ def serve_process(data_dir: Path, **env: str) -> Iterator[ServeProcess]:
                             env={**base, "CRASHD_DATA_DIR": str(data_dir), **env},
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        banner = "".join(proc.stdout.readline() for _ in range(4))  # type: ignore[union-attr]
+        banner = "".join(proc.stdout.readline() for _ in range(4))
         upload = re.search(r"minidump upload URL: (\S+)", banner)
         token = re.search(r"admin token: (\S+)", banner)
         assert upload and token, f"unexpected banner: {banner}"

@@ -117,7 +117,7 @@ def spy_on_uploads(monkeypatch: pytest.MonkeyPatch) -> list[SeenUpload]:
     seen: list[SeenUpload] = []
     read_upload = ingest.read_upload
 
-    async def recording(request, state):  # type: ignore[no-untyped-def]
+    async def recording(request, state):
         host = request.client.host if request.client else ""
         seen.append(SeenUpload(dict(request.headers), dict(request.query_params), host))
         return await read_upload(request, state)

@@ -344,7 +344,7 @@ def test_admin_marks_a_ticket_duplicate_of_another_picked_from_a_list(crashd: Cr
     other_id = add_ticket(crashd, other_group, "other <b>crash</b>")
     page = admin.get(group_path).text
     assert re.findall(r'class="btn btn-(\w+)"', page) == ["resolve", "wontfix", "duplicate"]
-    picker = re.search(r'<select name="of".*?</select>', page, re.S).group(0)  # type: ignore[union-attr]
+    picker = re.search(r'<select name="of".*?</select>', page, re.S).group(0)
     assert re.findall(r'<option value="(\d*)">', picker) == ["", str(other_id)]  # not the ticket itself
     assert f"#{other_id} P0 open: other &lt;b&gt;crash&lt;/b&gt;" in picker
     token = csrf_of(page)

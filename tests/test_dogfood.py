@@ -23,7 +23,7 @@ def dsn_of(upload_url: str) -> str:
     """The DSN of the project whose minidump upload URL `crashd serve` printed."""
     parts = urlsplit(upload_url)
     key = parse_qs(parts.query)["sentry_key"][0]
-    project_id = re.fullmatch(r"/api/(\d+)/minidump/", parts.path).group(1)  # type: ignore[union-attr]
+    project_id = re.fullmatch(r"/api/(\d+)/minidump/", parts.path).group(1)
     return f"{parts.scheme}://{key}@{parts.netloc}/{project_id}"
 
 

@@ -48,7 +48,7 @@ def session_item(sid: str, status: str = "exited", did: str = "tester-1", releas
 
 
 def post(crashd: Crashd, body: bytes, *, headers: dict[str, str] | None = None, key: str | None = "query",
-         path: str = "envelope"):  # type: ignore[no-untyped-def]
+         path: str = "envelope"):
     url = f"/api/{crashd.project.id}/{path}/"
     if key == "query":
         url += f"?sentry_key={crashd.key}"

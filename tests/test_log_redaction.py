@@ -46,7 +46,7 @@ def test_our_log_lines_are_redacted_whatever_their_shape() -> None:
 
 def test_the_access_log_of_crashd_serve_shows_no_key(tmp_path: Path) -> None:
     with serve_process(tmp_path) as server:
-        key = re.search(r"sentry_key=(\w+)", server.upload_url).group(1)  # type: ignore[union-attr]
+        key = re.search(r"sentry_key=(\w+)", server.upload_url).group(1)
         with httpx.Client(base_url=server.url) as client:
             client.post(f"/submit?key={key}", content=b"not multipart")
             client.post(server.upload_url.replace(f"http://127.0.0.1:{server.port}", ""), content=b"x")

@@ -154,7 +154,7 @@ def test_crash_without_a_report_is_failed_with_notes_in_words(crashd: Crashd) ->
     from workers.rules import DEFAULT_RULES, ReportRule
 
     class ChokingReportRule(ReportRule):
-        def action(self, ctx, state) -> None:  # type: ignore[no-untyped-def]
+        def action(self, ctx, state) -> None:
             raise ValueError("frame 7 points at 0xdeadbeef")
 
     rules = tuple(ChokingReportRule() if isinstance(r, ReportRule) else r for r in DEFAULT_RULES)

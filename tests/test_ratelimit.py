@@ -25,7 +25,7 @@ LIMIT = 2
 
 
 @pytest.fixture
-def limited(backend: str, services, tmp_path: Path) -> Iterator[Crashd]:  # type: ignore[no-untyped-def]
+def limited(backend: str, services, tmp_path: Path) -> Iterator[Crashd]:
     """crashd whose projects may send LIMIT reports a minute."""
     pg, redis = services
     for crashd in _crashd(backend, make_settings(backend, tmp_path, pg, redis, rate_limit_per_minute=LIMIT)):
@@ -41,7 +41,7 @@ def event_envelope() -> bytes:
             + json.dumps({"type": "event", "length": len(event)}).encode() + b"\n" + event + b"\n")
 
 
-def post_envelope(crashd: Crashd, body: bytes):  # type: ignore[no-untyped-def]
+def post_envelope(crashd: Crashd, body: bytes):
     return crashd.client.post(f"/api/{crashd.project.id}/envelope/?sentry_key={crashd.key}", content=body,
                               headers={"Content-Type": "application/x-sentry-envelope"})
 

@@ -60,7 +60,7 @@ def native_upload(dump: bytes, *, event: dict | None = None, crumbs: tuple[bytes
     return multipart(fields or {}, files)
 
 
-def post(crashd: Crashd, body: bytes, ctype: str, *, gz: bool = False):  # type: ignore[no-untyped-def]
+def post(crashd: Crashd, body: bytes, ctype: str, *, gz: bool = False):
     headers = {"Content-Type": ctype}
     if gz:  # Crashpad gzips the whole body by default
         body, headers["Content-Encoding"] = gzip.compress(body), "gzip"

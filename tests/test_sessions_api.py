@@ -29,7 +29,7 @@ def session(session_id: str, build: str = "1.0", status: str = "ok", tester: str
 
 
 def post(crashd: Crashd, payload: Any, *, key: str | None = None, project: str | None = None,
-         raw: bytes | None = None, headers: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
+         raw: bytes | None = None, headers: dict[str, str] | None = None):
     url = f"/api/{project or crashd.project.id}/sessions/"
     if key is None:
         key = crashd.key
@@ -40,7 +40,7 @@ def post(crashd: Crashd, payload: Any, *, key: str | None = None, project: str |
 
 
 def stored(crashd: Crashd) -> dict[str, dict[str, Any]]:
-    table = GameSession.__table__  # type: ignore[attr-defined]
+    table = GameSession.__table__
     with crashd.state.ctx.engine.connect() as conn:
         return {r.session_id: dict(r._mapping) for r in conn.execute(select(table))}
 
@@ -81,7 +81,7 @@ def test_posting_again_updates_the_status_not_the_count(crashd: Crashd) -> None:
     # Status and duration change; build, tester and start are the first report's.
     assert (rows["s1"]["status"], rows["s1"]["duration"], rows["s1"]["build"], rows["s1"]["tester_id"]) == (
         "crashed", 95.5, "1.0", "t1")
-    assert queries.as_utc(rows["s1"]["updated_at"]) > first_update  # type: ignore[operator]
+    assert queries.as_utc(rows["s1"]["updated_at"]) > first_update
     assert sessions.sessions_per_build(crashd.state.ctx.engine, project_id=crashd.project.id) == {"1.0": 2}
 
 
@@ -207,7 +207,7 @@ def test_concurrent_upserts_of_one_batch_keep_one_row_each(crashd: Crashd) -> No
     for thread in threads:
         thread.join()
     assert errors == []
-    table = GameSession.__table__  # type: ignore[attr-defined]
+    table = GameSession.__table__
     with engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(table)).scalar_one() == 50
 

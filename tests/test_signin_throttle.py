@@ -65,7 +65,7 @@ def test_trusted_proxies_are_addresses_or_cidrs(monkeypatch: pytest.MonkeyPatch)
 
 def wrong_sign_in(client: httpx.Client, forwarded_for: str) -> int:
     """The status of a sign-in as alice with a wrong password, sent with X-Forwarded-For."""
-    token = CSRF_INPUT.search(client.get("/login").text).group(1)  # type: ignore[union-attr]
+    token = CSRF_INPUT.search(client.get("/login").text).group(1)
     form = {"username": "alice", "password": "wrong", "csrf_token": token, "next": "/"}
     return client.post("/login", data=form, headers={"X-Forwarded-For": forwarded_for}).status_code
 

@@ -51,7 +51,7 @@ def test_local_dir_finds_corpus_symbols_ignoring_id_case() -> None:
     assert source.fetch("TEST_APP.PDB", TEST_APP_ID).path == found.path  # Windows stores ignore case
     assert source.fetch("test_app.pdb", "0" * 33).status is FetchStatus.not_found
     assert source.fetch("nothere.pdb", TEST_APP_ID).status is FetchStatus.not_found
-    assert source.fetch("test_app.pdb", None).status is FetchStatus.not_found  # type: ignore[arg-type]
+    assert source.fetch("test_app.pdb", None).status is FetchStatus.not_found
 
 
 def test_local_dir_prefers_the_sym_file_and_skips_partial_files(tmp_path: Path) -> None:

@@ -114,7 +114,7 @@ def test_evaluate_defaults() -> None:
     assert [f.rule.name for f in evaluate(rules, stats(4))] == ["spreading"]
     five = evaluate(rules, stats(5, builds=("1.0", "1.1")))
     assert [f.rule.name for f in five] == ["widespread", "spreading"]
-    assert strongest(five).rule.name == "widespread"  # type: ignore[union-attr]
+    assert strongest(five).rule.name == "widespread"
     assert five[0].stats.testers == 5 and five[0].stats.crashes == 10
     assert five[0].reason == "rule widespread (P0): 5 testers (>= 5) in 24h, 10 crashes, builds 1.0, 1.1"
     assert evaluate(rules, GroupStats("game", {})) == []  # no crash in the window
@@ -123,7 +123,7 @@ def test_evaluate_defaults() -> None:
 def test_strongest_prefers_p0_then_file_order() -> None:
     rules = parse_rules(rule(name="a", min_testers=1) + rule(name="b", min_testers=1, priority="P0")
                         + rule(name="c", min_testers=1, priority="P0"))
-    assert strongest(evaluate(rules, stats(1))).rule.name == "b"  # type: ignore[union-attr]
+    assert strongest(evaluate(rules, stats(1))).rule.name == "b"
     assert strongest([]) is None
 
 

@@ -125,7 +125,7 @@ def test_racing_workers_open_exactly_one_ticket(tix: Crashd) -> None:
     for tester in range(6):
         group_id = crash(tix, f"t{tester}", "1.0")
     stats = group_stats(tix.state.ctx.engine, group_id=group_id, windows=windows(load_rules(DEFAULT_RULES_PATH)))
-    widespread, spreading = evaluate(load_rules(DEFAULT_RULES_PATH), stats)  # type: ignore[arg-type]
+    widespread, spreading = evaluate(load_rules(DEFAULT_RULES_PATH), stats)
     barrier = threading.Barrier(12)
 
     def fire(i: int) -> Any:

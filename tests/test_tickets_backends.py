@@ -95,7 +95,7 @@ class FakeTracker:
 
 class _Handler(BaseHTTPRequestHandler):
     def _serve(self) -> None:
-        tracker: FakeTracker = self.server.tracker  # type: ignore[attr-defined]
+        tracker: FakeTracker = self.server.tracker
         raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         body = json.loads(raw) if raw else None
         status, headers, payload = tracker.answer(self.command, self.path,
@@ -122,7 +122,7 @@ class _Handler(BaseHTTPRequestHandler):
 def tracker() -> Iterator[FakeTracker]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
     fake = FakeTracker(url=f"http://127.0.0.1:{server.server_address[1]}")
-    server.tracker = fake  # type: ignore[attr-defined]
+    server.tracker = fake
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
     thread.start()
     yield fake

@@ -24,7 +24,7 @@ from storage.db import session
 from conftest import Crashd
 
 
-def signed_in(c: Crashd, make_user, name: str = "alice") -> str:  # type: ignore[no-untyped-def]
+def signed_in(c: Crashd, make_user, name: str = "alice") -> str:
     """Make an admin called name, sign in as it, and return the session cookie's value."""
     make_user(name, "admin", "s3cret-pass")
     assert login(c, name, "s3cret-pass").status_code == 303

@@ -90,7 +90,7 @@ def sessions(dsn: str) -> None:
     with track_session(sentry_sdk.get_isolation_scope(), session_mode="application"):
         sum(range(1000))  # a played level
 
-    def app(environ: dict, start_response) -> list[bytes]:  # type: ignore[no-untyped-def]
+    def app(environ: dict, start_response) -> list[bytes]:
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [b"ok"]
 

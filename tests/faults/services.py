@@ -237,7 +237,7 @@ class PostgresCluster:
 
     def statuses(self) -> dict[str, int]:
         """Crashes by status."""
-        return dict(self.query("SELECT status, count(*) FROM crashes GROUP BY status"))  # type: ignore[arg-type]
+        return dict(self.query("SELECT status, count(*) FROM crashes GROUP BY status"))
 
 
 class CrashdProcess:

@@ -32,7 +32,7 @@ def timed_heartbeat(server: CrashdProcess) -> tuple[httpx.Response, float]:
     return response, time.monotonic() - started
 
 
-def ensure_worker(worker: CrashdProcess, processes, env: dict[str, str]) -> None:  # type: ignore[no-untyped-def]
+def ensure_worker(worker: CrashdProcess, processes, env: dict[str, str]) -> None:
     """Start another worker when this one exited with its dependency (issue 11 item 7 is another
     test's subject; this one counts the server's uploads)."""
     if not worker.alive():

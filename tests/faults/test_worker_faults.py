@@ -91,7 +91,7 @@ def upload_dump(server: CrashdProcess, key: str, dump: bytes, ledger: Ledger) ->
 
 
 def start_with_slow_job(env: dict[str, str], cluster: PostgresCluster,
-                        processes) -> tuple[CrashdProcess, CrashdProcess, str, Ledger, str]:  # type: ignore[no-untyped-def]
+                        processes) -> tuple[CrashdProcess, CrashdProcess, str, Ledger, str]:
     """A server and a worker; 5 uploads, then one whose job waits on the symbol server of env
     (a dump with a module), returned once a worker runs it: (server, worker, key, ledger, slow)."""
     server, worker = processes.serve(env), processes.worker(env)
