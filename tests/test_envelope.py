@@ -1,4 +1,4 @@
-"""Sentry envelopes: the parser (server/envelope.py) and POST /api/<id>/envelope/ and /store/
+"""Sentry envelopes: the parser (server/ingest/envelope.py) and POST /api/<id>/envelope/ and /store/
 on both backends: what is stored, compression, malformed envelopes (a clear 400, counted, and
 every valid item before the problem kept)."""
 

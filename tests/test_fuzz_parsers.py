@@ -1,5 +1,5 @@
-"""Property tests (hypothesis) for the upload parser (server/upload_parser.py), the envelope
-parser (server/envelope.py) and the ingest endpoints: generated and mutated multipart bodies
+"""Property tests (hypothesis) for the upload parser (server/ingest/upload_parser.py), the envelope
+parser (server/ingest/envelope.py) and the ingest endpoints: generated and mutated multipart bodies
 and envelopes are parsed or refused with a reason, never a server error (issue 11).
 
 Bounded in time: a fixed number of examples each, no deadline, no example database; the

@@ -1,4 +1,4 @@
-"""Per-project rate limits (server/ratelimit.py), on both backends (in memory; in Redis with
+"""Per-project rate limits (server/ingest/ratelimit.py), on both backends (in memory; in Redis with
 RQ): envelopes over the limit get 429 with Retry-After and X-Sentry-Rate-Limits (and the real
 sentry-sdk obeys them); the minidump endpoints answer 200 and drop, counted."""
 

@@ -2,7 +2,7 @@
 ``__sentry-event`` (MessagePack) and ``__sentry-breadcrumb1``/``2`` parts (built here the way
 sentry-native writes them, and uploaded by the real crashpad_handler with ``--attachment``),
 the ``sentry`` JSON field and ``sentry[...]`` bracket fields; and the pure decoders
-(server/sentry_event.py)."""
+(server/ingest/sentry_event.py)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The sign-in throttle (server/signin_throttle.py, issue 11 item 4): its memory stays bounded
+"""The sign-in throttle (server/dashboard/signin_throttle.py, issue 11 item 4): its memory stays bounded
 under a flood of names without forgetting a blocked one, and the address it counts comes from
 X-Forwarded-For only when the peer is in CRASHD_TRUSTED_PROXIES (a real `crashd serve`)."""
 
