@@ -12,9 +12,9 @@ those ids come from one grouped query over ``crashes (group_id, received_at)``
 from __future__ import annotations
 
 from datetime import date, datetime, time, timedelta, timezone
-from typing import Any
+from typing import Any, overload
 
-from sqlalchemy import Table, and_, distinct, func, or_, select
+from sqlalchemy import ColumnElement, Table, and_, distinct, func, or_, select
 from sqlalchemy.engine import Connection, Engine
 
 from schemas.tables import GameSession, Project, SymbolFile, utcnow
@@ -38,6 +38,10 @@ SORTS: dict[str, Any] = {
 SPREADING_WINDOW = timedelta(hours=48)
 
 
+@overload
+def as_utc(value: datetime | str) -> datetime: ...
+@overload
+def as_utc(value: None) -> None: ...
 def as_utc(value: datetime | str | None) -> datetime | None:
     """An aware UTC datetime from what a driver returns: PostgreSQL's aware values, SQLite's
     naive ones and, for aggregates such as max(), SQLite's text (``2026-11-25 14:00:00.000000``)."""
@@ -195,7 +199,7 @@ def _builds(conn: Connection, group_id: int, project_id: int) -> list[dict[str, 
         return []
     named = [b for b in rows if b]
     build = func.coalesce(SESSIONS.c.build, "")
-    in_builds = SESSIONS.c.build.in_(named)
+    in_builds: ColumnElement[bool] = SESSIONS.c.build.in_(named)
     if "" in rows:  # sessions without a build count under ""
         in_builds = or_(in_builds, SESSIONS.c.build.is_(None))
     played = {b: int(n) for b, n in conn.execute(
@@ -204,7 +208,7 @@ def _builds(conn: Connection, group_id: int, project_id: int) -> list[dict[str, 
     return [{"build": b, "crashes": rows[b].crash_count, "sessions": played.get(b, 0),
              "crash_rate": rows[b].crash_count / played[b] if played.get(b) else None,
              "first_seen": first_seen[b], "last_seen": as_utc(rows[b].last_seen)}
-            for b in sort_builds(sorted(rows), first_seen)]  # type: ignore[arg-type]
+            for b in sort_builds(sorted(rows), first_seen)]
 
 
 def _crashes(conn: Connection, group_id: int, limit: int) -> list[dict[str, Any]]:

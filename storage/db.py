@@ -10,7 +10,9 @@ import psycopg
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import event, text
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection, Dialect, Engine, ExceptionContext
+from sqlalchemy.engine.interfaces import DBAPIConnection
+from sqlalchemy.pool import ConnectionPoolEntry
 from sqlmodel import Session, create_engine
 
 from schemas.settings import Settings
@@ -36,11 +38,14 @@ def make_engine(settings: Settings) -> Engine:
     answer_timeout = settings.db_statement_timeout_seconds + ANSWER_GRACE_SECONDS
 
     @event.listens_for(engine, "do_connect")
-    def _connect(_dialect, _record, cargs, cparams):  # type: ignore[no-untyped-def]
-        return DeadlineConnection.connect(*cargs, answer_timeout=answer_timeout, **cparams)
+    def _connect(_dialect: Dialect, _record: ConnectionPoolEntry, cargs: tuple[Any, ...],
+                 cparams: dict[str, Any]) -> DeadlineConnection:
+        conn = DeadlineConnection.connect(*cargs, **cparams)
+        conn.answer_timeout = answer_timeout
+        return conn
 
     @event.listens_for(engine, "handle_error")
-    def _forget_pool_when_hung(context):  # type: ignore[no-untyped-def]
+    def _forget_pool_when_hung(context: ExceptionContext) -> None:
         if isinstance(context.original_exception, NoAnswer):
             # Every pooled connection waits on the same hung server: without this each later
             # request would find one and wait answer_timeout again; now it waits to connect.
@@ -72,7 +77,7 @@ class NoAnswer(psycopg.OperationalError):
     """PostgreSQL did not answer within the deadline (a hung server); the connection is closed."""
 
 
-class DeadlineConnection(psycopg.Connection):  # type: ignore[type-arg]
+class DeadlineConnection(psycopg.Connection):
     """A psycopg connection that waits at most answer_timeout seconds for each answer of
     PostgreSQL (statement, commit, pre-ping). On expiry the connection is closed and
     psycopg.OperationalError raised: SQLAlchemy sees a disconnect and drops the connection
@@ -81,13 +86,7 @@ class DeadlineConnection(psycopg.Connection):  # type: ignore[type-arg]
     Example: PostgreSQL under SIGSTOP accepts TCP and ACKs every byte but never answers;
     without this a pooled connection's ``SELECT 1`` waits forever."""
 
-    answer_timeout: float | None = None
-
-    @classmethod
-    def connect(cls, *args: Any, answer_timeout: float | None = None, **kwargs: Any) -> "DeadlineConnection":
-        conn = super().connect(*args, **kwargs)
-        conn.answer_timeout = answer_timeout
-        return conn
+    answer_timeout: float | None = None  # set by make_engine's do_connect hook
 
     def wait(self, gen: Any, *args: Any, **kwargs: Any) -> Any:
         if kwargs.get("timeout") is None:
@@ -101,7 +100,7 @@ class DeadlineConnection(psycopg.Connection):  # type: ignore[type-arg]
             raise NoAnswer(f"PostgreSQL did not answer within {kwargs['timeout']:g} s") from exc
 
 
-def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+def _sqlite_pragmas(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
     # WAL lets the web process read while the in-process worker writes; foreign keys are
     # off by default in SQLite.
     cursor = dbapi_connection.cursor()

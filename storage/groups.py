@@ -92,7 +92,7 @@ def _write_transaction(engine: Engine) -> Iterator[Connection]:
         conn.exec_driver_sql("COMMIT")
 
 
-def _insert(conn: Connection):  # type: ignore[no-untyped-def]
+def _insert(conn: Connection) -> Callable[[Table], postgresql.Insert | sqlite.Insert]:
     return (postgresql if conn.dialect.name == "postgresql" else sqlite).insert
 
 
@@ -134,7 +134,7 @@ def _count(conn: Connection, g: Grouping, build: str | None, tester_id: str | No
         component=g.component, reason_text=g.reason_text, first_seen=g.seen_at, last_seen=g.seen_at,
         crash_count=1, tester_count=0,
     )
-    stmt = stmt.on_conflict_do_update(index_elements=["project_id", "signature"], set_={
+    upsert = stmt.on_conflict_do_update(index_elements=["project_id", "signature"], set_={
         "crash_count": GROUPS.c.crash_count + 1,
         "first_seen": _least(conn, GROUPS.c.first_seen, stmt.excluded.first_seen),
         "last_seen": _greatest(conn, GROUPS.c.last_seen, stmt.excluded.last_seen),
@@ -142,7 +142,7 @@ def _count(conn: Connection, g: Grouping, build: str | None, tester_id: str | No
         "signature_version": stmt.excluded.signature_version,
         "reason_text": func.coalesce(stmt.excluded.reason_text, GROUPS.c.reason_text),
     }).returning(GROUPS.c.id)
-    group_id = conn.execute(stmt).scalar_one()
+    group_id = conn.execute(upsert).scalar_one()
     seen = {"first_seen": g.seen_at, "last_seen": g.seen_at}
     if tester_id:
         if _bump(conn, TESTERS, {"group_id": group_id, "tester_id": tester_id}, seen) == 1:
@@ -160,8 +160,8 @@ def _bump(conn: Connection, table: Table, key: dict[str, Any], seen: dict[str, A
     if seen:
         changes["first_seen"] = _least(conn, table.c.first_seen, stmt.excluded.first_seen)
         changes["last_seen"] = _greatest(conn, table.c.last_seen, stmt.excluded.last_seen)
-    stmt = stmt.on_conflict_do_update(index_elements=list(key), set_=changes).returning(table.c.crash_count)
-    return conn.execute(stmt).scalar_one()
+    upsert = stmt.on_conflict_do_update(index_elements=list(key), set_=changes).returning(table.c.crash_count)
+    return conn.execute(upsert).scalar_one()
 
 
 def _uncount(conn: Connection, group_id: int, build: str | None, tester_id: str | None, platform: str | None) -> None:

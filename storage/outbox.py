@@ -32,7 +32,7 @@ from dataclasses import asdict, dataclass
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
-from sqlalchemy import Select, exists, insert, select, update
+from sqlalchemy import Select, Table, exists, insert, select, update
 from sqlalchemy.engine import Connection, Engine, RowMapping
 
 from schemas.settings import Settings
@@ -42,8 +42,8 @@ from triage.tickets.base import EVENTS, Delivery, PermanentError, TemporaryError
 
 log = logging.getLogger(__name__)
 
-NOTIFICATIONS = Notification.__table__
-TICKETS = Ticket.__table__
+NOTIFICATIONS: Table = Notification.__table__  # type: ignore[attr-defined]  # SQLModel does not declare __table__
+TICKETS: Table = Ticket.__table__  # type: ignore[attr-defined]
 BACKOFF_BASE = timedelta(seconds=10)
 BACKOFF_MAX = timedelta(hours=1)
 RETRY_AFTER_MAX = timedelta(hours=24)  # a Retry-After beyond this is taken as garbage

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Sequence, TypeVar
+from typing import Any, Callable, Sequence, TypeVar, overload
 
 from sqlalchemy import delete, func, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -27,6 +27,10 @@ from storage.db import session
 T = TypeVar("T")
 
 
+@overload
+def as_utc(value: datetime) -> datetime: ...
+@overload
+def as_utc(value: None) -> None: ...
 def as_utc(value: datetime | None) -> datetime | None:
     """SQLite hands datetimes back naive; everything we store is UTC."""
     if value is None or value.tzinfo is not None:
@@ -143,7 +147,7 @@ def insert_crash(
         stale = s.get(UploadFingerprint, fingerprint)
         if stale is None:
             s.add(UploadFingerprint(fingerprint=fingerprint, crash_id=crash.crash_id, created_at=now))
-        elif as_utc(stale.created_at) >= now - window:  # type: ignore[operator]
+        elif as_utc(stale.created_at) >= now - window:
             s.rollback()
             return stale.crash_id, False
         else:
@@ -251,11 +255,11 @@ def stuck_crash_ids(engine: Engine, *, received_before: datetime, now: datetime,
     """Crashes to enqueue: `received` since before received_before (a lost enqueue), or
     waiting for a retry that is due at now."""
     with session(engine) as s:
-        received = Crash.status == CrashStatus.received.value
+        received = col(Crash.status) == CrashStatus.received.value
         stmt = (
             select(Crash.crash_id)
             .where(
-                (received & col(Crash.retry_after).is_(None) & (Crash.updated_at < received_before))
+                (received & col(Crash.retry_after).is_(None) & (col(Crash.updated_at) < received_before))
                 | (received & (col(Crash.retry_after) <= now))
             )
             .order_by(col(Crash.received_at))

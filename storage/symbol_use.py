@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Iterable
 
-from sqlalchemy import Table, and_, delete, func, or_, select, update
+from sqlalchemy import ColumnElement, Table, and_, delete, func, or_, select, update
 from sqlalchemy.engine import Engine
 
 from schemas.tables import SymbolFile
@@ -32,7 +32,7 @@ class UnusedModule:
     uploaded_at: datetime
 
 
-def _module(debug_file: str, debug_id: str) -> object:
+def _module(debug_file: str, debug_id: str) -> ColumnElement[bool]:
     return and_(func.lower(SYMBOL_FILES.c.debug_file) == debug_file.lower(),
                 SYMBOL_FILES.c.debug_id == debug_id.upper())
 

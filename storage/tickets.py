@@ -125,7 +125,8 @@ def apply_action(engine: Engine, *, settings: Settings, ticket_id: int, action: 
     now = utcnow()
     values: dict[str, Any] = {"state": target, "updated_at": now}
     if action == "resolve":
-        values["fixed_in"] = fixed_in.strip()[:200]  # type: ignore[union-attr]
+        assert fixed_in is not None  # check_action refuses resolve without fixed_in
+        values["fixed_in"] = fixed_in.strip()[:200]
     elif action in ("reject", "reopen"):
         values["fixed_in"] = None  # the event keeps it as previous_fixed_in
     if action == "reopen":
@@ -168,7 +169,7 @@ def _record(conn: Connection, settings: Settings, ticket: Row, action: str, acto
 
 
 def _jsonable(value: Any) -> Any:
-    return as_utc(value).isoformat() if isinstance(value, datetime) else value  # type: ignore[union-attr]
+    return as_utc(value).isoformat() if isinstance(value, datetime) else value
 
 
 def ticket_json(row: Any) -> dict[str, Any]:

@@ -56,7 +56,7 @@ def _window_counts(conn: Connection, group_ids: list[int],
     received since; groups without such a crash are absent."""
     build = func.coalesce(CRASHES.c.build, "")
     where = (CRASHES.c.group_id.in_(group_ids), CRASHES.c.received_at >= since)
-    out = {g: (int(t), int(n), {}) for g, t, n in conn.execute(
+    out: dict[int, tuple[int, int, dict[str, int]]] = {g: (int(t), int(n), {}) for g, t, n in conn.execute(
         select(CRASHES.c.group_id, func.count(distinct(CRASHES.c.tester_id)), func.count())
         .where(*where).group_by(CRASHES.c.group_id))}
     for g, b, t in conn.execute(select(CRASHES.c.group_id, build, func.count(distinct(CRASHES.c.tester_id)))
@@ -174,7 +174,7 @@ def get_ticket(engine: Engine, *, ticket_id: int) -> dict[str, Any] | None:
 
 
 def _event_json(row: Any) -> dict[str, Any]:
-    return {"id": row["id"], "at": as_utc(row["at"]).isoformat(), "actor": row["actor"],  # type: ignore[union-attr]
+    return {"id": row["id"], "at": as_utc(row["at"]).isoformat(), "actor": row["actor"],
             "action": row["action"], "details": row["details"] or {}}
 
 
@@ -228,7 +228,7 @@ def new_groups(engine: Engine, *, since: datetime, project_id: int | None = None
         stmt = stmt.where(GROUPS.c.project_id == project_id)
     stmt = stmt.order_by(GROUPS.c.tester_count.desc(), GROUPS.c.crash_count.desc(), GROUPS.c.id)
     with engine.connect() as conn:
-        return [{**r._mapping, "first_seen": as_utc(r.first_seen).isoformat()}  # type: ignore[union-attr]
+        return [{**r._mapping, "first_seen": as_utc(r.first_seen).isoformat()}
                 for r in conn.execute(stmt)]
 
 

@@ -12,7 +12,7 @@ import hashlib
 import secrets
 from datetime import timedelta
 
-from sqlalchemy import delete, update
+from sqlalchemy import ColumnElement, delete, update
 from sqlalchemy.engine import Engine
 from sqlmodel import col, select
 
@@ -48,7 +48,7 @@ def live_user(engine: Engine, *, session_id: str) -> str | None:
 
 def revoke(engine: Engine, *, session_id: str) -> bool:
     """End the session session_id (sign-out); False when it was not live."""
-    return _revoke(engine, col(WebSession.id_sha256) == session_digest(session_id))
+    return _revoke(engine, col(WebSession.id_sha256) == session_digest(session_id)) > 0
 
 
 def revoke_user(engine: Engine, *, user_name: str) -> int:
@@ -56,9 +56,9 @@ def revoke_user(engine: Engine, *, user_name: str) -> int:
     return _revoke(engine, col(WebSession.user_name) == user_name)
 
 
-def _revoke(engine: Engine, which: object) -> int:
+def _revoke(engine: Engine, which: ColumnElement[bool]) -> int:
     with session(engine) as s:
-        ended = s.execute(update(WebSession).where(which, col(WebSession.revoked_at).is_(None))  # type: ignore[arg-type]
+        ended = s.execute(update(WebSession).where(which, col(WebSession.revoked_at).is_(None))
                           .values(revoked_at=utcnow())).rowcount  # type: ignore[attr-defined]
         s.commit()
     return int(ended)

@@ -367,7 +367,8 @@ def _parse_marker(text: str, i: int, rules: ComponentRules, where: str) -> Hint 
 
 def _panic_hint(location: str, message: str, before: str, rules: ComponentRules, where: str) -> Hint:
     """A panic names the first owner rule whose `files` match its source path."""
-    path = _slashes(_LOC.fullmatch(location).group(1)) if _LOC.fullmatch(location) else location
+    loc = _LOC.fullmatch(location)
+    path = loc.group(1).replace("\\", "/") if loc else location
     rule = next((r for r in rules.owners if r.matches_file(path)), None)
     thread = _THREAD.search(before[-300:])
     reason = f"panicked at {location}: {message}" if message else f"panicked at {location}"

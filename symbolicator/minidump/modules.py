@@ -95,7 +95,8 @@ def _codeview(record: bytes | None, os: str, name: str, timestamp: int, size: in
       modules without a CodeView record get it too.
     """
     windows_code_id = f"{timestamp:08x}{size:x}"
-    signature = record[:4] if record else b""
+    record = record or b""  # no CodeView record: only the Windows code id below
+    signature = record[:4]
     if signature == b"RSDS" and len(record) >= 24:
         guid, age = _guid(record[4:20]), _U32.unpack_from(record, 20)[0]
         pdb = record[24:].split(b"\0", 1)[0].decode("utf-8", "replace")
@@ -110,8 +111,8 @@ def _codeview(record: bytes | None, os: str, name: str, timestamp: int, size: in
         build_id = record[4:]
         if not any(build_id):
             return _basename(name), None, None
-        guid = build_id[:16].ljust(16, b"\0")  # short build ids are padded with zeros
-        return _basename(name), f"{_guid(guid)}0", build_id.hex()
+        padded = build_id[:16].ljust(16, b"\0")  # short build ids are padded with zeros
+        return _basename(name), f"{_guid(padded)}0", build_id.hex()
     return None, None, windows_code_id if os == "Windows NT" else None
 
 

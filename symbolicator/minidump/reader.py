@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 import struct
+from collections.abc import Callable
+from functools import partial
 
 from symbolicator.limits import DEFAULT_LIMITS, Limits
 from symbolicator.minidump.bounded import Malformed
@@ -164,7 +166,7 @@ class _Reader(_SystemStreams, _ThreadStreams, _ModuleStreams, _BreakpadStreams, 
         return notes
 
 
-_PARSERS = {
+_PARSERS: dict[int, tuple[str, Callable[[_Reader, int, int], None]]] = {
     SYSTEM_INFO: ("system info", _Reader.system_info),
     MISC_INFO: ("misc info", _Reader.misc_info),
     BREAKPAD_INFO: ("breakpad info", _Reader.breakpad_info),
@@ -177,6 +179,6 @@ _PARSERS = {
     UNLOADED_MODULE_LIST: ("unloaded module list", _Reader.unloaded_module_list),
     EXCEPTION: ("exception", _Reader.exception_stream),
     CRASHPAD_INFO: ("crashpad info", _Reader.crashpad_info),
-    **{stream: (f"linux {key}", lambda reader, rva, size, key=key: reader.linux_text(rva, size, key))
+    **{stream: (f"linux {key}", partial(_Reader.linux_text, key=key))
        for stream, key in LINUX_TEXT_STREAMS.items()},
 }

@@ -174,13 +174,13 @@ def eval_win_program(program: str, variables: dict[str, int], read_word: ReadWor
         elif token == "=":
             if len(stack) < 2:
                 return None
-            rhs, target = stack.pop(), stack.pop()
+            source, target = stack.pop(), stack.pop()
             if not isinstance(target, str):
                 return None
-            if rhs is None:
+            if source is None:
                 values.pop(target, None)
                 continue
-            value = as_int(rhs)
+            value = as_int(source)
             if value is None:
                 return None
             values[target] = value

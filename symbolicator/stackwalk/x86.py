@@ -4,7 +4,7 @@ stack scan. Mirrors rust-minidump's x86 walker, which follows Breakpad."""
 from __future__ import annotations
 
 from schemas.stack import Frame, FrameTrust
-from symbolicator.stackwalk.postfix import eval_cfi_rules, eval_win_program
+from symbolicator.stackwalk.postfix import ReadWord, eval_cfi_rules, eval_win_program
 from symbolicator.stackwalk.unwind import UnwindArgs, finish_caller
 from symbolicator.symbols.types import WinFrameInfo
 
@@ -16,7 +16,7 @@ SCAN_WORDS = 40
 MAX_FRAME_GAP = 128 * 1024
 
 
-def _read(args: UnwindArgs):  # type: ignore[no-untyped-def]
+def _read(args: UnwindArgs) -> ReadWord:
     return lambda address: args.stack.read_word(address, WIDTH)
 
 

@@ -65,14 +65,14 @@ class CachedSymbolProvider:
         self._build_locks = [threading.Lock() for _ in range(BUILD_LOCKS)]  # one module loads once
 
     @classmethod
-    def from_settings(cls, settings: Settings, **kwargs: float) -> CachedSymbolProvider:
+    def from_settings(cls, settings: Settings, *, max_loaded: int = 64, recheck_seconds: float = 60.0) -> CachedSymbolProvider:
         """Uploaded symbols (settings.symbols_dir) first, then each of settings.symbol_urls."""
         downloads = settings.symbol_cache_dir / "_http"
         sources: list[_sources.SymbolSource] = [_sources.LocalDirSource(settings.symbols_dir)]
         sources += [_sources.HttpSource(url, downloads, miss_ttl_seconds=settings.symbol_miss_ttl_seconds)
                     for url in settings.symbol_urls]
         return cls(sources, settings.symbol_cache_dir, generation_file=_sources.generation_file(settings.symbols_dir),
-                   projects_root=settings.symbols_dir, **kwargs)  # type: ignore[arg-type]
+                   projects_root=settings.symbols_dir, max_loaded=max_loaded, recheck_seconds=recheck_seconds)
 
     def for_project(self, project_id: int | None) -> SymbolProvider:
         """The provider for a crash of project_id: its own store, then the shared sources
@@ -217,7 +217,7 @@ class CachedSymbolProvider:
         """Ask the scope's sources in order; the first file found that converts is loaded.
         When none does: unavailable if a source could not be asked (it may have it), else
         corrupt if a file was bad, else missing."""
-        key: ModuleKey = scoped[1:]  # type: ignore[assignment]
+        key: ModuleKey = scoped[1:]
         sources, cache_dir = self._sources_of(scoped[0])
         unavailable = malformed = ""
         for source in sources:

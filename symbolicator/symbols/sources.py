@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
+from typing import IO
 from urllib.parse import quote
 
 import httpx
@@ -200,7 +201,7 @@ class HttpSource(SymbolSource):
         finally:
             Path(tmp).unlink(missing_ok=True)
 
-    def _stream(self, url: str, out) -> FetchResult:  # type: ignore[no-untyped-def]
+    def _stream(self, url: str, out: IO[bytes]) -> FetchResult:
         """GET url into out; the status tells what became of it."""
         try:
             with self.client.stream("GET", url) as response:

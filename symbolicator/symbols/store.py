@@ -29,8 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO
 
-import symbolic
 from symbolic.debuginfo import Archive
+from symbolic.exceptions import SymbolicError
 
 from symbolicator.symbols.cache import MalformedSymbols, breakpad_debug_id, build_caches, corrupt_path, module_cache_dir
 from symbolicator.symbols.sources import LocalDirSource, breakpad_layout, store_root, sym_file_name
@@ -155,7 +155,7 @@ def _native_identities(path: Path, name: str | None, names: Names) -> list[Ident
     name = PurePosixPath((name or "").replace("\\", "/")).name or None
     try:
         objects = list(Archive.open(str(path)).iter_objects())
-    except symbolic.SymbolicError as exc:
+    except SymbolicError as exc:
         raise MalformedSymbols("not_symbols", str(exc).splitlines()[0] if str(exc) else "") from exc
     if not objects or len(objects) > MAX_OBJECTS:
         raise MalformedSymbols("not_symbols", f"{len(objects)} objects")

@@ -197,9 +197,9 @@ def _record(scan: SymScan, line: bytes) -> bool:
         os_, arch, debug_id, debug_file = line[7:].decode("utf-8", "replace").split(None, 3)
         scan.module = ModuleRecord(os_, arch, debug_id.upper(), debug_file.strip())
     elif line.startswith(b"INFO CODE_ID "):
-        fields = line[13:].decode("utf-8", "replace").split(None, 1)
-        scan.code_id = fields[0]
-        scan.code_file = fields[1].strip() if len(fields) > 1 else None
+        words = line[13:].decode("utf-8", "replace").split(None, 1)
+        scan.code_id = words[0]
+        scan.code_file = words[1].strip() if len(words) > 1 else None
     # FILE, other INFO records and unknown records are symbolic's business or ignored.
     return True
 

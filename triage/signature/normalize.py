@@ -80,7 +80,9 @@ def _protect(operator: str, store: list[str]) -> str:
 
 def _tokens(text: str) -> list[str]:
     """Split at spaces outside (), <>, [], {} and `' groups."""
-    tokens, current, stack = [], [], []
+    tokens: list[str] = []
+    current: list[str] = []
+    stack: list[str] = []
     for char in text:
         if stack and char == PAIRS[stack[-1]]:
             stack.pop()

@@ -38,7 +38,7 @@ class GitHubBackend(TicketBackend):
         return f"{self.settings.github_api_url.rstrip('/')}/repos/{self.settings.github_repo}"
 
     def owns_url(self, url: str | None) -> bool:
-        return bool(url) and f"/{self.settings.github_repo}/issues/" in url  # type: ignore[operator]
+        return url is not None and f"/{self.settings.github_repo}/issues/" in url
 
     def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
         """TicketBackend.request with GitHub's media type, API version and the token."""

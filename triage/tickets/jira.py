@@ -42,7 +42,7 @@ class JiraBackend(TicketBackend):
         return f"{self.base}/rest/api/2"
 
     def owns_url(self, url: str | None) -> bool:
-        return bool(url) and url.startswith(f"{self.base}/browse/")  # type: ignore[union-attr]
+        return url is not None and url.startswith(f"{self.base}/browse/")
 
     def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
         """TicketBackend.request with basic auth when CRASHD_JIRA_USER and _TOKEN are set."""
@@ -69,7 +69,7 @@ class JiraBackend(TicketBackend):
                       "verified": self.settings.jira_done_transition,
                       "regressed": self.settings.jira_reopen_transition}.get(event)
         if transition:
-            self.transition(key, transition)  # type: ignore[arg-type]
+            self.transition(key, transition)
         self.request("POST", f"{self.api}/issue/{key}/comment", json={"body": self.text(notification)})
         return delivery
 

@@ -8,10 +8,10 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
-import symbolic
 from symbolic.debuginfo import Archive, Object
+from symbolic.exceptions import SymbolicError
 from symbolic.symcache import SymCache
 
 from symbolicator.symbols.cache.folder import (
@@ -93,7 +93,7 @@ def build_caches(path: Path, cache_root: Path, *, debug_file: str | None = None,
         if target is not None:
             _write_corrupt(target, path, exc)
         raise
-    header = {
+    header: dict[str, Any] = {  # the index's JSON header
         "module": {"debug_file": debug_file, "debug_id": debug_id.upper(), "code_id": scan.code_id or obj.code_id,
                    "code_file": scan.code_file, "os": scan.module.os if scan.module else None, "arch": obj.arch,
                    "file_format": obj.file_format},
@@ -141,7 +141,7 @@ def _read_native(path: Path, debug_id: str | None) -> tuple[SymScan, Builder, st
     scan = SymScan()
     try:
         scan_sym(obj.make_cficache().open_stream(), scan)
-    except symbolic.SymbolicError:
+    except SymbolicError:
         pass  # no unwind information: symbols without CFI are still symbols
     return scan, lambda target: (0, obj), breakpad_debug_id(obj.debug_id)
 
@@ -151,10 +151,10 @@ def _open_object(path: Path, debug_id: str | None) -> Object:
     try:
         archive = Archive.open(str(path))
         objects = list(archive.iter_objects())
-    except symbolic.SymbolicError as exc:
+    except SymbolicError as exc:
         raise MalformedSymbols("unsupported_format", str(exc).splitlines()[0]) from exc
     for obj in objects:
-        obj._crashd_archive = archive  # keep the archive (and its mapped file) as long as the object
+        obj._crashd_archive = archive  # type: ignore[attr-defined]  # ours, to keep the archive (and its mapped file) as long as the object
     if not objects:
         raise MalformedSymbols("no_objects")
     if debug_id is not None:
@@ -169,7 +169,7 @@ def _open_object(path: Path, debug_id: str | None) -> Object:
 def _make_symcache(obj: Object) -> SymCache:
     try:
         return obj.make_symcache()
-    except symbolic.SymbolicError as exc:
+    except SymbolicError as exc:
         raise MalformedSymbols("symcache_failed", " / ".join(str(exc).split())[:300]) from exc
 
 

@@ -7,8 +7,9 @@ import json
 import struct
 from bisect import bisect_left, bisect_right
 from pathlib import Path
+from typing import cast
 
-import symbolic
+from symbolic.exceptions import SymbolicError
 from symbolic.symcache import SymCache
 
 from schemas.stack import SourceLocation
@@ -150,9 +151,10 @@ def _load(target: Path, stamp: dict) -> ModuleSymbols | None:
         symcache = SymCache.open(str(target / SYMCACHE_NAME))
         if not symcache.is_latest_version:
             return None
-    except (OSError, ValueError, KeyError, struct.error, symbolic.SymbolicError):
+    except (OSError, ValueError, KeyError, struct.error, SymbolicError):
         return None
-    return ModuleSymbols(symcache, header, arrays, len(arrays["str_blob"].obj))
+    # every array is a view of the one bytes object read_index read (memoryview.obj is typed Buffer)
+    return ModuleSymbols(symcache, header, arrays, len(cast(bytes, arrays["str_blob"].obj)))
 
 
 def _read_json(path: Path) -> dict | None:
