@@ -157,7 +157,7 @@ def session_user(request: Request, state: ServerState) -> Known | None:
     new password) or naming an old password is forgotten."""
     store = _session(request)
     name = store.get("user") if store is not None else None
-    if not name:
+    if store is None or not name:
         return None
     sid = str(store.get("sid") or "")
     known = credentials(state).user(name) if sid and live_sessions(state).user(sid) == name else None

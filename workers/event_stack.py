@@ -140,10 +140,14 @@ def _module_entries(frames: list[dict[str, Any]], modules: list[Module], symbols
     return entries
 
 
+def _object(value: Any) -> dict[str, Any]:
+    """value when it is a JSON object, else an empty one."""
+    return value if isinstance(value, dict) else {}
+
+
 def _system(event: dict[str, Any]) -> dict[str, Any]:
-    contexts = event.get("contexts") if isinstance(event.get("contexts"), dict) else {}
-    os_ctx = contexts.get("os") if isinstance(contexts.get("os"), dict) else {}
-    device = contexts.get("device") if isinstance(contexts.get("device"), dict) else {}
+    contexts = _object(event.get("contexts"))
+    os_ctx, device = _object(contexts.get("os")), _object(contexts.get("device"))
     return {"os": _text(os_ctx.get("name")) or _text(event.get("platform")), "os_ver": _text(os_ctx.get("version")),
             "cpu_arch": _text(device.get("arch")), "cpu_info": None, "cpu_count": None}
 

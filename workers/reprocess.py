@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Callable, Iterable
 
 from sqlalchemy import select
+from sqlmodel import col
 
 from schemas.tables import Crash
 from storage import groups, queries
@@ -32,9 +33,9 @@ def select_crashes(ctx: WorkerContext, *, everything: bool = False, group_id: in
         return queries.requeue_failed(ctx.engine)
     if group_id is not None:
         return groups.group_crash_ids(ctx.engine, group_id=group_id)
-    stmt = select(Crash.crash_id).order_by(Crash.received_at)  # type: ignore[arg-type]
+    stmt = select(col(Crash.crash_id)).order_by(col(Crash.received_at))
     if since is not None:
-        stmt = stmt.where(Crash.received_at >= since)  # type: ignore[arg-type]
+        stmt = stmt.where(col(Crash.received_at) >= since)
     elif not everything:
         return []
     with session(ctx.engine) as s:

@@ -37,6 +37,7 @@ class VerifyMinidumpRule(Rule):
         return state.fatal is None and state.crash.minidump_key is not None
 
     def action(self, ctx: WorkerContext, state: ProcessingState) -> None:
+        assert state.crash.minidump_key is not None  # predicate() runs first
         try:
             state.raw = ctx.blobs.read_bytes(state.crash.minidump_key)
         except BlobNotFound:

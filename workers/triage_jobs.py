@@ -143,7 +143,7 @@ def notify(queue: JobQueue | None, changes: list[Change]) -> None:
     if queue is None or not any(c.notifications for c in changes):
         return
     try:
-        queue.enqueue_notify()  # type: ignore[attr-defined]
+        queue.enqueue_notify()
     except Exception as exc:  # noqa: BLE001 - the outbox keeps the events
         log.warning("could not enqueue notification delivery: %s", exc)
 

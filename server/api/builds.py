@@ -31,6 +31,7 @@ async def list_endpoint(request: Request) -> Response:
     "crashed_sessions", "crash_rate", "crashes", "first_seen"}]}`` in version order."""
     state = state_of(request)
     project = await required_project(state, request.query_params)
+    assert project.id is not None  # a stored project has its id
     since = query(parse_since, request.query_params.get("since"))
     return JSONResponse({"builds": await run_in_threadpool(build_rows, state, project.id, since)})
 
@@ -57,6 +58,7 @@ async def compare_endpoint(request: Request) -> Response:
     state = state_of(request)
     params = request.query_params
     project = await required_project(state, params)
+    assert project.id is not None  # a stored project has its id
     base, target = params.get("base"), params.get("target")
     if not base or not target:
         raise HTTPException(400, "bad query parameter: base and target are required")

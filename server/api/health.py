@@ -28,7 +28,7 @@ CHECK_DEADLINE_SECONDS = 1.5  # the heartbeat answers within 2 s
 
 # Threads start on first use; at most one per dependency and server state runs at a time.
 _executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="crashd-heartbeat")
-_running: dict[tuple[int, str], Future[None]] = {}
+_running: dict[tuple[int, str], Future[object]] = {}
 _lock = threading.Lock()
 
 
@@ -52,7 +52,7 @@ async def run_checks(state: ServerState) -> dict[str, str]:
     return outcomes
 
 
-def _start(state: ServerState, name: str, check: Callable[[], object]) -> Future[None]:
+def _start(state: ServerState, name: str, check: Callable[[], object]) -> Future[object]:
     with _lock:
         key = (id(state), name)
         running = _running.get(key)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Mapping, TypeVar
+from typing import Any, Callable, Mapping, TypedDict, TypeVar
 
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
@@ -131,7 +131,14 @@ def group_query(params: Mapping[str, str], *, default_sort: str = "tester_count"
             "offset": int_param(params, "offset", 0, 0, MAX_OFFSET), "days": int_param(params, "days", 14, 1, MAX_DAYS)}
 
 
-def page_query(params: Mapping[str, str]) -> dict[str, int]:
+class PageQuery(TypedDict):
+    """group_page's paging arguments."""
+
+    crash_limit: int
+    days: int
+
+
+def page_query(params: Mapping[str, str]) -> PageQuery:
     """group_page's ``crash_limit`` (``crashes=``, 0..1000, default 50) and ``days``."""
     return {"crash_limit": int_param(params, "crashes", 50, 0, MAX_LIMIT),
             "days": int_param(params, "days", 14, 1, MAX_DAYS)}

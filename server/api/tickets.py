@@ -143,6 +143,7 @@ def verify_after(endpoint: Callable[[Request], Awaitable[Response]]) -> Callable
             project = await run_in_threadpool(state.projects.get, key) if key else None
             if project is None:
                 return response
+            assert project.id is not None  # a stored project has its id
             if isinstance(state.queue, RQJobQueue):  # enqueued before the answer: a client (or a
                 # test) that starts workers next finds the job waiting
                 await run_in_threadpool(triage_jobs.sessions_arrived, state.ctx, state.queue, project.id)

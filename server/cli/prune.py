@@ -31,7 +31,9 @@ def cutoff(given: str | None, days: float | None, option: str, setting: str) -> 
     """The cutoff from the option (``90d``, an ISO date, ...) or the setting's days. Raises
     ValueError with what to say."""
     if given:
-        return parse_since(given)  # type: ignore[return-value]  (not empty: never None)
+        since = parse_since(given)
+        assert since is not None  # given is not empty
+        return since
     if days:
         return utcnow() - timedelta(days=days)
     raise ValueError(f"say how old: {option} 90d, or set {setting}")

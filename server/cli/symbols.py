@@ -17,6 +17,7 @@ import logging
 import sys
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import IO, Any, Callable
 from urllib.parse import quote
@@ -101,7 +102,7 @@ class Uploader:
         for identity in candidate.identities:
             url = f"{self.url}/api/symbols/{quote(identity.debug_file, safe='')}/{identity.debug_id}"
             query = {"project": self.project, "sha256": candidate.sha256}
-            response = self._request(lambda url=url, query=query: self.client.get(url, params=query))
+            response = self._request(partial(self.client.get, url, params=query))
             if response.status_code == 404:
                 return False
             if response.status_code != 200:

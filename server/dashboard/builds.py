@@ -59,14 +59,15 @@ async def builds_page(request: Request, state: ServerState, who: auth.Principal)
     if project is None and params.get("project"):
         return problem(request, who, 404, "Not found", "There is no such project.")
     project = project or (projects[0] if projects else None)
-    rows = await run_in_threadpool(build_rows, state, project.id, None) if project else []
+    project_id = project.id if project else None
+    rows = await run_in_threadpool(build_rows, state, project_id, None) if project_id is not None else []
     names = [r["build"] for r in rows]
     base, target = params.get("base") or "", params.get("target") or ""
     if (base and base not in names) or (target and target not in names):
         return problem(request, who, 400, "Unknown build", "Pick builds from the lists.")
     comparison = None
-    if project and base and target:
-        comparison = await run_in_threadpool(compare_builds, state, project.id, base, target, MIN_SESSIONS, ALPHA)
+    if project_id is not None and base and target:
+        comparison = await run_in_threadpool(compare_builds, state, project_id, base, target, MIN_SESSIONS, ALPHA)
     top = chart_top(comparison)  # one scale for every page
     comparison, number, page_count = paged(comparison, page_number(params.get("page")))
     return pages.render(request, "builds.html", {

@@ -60,7 +60,8 @@ def thread_view(thread: dict[str, Any], index: int, crashing: bool) -> dict[str,
     FRAMES_HEAD frames), ``hidden`` (frames not shown) and ``tail_rows`` (the last
     FRAMES_TAIL frames, when the thread has more than both)."""
     frames = thread.get("frames") or []
-    shown, hidden, tail = frames, 0, []
+    tail: list[dict[str, Any]] = []
+    shown, hidden = frames, 0
     if len(frames) > FRAMES_HEAD + FRAMES_TAIL:
         shown, hidden, tail = frames[:FRAMES_HEAD], len(frames) - FRAMES_HEAD - FRAMES_TAIL, frames[-FRAMES_TAIL:]
     return {"index": index, "thread_id": thread.get("thread_id"), "name": thread.get("thread_name"),

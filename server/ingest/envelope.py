@@ -141,7 +141,7 @@ def _item(data: bytes | bytearray, view: memoryview, line: bytes | bytearray, po
     if not isinstance(kind, str) or not kind:
         raise MalformedEnvelope("envelope_bad_item", f"item {number} header has no type", envelope)
     length = headers.get("length")
-    payload: bytes | memoryview
+    payload: bytes | bytearray | memoryview
     if length is None:
         payload, pos = _line(data, pos)
     else:

@@ -52,6 +52,7 @@ async def ingest(request: Request, via: str, project_ref: str | None) -> Respons
     answers Breakpad's ``CrashID=bp-<uuid>``). Raises Discarded (@refusing answers it)."""
     state = state_of(request)
     project = await run_in_threadpool(authenticate, state, request, project_ref)
+    assert project.id is not None  # a stored project has its id
     if await run_in_threadpool(state.limiter.hit, project.id, project.rate_limit_per_minute) is not None:
         return await _drop_rate_limited(request, state, via)
     parsed = await read_upload(request, state)

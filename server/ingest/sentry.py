@@ -19,9 +19,9 @@ import json
 import logging
 import re
 import zlib
-from typing import Any
 from urllib.parse import urlsplit
 
+from sentry_sdk.types import Event, Hint
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -60,6 +60,7 @@ async def receive(request: Request, via: str) -> Response:
     state = state_of(request)
     project, envelope, problem = await read_envelope(request, state, via)
     if envelope.of_type(*LIMITED_TYPES):
+        assert project.id is not None  # a stored project has its id
         retry_after = await run_in_threadpool(state.limiter.hit, project.id, project.rate_limit_per_minute)
         if retry_after is not None:
             raise Discarded(429, "rate_limited", retry_after=retry_after)
@@ -161,7 +162,7 @@ def inflate_raven(data: bytes, limit: int) -> bytes:
     return bytes(out)
 
 
-def drop_envelope_endpoint_errors(event: dict[str, Any], hint: dict[str, Any]) -> dict[str, Any] | None:
+def drop_envelope_endpoint_errors(event: Event, hint: Hint) -> Event | None:
     """sentry-sdk ``before_send`` of CRASHD_SENTRY_DSN: an error raised while handling an
     envelope or store request is logged, not reported. Reported to a crashd (this one, when
     dogfooding), it would arrive through the same failing endpoint and report itself again."""

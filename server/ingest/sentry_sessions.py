@@ -58,7 +58,7 @@ def session_report(payload: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def aggregate_reports(payload: dict[str, Any], salt: str, raw: bytes | memoryview) -> list[dict[str, Any]]:
+def aggregate_reports(payload: dict[str, Any], salt: str, raw: bytes | bytearray | memoryview) -> list[dict[str, Any]]:
     """One report per session counted in a ``sessions`` item. Raises MalformedUpload."""
     buckets = payload.get("aggregates")
     if not isinstance(buckets, list):

@@ -125,7 +125,7 @@ def _name(item: Item) -> str:
     return str(name) if name else "attachment"
 
 
-def _part(name: str, filename: str | None, content_type: Any, data: bytes | memoryview, state: ServerState,
+def _part(name: str, filename: str | None, content_type: Any, data: bytes | bytearray | memoryview, state: ServerState,
           budget: Budget) -> UploadPart:
     writer = SpoolWriter(state.tmp_dir, budget)
     writer.write(data)

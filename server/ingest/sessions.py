@@ -43,6 +43,7 @@ async def upload_endpoint(request: Request) -> Response:
     project = await run_in_threadpool(authenticate, state, request, request.path_params["project"])
     payload = parse_json(await read_body(request, state))
     reports = parse_sessions(payload)
+    assert project.id is not None  # a stored project has its id
     accepted = await run_in_threadpool(
         sessions.upsert_sessions, state.ctx.engine, project_id=project.id, sessions=reports)
     return JSONResponse({"accepted": accepted})

@@ -231,7 +231,7 @@ def _store_staged(state: ServerState, project: Project | None, staged: store.Sta
             out.append(stored.as_dict())
         return out
     except MalformedSymbols as exc:
-        exc.file = name  # type: ignore[attr-defined]  (which file of a zip, for the refusal)
+        exc.file = name  # type: ignore[attr-defined]  # which file of a zip, for the refusal
         raise
     finally:
         staged.path.unlink(missing_ok=True)

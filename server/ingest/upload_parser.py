@@ -19,7 +19,7 @@ import tempfile
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, AsyncIterator, Callable, Iterator
+from typing import IO, TYPE_CHECKING, Any, AsyncIterator, Iterator
 
 import brotli
 import zstandard
@@ -27,6 +27,9 @@ from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from server.ingest.discard import MalformedUpload, SpoolFull, UploadTooLarge
+
+if TYPE_CHECKING:  # python-multipart defines its callbacks' TypedDict for type checkers only
+    from python_multipart.multipart import MultipartCallbacks
 
 MINIDUMP_FIELD = "upload_file_minidump"
 MINIDUMP_MAGIC = b"MDMP"
@@ -82,13 +85,13 @@ class SpoolWriter:
 
     def __init__(self, tmp_dir: Path | None, budget: "Budget") -> None:
         self.file: IO[bytes] = tempfile.SpooledTemporaryFile(  # noqa: SIM115
-            max_size=SPOOL_IN_MEMORY, dir=tmp_dir
+            max_size=SPOOL_IN_MEMORY, dir=None if tmp_dir is None else str(tmp_dir)
         )
         self.digest = hashlib.sha256()
         self.size = 0
         self.budget = budget
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes | bytearray | memoryview) -> None:
         self.budget.spend(len(data))
         self.digest.update(data)
         self.size += len(data)
@@ -276,7 +279,7 @@ class _PartCollector:
         self._value = b""
         self._writer: SpoolWriter | None = None
 
-    def callbacks(self) -> dict[str, Callable[..., None]]:
+    def callbacks(self) -> MultipartCallbacks:
         return {
             "on_part_begin": self._begin,
             "on_header_field": lambda d, s, e: self._append("_field", d[s:e]),
