@@ -240,7 +240,7 @@ class GroupRule(Rule):
             crash_id=crash.crash_id, project_id=crash.project_id, signature=processed["signature"],
             signature_version=processed["signature_version"], component=processed.get("component"),
             reason_text=processed.get("reason_text"), platform=report.get("system_info", {}).get("os"),
-            seen_at=queries.as_utc(crash.received_at),  # type: ignore[arg-type]
+            seen_at=queries.as_utc(crash.received_at),
         ))
         processed["group_id"] = group_id
         record_missing_symbols(ctx.engine, crash_id=crash.crash_id, modules=missing_in_crashing_thread(report))

@@ -21,10 +21,10 @@ def group_json(row: dict[str, Any]) -> dict[str, Any]:
     """A group row with times as ISO strings."""
     out = dict(row)
     for key in ("first_seen", "last_seen"):
-        out[key] = queries.as_utc(out[key]).isoformat() if out.get(key) else None  # type: ignore[union-attr]
+        out[key] = queries.as_utc(out[key]).isoformat() if out.get(key) else None
     for build in out.get("builds", []):
         for key in ("first_seen", "last_seen"):
-            build[key] = queries.as_utc(build[key]).isoformat() if build.get(key) else None  # type: ignore[union-attr]
+            build[key] = queries.as_utc(build[key]).isoformat() if build.get(key) else None
     return out
 
 
@@ -74,7 +74,7 @@ def representative(state: ServerState, crash_id: str | None) -> dict[str, Any] |
     frames = (report.get("crashing_thread") or {}).get("frames")
     return {
         "crash_id": crash.crash_id, "build": crash.build, "tester_id": crash.tester_id,
-        "received_at": queries.as_utc(crash.received_at).isoformat(),  # type: ignore[union-attr]
+        "received_at": queries.as_utc(crash.received_at).isoformat(),
         "top_frames": (crash.processed or {}).get("top_frames", []),
         "crash_reason": (crash.processed or {}).get("crash_reason"),
         "stack": None if frames is None else [{k: v for k, v in f.items() if k != "registers"} for f in frames],
