@@ -13,7 +13,7 @@ import tempfile
 from abc import ABC, abstractmethod
 from datetime import datetime
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import IO, BinaryIO, Iterator
 
 CHUNK = 1024 * 1024
 
@@ -35,7 +35,7 @@ class BlobStore(ABC):
     """Where raw uploads live. Writes are atomic: a reader sees the whole blob or none."""
 
     @abstractmethod
-    def put_file(self, key: str, source: BinaryIO) -> None:
+    def put_file(self, key: str, source: IO[bytes]) -> None:
         """Copy source (read from its current position) into key. Raises BlobStoreError."""
 
     @abstractmethod
@@ -92,7 +92,7 @@ class FSBlobStore(BlobStore):
             raise BlobStoreError(f"key escapes the blob root: {key!r}")
         return self.root.joinpath(*parts)
 
-    def put_file(self, key: str, source: BinaryIO) -> None:
+    def put_file(self, key: str, source: IO[bytes]) -> None:
         path = self._path(key)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)

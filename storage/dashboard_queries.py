@@ -220,7 +220,7 @@ def _crashes(conn: Connection, group_id: int, limit: int) -> list[dict[str, Any]
 
 def ticket_page(conn: Connection, *, group_id: int) -> dict[str, Any] | None:
     """The group's ticket with its history (oldest event first) and the manual ``actions``
-    that apply in its state (storage.tickets.ACTIONS), or None without a ticket."""
+    that apply in its state (triage.tickets.transitions.ACTIONS), or None without a ticket."""
     row = conn.execute(select(TICKETS).where(TICKETS.c.group_id == group_id)).first()
     if row is None:
         return None

@@ -1,5 +1,5 @@
 """Which uploaded debug files crashes still use: ``symbol_files.last_used_at``, kept to the day
-by processing (workers/pipeline.SymbolUseRule), read by ``crashd symbols prune``; and how many
+by processing (workers/rules.SymbolUseRule), read by ``crashd symbols prune``; and how many
 bytes each symbol store holds (its quota, server/ingest/symbols.py).
 
 The unit is a module (debug_file, debug_id): its files live in one folder of the symbol store

@@ -4,7 +4,7 @@ build (``patch_notes``) and the P0/P1 log (``progress_log``), each gathered as a
 and rendered as Markdown (docs/triage.md).
 
 It reads the database and takes the fix's numbers from workers/triage_jobs.fix_numbers, so it
-lives in workers/ (server/api and server/triage_cli call it; storage/ cannot import workers/).
+lives in workers/ (server/api, server/dashboard and server/cli/triage.py call it; storage/ cannot import workers/).
 The time of the last report is kept in ``<data_dir>/triage-last-report``.
 """
 

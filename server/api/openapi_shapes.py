@@ -106,7 +106,7 @@ def enum(words: str) -> Schema:
     return {"type": "string", "enum": words.split()}
 
 
-MAX_OFFSET = 2**63 - 1  # server/dashboard_api.MAX_OFFSET
+MAX_OFFSET = 2**63 - 1  # the largest offset a page query takes (server/api/params.py)
 REQUIRED_TEXT = {"type": "string", "minLength": 1}
 TICKET_STATES = "(open|resolved|verified|regressed|wontfix|duplicate)"
 PROJECT = ("project", "string", "a project id or name (404 when unknown)")
