@@ -289,3 +289,31 @@ def test_worker_started_while_redis_is_down_waits_instead_of_exiting(tmp_path: P
         worker.kill()
     assert worker.returncode == 0, output
     assert output.count("Redis unreachable") == 1, output
+
+
+def test_two_queues_on_one_redis_keep_their_own_notify_and_triage_jobs(tmp_path: Path, redis_url: str) -> None:
+    """RQ keeps a job under rq:job:<id> for every queue of a Redis database: with the bare ids
+    "notify" and "triage-verify-1", a second deployment (or a second test process) sharing the
+    Redis overwrote the first one's waiting job, whose queue then ran nothing."""
+    from workers.triage_jobs import sessions_arrived, tick
+
+    queues = []
+    try:
+        for name in ("a", "b"):
+            settings = make_settings("postgres-rq", tmp_path / name, None, redis_url)
+            queues.append(RQJobQueue(settings))
+        for queue in queues:
+            queue.enqueue_notify()
+            sessions_arrived(None, queue, 1)  # on RQ it only enqueues: no context needed
+            tick(None, queue)
+        for queue in queues:
+            jobs = [queue.queue.fetch_job(job) for job in queue.queue.job_ids]
+            assert len(jobs) == 3, queue.queue.job_ids
+            assert {job.origin for job in jobs if job is not None} == {queue.queue.name}
+            assert sorted(job.func_name for job in jobs if job is not None) == [
+                "workers.jobs.deliver_notifications", "workers.triage_jobs.periodic_job",
+                "workers.triage_jobs.verify_job"]
+    finally:
+        for queue in queues:
+            clean_queue(queue.queue)
+            queue.close()

@@ -23,7 +23,8 @@ from storage.tickets import open_or_escalate
 from storage.triage_queries import group_stats, group_stats_many
 from triage.thresholds import DEFAULT_RULES_PATH, GroupStats, WindowStats, evaluate, load_rules, windows
 from triage.tickets.transitions import rules_may_change
-from workers.triage_jobs import PERIODIC_JOB_ID, evaluate_group, run_periodic, tick
+from workers.queue import queue_job_id
+from workers.triage_jobs import PERIODIC_JOB_NAME, evaluate_group, run_periodic, tick
 
 from conftest import Crashd, _crashd, make_settings
 
@@ -351,9 +352,10 @@ def test_periodic_tick_evaluates_recent_groups(tix: Crashd) -> None:
         from rq import Queue
 
         queue = Queue(tix.settings.queue_name, connection=Redis.from_url(tix.settings.redis_url))
-        assert PERIODIC_JOB_ID in queue.job_ids
+        periodic_id = queue_job_id(PERIODIC_JOB_NAME, queue.name)
+        assert periodic_id in queue.job_ids
         tick(tix.state.ctx, tix.state.queue)
-        assert queue.job_ids.count(PERIODIC_JOB_ID) == 1  # not twice while one waits
+        assert queue.job_ids.count(periodic_id) == 1  # not twice while one waits
         tix.drain()
     listed = tix.client.get("/api/tickets", headers=tix.admin).json()["tickets"]
     assert [(t["group_id"], t["priority"]) for t in listed] == [(group_id, "P1")]

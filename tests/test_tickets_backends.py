@@ -32,7 +32,7 @@ from storage.outbox import (
 from triage.tickets.backends import configured_backends
 from triage.tickets.base import Delivery, PermanentError, TemporaryError, TicketBackend
 from workers import jobs
-from workers.queue import NOTIFY_JOB_ID
+from workers.queue import NOTIFY_JOB_ID, queue_job_id
 
 from conftest import _crashd, _reset_postgres, free_port, make_settings
 
@@ -647,8 +647,9 @@ def test_enqueue_notify_runs_the_notify_job(notify_crashd, tracker: FakeTracker)
         crashd.state.queue.enqueue_notify()
         crashd.state.queue.enqueue_notify()  # already queued: not again
         queue = Queue(crashd.settings.queue_name, connection=Redis.from_url(crashd.settings.redis_url))
-        assert queue.job_ids == [NOTIFY_JOB_ID]
-        assert queue.fetch_job(NOTIFY_JOB_ID).func_name == "workers.jobs.deliver_notifications"
+        notify_id = queue_job_id(NOTIFY_JOB_ID, queue.name)
+        assert queue.job_ids == [notify_id]
+        assert queue.fetch_job(notify_id).func_name == "workers.jobs.deliver_notifications"
     else:
         crashd.state.queue.enqueue_notify()
     crashd.drain()

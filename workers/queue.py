@@ -25,9 +25,18 @@ log = logging.getLogger(__name__)
 
 JOB_FUNCTION = "workers.jobs.process_crash"
 NOTIFY_JOB_FUNCTION = "workers.jobs.deliver_notifications"
-NOTIFY_JOB_ID = "notify"  # one id for every notify job: at most one waits in the queue
+NOTIFY_JOB_ID = "notify"  # one notify job waits at a time: RQ id queue_job_id(NOTIFY_JOB_ID, queue name)
 # RQ's on_failure callback of a processing job (RQ stores the name; the worker imports it)
 FAILURE_CALLBACK = "workers.retries.on_job_failure"
+
+
+def queue_job_id(name: str, queue_name: str) -> str:
+    """The RQ id of a job that runs once at a time per queue (notify, triage-periodic, a
+    project's verification): its name and the queue's. RQ keeps a job's data under
+    ``rq:job:<id>`` for every queue of a Redis database alike, so a bare "notify" was one key
+    for two deployments (or two test runs) sharing Redis, each overwriting and deleting the
+    other's job. No ':' in it (RQ 2 refuses that)."""
+    return f"{name}-{queue_name}"
 
 
 def job_id(crash_id: str) -> str:
@@ -104,9 +113,10 @@ class RQJobQueue(JobQueue):
         """Enqueue job ``notify`` unless that id is already waiting in this queue. A running
         notify job does not count: it may have passed the rows committed just now. Two
         processes racing here may both enqueue; deliver_due is safe to run twice at once."""
-        if self.queue.get_job_position(NOTIFY_JOB_ID) is not None:
+        notify_id = queue_job_id(NOTIFY_JOB_ID, self.queue.name)
+        if self.queue.get_job_position(notify_id) is not None:
             return
-        self.queue.enqueue(NOTIFY_JOB_FUNCTION, job_id=NOTIFY_JOB_ID, job_timeout=self.timeout,
+        self.queue.enqueue(NOTIFY_JOB_FUNCTION, job_id=notify_id, job_timeout=self.timeout,
                            result_ttl=3600, failure_ttl=7 * 24 * 3600)
 
     def check(self) -> None:

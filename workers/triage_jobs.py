@@ -2,8 +2,8 @@
 
 The same functions run as crashes land (workers/rules.ThresholdRule), periodically
 (``tick`` from the server's sweeper loop: in-process it runs here, on RQ it enqueues the job
-``triage-periodic``), when sessions arrive (``sessions_arrived``: job
-``triage-verify-<project_id>``) and when a ticket is resolved by hand (``verify_resolved``).
+``triage-periodic-<queue>``), when sessions arrive (``sessions_arrived``: job
+``triage-verify-<project_id>-<queue>``) and when a ticket is resolved by hand (``verify_resolved``).
 Every change is committed with its outbox rows first; only then is delivery enqueued.
 """
 
@@ -20,19 +20,19 @@ from triage.thresholds import GroupStats, Threshold, current_rules, evaluate, st
 from triage.tickets.transitions import FIXED, Change, rules_may_change
 from triage.verification import Verification, at_or_after, verify_fix
 from workers.context import WorkerContext, current_context
-from workers.queue import JobQueue, RQJobQueue, running_in_process
+from workers.queue import JobQueue, RQJobQueue, queue_job_id, running_in_process
 
 log = logging.getLogger(__name__)
 
-PERIODIC_JOB_ID = "triage-periodic"
+PERIODIC_JOB_NAME = "triage-periodic"  # its RQ id: queue_job_id(PERIODIC_JOB_NAME, queue name)
 PERIODIC_FUNCTION = "workers.triage_jobs.periodic_job"
 VERIFY_FUNCTION = "workers.triage_jobs.verify_job"
 DEFAULT_LOOKBACK = timedelta(days=1)  # groups evaluated periodically when no rule has a window
 
 
-def verify_job_id(project_id: int) -> str:
-    """The RQ job id of a project's verification job (no ':' in it)."""
-    return f"triage-verify-{project_id}"
+def verify_job_id(project_id: int, queue_name: str) -> str:
+    """The RQ job id of a project's verification job in one queue (no ':' in it)."""
+    return queue_job_id(f"triage-verify-{project_id}", queue_name)
 
 
 # -- the work -------------------------------------------------------------------------------
@@ -178,7 +178,7 @@ def _enqueue_once(queue: RQJobQueue, function: str, job_id: str, *args: Any) -> 
 def tick(ctx: WorkerContext, queue: JobQueue) -> None:
     """The sweeper loop's triage step: the periodic job on RQ, or the work itself here."""
     if isinstance(queue, RQJobQueue):
-        _enqueue_once(queue, PERIODIC_FUNCTION, PERIODIC_JOB_ID)
+        _enqueue_once(queue, PERIODIC_FUNCTION, queue_job_id(PERIODIC_JOB_NAME, queue.queue.name))
     else:
         notify(queue, run_periodic(ctx))
 
@@ -188,7 +188,7 @@ def sessions_arrived(ctx: WorkerContext, queue: JobQueue, project_id: int) -> No
     Never raises: the sessions are stored either way, and the periodic tick catches up."""
     try:
         if isinstance(queue, RQJobQueue):
-            _enqueue_once(queue, VERIFY_FUNCTION, verify_job_id(project_id), project_id)
+            _enqueue_once(queue, VERIFY_FUNCTION, verify_job_id(project_id, queue.queue.name), project_id)
         else:
             notify(queue, verify_resolved(ctx, project_id=project_id))
     except Exception:
@@ -196,7 +196,7 @@ def sessions_arrived(ctx: WorkerContext, queue: JobQueue, project_id: int) -> No
 
 
 def periodic_job() -> dict[str, Any]:
-    """RQ job ``triage-periodic``."""
+    """RQ job ``triage-periodic-<queue>``."""
     ctx = current_context()
     changes = run_periodic(ctx)
     notify(worker_queue(ctx), changes)
@@ -204,7 +204,7 @@ def periodic_job() -> dict[str, Any]:
 
 
 def verify_job(project_id: int) -> dict[str, Any]:
-    """RQ job ``triage-verify-<project_id>``."""
+    """RQ job ``triage-verify-<project_id>-<queue>``."""
     ctx = current_context()
     changes = verify_resolved(ctx, project_id=project_id)
     notify(worker_queue(ctx), changes)
