@@ -45,10 +45,11 @@ def walk_all_threads(dump: Minidump, provider: SymbolProvider, deadline: float |
         try:
             thread = walk_thread(dump, index, provider, deadline, max_frames)
             symbolize_thread(thread, provider)
-        except Exception as exc:
+        except Exception:  # one thread's walk must not lose the others (logged with its traceback)
             log.exception("walking thread %d failed", index)
             thread = Thread(thread_id=dump_thread.thread_id, name=dump_thread.name)
-            notes.append(f"thread {index}: walk failed: {type(exc).__name__}: {exc}")
+            notes.append(f"thread {index}: not walked: an internal error of the stack walker (its traceback is in "
+                         f"the worker log)")
         budget -= len(thread.frames)
         if max_frames < limits.frames_per_thread and len(thread.frames) >= max_frames:
             thread.notes.append(f"stopped: the dump's budget of {limits.frames_per_dump} frames is spent")

@@ -27,6 +27,13 @@ class Malformed(Exception):
     """A structure that does not fit in the dump. read_minidump turns it into a note."""
 
 
+def what_failed(exc: Exception) -> str:
+    """A note's words for a parse error: a Malformed says what did not fit where in our own
+    words; struct's errors ("unpack_from requires a buffer of at least 8 bytes") are Python's,
+    so a note says what they mean instead (processing notes never carry exception text)."""
+    return str(exc) if isinstance(exc, Malformed) else "a record runs past the end of its data"
+
+
 class _BoundedReader:
     """The state of one pass over one dump and the bounded primitives the stream parsers
     (the mixins in this package, joined in reader._Reader) read it with."""

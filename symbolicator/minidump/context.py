@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import struct
 
-from symbolicator.minidump.bounded import _U32, MAX_CONTEXT, Malformed, _BoundedReader
+from symbolicator.minidump.bounded import _U32, MAX_CONTEXT, Malformed, _BoundedReader, what_failed
 from symbolicator.minidump.model import CpuContext
 
 # CPU contexts: the CPU bits of ContextFlags name the layout; each layout has its registers
@@ -36,7 +36,7 @@ class _ContextReader(_BoundedReader):
             self.check(rva, size, what)
             return _parse_context(self.take(rva, min(size, MAX_CONTEXT), what), self.system.cpu_arch)
         except (Malformed, struct.error) as exc:
-            self.note(f"{what}: {exc}")
+            self.note(f"{what}: {what_failed(exc)}")
             return None
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import struct
 
-from symbolicator.minidump.bounded import Malformed, _BoundedReader
+from symbolicator.minidump.bounded import Malformed, _BoundedReader, what_failed
 from symbolicator.minidump.model import CrashpadInfo, CrashpadModuleInfo
 from symbolicator.minidump.modules import _guid
 
@@ -30,7 +30,7 @@ class _CrashpadStreams(_BoundedReader):
                 try:
                     info.modules.append(self.crashpad_module(module_index, info_size, info_rva))
                 except (Malformed, struct.error) as exc:
-                    self.note(f"crashpad module info {index}: {exc}")
+                    self.note(f"crashpad module info {index}: {what_failed(exc)}")
         annotations = self.dump.annotations
         annotations.update(info.simple_annotations)
         for module in info.modules:

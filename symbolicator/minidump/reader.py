@@ -4,18 +4,21 @@ stream to its parser, turns what fails into notes, and assembles the Minidump.""
 from __future__ import annotations
 
 import dataclasses
+import logging
 import struct
 from collections.abc import Callable
 from functools import partial
 
 from symbolicator.limits import DEFAULT_LIMITS, Limits
-from symbolicator.minidump.bounded import Malformed
+from symbolicator.minidump.bounded import Malformed, what_failed
 from symbolicator.minidump.breakpad import _BreakpadStreams, _status_pid
 from symbolicator.minidump.crashpad import _CrashpadStreams
 from symbolicator.minidump.model import Memory, MemoryRegion, Minidump
 from symbolicator.minidump.modules import _ModuleStreams
 from symbolicator.minidump.system import _SystemStreams
 from symbolicator.minidump.threads import _stack_from, _ThreadStreams
+
+log = logging.getLogger(__name__)
 
 # -- reading --------------------------------------------------------------------------------
 #
@@ -122,9 +125,11 @@ class _Reader(_SystemStreams, _ThreadStreams, _ModuleStreams, _BreakpadStreams, 
         try:
             parse(self, rva, size)
         except (Malformed, struct.error) as exc:
-            self.note(f"{name} stream ({stream_type:#x}): {exc}")
-        except Exception as exc:  # noqa: BLE001 - a reader bug must not lose the whole crash
-            self.note(f"{name} stream ({stream_type:#x}): internal error {type(exc).__name__}: {exc}")
+            self.note(f"{name} stream ({stream_type:#x}): {what_failed(exc)}")
+        except Exception:  # a reader bug must not lose the whole crash (logged with its traceback)
+            log.exception("reading the %s stream failed", name)
+            self.note(f"{name} stream ({stream_type:#x}): not read: an internal error of the reader (its "
+                      f"traceback is in the worker log)")
 
     # -- assembling the result
 
