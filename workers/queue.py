@@ -109,15 +109,22 @@ class RQJobQueue(JobQueue):
         if job.get_status() == JobStatus.STARTED:
             job.delete()
 
+    def enqueue_once(self, function: str, name: str, *args: Any) -> bool:
+        """Enqueue function (a dotted path) as job ``queue_job_id(name, <this queue>)`` unless
+        that job is already waiting in this queue; True when enqueued. A running one does not
+        count: it may have read the rows committed just now. Two processes racing here may both
+        enqueue, so such jobs must be safe to run twice at once."""
+        once_id = queue_job_id(name, self.queue.name)
+        if self.queue.get_job_position(once_id) is not None:
+            return False
+        self.queue.enqueue(function, *args, job_id=once_id, job_timeout=self.timeout, result_ttl=3600,
+                           failure_ttl=7 * 24 * 3600)
+        return True
+
     def enqueue_notify(self) -> None:
-        """Enqueue job ``notify`` unless that id is already waiting in this queue. A running
-        notify job does not count: it may have passed the rows committed just now. Two
-        processes racing here may both enqueue; deliver_due is safe to run twice at once."""
-        notify_id = queue_job_id(NOTIFY_JOB_ID, self.queue.name)
-        if self.queue.get_job_position(notify_id) is not None:
-            return
-        self.queue.enqueue(NOTIFY_JOB_FUNCTION, job_id=notify_id, job_timeout=self.timeout,
-                           result_ttl=3600, failure_ttl=7 * 24 * 3600)
+        """Enqueue job ``notify`` unless one is already waiting (deliver_due is safe to run
+        twice at once)."""
+        self.enqueue_once(NOTIFY_JOB_FUNCTION, NOTIFY_JOB_ID)
 
     def check(self) -> None:
         self.redis.ping()

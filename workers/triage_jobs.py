@@ -20,7 +20,7 @@ from triage.thresholds import GroupStats, Threshold, current_rules, evaluate, st
 from triage.tickets.transitions import FIXED, Change, rules_may_change
 from triage.verification import Verification, at_or_after, verify_fix
 from workers.context import WorkerContext, current_context
-from workers.queue import JobQueue, RQJobQueue, queue_job_id, running_in_process
+from workers.queue import JobQueue, RQJobQueue, running_in_process
 
 log = logging.getLogger(__name__)
 
@@ -30,9 +30,9 @@ VERIFY_FUNCTION = "workers.triage_jobs.verify_job"
 DEFAULT_LOOKBACK = timedelta(days=1)  # groups evaluated periodically when no rule has a window
 
 
-def verify_job_id(project_id: int, queue_name: str) -> str:
-    """The RQ job id of a project's verification job in one queue (no ':' in it)."""
-    return queue_job_id(f"triage-verify-{project_id}", queue_name)
+def verify_job_name(project_id: int) -> str:
+    """The name of a project's verification job (its RQ id adds the queue's: queue_job_id)."""
+    return f"triage-verify-{project_id}"
 
 
 # -- the work -------------------------------------------------------------------------------
@@ -165,20 +165,10 @@ def worker_queue(ctx: WorkerContext) -> JobQueue | None:
     return _worker_queues[key]
 
 
-def _enqueue_once(queue: RQJobQueue, function: str, job_id: str, *args: Any) -> bool:
-    """Enqueue function on RQ unless a job with job_id is already waiting in this queue (a
-    running one does not count: it may have read the numbers before the latest change)."""
-    if queue.queue.get_job_position(job_id) is not None:
-        return False
-    queue.queue.enqueue(function, *args, job_id=job_id, job_timeout=queue.timeout, result_ttl=3600,
-                        failure_ttl=7 * 24 * 3600)
-    return True
-
-
 def tick(ctx: WorkerContext, queue: JobQueue) -> None:
     """The sweeper loop's triage step: the periodic job on RQ, or the work itself here."""
     if isinstance(queue, RQJobQueue):
-        _enqueue_once(queue, PERIODIC_FUNCTION, queue_job_id(PERIODIC_JOB_NAME, queue.queue.name))
+        queue.enqueue_once(PERIODIC_FUNCTION, PERIODIC_JOB_NAME)
     else:
         notify(queue, run_periodic(ctx))
 
@@ -188,7 +178,7 @@ def sessions_arrived(ctx: WorkerContext, queue: JobQueue, project_id: int) -> No
     Never raises: the sessions are stored either way, and the periodic tick catches up."""
     try:
         if isinstance(queue, RQJobQueue):
-            _enqueue_once(queue, VERIFY_FUNCTION, verify_job_id(project_id, queue.queue.name), project_id)
+            queue.enqueue_once(VERIFY_FUNCTION, verify_job_name(project_id), project_id)
         else:
             notify(queue, verify_resolved(ctx, project_id=project_id))
     except Exception:
