@@ -115,7 +115,7 @@ class ForkWorker(OutageAware, Worker):
 
 
 class StopSignal:
-    """SIGTERM/SIGINT while no RQ worker runs (waiting for Redis): stop waiting."""
+    """SIGTERM/SIGINT while no RQ worker runs (waiting for Redis or the database): stop waiting."""
 
     def __init__(self) -> None:
         self.event = threading.Event()
@@ -125,7 +125,7 @@ class StopSignal:
         signal.signal(signal.SIGINT, self._set)
 
     def _set(self, signum: int, frame: FrameType | None) -> None:
-        log.info("stop requested while waiting for Redis")
+        log.info("stop requested while waiting for Redis or the database")
         self.event.set()
 
 
@@ -136,30 +136,18 @@ def connect(settings: Settings) -> Redis:
                           socket_keepalive=True)
 
 
-def wait_for_redis(redis: Redis, outage: OutageLog, stop: StopSignal) -> bool:
-    """Block until Redis answers a PING (True) or a stop is requested (False)."""
-    while not stop.event.is_set():
-        try:
-            redis.ping()
-            outage.recovered()
-            return True
-        except REDIS_DOWN as exc:
-            outage.failed(exc)
-        stop.event.wait(RETRY_SECONDS)
-    return False
-
-
 def wait_for(call: Callable[[], object], errors: tuple[type[BaseException], ...], outage: OutageLog,
              stop: StopSignal) -> bool:
     """Call until it returns without one of errors (True) or a stop is requested (False): how
-    a worker started while the database is down waits for it (one log line a minute)."""
+    a worker waits for Redis (a PING) and, at start-up, for the database (one log line a
+    minute)."""
     while not stop.event.is_set():
         try:
             call()
             outage.recovered()
             return True
         except errors as exc:
-            outage.failed(type(exc).__name__)
+            outage.failed(exc)
         stop.event.wait(RETRY_SECONDS)
     return False
 
@@ -173,7 +161,7 @@ def run_worker(settings: Settings, *, fork: bool, burst: bool, max_jobs: int | N
     done = 0
     while True:
         stop.install()
-        if not wait_for_redis(redis, outage, stop):
+        if not wait_for(redis.ping, REDIS_DOWN, outage, stop):
             return 0
         worker = worker_class([Queue(settings.queue_name, connection=redis)], connection=redis,
                               default_worker_ttl=WORKER_TTL_SECONDS)
