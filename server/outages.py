@@ -26,12 +26,11 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from server.ingest.discard import StorageUnavailable
+from server.ingest.discard import RETRY_AFTER_SECONDS, StorageUnavailable
 from storage.blobs import BlobNotFound, BlobStoreError
 
 log = logging.getLogger(__name__)
 
-RETRY_AFTER_SECONDS = 60
 INGEST_PATH = re.compile(r"^/submit/?$|^/api/[^/]+/(minidump|envelope|store|sessions|symbols)/?$")
 # Read at most this much of a refused body before answering anyway (then the connection closes).
 DRAIN_LIMIT_BYTES = 200 * 1024 * 1024

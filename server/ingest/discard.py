@@ -6,6 +6,7 @@ server/ingest/refusal.py, as Antenna's ``breakpad_resource.py`` answers its
 
 from __future__ import annotations
 
+RETRY_AFTER_SECONDS = 60  # the Retry-After of every 503: a dependency is down, a full spool
 
 class Discarded(Exception):
     """An ingest request refused with status_code and a code the client reads (after

@@ -24,14 +24,13 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
-from server.ingest.discard import Discarded, StorageUnavailable
+from server.ingest.discard import RETRY_AFTER_SECONDS, Discarded, StorageUnavailable
 from server.ingest.ratelimit import rate_limit_headers
 from server.state import ServerState, state_of
 from storage import queries
 
 log = logging.getLogger(__name__)
 
-RETRY_AFTER_SECONDS = 60
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 
