@@ -64,25 +64,21 @@ def test_late_symbols_move_crashes_to_the_symbolicated_group(crashd: Crashd) -> 
     ]
 
 
+def run_reprocess(crashd: Crashd, *selector: str) -> subprocess.CompletedProcess[str]:
+    """`crashd reprocess <selector>` as a real process on the test's data, database and queue."""
+    env = {**os.environ, "CRASHD_DATA_DIR": str(crashd.settings.data_dir)}
+    if crashd.settings.database_url:
+        env.update(CRASHD_DATABASE_URL=crashd.settings.database_url, CRASHD_REDIS_URL=crashd.settings.redis_url or "",
+                   CRASHD_QUEUE_NAME=crashd.settings.queue_name)
+    return subprocess.run([sys.executable, "-m", "server.cli", "reprocess", *selector], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
 def test_reprocess_command_reprocesses_a_group(crashd: Crashd) -> None:
     crash_id = upload_dump(crashd, "tester-1")
     crashd.drain()
     first = crashd.crash(crash_id)
-    env = {**os.environ, "CRASHD_DATA_DIR": str(crashd.settings.data_dir)}
-    if crashd.settings.database_url:
-        env.update(
-            CRASHD_DATABASE_URL=crashd.settings.database_url,
-            CRASHD_REDIS_URL=crashd.settings.redis_url or "",
-            CRASHD_QUEUE_NAME=crashd.settings.queue_name,
-        )
-    done = subprocess.run(
-        [sys.executable, "-m", "server.cli", "reprocess", "--group", str(first["group_id"])],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = run_reprocess(crashd, "--group", str(first["group_id"]))
     assert done.returncode == 0, done.stderr
     assert "1 crashes" in done.stderr and "reprocess [" in done.stderr
     crashd.drain()  # RQ: the command only enqueued
@@ -97,22 +93,8 @@ def test_reprocess_all_and_since(crashd: Crashd) -> None:
     ids = [upload_dump(crashd, f"tester-{i}") for i in range(2)]
     crashd.drain()
     before = {c: crashd.crash(c)["processed_at"] for c in ids}
-    env = {**os.environ, "CRASHD_DATA_DIR": str(crashd.settings.data_dir)}
-    if crashd.settings.database_url:
-        env.update(
-            CRASHD_DATABASE_URL=crashd.settings.database_url,
-            CRASHD_REDIS_URL=crashd.settings.redis_url or "",
-            CRASHD_QUEUE_NAME=crashd.settings.queue_name,
-        )
     for selector in (["--all"], ["--since", "1h"]):
-        done = subprocess.run(
-            [sys.executable, "-m", "server.cli", "reprocess", *selector],
-            cwd=REPO,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        done = run_reprocess(crashd, *selector)
         assert done.returncode == 0, done.stderr
         assert "2 crashes" in done.stderr
         crashd.drain()
@@ -133,21 +115,7 @@ def test_reprocess_failed_retries_the_failed_crashes(crashd: Crashd) -> None:
     crashd.drain()
     assert crashd.crash(crash_id)["status"] == "failed"
     blocker.unlink()
-    env = {**os.environ, "CRASHD_DATA_DIR": str(crashd.settings.data_dir)}
-    if crashd.settings.database_url:
-        env.update(
-            CRASHD_DATABASE_URL=crashd.settings.database_url,
-            CRASHD_REDIS_URL=crashd.settings.redis_url or "",
-            CRASHD_QUEUE_NAME=crashd.settings.queue_name,
-        )
-    done = subprocess.run(
-        [sys.executable, "-m", "server.cli", "reprocess", "--failed"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = run_reprocess(crashd, "--failed")
     assert done.returncode == 0, done.stderr
     assert "1 crashes" in done.stderr
     crashd.drain()
