@@ -317,3 +317,15 @@ def test_two_queues_on_one_redis_keep_their_own_notify_and_triage_jobs(tmp_path:
         for queue in queues:
             clean_queue(queue.queue)
             queue.close()
+
+
+def test_retry_delay_doubles_up_to_an_hour_whatever_the_attempts(tmp_path: Path) -> None:
+    """With CRASHD_MAX_ATTEMPTS set high, the 43rd attempt's 2 ** 42 x 30 s overflowed timedelta."""
+    from datetime import timedelta
+
+    from workers.retries import retry_delay
+
+    settings = make_settings("sqlite-inprocess", tmp_path, None, None, retry_backoff_seconds=30)
+    assert [retry_delay(settings, a) for a in (1, 2, 3)] == [timedelta(seconds=30), timedelta(seconds=60),
+                                                             timedelta(seconds=120)]
+    assert retry_delay(settings, 50) == retry_delay(settings, 1000) == timedelta(hours=1)

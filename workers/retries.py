@@ -68,7 +68,9 @@ def _reason_of(exc: BaseException) -> str | None:
 def retry_delay(settings: Settings, attempts: int) -> timedelta:
     """How long the crash waits after its attempts-th failed attempt: retry_backoff_seconds,
     doubling with each attempt, at most an hour."""
-    seconds = settings.retry_backoff_seconds * 2 ** max(attempts - 1, 0)
+    # the exponent stops at 20, as the outbox's backoff does: past it every delay is the hour
+    # (for any backoff of a few seconds), and 2 ** 43 x 30 s overflows timedelta
+    seconds = settings.retry_backoff_seconds * 2 ** max(0, min(attempts - 1, 20))
     return min(timedelta(seconds=seconds), MAX_DELAY)
 
 
