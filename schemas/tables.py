@@ -166,6 +166,33 @@ class CrashGroup(SQLModel, table=True):
     last_seen: datetime = _ts(nullable=False, index=True)
     crash_count: int = 0
     tester_count: int = 0
+    # Set when a person merged this group into another (its crashes and signature went there).
+    merged_into: int | None = Field(default=None, foreign_key="crash_groups.id")
+
+
+class GroupRedirect(SQLModel, table=True):
+    """A merge remembered as a rule: crashes of this (project, signature) are counted in
+    group_id, whatever group the signature had (storage/regroup.py). Survives reprocessing;
+    unmerge deletes it."""
+
+    __tablename__ = "group_redirects"
+
+    project_id: int = Field(foreign_key="projects.id", primary_key=True)
+    signature: str = Field(primary_key=True, max_length=300)
+    group_id: int = Field(foreign_key="crash_groups.id", index=True)
+    actor: str = Field(max_length=200)
+    created_at: datetime = _ts(nullable=False, default=utcnow)
+
+
+class GroupMove(SQLModel, table=True):
+    """How many crashes reprocessing moved from one group to another: a group's ticket
+    follows the group that took most of its crashes (storage/regroup.py)."""
+
+    __tablename__ = "group_moves"
+
+    from_group_id: int = Field(foreign_key="crash_groups.id", primary_key=True)
+    to_group_id: int = Field(foreign_key="crash_groups.id", primary_key=True)
+    crash_count: int = 0
 
 
 class GroupTester(SQLModel, table=True):
@@ -245,14 +272,17 @@ class TicketState(str, Enum):
 
 class Ticket(SQLModel, table=True):
     """The triage ticket of a crash group. At most one per group (a database constraint):
-    escalation, regression and reopening change this one ticket."""
+    escalation, regression and reopening change this one ticket. A ticket merged into
+    another when their groups became one bug (storage/regroup.py) lets go of its group
+    (group_id None) and names the ticket it went into (merged_into)."""
 
     __tablename__ = "tickets"
     __table_args__ = (UniqueConstraint("group_id", name="uq_ticket_group"),)
 
     id: int | None = Field(default=None, primary_key=True)
     project_id: int = Field(foreign_key="projects.id", index=True)
-    group_id: int = Field(foreign_key="crash_groups.id")
+    group_id: int | None = Field(default=None, foreign_key="crash_groups.id")
+    merged_into: int | None = Field(default=None, foreign_key="tickets.id")
     priority: str = Field(max_length=4, description="P0 | P1")
     state: str = Field(default=TicketState.open.value, max_length=16, index=True)
     title: str = Field(max_length=400)
