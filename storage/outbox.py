@@ -14,7 +14,10 @@ sends the due rows:
 
 Order: per ticket and backend, a row waits while an earlier row of the same ticket and
 backend is still pending, so a tracker sees `opened` (which creates the issue) before the
-comments that need its key. Backends do not wait for each other.
+comments that need its key. Backends do not wait for each other. A `duplicate` row also waits
+while the surviving ticket (``details["duplicate_of"]``) has a pending `opened` row for the same
+backend, so that its issue exists and can be linked; a survivor whose `opened` failed, or was
+never written for that backend, holds nothing up: the duplicate then names the crashd ticket.
 
 Claiming: PostgreSQL ``FOR UPDATE SKIP LOCKED``, the row lock held until the outcome is
 written, so concurrent workers never send one row twice. SQLite has no row locks and one
@@ -138,11 +141,16 @@ def _deliver_next(engine: Engine, backends: dict[str, TicketBackend], now: datet
 
 
 def _due_query(names: list[str], now: datetime) -> Select[Any]:
-    """The oldest due pending row with no earlier pending row of its ticket and backend."""
-    n, earlier = NOTIFICATIONS, NOTIFICATIONS.alias("earlier")
+    """The oldest due pending row with no earlier pending row of its ticket and backend and, for a
+    `duplicate`, no pending `opened` row of the surviving ticket for its backend."""
+    n, earlier, opening = NOTIFICATIONS, NOTIFICATIONS.alias("earlier"), NOTIFICATIONS.alias("opening")
     waiting = exists().where(earlier.c.ticket_id == n.c.ticket_id, earlier.c.backend == n.c.backend,
                              earlier.c.status == "pending", earlier.c.id < n.c.id)
-    return (select(n).where(n.c.status == "pending", n.c.next_attempt_at <= now, n.c.backend.in_(names), ~waiting)
+    survivor_unopened = exists().where(
+        n.c.event == "duplicate", opening.c.ticket_id == n.c.payload[("details", "duplicate_of")].as_integer(),
+        opening.c.backend == n.c.backend, opening.c.event == "opened", opening.c.status == "pending")
+    return (select(n).where(n.c.status == "pending", n.c.next_attempt_at <= now, n.c.backend.in_(names), ~waiting,
+                            ~survivor_unopened)
             .order_by(n.c.id).limit(1))
 
 
@@ -166,17 +174,31 @@ def _claim_sqlite(conn: Connection, names: list[str], now: datetime) -> RowMappi
 
 def _notification(conn: Connection, row: RowMapping, backend: TicketBackend) -> dict[str, Any]:
     """The dict handed to backend.send: the stored payload, with the ticket's external_key and
-    external_url as they are now (for a tracker: the issue this tracker made for the ticket)."""
+    external_url as they are now (for a tracker: the issue this tracker made for the ticket).
+    A row whose details name ``duplicate_of`` also gets ``duplicate_of``: that ticket's id and
+    its issue in this backend, found the same way (None and None while it has none)."""
     payload = row["payload"] or {}
-    current = conn.execute(select(TICKETS.c.external_key, TICKETS.c.external_url)
-                           .where(TICKETS.c.id == row["ticket_id"])).one()
-    key, url = current.external_key, current.external_url
-    if backend.needs_external_key:
-        key, url = _tracker_issue(conn, row["ticket_id"], backend) or (
-            (key, url) if backend.owns_url(url) else (None, None))
+    key, url = _issue_of(conn, row["ticket_id"], backend)
     ticket = {**(payload.get("ticket") or {}), "external_key": key, "external_url": url}
-    return {"event": row["event"], "ticket": ticket, "group": payload.get("group") or {},
-            "details": payload.get("details") or {}}
+    details = payload.get("details") or {}
+    notification = {"event": row["event"], "ticket": ticket, "group": payload.get("group") or {}, "details": details}
+    target = details.get("duplicate_of")
+    if isinstance(target, int):
+        key, url = _issue_of(conn, target, backend)
+        notification["duplicate_of"] = {"id": target, "external_key": key, "external_url": url}
+    return notification
+
+
+def _issue_of(conn: Connection, ticket_id: int, backend: TicketBackend) -> tuple[str | None, str | None]:
+    """The ticket's issue for backend: a tracker's own issue (its sent rows, else the ticket's
+    external_url when it is an issue of this tracker, linked by hand), for chats and webhooks the
+    ticket's external_key/url. (None, None) when there is none, or no such ticket."""
+    current = conn.execute(select(TICKETS.c.external_key, TICKETS.c.external_url)
+                           .where(TICKETS.c.id == ticket_id)).first()
+    key, url = (current.external_key, current.external_url) if current is not None else (None, None)
+    if backend.needs_external_key:
+        return _tracker_issue(conn, ticket_id, backend) or ((key, url) if backend.owns_url(url) else (None, None))
+    return key, url
 
 
 def _tracker_issue(conn: Connection, ticket_id: int, backend: TicketBackend) -> tuple[str, str | None] | None:

@@ -30,7 +30,7 @@ from storage.outbox import (
     retry_delay,
 )
 from triage.tickets.backends import configured_backends
-from triage.tickets.base import Delivery, PermanentError, TemporaryError, TicketBackend
+from triage.tickets.base import Delivery, PermanentError, TemporaryError, TicketBackend, facts, headline
 from workers import jobs
 from workers.queue import NOTIFY_JOB_ID, queue_job_id
 
@@ -670,3 +670,235 @@ def test_the_sweeper_tick_enqueues_notify(notify_crashd, tracker: FakeTracker) -
             crashd.drain()
         time.sleep(0.05)
     assert [r.body["event"] for r in tracker.requests] == ["opened"]
+
+
+# -- regrouping: `regrouped` and `duplicate` -----------------------------------------------
+
+GH_ISSUES = "/gh/repos/studio/game/issues"
+
+
+def regrouped(**ticket: Any) -> dict[str, Any]:
+    """A `regrouped` notification: a merge moved ticket 7 from group 4 to group 5."""
+    note = sample("regrouped", **{"title": "renderer: crash_here | main", **ticket})
+    note["details"] = {"reason": "merge", "actor": "user:alice", "old_group_id": 4, "new_group_id": 5,
+                       "old_signature": "old_crash | main", "new_signature": "crash_here | main",
+                       "merged_ticket_id": 8, "action": "regrouped"}
+    return note
+
+
+def duplicate(issue: tuple[str, str] | None, **ticket: Any) -> dict[str, Any]:
+    """A `duplicate` notification of ticket 7, merged into ticket 3 whose issue here is issue
+    (None: not known yet), as the outbox hands it over."""
+    note = sample("duplicate", state="duplicate", **ticket)
+    note["details"] = {"duplicate_of": 3, "reason": "merge", "action": "duplicate", "actor": "system:regroup"}
+    key, url = issue or (None, None)
+    note["duplicate_of"] = {"id": 3, "external_key": key, "external_url": url}
+    return note
+
+
+def test_headlines_and_facts_of_the_new_events() -> None:
+    assert headline(regrouped()) == "Regrouped: renderer: crash_here | main (was old_crash | main)"
+    assert headline(duplicate(None)) == "Duplicate of ticket #3: crash_here | main"
+    pairs = dict(facts(regrouped()))
+    assert (pairs["Cause"], pairs["Previous signature"], pairs["Previous group"], pairs["Merged ticket"]) == (
+        "merge", "old_crash | main", "4", "#8")
+    assert "New signature" not in pairs and "New group" not in pairs  # the group shown is the new one
+    assert dict(facts(duplicate(None)))["Duplicate of"] == "#3"
+
+
+def test_webhook_sends_the_new_events_as_usual(tmp_path: Path, tracker: FakeTracker) -> None:
+    webhook = backend(settings_for(tmp_path, tracker, "webhook"), "webhook")
+    note = regrouped()
+    webhook.send(note)
+    webhook.send(duplicate(("CRASH-3", "https://jira/browse/CRASH-3")))
+    first, second = (r.body for r in tracker.requests)
+    assert first == {"event": "regrouped", "ticket": note["ticket"], "group": note["group"], "details": note["details"]}
+    assert second["event"] == "duplicate" and second["details"]["duplicate_of"] == 3
+    assert second["duplicate_of"] == {"id": 3, "external_key": "CRASH-3", "external_url": "https://jira/browse/CRASH-3"}
+
+
+def test_github_regrouped_renames_the_issue_then_comments(tmp_path: Path, tracker: FakeTracker) -> None:
+    github = backend(settings_for(tmp_path, tracker, "github"), "github")
+    url = "https://github.com/studio/game/issues/9"
+    assert github.send(regrouped(external_key="9", external_url=url)) == Delivery("9", url)
+    patch, comment = tracker.requests
+    assert (patch.method, patch.path, patch.body) == ("PATCH", f"{GH_ISSUES}/9", {"title": "renderer: crash_here | main"})
+    assert (comment.method, comment.path) == ("POST", f"{GH_ISSUES}/9/comments")
+    body = comment.body["body"]
+    assert body.startswith("**Regrouped: renderer: crash_here | main (was old_crash | main)**")
+    assert "- **Previous signature:** `old_crash | main`" in body and "- **Merged ticket:** #8" in body
+
+
+def test_github_duplicate_closes_then_says_duplicate_of(tmp_path: Path, tracker: FakeTracker) -> None:
+    github = backend(settings_for(tmp_path, tracker, "github"), "github")
+    survivor = ("12", "https://github.com/studio/game/issues/12")
+    assert github.send(duplicate(survivor, external_key="9")).external_key == "9"
+    close, comment = tracker.requests
+    assert (close.method, close.path, close.body) == ("PATCH", f"{GH_ISSUES}/9",
+                                                      {"state": "closed", "state_reason": "duplicate"})
+    assert (comment.method, comment.path) == ("POST", f"{GH_ISSUES}/9/comments")
+    assert comment.body["body"].startswith(
+        "Duplicate of #12\n\nFollow the bug in: [issue #12](https://github.com/studio/game/issues/12), "
+        "[crashd ticket #3](http://crashd.test/tickets/3)\n\n**Duplicate of ticket #3: crash_here | main**")
+
+
+def test_github_duplicate_of_a_ticket_without_issue_names_the_crashd_ticket(tmp_path: Path,
+                                                                            tracker: FakeTracker) -> None:
+    github = backend(settings_for(tmp_path, tracker, "github"), "github")
+    github.send(duplicate(None, external_key="9"))
+    assert tracker.paths() == [("PATCH", f"{GH_ISSUES}/9"), ("POST", f"{GH_ISSUES}/9/comments")]
+    body = tracker.requests[1].body["body"]
+    assert body.startswith("Duplicate of crashd ticket #3 (http://crashd.test/tickets/3)\n\n**Duplicate of ticket #3")
+    assert "Duplicate of #" not in body  # no issue number GitHub would link to the wrong issue
+    tracker.requests.clear()
+    backend(settings_for(tmp_path, tracker, "github", public_url=None), "github").send(duplicate(None, external_key="9"))
+    assert tracker.requests[1].body["body"].startswith("Duplicate of crashd ticket #3\n")
+
+
+def test_github_duplicate_falls_back_to_not_planned(tmp_path: Path, tracker: FakeTracker) -> None:
+    """A GitHub Enterprise Server that predates state_reason `duplicate` answers 422."""
+    github = backend(settings_for(tmp_path, tracker, "github"), "github")
+    tracker.fail(422, body='{"message": "Validation Failed"}')
+    github.send(duplicate(("12", None), external_key="9"))
+    assert [(r.method, r.body) for r in tracker.requests[:2]] == [
+        ("PATCH", {"state": "closed", "state_reason": "duplicate"}),
+        ("PATCH", {"state": "closed", "state_reason": "not_planned"})]
+    assert tracker.requests[2].body["body"].startswith("Duplicate of #12\n\nFollow the bug in: [crashd ticket #3]")
+
+
+@pytest.mark.parametrize("name", ["github", "jira"])
+def test_duplicate_without_issue_sends_nothing(tmp_path: Path, tracker: FakeTracker, name: str) -> None:
+    """No issue to close: none is created just to be closed."""
+    assert backend(settings_for(tmp_path, tracker, name), name).send(duplicate(("12", None))) == Delivery()
+    assert tracker.requests == []
+
+
+def test_jira_regrouped_sets_the_summary_then_comments(tmp_path: Path, tracker: FakeTracker) -> None:
+    jira = backend(settings_for(tmp_path, tracker, "jira"), "jira")
+    jira.send(regrouped(external_key="CRASH-4", title="renderer: crash_here\n| main"))
+    put, comment = tracker.requests
+    assert (put.method, put.path, put.body) == ("PUT", "/jira/rest/api/2/issue/CRASH-4",
+                                                {"fields": {"summary": "renderer: crash_here | main"}})
+    assert (comment.method, comment.path) == ("POST", "/jira/rest/api/2/issue/CRASH-4/comment")
+    assert comment.body["body"].startswith("Regrouped: renderer: crash_here\n| main (was old_crash | main)\n{noformat}")
+    assert "Previous signature: old_crash | main\n" in comment.body["body"]
+
+
+def test_jira_duplicate_links_transitions_then_comments(tmp_path: Path, tracker: FakeTracker) -> None:
+    jira = backend(settings_for(tmp_path, tracker, "jira"), "jira")
+    jira.send(duplicate(("CRASH-3", f"{tracker.url}/jira/browse/CRASH-3"), external_key="CRASH-4"))
+    assert [(r.method, r.path, r.body) for r in tracker.requests[:-1]] == [
+        ("POST", "/jira/rest/api/2/issueLink", {"type": {"name": "Duplicate"}, "inwardIssue": {"key": "CRASH-4"},
+                                                "outwardIssue": {"key": "CRASH-3"}}),
+        ("GET", "/jira/rest/api/2/issue/CRASH-4/transitions", None),
+        ("POST", "/jira/rest/api/2/issue/CRASH-4/transitions", {"transition": {"id": "31"}})]
+    comment = tracker.requests[-1]
+    assert comment.path == "/jira/rest/api/2/issue/CRASH-4/comment"
+    assert comment.body["body"].startswith("Duplicate of CRASH-3\nDuplicate of ticket #3: crash_here | main\n{noformat}")
+
+
+def test_jira_duplicate_without_link_type_or_surviving_issue(tmp_path: Path, tracker: FakeTracker) -> None:
+    jira = backend(settings_for(tmp_path, tracker, "jira"), "jira")
+    tracker.fail(404, body='{"errorMessages": ["No issue link type with name \'Duplicate\' found."]}')
+    jira.send(duplicate(("CRASH-3", None), external_key="CRASH-4"))
+    assert [p for _, p in tracker.paths()] == [
+        "/jira/rest/api/2/issueLink", "/jira/rest/api/2/issue/CRASH-4/transitions",
+        "/jira/rest/api/2/issue/CRASH-4/transitions", "/jira/rest/api/2/issue/CRASH-4/comment"]
+    tracker.requests.clear()
+    jira.send(duplicate(None, external_key="CRASH-4"))  # the surviving ticket has no issue yet: no link
+    assert [p for _, p in tracker.paths()] == [
+        "/jira/rest/api/2/issue/CRASH-4/transitions", "/jira/rest/api/2/issue/CRASH-4/transitions",
+        "/jira/rest/api/2/issue/CRASH-4/comment"]
+    assert tracker.requests[-1].body["body"].startswith("Duplicate of crashd ticket #3 (http://crashd.test/tickets/3)\n")
+
+
+def test_discord_regrouped_and_duplicate(tmp_path: Path, tracker: FakeTracker) -> None:
+    discord = backend(settings_for(tmp_path, tracker, "discord"), "discord")
+    discord.send(regrouped())
+    discord.send(duplicate(("12", "https://github.com/studio/game/issues/12"),
+                           external_url="https://github.com/studio/game/issues/9"))
+    discord.send(duplicate(None))
+    moved, closed, unknown = (r.body for r in tracker.requests)
+    assert moved["content"].startswith("**Regrouped: renderer: crash_here | main (was old_crash | main)**")
+    assert moved["embeds"][0]["color"] == 0x1ABC9C
+    assert {"name": "Previous signature", "value": "old_crash | main", "inline": True} in moved["embeds"][0]["fields"]
+    assert closed["content"].startswith("**Duplicate of ticket #3: crash_here | main**")
+    assert closed["embeds"][0]["color"] == 0x7F8C8D
+    assert closed["embeds"][0]["description"] == ("Tracker: https://github.com/studio/game/issues/9\n"
+                                                  "Duplicate of ticket #3: https://github.com/studio/game/issues/12")
+    assert unknown["embeds"][0]["description"] == "Duplicate of crashd ticket #3 (http://crashd.test/tickets/3)"
+
+
+def enqueue(engine, settings: Settings, ticket: Ticket, group: CrashGroup | None, event: str,
+            details: dict[str, Any]) -> int:
+    """Enqueue one event of ticket with these details (group None: a merged ticket, which has none)."""
+    payload = payload_for(ticket, group, details) if group else {"ticket": ticket.model_dump(mode="json"),
+                                                                 "details": details}
+    with engine.begin() as conn:
+        return enqueue_notifications(conn, settings=settings, ticket_id=ticket.id, event=event, payload=payload)
+
+
+def merge(engine, ticket: Ticket, into: Ticket) -> None:
+    """What a merge leaves: the ticket lets go of its group and names the one it went into."""
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE tickets SET group_id = NULL, merged_into = :into, state = 'duplicate' WHERE id = :id"),
+                     {"into": into.id, "id": ticket.id})
+
+
+def test_outbox_resolves_duplicate_of_per_backend(engine, tmp_path: Path, tracker: FakeTracker) -> None:
+    survivor, survivor_group = add_ticket(engine)
+    merged, merged_group = add_ticket(engine, survivor.project_id, signature="old_crash | main")
+    settings = settings_for(tmp_path, tracker, "jira", "github", "discord", "webhook")
+    enqueue(engine, settings, survivor, survivor_group, "opened", {})
+    enqueue(engine, settings, merged, merged_group, "opened", {})
+    assert deliver_due(engine, settings).sent == 8  # jira CRASH-1, github 2 (survivor); CRASH-3, github 4
+    merge(engine, merged, into=survivor)
+    enqueue(engine, settings, merged, None, "duplicate", {"duplicate_of": survivor.id, "reason": "merge"})
+    enqueue(engine, settings, survivor, survivor_group, "regrouped", {"reason": "merge", "old_signature": "x",
+                                                                      "merged_ticket_id": merged.id})
+    tracker.requests.clear()
+    assert deliver_due(engine, settings).as_dict() == {"sent": 8, "retried": 0, "failed": 0}
+    link = next(r.body for r in tracker.requests if r.path == "/jira/rest/api/2/issueLink")
+    assert link == {"type": {"name": "Duplicate"}, "inwardIssue": {"key": "CRASH-3"}, "outwardIssue": {"key": "CRASH-1"}}
+    comments = {r.path: r.body["body"] for r in tracker.requests if r.path.endswith(("/comment", "/comments"))}
+    assert comments[f"{GH_ISSUES}/4/comments"].startswith("Duplicate of #2\n")
+    assert comments["/jira/rest/api/2/issue/CRASH-3/comment"].startswith("Duplicate of CRASH-1\n")
+    assert ("PATCH", f"{GH_ISSUES}/2", {"title": "crash_here | main"}) in [(r.method, r.path, r.body)
+                                                                          for r in tracker.requests]
+    chats = [r.body for r in tracker.requests if r.path in ("/hook", "/discord/123/hook-secret")]
+    survivor_issue = {"id": survivor.id, "external_key": "CRASH-1", "external_url": f"{tracker.url}/jira/browse/CRASH-1"}
+    assert chats[0]["event"] == "duplicate" and chats[0]["duplicate_of"] == survivor_issue  # the ticket's issue
+    assert chats[1]["embeds"][0]["description"].endswith(f"Duplicate of ticket #{survivor.id}: {tracker.url}/jira/browse/CRASH-1")
+
+
+def test_duplicate_waits_for_the_surviving_ticket_to_be_opened(engine, tmp_path: Path, tracker: FakeTracker) -> None:
+    merged, merged_group = add_ticket(engine)
+    survivor, survivor_group = add_ticket(engine, merged.project_id, signature="other")
+    settings = settings_for(tmp_path, tracker, "github")
+    enqueue(engine, settings, merged, merged_group, "opened", {})
+    assert deliver_due(engine, settings).sent == 1  # issue 1
+    enqueue(engine, settings, survivor, survivor_group, "opened", {})
+    enqueue(engine, settings, merged, merged_group, "duplicate", {"duplicate_of": survivor.id, "reason": "by hand"})
+    enqueue(engine, settings, merged, merged_group, "regressed", {})  # per-ticket order still holds behind it
+    tracker.fail(503)
+    t0 = utcnow()
+    assert deliver_due(engine, settings, now=t0).as_dict() == {"sent": 0, "retried": 1, "failed": 0}
+    assert tracker.paths()[1:] == [("POST", GH_ISSUES)]  # the duplicate waited for the survivor's issue
+    assert deliver_due(engine, settings, now=t0 + timedelta(seconds=10)).sent == 3
+    assert tracker.paths()[2:] == [("POST", GH_ISSUES), ("PATCH", f"{GH_ISSUES}/1"), ("POST", f"{GH_ISSUES}/1/comments"),
+                                   ("PATCH", f"{GH_ISSUES}/1"), ("POST", f"{GH_ISSUES}/1/comments")]
+    assert tracker.requests[4].body["body"].startswith("Duplicate of #2\n")
+
+
+def test_duplicate_of_a_survivor_whose_opened_failed_goes_on(engine, tmp_path: Path, tracker: FakeTracker) -> None:
+    merged, merged_group = add_ticket(engine)
+    survivor, survivor_group = add_ticket(engine, merged.project_id, signature="other")
+    settings = settings_for(tmp_path, tracker, "github")
+    enqueue(engine, settings, merged, merged_group, "opened", {})
+    deliver_due(engine, settings)
+    enqueue(engine, settings, survivor, survivor_group, "opened", {})
+    enqueue(engine, settings, merged, merged_group, "duplicate", {"duplicate_of": survivor.id})
+    tracker.fail(401, body='{"message": "Bad credentials"}')
+    assert deliver_due(engine, settings).as_dict() == {"sent": 1, "retried": 0, "failed": 1}
+    assert tracker.requests[-1].body["body"].startswith(f"Duplicate of crashd ticket #{survivor.id} "
+                                                        f"(http://crashd.test/tickets/{survivor.id})\n")

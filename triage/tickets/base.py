@@ -2,11 +2,18 @@
 
 A backend turns one notification into HTTP requests. The notification is a plain dict::
 
-    {"event": "opened" | "escalated" | "resolved" | "verified" | "regressed",
+    {"event": "opened" | "escalated" | "resolved" | "verified" | "regressed" | "regrouped" | "duplicate",
      "ticket": {"id", "priority", "state", "title", "reason_text", "due_at", "fixed_in",
                 "external_key", "external_url", ...},
      "group": {"id", "signature", "component", "crash_count", "tester_count", ...},
-     "details": {...}}
+     "details": {...},
+     "duplicate_of": {"id", "external_key", "external_url"}}  # `duplicate` only
+
+``regrouped``: the ticket follows its bug to another group (reprocessing or a merge); its title
+is already the new one, details say ``old_signature``/``old_group_id``. ``duplicate``: the
+ticket was merged into (or marked a duplicate of) ticket ``details["duplicate_of"]``; the
+outbox adds ``duplicate_of``: that ticket's issue in the same backend, key and URL None while
+it has none (``duplicate_reference`` then names the crashd ticket).
 
 ``send`` returns a Delivery (the tracker's issue key and URL when it has one) or raises
 PermanentError (the request can never succeed as it is: the outbox marks it failed) or
@@ -26,7 +33,7 @@ import httpx
 
 from schemas.settings import Settings
 
-EVENTS = ("opened", "escalated", "resolved", "verified", "regressed")
+EVENTS = ("opened", "escalated", "resolved", "verified", "regressed", "regrouped", "duplicate")
 
 # Client errors that are worth retrying: 408 Request Timeout, 425 Too Early, 429 Too Many Requests.
 RETRYABLE_4XX = {408, 425, 429}
@@ -165,11 +172,35 @@ def group_url(settings: Settings, group: dict[str, Any]) -> str | None:
     return f"{settings.public_url.rstrip('/')}/groups/{group['id']}"
 
 
+def ticket_url(settings: Settings, ticket_id: Any) -> str | None:
+    """The crashd page of a ticket (``<CRASHD_PUBLIC_URL>/tickets/<id>``), None without public_url."""
+    if not settings.public_url or ticket_id is None:
+        return None
+    return f"{settings.public_url.rstrip('/')}/tickets/{ticket_id}"
+
+
+def duplicate_target(notification: dict[str, Any]) -> dict[str, Any]:
+    """The ticket a `duplicate` event points at: ``{"id", "external_key", "external_url"}`` as the
+    outbox resolved it for this backend (key and URL None when that ticket has no issue here yet)."""
+    target = {"external_key": None, "external_url": None, **(notification.get("duplicate_of") or {})}
+    if target.get("id") is None:
+        target["id"] = (notification.get("details") or {}).get("duplicate_of")
+    return target
+
+
+def duplicate_reference(settings: Settings, notification: dict[str, Any]) -> str:
+    """``crashd ticket #5 (<CRASHD_PUBLIC_URL>/tickets/5)``: the fallback when the surviving
+    ticket's issue in this tracker is not known."""
+    target_id = duplicate_target(notification)["id"]
+    link = ticket_url(settings, target_id)
+    return f"crashd ticket #{target_id}" + (f" ({link})" if link else "")
+
+
 def headline(notification: dict[str, Any]) -> str:
     """One line saying what happened: ``Escalated to P0: <title>``."""
     ticket = notification["ticket"]
     title, priority, fixed_in = ticket.get("title") or "crash", ticket.get("priority") or "", ticket.get("fixed_in")
-    event = notification["event"]
+    event, details = notification["event"], notification.get("details") or {}
     if event == "opened":
         return f"New {priority + ' ' if priority else ''}crash ticket: {title}"
     if event == "escalated":
@@ -180,7 +211,21 @@ def headline(notification: dict[str, Any]) -> str:
         return f"Verified fixed{f' in {fixed_in}' if fixed_in else ''}: {title}"
     if event == "regressed":
         return f"Regressed{f' after the fix in {fixed_in}' if fixed_in else ''}: {title}"
+    if event == "regrouped":
+        old = details.get("old_signature")
+        return f"Regrouped: {title}" + (f" (was {old})" if old else "")
+    if event == "duplicate":
+        target_id = duplicate_target(notification)["id"]
+        return f"Duplicate of ticket #{target_id}: {title}" if target_id is not None else f"Duplicate: {title}"
     return f"{event}: {title}"
+
+
+# Labels of event details whose key alone reads badly ("Old group id"); values shown as "#N"
+# are ticket ids. "reason" is not "Reason": that label is the ticket's reason_text.
+DETAIL_LABELS = {"reason": "Cause", "old_signature": "Previous signature", "old_group_id": "Previous group",
+                 "new_group_id": "New group", "new_signature": "New signature",
+                 "merged_ticket_id": "Merged ticket", "duplicate_of": "Duplicate of"}
+TICKET_ID_DETAILS = ("merged_ticket_id", "duplicate_of")
 
 
 def facts(notification: dict[str, Any]) -> list[tuple[str, str]]:
@@ -193,7 +238,10 @@ def facts(notification: dict[str, Any]) -> list[tuple[str, str]]:
         pairs.append(("Crashes", f"{group.get('crash_count')} from {group.get('tester_count') or 0} testers"))
     pairs += [("Due", _when(ticket.get("due_at"))), ("Fixed in", ticket.get("fixed_in")), ("Rule", ticket.get("rule"))]
     for key, value in (notification.get("details") or {}).items():
-        pairs.append((key.replace("_", " ").capitalize(), _plain(value)))
+        if (key, value) in (("new_signature", group.get("signature")), ("new_group_id", group.get("id"))):
+            continue  # the group shown above is the new one
+        label = DETAIL_LABELS.get(key) or key.replace("_", " ").capitalize()
+        pairs.append((label, f"#{value}" if key in TICKET_ID_DETAILS and value is not None else _plain(value)))
     return [(label, str(value)) for label, value in pairs if value not in (None, "", [], {})]
 
 

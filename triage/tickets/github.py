@@ -6,15 +6,23 @@
 - resolved   -> a comment (the issue stays open until the fix is verified)
 - verified   -> ``PATCH`` state closed (completed), a comment
 - regressed  -> ``PATCH`` state open (reopened), a comment
+- regrouped  -> ``PATCH`` the title (the ticket's new title), a comment (old and new signature)
+- duplicate  -> ``PATCH`` state closed (``state_reason: duplicate``; GitHub Enterprise versions
+                that refuse that reason with 422 get ``not_planned``), then a comment that starts
+                ``Duplicate of #<n>`` (GitHub marks the issue a duplicate of issue n) and links
+                it; when the surviving ticket has no issue here yet: ``Duplicate of crashd ticket
+                #<id>`` and its crashd page. A ticket with no issue here has nothing to close:
+                nothing is sent.
 
-State and label changes come before the comment: they are idempotent, so a retry after a
-failed comment changes nothing twice. Auth: ``Authorization: Bearer CRASHD_GITHUB_TOKEN``
+State, title and label changes come before the comment: they are idempotent, so a retry after
+a failed comment changes nothing twice. Auth: ``Authorization: Bearer CRASHD_GITHUB_TOKEN``
 (a fine-grained token with Issues read/write). Labels that do not exist yet are created by
 GitHub when the issue is.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -22,9 +30,23 @@ from urllib.parse import quote
 
 import httpx
 
-from triage.tickets.base import Delivery, PermanentError, TicketBackend, facts, group_url, headline, json_body
+from triage.tickets.base import (
+    Delivery,
+    PermanentError,
+    TicketBackend,
+    duplicate_reference,
+    duplicate_target,
+    facts,
+    group_url,
+    headline,
+    json_body,
+    ticket_url,
+)
+
+log = logging.getLogger(__name__)
 
 PRIORITY_LABELS = ("P0", "P1")
+CODE_LABELS = ("Signature", "Reason", "Previous signature", "New signature")  # facts shown as code spans
 
 
 class GitHubBackend(TicketBackend):
@@ -70,6 +92,9 @@ class GitHubBackend(TicketBackend):
         """Create the issue or update it; returns its number and URL. Raises Permanent/TemporaryError."""
         event, ticket = notification["event"], notification["ticket"]
         number = ticket.get("external_key")
+        if not number and event == "duplicate":
+            log.info("github: ticket %s has no issue to close as a duplicate; nothing sent", ticket.get("id"))
+            return Delivery()
         if not number:  # `opened`, or a ticket from before GitHub was configured
             delivery = self.create_issue(notification)
             if event == "opened":
@@ -78,6 +103,13 @@ class GitHubBackend(TicketBackend):
         else:
             delivery = Delivery(str(number), ticket.get("external_url"))
         issue = f"{self.repo_api}/issues/{number}"
+        self.update_issue(issue, notification)
+        self.request("POST", f"{issue}/comments", json={"body": self.markdown(notification)})
+        return delivery
+
+    def update_issue(self, issue: str, notification: dict[str, Any]) -> None:
+        """The event's idempotent changes to the issue (labels, state, title), before its comment."""
+        event, ticket = notification["event"], notification["ticket"]
         if event == "escalated" and ticket.get("priority") in PRIORITY_LABELS:
             self.request("POST", f"{issue}/labels", json={"labels": [ticket["priority"]]})
             for label in PRIORITY_LABELS:
@@ -87,8 +119,14 @@ class GitHubBackend(TicketBackend):
             self.request("PATCH", issue, json={"state": "closed", "state_reason": "completed"})
         elif event == "regressed":
             self.request("PATCH", issue, json={"state": "open", "state_reason": "reopened"})
-        self.request("POST", f"{issue}/comments", json={"body": self.markdown(notification)})
-        return delivery
+        elif event == "regrouped":
+            self.request("PATCH", issue, json={"title": (ticket.get("title") or "crash")[:256]})
+        elif event == "duplicate":
+            # `duplicate` is a state_reason of the issues API (github/rest-api-description,
+            # operation issues/update); an older GitHub Enterprise Server answers 422 to it.
+            closed = self.request("PATCH", issue, json={"state": "closed", "state_reason": "duplicate"}, ok=(422,))
+            if closed.status_code == 422:
+                self.request("PATCH", issue, json={"state": "closed", "state_reason": "not_planned"})
 
     def create_issue(self, notification: dict[str, Any]) -> Delivery:
         """``POST /repos/{repo}/issues``; returns the number and html_url."""
@@ -101,14 +139,30 @@ class GitHubBackend(TicketBackend):
         return Delivery(str(body["number"]), body.get("html_url"))
 
     def markdown(self, notification: dict[str, Any]) -> str:
-        """Issue body or comment: the headline, the facts as a list, the crashd link."""
+        """Issue body or comment: the headline, the facts as a list, the crashd link. A duplicate's
+        comment starts with ``Duplicate of #<n>`` alone on its line: the words GitHub reads."""
         lines = [f"**{headline(notification)}**", ""]
+        if notification["event"] == "duplicate":
+            lines = [self.duplicate_line(notification), ""] + lines
         for label, value in facts(notification):
-            lines.append(f"- **{label}:** {_code(value) if label in ('Signature', 'Reason') else value}")
+            lines.append(f"- **{label}:** {_code(value) if label in CODE_LABELS else value}")
         link = group_url(self.settings, notification.get("group") or {})
         if link:
             lines += ["", f"[Crash group in crashd]({link})"]
         return "\n".join(lines)
+
+    def duplicate_line(self, notification: dict[str, Any]) -> str:
+        """``Duplicate of #12`` and the surviving issue's link, or, while the surviving ticket has
+        no issue in this repository, ``Duplicate of crashd ticket #5 (<its crashd page>)``."""
+        target = duplicate_target(notification)
+        number, issue_url = target["external_key"], target["external_url"]
+        if not number:
+            return f"Duplicate of {duplicate_reference(self.settings, notification)}"
+        links = [f"[issue #{number}]({issue_url})"] if issue_url else []
+        crashd = ticket_url(self.settings, target["id"])
+        if crashd:
+            links.append(f"[crashd ticket #{target['id']}]({crashd})")
+        return f"Duplicate of #{number}" + (f"\n\nFollow the bug in: {', '.join(links)}" if links else "")
 
 
 def _code(text: str) -> str:
