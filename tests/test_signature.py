@@ -67,6 +67,20 @@ LIST_CASES = [
     (["rust_panic", "__rust_start_panic", "rust_begin_unwind", GAME], "game::World::update"),
     (["panic_abort::__rust_start_panic::abort", GAME], "game::World::update"),
     (["core::option::unwrap_failed", "core::option::expect_failed", GAME], "game::World::update"),
+    # rustc 1.95, panic = "abort" (tests/data/realcrash nar-*): the runtime in __rustc::
+    (["abort", "std::sys::pal::unix::abort_internal", "std::process::abort", "__rustc::__rust_abort",
+      "__rustc::__rust_start_panic", "__rustc::rust_panic", "std::panicking::panic_with_hook",
+      "std::panicking::panic_handler::{closure#0}", "__rustc::rust_begin_unwind", "core::panicking::panic_fmt",
+      "core::panicking::panic_cannot_unwind", "core::panicking::panic_nounwind_nobacktrace", "nar_generate_line"],
+     "nar_generate_line"),
+    (["core::option::Option<&alloc::string::String>::unwrap", "core::option::Option<T>::expect",
+      "core::result::Result<u32, core::num::error::ParseIntError>::expect", "core::result::Result<T,E>::unwrap_err",
+      "nar::nar_load_persona"], "nar::nar_load_persona"),
+    (["<usize as core::slice::index::SliceIndex<[T]>>::index",
+      "<core::ops::range::RangeTo<usize> as core::slice::index::SliceIndex<[T]>>::index_mut",
+      "core::slice::index::<impl core::ops::index::Index<I> for [T]>::index",
+      "<alloc::vec::Vec<T,A> as core::ops::index::IndexMut<I>>::index_mut", "nar.nar_pick_voice"],
+     "nar::nar_pick_voice"),
     (["std::sys::pal::unix::abort_internal", "std::process::abort", "rust_panic"] + RUST_PANIC + [GAME],
      "game::World::update"),
     (["std::rt::lang_start_internal", "std::sys_common::backtrace::__rust_begin_short_backtrace::<fn(), ()>",
@@ -82,11 +96,21 @@ LIST_CASES = [
     (["__pthread_kill", "pthread_kill", GAME], "game::World::update"),  # no abort: a watchdog's signal
     (["raise", "gsignal", GAME], "game::World::update"),
     (["__assert_fail", GAME], "game::World::update"),
+    (["abort", "__assert_fail_base", "__assert_fail", GAME], "game::World::update"),
     (["__assert_rtn", GAME], "game::World::update"),
     (["_wassert", GAME], "game::World::update"),
     (["abort", "__gnu_cxx::__verbose_terminate_handler()", "__cxxabiv1::__terminate(void (*)())",
       "std::terminate()", "__cxa_rethrow", "__cxa_throw", GAME], "game::World::update"),
+    (["abort", "__gnu_cxx::__verbose_terminate_handler()", "__cxxabiv1::__terminate(void (*)())",
+      "__cxa_call_terminate", "__gxx_personality_v0", "_Unwind_RaiseException_Phase2", "_Unwind_RaiseException",
+      "__cxa_throw", GAME], "game::World::update"),  # thrown through a noexcept function
     (["RaiseException", "_CxxThrowException", GAME], "game::World::update"),
+    (["__fastfail", GAME], "game::World::update"),
+    # a stripped libstdc++ names __verbose_terminate_handler and __terminate after the exports
+    # before them (realcrash uncaught-throw): the std::terminate sentinel skips both
+    (["__pthread_kill_implementation", "raise", "abort", "__cxa_throw_bad_array_new_length",
+      "std::rethrow_exception(std::__exception_ptr::exception_ptr)", "std::terminate()", "__cxa_throw", GAME],
+     "game::World::update"),
     (["__libc_message", "__fortify_fail", "__chk_fail", "overflow(char const*)"], "__chk_fail | overflow"),
     (["gsignal", "abort", "__fsetlocking", "__stack_chk_fail", GAME], "__stack_chk_fail | game::World::update"),
     (["ggml_print_backtrace", "ggml_abort(char const*, int, char const*, ...)", "llama_decode_impl"],
@@ -136,12 +160,18 @@ LIST_CASES = [
      "OOM | unknown | ggml_calloc | ggml_new_graph_custom"),
     (["ggml_abort", "ggml_malloc", "gguf_init_from_file"], "OOM | unknown | ggml_malloc | gguf_init_from_file"),
     # prefix: memory and string functions, detectors, null calls, critical sections
-    (["__memmove_avx_unaligned_erms", GAME], "__memmove_avx_unaligned_erms | game::World::update"),
+    (["__memmove_avx_unaligned_erms", GAME], "memmove | game::World::update"),
+    (["__strlen_evex", GAME], "strlen | game::World::update"),
     (["memset", "strlen", GAME], "memset | strlen | game::World::update"),
     (["_purecall", GAME], "_purecall | game::World::update"),
     (["google_breakpad::ExceptionHandler::HandlePureVirtualCall()", "__cxa_pure_virtual", GAME],
      "__cxa_pure_virtual | game::World::update"),
     ([(None, 0), GAME], "@0x0 | game::World::update"),
+    # prefix: generic math kernels (realcrash ggml-*)
+    (["ggml_vec_dot_f32", "ggml_compute_forward_mul_mat", "llama_decode_layer(int)"],
+     "ggml_vec_dot_f32 | ggml_compute_forward_mul_mat | llama_decode_layer"),
+    (["ggml_vec_add_f32", "ggml_compute_forward", "llama_sample_token(int)"],
+     "ggml_vec_add_f32 | ggml_compute_forward | llama_sample_token"),
     (["RtlpWaitOnCriticalSection", "RtlEnterCriticalSection", GAME],
      "RtlpWaitOnCriticalSection | RtlEnterCriticalSection | game::World::update"),
 ]
@@ -202,6 +232,18 @@ NAMES = [
     ("<.plt.got ELF section in crashme>", "<.plt.got ELF section in crashme>"),
     ("  game::World::update (float,\tint)  ", "game::World::update"),
     ("crash_here", "crash_here"),
+    # glibc's per-CPU routines read as the routine; its fortified and internal names stay
+    ("__memmove_avx512_unaligned_erms", "memmove"),
+    ("__memcpy_ssse3", "memcpy"),
+    ("__memset_avx2_unaligned_erms_rtm", "memset"),
+    ("__memcmp_evex_movbe", "memcmp"),
+    ("__strncmp_avx2_rtm", "strncmp"),
+    ("__wmemset_sse2_unaligned", "wmemset"),
+    ("__memcpy_chk", "__memcpy_chk"),
+    # Breakpad dump_syms's dotted Rust paths
+    ("nar.nar_generate_line", "nar::nar_generate_line"),
+    ("std.sys.personality.gcc.rust_eh_personality", "std::sys::personality::gcc::rust_eh_personality"),
+    ("_GLOBAL__sub_I_game.cpp", "_GLOBAL__sub_I_game.cpp"),
 ]
 
 
@@ -275,6 +317,14 @@ def test_sentinel_cuts_the_frames_above() -> None:
     traced = trace(report("pthread_key_delete", "gsignal", "abort", "process_item", "main", reason="SIGABRT"))
     assert traced.result.signature == "process_item"
     assert [f.status for f in traced.frames][:2] == ["above sentinel", "above sentinel"]
+
+
+def test_earlier_sentinel_lines_win_over_higher_frames() -> None:
+    """std::terminate comes before abort in sentinels.txt: it wins although abort is higher."""
+    traced = trace(report("abort", "__cxa_throw_bad_array_new_length", "std::terminate()", "__cxa_throw", GAME))
+    assert traced.result.signature == "game::World::update"
+    assert [f.status for f in traced.frames][:2] == ["above sentinel", "above sentinel"]
+    assert traced.frames[2].sentinel.startswith("sentinels.txt:")
 
 
 def test_all_irrelevant_falls_back_to_the_top_frame() -> None:
@@ -363,7 +413,7 @@ def test_empty_signatures_say_why() -> None:
 
 def test_result_carries_the_version() -> None:
     result = generate(report(GAME))
-    assert result.version == VERSION == "crashd-sig-1"
+    assert result.version == VERSION == "crashd-sig-2"
     assert result.notes == []
 
 
@@ -466,7 +516,7 @@ def test_cli_signature(tmp_path: Path) -> None:
 
     human, as_json = run(), run("--json")
     assert human.returncode == 0 and as_json.returncode == 0, human.stderr + as_json.stderr
-    assert human.stdout.startswith("signature: process_item\nversion:   crashd-sig-1\n")
+    assert human.stdout.startswith(f"signature: process_item\nversion:   {VERSION}\n")
     assert "above sentinel" in human.stdout
     result = json.loads(as_json.stdout)
     assert (result["signature"], result["version"]) == ("process_item", VERSION)

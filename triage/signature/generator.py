@@ -5,7 +5,8 @@ in, ``Result(signature, notes, version)`` out. The only I/O is reading the list 
 
 The walk over the crashing thread's frames, innermost first (inlined calls expanded):
 1. consecutive frames of one module without symbols collapse into the first;
-2. the first reliable frame matching ``sentinels.txt`` becomes the top of the stack;
+2. the topmost reliable frame matching the first line of ``sentinels.txt`` that matches any
+   becomes the top of the stack (a line's place in the file is its priority);
 3. frames matching ``irrelevant.txt`` are skipped; a frame matching ``prefix.txt`` is taken
    and the walk goes on; the first other frame is taken and the walk stops;
 4. frames found by stack scanning (and those below them) are used only when no reliable frame
@@ -23,7 +24,7 @@ from triage.signature.normalize import frame_label
 from triage.signature.siglists import SigLists, default_siglists, first_match
 from triage.signature.special import hang_reason, oom, stack_overflow
 
-VERSION = "crashd-sig-1"  # bump on any change to the rules or the lists: signatures change
+VERSION = "crashd-sig-2"  # bump on any change to the rules or the lists: signatures change
 MAX_LENGTH = 255
 SEPARATOR = " | "
 SCAN_TRUSTS = ("scan", "cfi_scan")
@@ -155,19 +156,25 @@ def _collapse(frames: list[SigFrame]) -> None:
 
 
 def _find_sentinel(frames: list[SigFrame], lists: SigLists, notes: list[str]) -> int:
-    """The index of the first reliable frame matching a sentinel (0 when none); frames above
-    it are marked."""
-    for position, frame in enumerate(frames):
-        if frame.scanned:
-            break
-        entry = first_match(lists.sentinels, frame.label)
-        if entry and frame.status != "collapsed":
-            for above in frames[:position]:
-                above.status, above.detail = "above sentinel", ""
-            frame.sentinel = entry.where
-            notes.append(f"sentinel {frame.label!r} ({entry.where}): the signature starts at frame {frame.index}")
-            return position
+    """The index where the signature starts (0 when no sentinel applies); frames above it are
+    marked. The first sentinels.txt line that matches a reliable frame wins, at the topmost
+    frame it matches: a line's place in the file is its priority."""
+    reliable = [(p, f) for p, f in enumerate(_until_scanned(frames)) if f.status != "collapsed"]
+    for entry in lists.sentinels:
+        position, frame = next(((p, f) for p, f in reliable if entry.matches(f.label)), (-1, None))
+        if frame is None:
+            continue
+        for above in frames[:position]:
+            above.status, above.detail = "above sentinel", ""
+        frame.sentinel = entry.where
+        notes.append(f"sentinel {frame.label!r} ({entry.where}): the signature starts at frame {frame.index}")
+        return position
     return 0
+
+
+def _until_scanned(frames: list[SigFrame]) -> list[SigFrame]:
+    """The frames above the first one found by stack scanning."""
+    return next((frames[:i] for i, f in enumerate(frames) if f.scanned), frames)
 
 
 def _walk(frames: list[SigFrame], lists: SigLists, notes: list[str]) -> list[str]:

@@ -20,6 +20,19 @@ CLONE_DOTS = re.compile(r"\.(?:cold|isra|constprop|part|lto_priv|llvm|localalias
 # Rust closures: v0 demangling numbers them ({closure#0}), legacy does not ({{closure}}). The
 # number moves when a closure is added above, so both become the legacy form.
 RUST_CLOSURE = re.compile(r"\{closure#\d+\}")
+# glibc picks a string or memory routine per CPU at load time (IFUNC), and its symbols name
+# the variant: memcpy reads __memmove_avx512_unaligned_erms on one tester's machine and
+# __memmove_avx_unaligned_erms on the next (memcpy shares memmove's code), strlen reads
+# __strlen_evex or __strlen_avx2. The routine's own name keeps one bug in one group.
+GLIBC_VARIANT = re.compile(
+    r"__((?:w?mem|w?str|stp|rawmem)[a-z]*)"
+    r"(?:_(?:sse2|ssse3|sse4_[12]|avx2?|avx512[a-z]*|evex(?:512)?|erms|unaligned|aligned|movbe|rtm|nt|generic))+"
+)
+# Breakpad's dump_syms joins the DWARF path of a Rust function that has no mangled linkage
+# name (#[no_mangle] exports, some std internals) with dots: nar.nar_generate_line,
+# std.sys.personality.gcc.rust_eh_personality. Other tools write nar::nar_generate_line.
+# C clone suffixes (.cold, .part.0) are stripped before this is tried.
+BREAKPAD_RUST_PATH = re.compile(r"[a-z_][a-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)+")
 # Operator names hold characters that are delimiters elsewhere: operator<, operator(),
 # operator new[], conversion operators "operator bool". Longest alternatives first.
 OPERATOR = re.compile(
@@ -40,6 +53,10 @@ def normalize_function(name: str) -> str:
     text = " ".join(name.split())
     text = text.replace("`anonymous namespace'", "(anonymous namespace)")  # MSVC spelling
     text = _strip_suffixes(text)
+    if variant := GLIBC_VARIANT.fullmatch(text):
+        return variant.group(1)
+    if BREAKPAD_RUST_PATH.fullmatch(text):
+        return text.replace(".", "::")
     operators: list[str] = []
     text = OPERATOR.sub(lambda m: _protect(m.group(0), operators), text)
     text = text.replace("->", "\x01")  # Rust "fn() -> u32": its ">" closes no group
