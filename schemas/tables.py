@@ -82,6 +82,10 @@ class Crash(SQLModel, table=True):
     reason_text: str | None = Field(default=None)
     platform: str | None = Field(default=None, max_length=50)
     group_id: int | None = Field(default=None, foreign_key="crash_groups.id", index=True)
+    # What the event is (triage/kinds.py, decided at ingest): crash | hang | error | message;
+    # and its Sentry level (fatal error warning info debug; a minidump's: fatal).
+    kind: str = Field(default="crash", max_length=16, index=True)
+    level: str | None = Field(default=None, max_length=16)
 
 
 class Attachment(SQLModel, table=True):
@@ -166,6 +170,8 @@ class CrashGroup(SQLModel, table=True):
     last_seen: datetime = _ts(nullable=False, index=True)
     crash_count: int = 0
     tester_count: int = 0
+    # The most severe kind of its crashes (crash > hang > error > message; triage/kinds.py).
+    kind: str = Field(default="crash", max_length=16)
     # Set when a person merged this group into another (its crashes and signature went there).
     merged_into: int | None = Field(default=None, foreign_key="crash_groups.id")
 

@@ -20,6 +20,7 @@ from sqlalchemy.engine import Connection, Engine
 from schemas.tables import GameSession, Project, SymbolFile, utcnow
 from storage.groups import BUILDS, CRASHES, GROUPS, MISSING, PLATFORMS, TESTERS
 from storage.tickets import EVENTS, TICKETS
+from triage.kinds import KINDS
 from triage.rates import sort_builds
 from triage.tickets.transitions import ACTIONS
 
@@ -57,7 +58,7 @@ def as_utc(value: datetime | str | None) -> datetime | None:
 
 def _group_columns() -> list[Any]:
     return [GROUPS.c.id.label("group_id"), GROUPS.c.project_id, PROJECTS.c.name.label("project"),
-            GROUPS.c.signature, GROUPS.c.signature_version, GROUPS.c.component, GROUPS.c.reason_text,
+            GROUPS.c.signature, GROUPS.c.signature_version, GROUPS.c.component, GROUPS.c.reason_text, GROUPS.c.kind,
             GROUPS.c.crash_count, GROUPS.c.tester_count, BUILD_COUNT, GROUPS.c.first_seen, GROUPS.c.last_seen,
             TICKETS.c.id.label("ticket_id"), TICKETS.c.state.label("ticket_status"),
             TICKETS.c.priority.label("ticket_priority")]
@@ -74,8 +75,10 @@ def _groups_from(build: str | None) -> Any:
 
 
 def _group_filters(project_id: int | None, component: str | None, platform: str | None, status: str | None,
-                   since: datetime | None) -> list[Any]:
+                   since: datetime | None, kind: str | None = None) -> list[Any]:
     where: list[Any] = [GROUPS.c.crash_count > 0]  # an emptied group is no longer listed
+    if kind is not None:
+        where.append(GROUPS.c.kind == kind)
     if project_id is not None:
         where.append(GROUPS.c.project_id == project_id)
     if component is not None:
@@ -95,21 +98,25 @@ def _group_filters(project_id: int | None, component: str | None, platform: str 
 def list_groups_page(engine: Engine, *, project_id: int | None = None, component: str | None = None,
                      build: str | None = None, platform: str | None = None, status: str | None = None,
                      since: datetime | None = None, sort: str = "last_seen", descending: bool = True,
-                     limit: int = 50, offset: int = 0, days: int = 14, now: datetime | None = None) -> dict[str, Any]:
+                     limit: int = 50, offset: int = 0, days: int = 14, now: datetime | None = None,
+                     kind: str | None = None) -> dict[str, Any]:
     """One page of crash groups: ``{"groups": [...], "total": n}`` (total: every group the
     filters keep). Each group has group_id, project_id, project, signature, component,
-    reason_text, crash_count, tester_count, build_count, first_seen, last_seen, ticket_id,
+    reason_text, kind, crash_count, tester_count, build_count, first_seen, last_seen, ticket_id,
     ticket_status, ticket_priority (None without a ticket), ``sparkline`` (crashes per UTC
     day, ``days`` of them, oldest first, ending today) and, with build, build_crash_count.
 
-    status: a ticket state or ``none``; since: last seen at or after it. Ties sort by more
-    crashes, then by id. Raises ValueError for an unknown sort or status.
+    status: a ticket state or ``none``; since: last seen at or after it; kind: the group's kind
+    (triage/kinds.py). Ties sort by more crashes, then by id. Raises ValueError for an unknown
+    sort, status or kind.
     """
     if sort not in SORTS:
         raise ValueError(f"sort must be one of {', '.join(SORTS)}")
     if status is not None and status not in STATUSES:
         raise ValueError(f"status must be one of {', '.join(STATUSES)}")
-    where = _group_filters(project_id, component, platform, status, since)
+    if kind is not None and kind not in KINDS:
+        raise ValueError(f"kind must be one of {', '.join(KINDS)}")
+    where = _group_filters(project_id, component, platform, status, since, kind)
     columns = _group_columns() + ([BUILDS.c.crash_count.label("build_crash_count")] if build is not None else [])
     key = SORTS[sort]
     stmt = (select(*columns).select_from(_groups_from(build)).where(*where)
@@ -168,7 +175,8 @@ def group_page(engine: Engine, *, group_id: int, crash_limit: int = 50, days: in
     plus ``builds`` (version order: build, crashes, sessions, crash_rate (None without
     sessions), first_seen, last_seen), ``platforms`` ({platform: crashes}), ``testers``
     (most crashes first: tester_id, crashes, first_seen, last_seen), ``crashes`` (newest
-    first, at most crash_limit: crash_id, build, tester_id, platform, status, received_at),
+    first, at most crash_limit: crash_id, build, tester_id, platform, status, received_at, kind,
+    level),
     ``representative_crash_id`` (its latest crash) and ``ticket`` (None, or ticket_page's
     dict)."""
     with engine.connect() as conn:
@@ -213,7 +221,7 @@ def _builds(conn: Connection, group_id: int, project_id: int) -> list[dict[str, 
 
 def _crashes(conn: Connection, group_id: int, limit: int) -> list[dict[str, Any]]:
     stmt = (select(CRASHES.c.crash_id, CRASHES.c.build, CRASHES.c.tester_id, CRASHES.c.platform, CRASHES.c.status,
-                   CRASHES.c.received_at).where(CRASHES.c.group_id == group_id)
+                   CRASHES.c.received_at, CRASHES.c.kind, CRASHES.c.level).where(CRASHES.c.group_id == group_id)
             .order_by(CRASHES.c.received_at.desc(), CRASHES.c.crash_id.desc()).limit(limit))
     return [{**r._mapping, "received_at": as_utc(r.received_at)} for r in conn.execute(stmt)]
 

@@ -3,6 +3,8 @@ rates are made of. Keyword-only functions taking an Engine, like storage/queries
 
 Build keys: a session or crash without a build is counted under ``""``, as in group_builds.
 Every ``since`` is compared with a session's ``started`` (a crash's ``received_at``).
+Crash counts count crashes only (``kind`` in triage/kinds.RATE_KINDS): a handled error, a hang
+or a log message reported by a Sentry SDK is not a crash of the build.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 
 from schemas.tables import Crash, CrashGroup, GameSession, GroupBuild, utcnow
+from triage.kinds import RATE_KINDS
 
 SESSIONS: Table = GameSession.__table__  # type: ignore[attr-defined]
 CRASHES: Table = Crash.__table__  # type: ignore[attr-defined]
@@ -118,11 +121,13 @@ def group_crashes_per_build(engine: Engine, *, group_id: int) -> dict[str, int]:
 
 
 def group_crashes_in_builds(engine: Engine, *, project_id: int, builds: list[str]) -> list[dict[str, Any]]:
-    """Per group of the project seen in any of builds: ``{"group_id", "signature",
-    "component", "crashes": {build: count}}`` (builds it was not seen in are absent)."""
+    """Per crash group (kind in RATE_KINDS) of the project seen in any of builds:
+    ``{"group_id", "signature", "component", "crashes": {build: count}}`` (builds it was not
+    seen in are absent)."""
     stmt = (select(GROUPS.c.id, GROUPS.c.signature, GROUPS.c.component, BUILDS.c.build, BUILDS.c.crash_count)
             .join(BUILDS, BUILDS.c.group_id == GROUPS.c.id)
-            .where(GROUPS.c.project_id == project_id, BUILDS.c.build.in_(builds), BUILDS.c.crash_count > 0)
+            .where(GROUPS.c.project_id == project_id, BUILDS.c.build.in_(builds), BUILDS.c.crash_count > 0,
+                   GROUPS.c.kind.in_(RATE_KINDS))
             .order_by(GROUPS.c.id))
     out: dict[int, dict[str, Any]] = {}
     with engine.connect() as conn:
@@ -134,9 +139,10 @@ def group_crashes_in_builds(engine: Engine, *, project_id: int, builds: list[str
 
 
 def crashes_per_build(engine: Engine, *, project_id: int, since: datetime | None = None) -> dict[str, int]:
-    """Crash reports per build (received at or after since), processed or not."""
+    """Crash reports (kind in RATE_KINDS) per build (received at or after since), processed or not."""
     build = func.coalesce(CRASHES.c.build, "")
-    stmt = select(build, func.count()).where(CRASHES.c.project_id == project_id).group_by(build)
+    stmt = (select(build, func.count()).where(CRASHES.c.project_id == project_id, CRASHES.c.kind.in_(RATE_KINDS))
+            .group_by(build))
     if since is not None:
         stmt = stmt.where(CRASHES.c.received_at >= _utc(since))
     with engine.connect() as conn:

@@ -41,12 +41,13 @@ def group_stats_many(engine: Engine, *, group_ids: Sequence[int], windows: dict[
         chunk = list(group_ids[start:start + CHUNK])
         with engine.connect() as conn:
             groups = {r.id: r for r in conn.execute(
-                select(GROUPS.c.id, GROUPS.c.project_id, GROUPS.c.component).where(GROUPS.c.id.in_(chunk)))}
+                select(GROUPS.c.id, GROUPS.c.project_id, GROUPS.c.component, GROUPS.c.kind)
+                .where(GROUPS.c.id.in_(chunk)))}
             counted = {window: _window_counts(conn, chunk, now - window) for window in windows}
         for group_id, group in groups.items():
             out[group_id] = GroupStats(group.component, {
                 window: _window_stats(numbers, group.project_id, now - window, share, *counted[window].get(
-                    group_id, (0, 0, {}))) for window, share in windows.items()})
+                    group_id, (0, 0, {}))) for window, share in windows.items()}, group.kind)
     return out
 
 

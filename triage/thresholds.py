@@ -17,13 +17,15 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from triage.kinds import CRASH, KINDS, RULE_KINDS
+
 DEFAULT_RULES_PATH = Path(__file__).with_name("rules.toml")
 PRIORITIES = ("P0", "P1")  # most urgent first
 _NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
 _WINDOW = re.compile(r"^(\d+)([mhdw])$")
 _UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 _REQUIRED = ("name", "window", "min_testers", "priority")
-_KEYS = {*_REQUIRED, "min_share", "components"}
+_KEYS = {*_REQUIRED, "min_share", "components", "kinds"}
 
 
 class RulesError(ValueError):
@@ -41,6 +43,7 @@ class Threshold:
     priority: str  # P0 | P1
     min_share: float | None = None
     components: tuple[str, ...] | None = None
+    kinds: tuple[str, ...] = RULE_KINDS  # only groups of these kinds (triage/kinds.py)
 
 
 @dataclass(frozen=True)
@@ -60,10 +63,12 @@ class WindowStats:
 
 @dataclass(frozen=True)
 class GroupStats:
-    """What the rules look at: the group's component and its numbers per window."""
+    """What the rules look at: the group's component, its numbers per window and its kind
+    (the most severe kind of its crashes: triage/kinds.py)."""
 
     component: str | None
     windows: Mapping[timedelta, WindowStats]
+    kind: str = CRASH
 
 
 @dataclass(frozen=True)
@@ -165,7 +170,11 @@ def _parse_rule(table: Any, where: str) -> Threshold:
         if not isinstance(components, list) or not components or not all(isinstance(c, str) and c for c in components):
             raise bad("components", "must be a non-empty list of component names")
         components = tuple(components)
-    return Threshold(name, window, table["window"].strip(), min_testers, priority, min_share, components)
+    kinds = table.get("kinds", list(RULE_KINDS))
+    if not isinstance(kinds, list) or not kinds or not all(k in KINDS for k in kinds):
+        raise bad("kinds", f"must be a non-empty list of {', '.join(KINDS)}, not {kinds!r}")
+    return Threshold(name, window, table["window"].strip(), min_testers, priority, min_share, components,
+                     tuple(dict.fromkeys(kinds)))
 
 
 def windows(rules: Iterable[Threshold]) -> dict[timedelta, bool]:
@@ -179,13 +188,16 @@ def windows(rules: Iterable[Threshold]) -> dict[timedelta, bool]:
 def evaluate(rules: Iterable[Threshold], stats: GroupStats) -> list[Firing]:
     """The rules that fire on a group, in file order.
 
-    A rule fires when the group's component is one of its components (if it lists any), at
+    A rule fires when the group's kind is one of its kinds (crash and hang unless it says
+    otherwise), the group's component is one of its components (if it lists any), at
     least min_testers distinct testers hit the group in its window, and (if it has a
     min_share) their share of the build's active testers is known and at least min_share.
     A window missing from stats.windows counts as no crashes.
     """
     firings = []
     for rule in rules:
+        if stats.kind not in rule.kinds:
+            continue
         if rule.components is not None and stats.component not in rule.components:
             continue
         numbers = stats.windows.get(rule.window, WindowStats(0, 0, ()))
@@ -213,4 +225,6 @@ def reason_text(rule: Threshold, stats: WindowStats) -> str:
         parts.append(f"{stats.share:.0%} of the testers active on {stats.share_build} (>= {rule.min_share:.0%})")
     if rule.components:
         parts.append("component " + ", ".join(rule.components))
+    if rule.kinds != RULE_KINDS:
+        parts.append("kinds " + ", ".join(rule.kinds))
     return f"rule {rule.name} ({rule.priority}): " + ", ".join(parts)

@@ -54,6 +54,8 @@ def crash_document(crash: Crash, project_name: str | None, attachments: list[Att
         "reason_text": crash.reason_text,
         "group_id": crash.group_id,
         "platform": crash.platform,
+        "kind": crash.kind,
+        "level": crash.level,
         "processed": crash.processed,
     }
 

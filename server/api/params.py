@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException
 from schemas.tables import Project
 from server.state import ServerState
 from storage import dashboard_queries, queries
+from triage.kinds import KINDS
 
 T = TypeVar("T")
 
@@ -111,7 +112,7 @@ def int_param(params: Mapping[str, str], name: str, default: int, low: int, high
 def group_query(params: Mapping[str, str], *, default_sort: str = "tester_count",
                 default_limit: int = 100) -> dict[str, Any]:
     """list_groups_page's arguments (all but project_id) from ``component``, ``build``,
-    ``platform``, ``status``, ``since`` (``24h``, ``7d``, ``2w`` or ISO), ``sort``, ``order``
+    ``platform``, ``status``, ``kind`` (crash hang error message), ``since`` (``24h``, ``7d``, ``2w`` or ISO), ``sort``, ``order``
     (``asc``/``desc``; default desc, asc for signature), ``limit`` (1..1000; larger is cut to
     1000), ``offset`` (0..2**63-1), ``days`` (sparkline length, 1..90). Raises ValueError with
     the reason."""
@@ -124,8 +125,11 @@ def group_query(params: Mapping[str, str], *, default_sort: str = "tester_count"
     status = params.get("status") or None
     if status is not None and status not in dashboard_queries.STATUSES:
         raise ValueError(f"status must be one of {', '.join(dashboard_queries.STATUSES)}")
+    kind = params.get("kind") or None
+    if kind is not None and kind not in KINDS:
+        raise ValueError(f"kind must be one of {', '.join(KINDS)}")
     since = parse_since(params.get("since"))
-    return {"component": params.get("component") or None, "build": params.get("build"),
+    return {"component": params.get("component") or None, "build": params.get("build"), "kind": kind,
             "platform": params.get("platform") or None, "status": status, "since": since, "sort": sort,
             "descending": order == "desc", "limit": int_param(params, "limit", default_limit, 1, MAX_LIMIT, clip=True),
             "offset": int_param(params, "offset", 0, 0, MAX_OFFSET), "days": int_param(params, "days", 14, 1, MAX_DAYS)}

@@ -1,6 +1,6 @@
 """The home page: crash groups with filters, sorting, pagination and 14-day sparklines.
 
-``GET /?project=&component=&build=&platform=&status=&period=&sort=&order=&page=``. Unknown
+``GET /?project=&component=&build=&platform=&kind=&status=&period=&sort=&order=&page=``. Unknown
 filter values are a 400 page saying which; every link on the page keeps the filters.
 """
 
@@ -20,6 +20,7 @@ from server.dashboard.access import page, problem, project_filter
 from server.state import ServerState
 from storage import dashboard_queries
 from triage.components import default_rules
+from triage.kinds import KINDS
 
 PAGE_SIZE = 50
 MAX_PAGE = MAX_OFFSET // PAGE_SIZE  # a later page would need an OFFSET past SQL's 64-bit integer
@@ -43,6 +44,7 @@ class GroupQuery:
     sort: str
     descending: bool
     page: int
+    kind: str | None = None  # the group's kind (triage/kinds.py)
 
 
 def parse_query(params: Any) -> GroupQuery:
@@ -51,6 +53,9 @@ def parse_query(params: Any) -> GroupQuery:
     sort = params.get("sort") or "last_seen"
     if status is not None and status not in dashboard_queries.STATUSES:
         raise ValueError(f"status must be one of {', '.join(dashboard_queries.STATUSES)}")
+    kind = params.get("kind") or None
+    if kind is not None and kind not in KINDS:
+        raise ValueError(f"kind must be one of {', '.join(KINDS)}")
     if period is not None and period not in PERIODS:
         raise ValueError(f"period must be one of {', '.join(PERIODS)}")
     if sort not in dashboard_queries.SORTS:
@@ -62,7 +67,7 @@ def parse_query(params: Any) -> GroupQuery:
     if number > MAX_PAGE:
         raise ValueError(f"page must be at most {MAX_PAGE}")
     return GroupQuery(params.get("component") or None, params.get("build") or None, params.get("platform") or None,
-                      status, period, sort, params.get("order", "desc") != "asc", max(1, number))
+                      status, period, sort, params.get("order", "desc") != "asc", max(1, number), kind)
 
 
 def component_names() -> list[str]:
@@ -82,12 +87,12 @@ async def groups_page(request: Request, state: ServerState, who: auth.Principal)
     found = await run_in_threadpool(
         dashboard_queries.list_groups_page, state.ctx.engine, project_id=project.id if project else None,
         component=query.component, build=query.build, platform=query.platform, status=query.status,
-        since=parse_since(query.period), sort=query.sort, descending=query.descending,
+        since=parse_since(query.period), sort=query.sort, descending=query.descending, kind=query.kind,
         limit=PAGE_SIZE, offset=(query.page - 1) * PAGE_SIZE)
     pages_total = max(1, -(-found["total"] // PAGE_SIZE))
     return pages.render(request, "groups.html", {
         "user": who, "groups": found["groups"], "total": found["total"], "query": query,
         "params": dict(request.query_params), "projects": projects, "project": project,
-        "components": component_names(), "statuses": dashboard_queries.STATUSES, "periods": PERIODS,
+        "components": component_names(), "statuses": dashboard_queries.STATUSES, "periods": PERIODS, "kinds": KINDS,
         "columns": COLUMNS, "page_count": pages_total,
     })

@@ -12,7 +12,7 @@ import logging
 import re
 import uuid
 from datetime import timedelta
-from typing import Callable
+from typing import Any, Callable
 
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -22,6 +22,7 @@ from server.ingest.upload_parser import ParsedUpload, UploadPart
 from server.state import ServerState
 from storage import queries
 from storage.blobs import BlobStoreError, day_key
+from triage.kinds import MINIDUMP_LEVEL, kind_of_minidump
 
 log = logging.getLogger(__name__)
 
@@ -59,11 +60,13 @@ def fingerprint(project: Project, client_id: str | None, dump_sha256: str) -> st
 
 
 def persist_upload(
-    state: ServerState, project: Project, parsed: ParsedUpload, via: str, from_query: dict[str, str]
+    state: ServerState, project: Project, parsed: ParsedUpload, via: str, from_query: dict[str, str],
+    event: dict[str, Any] | None = None,
 ) -> tuple[str, bool]:
-    """Store blobs and rows for an upload. Returns (crash_id, created); created is False
-    when this is a retry of an upload stored within the dedupe window.
-    Raises StorageUnavailable."""
+    """Store blobs and rows for an upload (event: the Sentry event of an envelope that carried
+    the dump). Its kind is a crash or a hang (triage/kinds.kind_of_minidump), level fatal.
+    Returns (crash_id, created); created is False when this is a retry of an upload stored
+    within the dedupe window. Raises StorageUnavailable."""
     annotations = {**from_query, **parsed.annotations}  # form fields win over the query
     key = fingerprint(project, first_of(annotations, CLIENT_KEYS), parsed.minidump.sha256)
 
@@ -73,15 +76,18 @@ def persist_upload(
         state.ctx.blobs.put_file(crash.minidump_key, parsed.minidump.file)
         return crash.minidump_key
 
-    return store_crash(state, project, annotations, parsed.attachments, via, key, put_minidump)
+    kind = (kind_of_minidump(annotations, event), MINIDUMP_LEVEL)
+    return store_crash(state, project, annotations, parsed.attachments, via, key, put_minidump, kind)
 
 
 def store_crash(state: ServerState, project: Project, annotations: dict[str, str], parts: list[UploadPart],
-                via: str, key: str, put_primary: Callable[[Crash], str]) -> tuple[str, bool]:
+                via: str, key: str, put_primary: Callable[[Crash], str],
+                kind: tuple[str, str | None]) -> tuple[str, bool]:
     """Store one crash: its primary blob (put_primary fills the crash's key fields, writes
     the blob and returns its key: the minidump, or a Sentry event's JSON), attachments, the
-    annotations document and the rows. A retry with the same dedupe key within the window
-    returns the first crash. Returns (crash_id, created). Raises StorageUnavailable."""
+    annotations document and the rows; kind is the crash's (kind, level) (triage/kinds.py).
+    A retry with the same dedupe key within the window returns the first crash.
+    Returns (crash_id, created). Raises StorageUnavailable."""
     window = timedelta(hours=state.settings.dedupe_window_hours)
     engine, blobs = state.ctx.engine, state.ctx.blobs
     written: list[str] = []
@@ -95,6 +101,7 @@ def store_crash(state: ServerState, project: Project, annotations: dict[str, str
             submitted_via=via, product=first_of(annotations, PRODUCT_KEYS),
             build=first_of(annotations, BUILD_KEYS), tester_id=first_of(annotations, TESTER_KEYS),
             annotations_key=day_key("annotations", now, f"{crash_id}.json"), annotations=annotations,
+            kind=kind[0], level=kind[1],
         )
         written.append(put_primary(crash))
         attachments = store_attachments(state, crash, parts, written)

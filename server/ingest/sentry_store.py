@@ -32,6 +32,7 @@ from server.ingest.upload_parser import Budget, ParsedUpload, SpoolWriter, Uploa
 from server.state import ServerState
 from storage import sessions
 from storage.blobs import day_key
+from triage.kinds import kind_of_event, level_of
 
 log = logging.getLogger(__name__)
 MINIDUMP_TYPE = "event.minidump"
@@ -92,7 +93,7 @@ def _store_crash(state: ServerState, project: Project, envelope: Envelope, event
         if dumps:
             try:
                 crash_id, created = _store_with_minidump(state, project, dumps[0], [event_part, *parts],
-                                                         annotations, via, budget)
+                                                         annotations, via, budget, event)
                 return crash_id, created, None
             except MalformedUpload as exc:  # not a dump: keep the event, say what was wrong
                 if exc.status_code >= 500:  # spool_full: nothing is wrong with the dump, retry it all
@@ -106,14 +107,15 @@ def _store_crash(state: ServerState, project: Project, envelope: Envelope, event
 
 
 def _store_with_minidump(state: ServerState, project: Project, dump_item: Item, parts: list[UploadPart],
-                         annotations: dict[str, str], via: str, budget: Budget) -> tuple[str, bool]:
+                         annotations: dict[str, str], via: str, budget: Budget,
+                         event: dict[str, Any]) -> tuple[str, bool]:
     """The minidump attachment through ingest's own path. Raises MalformedUpload (not a
     dump, bad compression), StorageUnavailable."""
     raw = _part("upload_file_minidump", _name(dump_item), None, dump_item.payload, state, budget)
     try:
         dump = prepare_minidump(raw, "", state.tmp_dir, budget)  # gunzipped, MDMP checked
         try:
-            return persist_upload(state, project, ParsedUpload(dump, parts, annotations), via, {})
+            return persist_upload(state, project, ParsedUpload(dump, parts, annotations), via, {}, event)
         finally:
             dump.close()
     finally:
@@ -135,8 +137,9 @@ def _part(name: str, filename: str | None, content_type: Any, data: bytes | byte
 def persist_event(state: ServerState, project: Project, event: dict[str, Any], annotations: dict[str, str],
                   parts: list[UploadPart], via: str) -> tuple[str, bool]:
     """Store a crash without a minidump: the event JSON, attachments, annotations document
-    and rows. Retries of one event id within the dedupe window are one crash.
-    Returns (crash_id, created). Raises StorageUnavailable."""
+    and rows; its kind and level are the event's (triage/kinds.kind_of_event). Retries of one
+    event id within the dedupe window are one crash. Returns (crash_id, created). Raises
+    StorageUnavailable."""
     key = fingerprint(project, f"sentry-event:{event['event_id']}", hashlib.sha256(b"event").hexdigest())
 
     def put_event(crash: Crash) -> str:
@@ -144,5 +147,5 @@ def persist_event(state: ServerState, project: Project, event: dict[str, Any], a
         state.ctx.blobs.put_bytes(crash.event_key, json.dumps(event, separators=(",", ":")).encode())
         return crash.event_key
 
-    return store_crash(state, project, annotations, parts, via, key, put_event)
+    return store_crash(state, project, annotations, parts, via, key, put_event, (kind_of_event(event), level_of(event)))
 
