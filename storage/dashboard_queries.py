@@ -19,7 +19,9 @@ from sqlalchemy.engine import Connection, Engine
 
 from schemas.tables import GameSession, Project, SymbolFile, utcnow
 from storage.groups import BUILDS, CRASHES, GROUPS, MISSING, PLATFORMS, TESTERS
+from storage.regroup import merged_signatures
 from storage.tickets import EVENTS, TICKETS
+from storage.triage_queries import ticket_notice
 from triage.kinds import KINDS
 from triage.rates import sort_builds
 from triage.tickets.transitions import ACTIONS
@@ -177,8 +179,9 @@ def group_page(engine: Engine, *, group_id: int, crash_limit: int = 50, days: in
     (most crashes first: tester_id, crashes, first_seen, last_seen), ``crashes`` (newest
     first, at most crash_limit: crash_id, build, tester_id, platform, status, received_at, kind,
     level),
-    ``representative_crash_id`` (its latest crash) and ``ticket`` (None, or ticket_page's
-    dict)."""
+    ``representative_crash_id`` (its latest crash), ``ticket`` (None, or ticket_page's
+    dict), ``merged_into`` (the group a person merged this one into, else None) and
+    ``merged_signatures`` (signatures merged into this group: storage/regroup.py)."""
     with engine.connect() as conn:
         row = conn.execute(select(*_group_columns()).select_from(_groups_from(None))
                            .where(GROUPS.c.id == group_id)).first()
@@ -197,6 +200,8 @@ def group_page(engine: Engine, *, group_id: int, crash_limit: int = 50, days: in
         group["representative_crash_id"] = group["crashes"][0]["crash_id"] if group["crashes"] else None
         group["crashes"] = group["crashes"][:crash_limit]
         group["ticket"] = ticket_page(conn, group_id=group_id)
+        group["merged_into"] = conn.execute(select(GROUPS.c.merged_into).where(GROUPS.c.id == group_id)).scalar_one()
+        group["merged_signatures"] = merged_signatures(conn, group_id=group_id)
     return group
 
 
@@ -260,7 +265,8 @@ def _tickets(conn: Connection, project_id: int | None, states: tuple[str, ...], 
     if project_id is not None:
         stmt = stmt.where(TICKETS.c.project_id == project_id)
     return [{**_ticket(r._mapping), "signature": r.signature, "component": r.component,
-             "tester_count": r.tester_count, "crash_count": r.crash_count} for r in conn.execute(stmt)]
+             "tester_count": r.tester_count, "crash_count": r.crash_count, "notice": ticket_notice(r._mapping)}
+            for r in conn.execute(stmt)]
 
 
 def triage_board(engine: Engine, *, project_id: int | None = None, now: datetime | None = None,

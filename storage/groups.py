@@ -2,7 +2,8 @@
 kept exact under concurrent workers by atomic upserts (never read-modify-write in Python).
 
 A crash counts in exactly one group. Reprocessing moves it: its old group's counts go down
-and the new group's go up in the same transaction.
+and the new group's go up in the same transaction. A signature a person merged into another
+group (group_redirects, storage/regroup.py) is counted in that group.
 """
 
 from __future__ import annotations
@@ -14,12 +15,22 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Callable, Iterator, TypeVar
 
-from sqlalchemy import Table, and_, delete, func, select, text, update
+from sqlalchemy import Table, and_, case, delete, func, literal, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import OperationalError
 
-from schemas.tables import Crash, CrashGroup, CrashMissingSymbols, GroupBuild, GroupPlatform, GroupTester
+from schemas.tables import (
+    Crash,
+    CrashGroup,
+    CrashMissingSymbols,
+    GroupBuild,
+    GroupMove,
+    GroupPlatform,
+    GroupRedirect,
+    GroupTester,
+)
+from triage.kinds import CRASH, KINDS
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +40,8 @@ BUILDS: Table = GroupBuild.__table__  # type: ignore[attr-defined]
 PLATFORMS: Table = GroupPlatform.__table__  # type: ignore[attr-defined]
 CRASHES: Table = Crash.__table__  # type: ignore[attr-defined]
 MISSING: Table = CrashMissingSymbols.__table__  # type: ignore[attr-defined]
+REDIRECTS: Table = GroupRedirect.__table__  # type: ignore[attr-defined]
+MOVES: Table = GroupMove.__table__  # type: ignore[attr-defined]
 RETRIES = 8
 T = TypeVar("T")
 MOVE_LOCK = 0x67727073  # advisory lock class for moving crashes between groups
@@ -46,6 +59,16 @@ class Grouping:
     reason_text: str | None
     platform: str | None
     seen_at: datetime  # the crash's received_at
+    kind: str = CRASH  # the crash's kind (triage/kinds.py); the group keeps the most severe
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where a crash was counted: its group, and the group it left when processing it again
+    moved it (None: a first count, or the same group again)."""
+
+    group_id: int
+    moved_from: int | None = None
 
 
 def assign_group(engine: Engine, *, grouping: Grouping) -> int:
@@ -53,9 +76,10 @@ def assign_group(engine: Engine, *, grouping: Grouping) -> int:
 
     Idempotent: processing a crash again with the same signature changes no count.
     Retries on deadlocks and SQLite's busy errors (two crashes moving between two groups in
-    opposite directions can deadlock on PostgreSQL).
+    opposite directions can deadlock on PostgreSQL). storage/regroup.py ``place_crash`` does
+    the same and lets the group's ticket follow the crashes that moved.
     """
-    return retrying(f"group assignment of {grouping.crash_id}", lambda conn: _assign(conn, grouping), engine)
+    return retrying(f"group assignment of {grouping.crash_id}", lambda conn: place(conn, grouping).group_id, engine)
 
 
 def retrying(what: str, work: Callable[[Connection], T], engine: Engine) -> T:
@@ -104,27 +128,57 @@ def _least(conn: Connection, a: Any, b: Any) -> Any:
     return func.least(a, b) if conn.dialect.name == "postgresql" else func.min(a, b)
 
 
-def _assign(conn: Connection, g: Grouping) -> int:
+def lock_moves(conn: Connection, project_id: int, *, shared: bool = False) -> None:
+    """Take turns with other moves of crashes between groups of the project (PostgreSQL; on
+    SQLite the write transaction is already exclusive). New crashes take the lock shared, so
+    they never wait for each other; a move, a merge or an unmerge takes it alone. Two crashes
+    moving between two groups in opposite directions would otherwise lock the group rows in
+    opposite orders, and a merge would count a crash that arrives while it recounts twice."""
+    if conn.dialect.name == "postgresql":
+        function = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
+        conn.execute(text(f"SELECT {function}(:key, :project)"), {"key": MOVE_LOCK, "project": project_id})
+
+
+def place(conn: Connection, g: Grouping) -> Placement:
+    """Count the crash in the group its signature belongs to: the group a person merged the
+    signature into (group_redirects), else the group of that signature. A crash counted
+    before in another group moves: its old group counts one crash less, and the move is
+    noted in group_moves (the ticket follows the group that took most of a group's crashes)."""
+    counted_in = conn.execute(select(CRASHES.c.group_id).where(CRASHES.c.crash_id == g.crash_id)).scalar_one()
+    lock_moves(conn, g.project_id, shared=counted_in is None)
     row = conn.execute(
         select(CRASHES.c.group_id, CRASHES.c.build, CRASHES.c.tester_id, CRASHES.c.platform)
         .where(CRASHES.c.crash_id == g.crash_id).with_for_update()
     ).one()
+    redirected = conn.execute(select(REDIRECTS.c.group_id).where(
+        REDIRECTS.c.project_id == g.project_id, REDIRECTS.c.signature == g.signature)).scalar_one_or_none()
     if row.group_id is not None:
-        old_signature = conn.execute(select(GROUPS.c.signature).where(GROUPS.c.id == row.group_id)).scalar_one()
-        if old_signature == g.signature:
+        belongs = redirected if redirected is not None else conn.execute(select(GROUPS.c.id).where(
+            GROUPS.c.project_id == g.project_id, GROUPS.c.signature == g.signature)).scalar_one_or_none()
+        if belongs == row.group_id:
             _update_crash(conn, g, row.group_id)
-            conn.execute(update(GROUPS).where(GROUPS.c.id == row.group_id).values(
-                component=g.component, reason_text=func.coalesce(g.reason_text, GROUPS.c.reason_text)))
-            return row.group_id
-        if conn.dialect.name == "postgresql":
-            # Two crashes moving between two groups in opposite directions would lock the
-            # group rows in opposite orders: moves within a project take turns.
-            conn.execute(text("SELECT pg_advisory_xact_lock(:key, :project)"),
-                         {"key": MOVE_LOCK, "project": g.project_id})
+            if redirected is None:  # a merged group keeps the component and reason of its own signature
+                conn.execute(update(GROUPS).where(GROUPS.c.id == row.group_id).values(
+                    component=g.component, reason_text=func.coalesce(g.reason_text, GROUPS.c.reason_text)))
+            return Placement(row.group_id)
         _uncount(conn, row.group_id, row.build, row.tester_id, row.platform)
-    group_id = _count(conn, g, row.build, row.tester_id)
+    if redirected is None:
+        group_id = _count(conn, g, row.build, row.tester_id)
+    else:
+        group_id = _count_in(conn, redirected, g, row.build, row.tester_id)
     _update_crash(conn, g, group_id)
-    return group_id
+    if row.group_id is None:
+        return Placement(group_id)
+    _bump(conn, MOVES, {"from_group_id": row.group_id, "to_group_id": group_id}, {})
+    return Placement(group_id, moved_from=row.group_id)
+
+
+def more_severe_kind(current: Any, new: Any) -> Any:
+    """SQL: the more severe of two kind columns or values (KINDS order: crash > hang > error
+    > message), for a group's kind as its crashes are counted."""
+    def rank(kind: Any) -> Any:
+        return case({name: index for index, name in enumerate(KINDS)}, value=kind, else_=len(KINDS))
+    return case((rank(new) < rank(current), new), else_=current)
 
 
 def _count(conn: Connection, g: Grouping, build: str | None, tester_id: str | None) -> int:
@@ -132,10 +186,11 @@ def _count(conn: Connection, g: Grouping, build: str | None, tester_id: str | No
     stmt = insert(GROUPS).values(
         project_id=g.project_id, signature=g.signature, signature_version=g.signature_version,
         component=g.component, reason_text=g.reason_text, first_seen=g.seen_at, last_seen=g.seen_at,
-        crash_count=1, tester_count=0,
+        crash_count=1, tester_count=0, kind=g.kind,
     )
     upsert = stmt.on_conflict_do_update(index_elements=["project_id", "signature"], set_={
         "crash_count": GROUPS.c.crash_count + 1,
+        "kind": more_severe_kind(GROUPS.c.kind, stmt.excluded.kind),
         "first_seen": _least(conn, GROUPS.c.first_seen, stmt.excluded.first_seen),
         "last_seen": _greatest(conn, GROUPS.c.last_seen, stmt.excluded.last_seen),
         "component": stmt.excluded.component,
@@ -143,13 +198,27 @@ def _count(conn: Connection, g: Grouping, build: str | None, tester_id: str | No
         "reason_text": func.coalesce(stmt.excluded.reason_text, GROUPS.c.reason_text),
     }).returning(GROUPS.c.id)
     group_id = conn.execute(upsert).scalar_one()
+    _count_rows(conn, group_id, g, build, tester_id)
+    return group_id
+
+
+def _count_in(conn: Connection, group_id: int, g: Grouping, build: str | None, tester_id: str | None) -> int:
+    """Count the crash in a group chosen by id (a merge's target), not by its signature."""
+    conn.execute(update(GROUPS).where(GROUPS.c.id == group_id).values(
+        crash_count=GROUPS.c.crash_count + 1, first_seen=_least(conn, GROUPS.c.first_seen, g.seen_at),
+        last_seen=_greatest(conn, GROUPS.c.last_seen, g.seen_at), kind=more_severe_kind(GROUPS.c.kind, g.kind)))
+    _count_rows(conn, group_id, g, build, tester_id)
+    return group_id
+
+
+def _count_rows(conn: Connection, group_id: int, g: Grouping, build: str | None, tester_id: str | None) -> None:
+    """Count the crash in its group's tester, build and platform rows (and tester_count)."""
     seen = {"first_seen": g.seen_at, "last_seen": g.seen_at}
     if tester_id:
         if _bump(conn, TESTERS, {"group_id": group_id, "tester_id": tester_id}, seen) == 1:
             conn.execute(update(GROUPS).where(GROUPS.c.id == group_id).values(tester_count=GROUPS.c.tester_count + 1))
     _bump(conn, BUILDS, {"group_id": group_id, "build": build or ""}, seen)
     _bump(conn, PLATFORMS, {"group_id": group_id, "platform": g.platform or ""}, {})
-    return group_id
 
 
 def _bump(conn: Connection, table: Table, key: dict[str, Any], seen: dict[str, Any]) -> int:
@@ -170,6 +239,34 @@ def _uncount(conn: Connection, group_id: int, build: str | None, tester_id: str 
         conn.execute(update(GROUPS).where(GROUPS.c.id == group_id).values(tester_count=GROUPS.c.tester_count - 1))
     _drop(conn, BUILDS, {"group_id": group_id, "build": build or ""})
     _drop(conn, PLATFORMS, {"group_id": group_id, "platform": platform or ""})
+
+
+def recount(conn: Connection, group_id: int) -> None:
+    """Count the group again from its crashes: crash, tester, build and platform rows and the
+    seen times. A merge or unmerge moves many crashes with one UPDATE and then recounts both
+    groups (under lock_moves, so no crash is counted in between)."""
+    c = CRASHES
+    mine = c.c.group_id == group_id
+    for table in (TESTERS, BUILDS, PLATFORMS):
+        conn.execute(delete(table).where(table.c.group_id == group_id))
+    seen = (func.count(), func.min(c.c.received_at), func.max(c.c.received_at))
+    conn.execute(TESTERS.insert().from_select(
+        ["group_id", "tester_id", "crash_count", "first_seen", "last_seen"],
+        select(literal(group_id), c.c.tester_id, *seen).where(mine, c.c.tester_id.is_not(None), c.c.tester_id != "")
+        .group_by(c.c.tester_id)))
+    build = func.coalesce(c.c.build, "")
+    conn.execute(BUILDS.insert().from_select(["group_id", "build", "crash_count", "first_seen", "last_seen"],
+                                             select(literal(group_id), build, *seen).where(mine).group_by(build)))
+    platform = func.coalesce(c.c.platform, "")
+    conn.execute(PLATFORMS.insert().from_select(["group_id", "platform", "crash_count"],
+                                                select(literal(group_id), platform, func.count()).where(mine)
+                                                .group_by(platform)))
+    crashes, first, last = conn.execute(select(*seen).where(mine)).one()
+    testers = conn.execute(select(func.count()).select_from(TESTERS).where(TESTERS.c.group_id == group_id)).scalar_one()
+    values: dict[str, Any] = {"crash_count": crashes, "tester_count": testers}
+    if crashes:  # an emptied group keeps the times it was seen
+        values.update(first_seen=first, last_seen=last)
+    conn.execute(update(GROUPS).where(GROUPS.c.id == group_id).values(**values))
 
 
 def _drop(conn: Connection, table: Table, key: dict[str, Any]) -> int | None:
@@ -211,7 +308,7 @@ def crashes_missing(engine: Engine, *, debug_file: str, debug_id: str) -> list[s
 # -- reading groups -------------------------------------------------------------------------
 
 GROUP_FIELDS = ("id", "project_id", "signature", "signature_version", "component", "reason_text",
-                "first_seen", "last_seen", "crash_count", "tester_count")
+                "first_seen", "last_seen", "crash_count", "tester_count", "kind")
 
 
 def list_groups(engine: Engine, *, project_id: int | None = None, component: str | None = None,

@@ -89,6 +89,44 @@ def _open_or_escalate(conn: Connection, settings: Settings, group_id: int, firin
     return _record(conn, settings, row, "escalated", f"rule:{firing.rule.name}", {**details, "from": "P1"})
 
 
+def carry(conn: Connection, settings: Settings, *, from_group: int, to_group: int, reason: str,
+          actor: str) -> list[Change]:
+    """The ticket of from_group follows its crashes to to_group (in conn's transaction; the
+    caller holds storage/groups.lock_moves). to_group has no ticket: the same ticket (same id,
+    same tracker issue) now points at it, event ``regrouped``. Both have one: the older ticket
+    survives on to_group (the more urgent priority and the earlier due time of the two), event
+    ``regrouped``; the other becomes ``duplicate`` of it, lets go of its group and names the
+    survivor in merged_into, event ``duplicate`` (its tracker issue is closed with a link).
+    Returns the changes ([] when from_group has no ticket)."""
+    moving = conn.execute(select(TICKETS).where(TICKETS.c.group_id == from_group).with_for_update()).first()
+    if moving is None:
+        return []
+    staying = conn.execute(select(TICKETS).where(TICKETS.c.group_id == to_group).with_for_update()).first()
+    old, new = (conn.execute(select(GROUPS).where(GROUPS.c.id == g)).one() for g in (from_group, to_group))
+    details: dict[str, Any] = {"reason": reason, "old_group_id": from_group, "new_group_id": to_group,
+                               "old_signature": old.signature, "new_signature": new.signature}
+    now = utcnow()
+    values: dict[str, Any] = {"group_id": to_group, "title": title_of(new.component, new.signature), "updated_at": now}
+    if staying is None:
+        row = conn.execute(update(TICKETS).where(TICKETS.c.id == moving.id).values(**values)
+                           .returning(*TICKETS.c)).one()
+        return [_record(conn, settings, row, "regrouped", actor, details)]
+    survivor, merged = sorted((moving, staying), key=lambda t: (as_utc(t.created_at), t.id))
+    gone = conn.execute(update(TICKETS).where(TICKETS.c.id == merged.id).values(
+        group_id=None, merged_into=survivor.id, state="duplicate", updated_at=now).returning(*TICKETS.c)).one()
+    if "P0" in (survivor.priority, merged.priority) and survivor.priority != "P0":
+        values.update(priority="P0")
+        details["priority_from"] = survivor.priority
+    if merged.state in ACTIVE:
+        values["due_at"] = min(as_utc(survivor.due_at), as_utc(merged.due_at))
+    kept = conn.execute(update(TICKETS).where(TICKETS.c.id == survivor.id).values(**values)
+                        .returning(*TICKETS.c)).one()
+    return [_record(conn, settings, kept, "regrouped", actor, {**details, "merged_ticket_id": merged.id}),
+            _record(conn, settings, gone, "duplicate", actor, {
+                "duplicate_of": survivor.id, "reason": reason, "from": merged.state,
+                "old_group_id": merged.group_id, "new_group_id": to_group})]
+
+
 def mark_regressed(engine: Engine, *, settings: Settings, ticket_id: int, details: dict[str, Any]) -> Change | None:
     """Reopen a resolved or verified ticket as ``regressed`` (a new due time from now);
     None when it is in another state by now."""
@@ -135,10 +173,13 @@ def apply_action(engine: Engine, *, settings: Settings, ticket_id: int, action: 
                                  "duplicate_of": duplicate_of}.items() if v is not None}
 
     def work(conn: Connection) -> Change:
-        before = conn.execute(select(TICKETS.c.state, TICKETS.c.fixed_in, TICKETS.c.project_id)
+        before = conn.execute(select(TICKETS.c.state, TICKETS.c.fixed_in, TICKETS.c.project_id, TICKETS.c.merged_into)
                               .where(TICKETS.c.id == ticket_id)).first()
         if before is None:
             raise TicketNotFound(f"no ticket {ticket_id}")
+        if before.merged_into is not None:
+            raise TransitionError(f"ticket {ticket_id} was merged into ticket {before.merged_into}: "
+                                  f"that ticket is this bug now, change it instead")
         if action == "duplicate" and conn.execute(select(TICKETS.c.id).where(
                 TICKETS.c.id == duplicate_of, TICKETS.c.project_id == before.project_id)).first() is None:
             raise TransitionError(f"no ticket {duplicate_of} in this ticket's project to be a duplicate of")
@@ -160,7 +201,9 @@ def _record(conn: Connection, settings: Settings, ticket: Row, action: str, acto
                                         details=details))
     sent = 0
     if action in NOTIFY_EVENTS:
-        group = conn.execute(select(GROUPS).where(GROUPS.c.id == ticket.group_id)).one()
+        # A ticket merged into another holds no group any more: its message shows the last one it had.
+        group_id = ticket.group_id if ticket.group_id is not None else details.get("old_group_id")
+        group = conn.execute(select(GROUPS).where(GROUPS.c.id == group_id)).one()
         payload = {"ticket": ticket_json(ticket._mapping), "group": group_json(group._mapping),
                    "details": {**details, "action": action, "actor": actor}}
         sent = enqueue_notifications(conn, settings=settings, ticket_id=ticket.id, event=action, payload=payload)

@@ -139,7 +139,7 @@ def list_tickets(engine: Engine, *, project_id: int | None = None, states: Itera
     """Tickets (JSON-ready, with the group's signature and component), most urgent first:
     P0 before P1, then by due time."""
     stmt = select(TICKETS, GROUPS.c.signature, GROUPS.c.component, GROUPS.c.crash_count,
-                  GROUPS.c.tester_count).join(GROUPS, GROUPS.c.id == TICKETS.c.group_id)
+                  GROUPS.c.tester_count).join(GROUPS, GROUPS.c.id == TICKETS.c.group_id, isouter=True)
     if project_id is not None:
         stmt = stmt.where(TICKETS.c.project_id == project_id)
     if states is not None:
@@ -156,14 +156,26 @@ def list_tickets(engine: Engine, *, project_id: int | None = None, states: Itera
 def _ticket_row(row: Any) -> dict[str, Any]:
     out = ticket_json(row)
     out.update(signature=row["signature"], component=row["component"], crash_count=row["crash_count"],
-               tester_count=row["tester_count"])
+               tester_count=row["tester_count"], notice=ticket_notice(row))
     return out
+
+
+def ticket_notice(row: Any) -> str | None:
+    """What the triage meeting must know about a ticket that no longer counts crashes: merged
+    into another ticket, or its group has no crashes left (retention deleted them, or a
+    regrouping moved most but not yet all of them). None for a ticket with crashes."""
+    if row["merged_into"] is not None:
+        return f"merged into ticket {row['merged_into']}: that ticket is this bug now"
+    if row["group_id"] is not None and not row["crash_count"]:
+        return "its group has no crashes left: nothing counts towards this ticket until one arrives"
+    return None
 
 
 def get_ticket(engine: Engine, *, ticket_id: int) -> dict[str, Any] | None:
     """One ticket (as list_tickets) with ``history``: its events, oldest first."""
     stmt = select(TICKETS, GROUPS.c.signature, GROUPS.c.component, GROUPS.c.crash_count,
-                  GROUPS.c.tester_count).join(GROUPS, GROUPS.c.id == TICKETS.c.group_id).where(TICKETS.c.id == ticket_id)
+                  GROUPS.c.tester_count).join(GROUPS, GROUPS.c.id == TICKETS.c.group_id, isouter=True
+                                              ).where(TICKETS.c.id == ticket_id)
     with engine.connect() as conn:
         row = conn.execute(stmt).first()
         if row is None:

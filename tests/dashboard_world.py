@@ -55,7 +55,7 @@ FUNC 3000 100 0 main_loop
 3000 100 30 0
 FUNC 4000 100 0 start_game
 4000 100 40 0
-FUNC 5000 100 0 ggml_compute_forward
+FUNC 5000 100 0 llama_eval_graph
 5000 100 50 1
 FUNC 6000 100 0 Parser::parse<script>alert(1)</script>
 6000 100 60 0

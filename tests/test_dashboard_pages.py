@@ -105,7 +105,7 @@ def signatures(page: str) -> list[str]:
 
 def test_groups_table_lists_groups_with_counts_badges_and_sparklines(world: World, viewer: TestClient) -> None:
     page = viewer.get("/?sort=crash_count").text
-    assert signatures(page)[:2] == ["World::tick", "ggml_compute_forward"]  # 5 crashes, then 2
+    assert signatures(page)[:2] == ["World::tick", "llama_eval_graph"]  # 5 crashes, then 2
     assert set(signatures(page)) == set(world.groups)
     assert '<span class="badge comp comp-llama_cpp">llama_cpp</span>' in page
     assert '<span class="badge prio prio-P1">P1</span>' in page and "state-open" in page
@@ -114,8 +114,8 @@ def test_groups_table_lists_groups_with_counts_badges_and_sparklines(world: Worl
 
 
 def test_groups_filters(world: World, viewer: TestClient) -> None:
-    assert signatures(viewer.get("/?component=llama_cpp").text) == ["ggml_compute_forward"]
-    assert set(signatures(viewer.get(f"/?build={BETA2}").text)) == {"World::tick", "ggml_compute_forward", "main_loop"}
+    assert signatures(viewer.get("/?component=llama_cpp").text) == ["llama_eval_graph"]
+    assert set(signatures(viewer.get(f"/?build={BETA2}").text)) == {"World::tick", "llama_eval_graph", "main_loop"}
     assert signatures(viewer.get("/?platform=Windows+NT").text) == ["main_loop"]
     assert signatures(viewer.get("/?status=open").text) == ["World::tick"]
     assert "World::tick" not in signatures(viewer.get("/?status=none").text)
@@ -141,7 +141,7 @@ def test_groups_sorting_and_pagination_links_keep_the_filters(world: World, view
     first = viewer.get("/?component=game&sort=signature&order=asc").text
     assert "Page 1 of 2" in first and 'href="/?component=game&amp;sort=signature&amp;order=asc&amp;page=2"' in first
     second = viewer.get("/?component=game&sort=signature&order=asc&page=2").text
-    assert signatures(first) + signatures(second) == sorted(s for s in world.groups if s != "ggml_compute_forward")
+    assert signatures(first) + signatures(second) == sorted(s for s in world.groups if s != "llama_eval_graph")
     assert 'rel="prev"' in second and 'rel="next"' not in second
 
 
@@ -530,3 +530,32 @@ def test_thread_and_module_pages_build_views_for_one_page_only() -> None:
     modules = module_page(report, 3)
     assert (modules.number, modules.count, len(modules.items)) == (3, 3, 200)
     assert {m["symbols"] for m in module_page(report, 1).items} == {"missing"}  # missing symbols first
+
+
+def test_an_admin_merges_and_unmerges_groups_from_the_group_page(crashd: Crashd, world: World, admin: TestClient,
+                                                                  viewer: TestClient) -> None:
+    target = world.groups["World::tick"]
+    source_signature, source = next((s, g) for s, g in world.groups.items() if g != target)
+    before = crashd.client.get(f"/api/groups/{target}", headers=crashd.admin).json()["crash_count"]
+    moving = crashd.client.get(f"/api/groups/{source}", headers=crashd.admin).json()["crash_count"]
+    page = admin.get(f"/groups/{source}").text
+    assert f'action="/groups/{source}/merge"' in page
+    assert 'action="/groups/' not in viewer.get(f"/groups/{source}").text.split('id="merges"')[1]
+    token = form_token(admin, f"/groups/{source}")
+    response = admin.post(f"/groups/{source}/merge", data={"csrf_token": token, "into": "nope"})
+    assert response.status_code == 400 and "Give the id" in response.text
+    response = admin.post(f"/groups/{source}/merge", data={"csrf_token": token, "into": f"#{target}"},
+                          follow_redirects=False)
+    assert (response.status_code, response.headers["location"]) == (303, f"/groups/{target}")
+    merged = admin.get(f"/groups/{target}").text
+    assert html.escape(source_signature) in merged.split('id="merges"')[1] and "Unmerge" in merged
+    assert "Merged into" in admin.get(f"/groups/{source}").text
+    assert crashd.client.get(f"/api/groups/{target}", headers=crashd.admin).json()["crash_count"] == before + moving
+    response = viewer.post(f"/groups/{target}/unmerge", data={"csrf_token": form_token(viewer, "/"),
+                                                              "signature": source_signature})
+    assert response.status_code == 403
+    response = admin.post(f"/groups/{target}/unmerge", data={"csrf_token": token, "signature": source_signature},
+                          follow_redirects=False)
+    assert response.status_code == 303
+    assert crashd.client.get(f"/api/groups/{source}", headers=crashd.admin).json()["crash_count"] == moving
+    assert crashd.client.get(f"/api/groups/{target}", headers=crashd.admin).json()["crash_count"] == before

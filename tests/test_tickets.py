@@ -200,7 +200,9 @@ def test_state_machine_by_hand(tix: Crashd) -> None:
         "previous_fixed_in": "1.1",
     }
     assert t["history"][6]["details"]["duplicate_of"] == other
-    assert outbox(tix, ticket_id) == ["webhook:opened", "webhook:resolved", "webhook:resolved", "webhook:verified"]
+    # Marking a ticket duplicate tells the trackers (its issue is closed with a link), as regrouping does.
+    assert outbox(tix, ticket_id) == ["webhook:opened", "webhook:resolved", "webhook:resolved", "webhook:verified",
+                                      "webhook:duplicate"]
 
 
 def test_api_refusals(tix: Crashd) -> None:

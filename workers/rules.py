@@ -13,7 +13,8 @@ from typing import Any
 from schemas.tables import utcnow
 from storage import queries
 from storage.blobs import BlobNotFound, day_key
-from storage.groups import Grouping, assign_group, record_missing_symbols
+from storage.groups import Grouping, record_missing_symbols
+from storage.regroup import place_crash
 from storage.symbol_use import RESOLUTION, mark_used
 from symbolicator.minidump import read_minidump
 from symbolicator.process import walk_all_threads
@@ -224,9 +225,12 @@ def read_logs(ctx: WorkerContext, crash_id: str) -> list[str]:
 
 
 class GroupRule(Rule):
-    """Counts the crash in the group of its (project, signature) (storage/groups.py) and
-    records which modules' symbols were missing in the crashing thread, so the crash is
-    reprocessed when they arrive. Adds ``group_id``."""
+    """Counts the crash in the group of its (project, signature), or in the group a person
+    merged that signature into (storage/regroup.py), and records which modules' symbols were
+    missing in the crashing thread, so the crash is reprocessed when they arrive. When the
+    crash moved (reprocessing gave it a new signature), the old group's ticket follows the
+    crashes (``regrouped``). Adds ``group_id``, and ``moved_from`` and ``ticket_changes`` when
+    it moved."""
 
     failure = "could not count the crash in its group"
 
@@ -236,13 +240,18 @@ class GroupRule(Rule):
     def action(self, ctx: WorkerContext, state: ProcessingState) -> None:
         crash, processed = state.crash, state.processed
         report = state.report or {}
-        group_id = assign_group(ctx.engine, grouping=Grouping(
+        placed = place_crash(ctx.engine, settings=ctx.settings, grouping=Grouping(
             crash_id=crash.crash_id, project_id=crash.project_id, signature=processed["signature"],
             signature_version=processed["signature_version"], component=processed.get("component"),
             reason_text=processed.get("reason_text"), platform=report.get("system_info", {}).get("os"),
-            seen_at=queries.as_utc(crash.received_at),
+            seen_at=queries.as_utc(crash.received_at), kind=crash.kind,
         ))
-        processed["group_id"] = group_id
+        processed["group_id"] = placed.group_id
+        if placed.moved_from is not None:
+            processed["moved_from"] = placed.moved_from
+        if placed.changes:
+            processed["ticket_changes"] = [f"{c.ticket_id}:{c.action}" for c in placed.changes]
+            notify(worker_queue(ctx), placed.changes)
         record_missing_symbols(ctx.engine, crash_id=crash.crash_id, modules=missing_in_crashing_thread(report))
 
 
@@ -260,7 +269,8 @@ class ThresholdRule(Rule):
     def action(self, ctx: WorkerContext, state: ProcessingState) -> None:
         changes = evaluate_group(ctx, state.processed["group_id"])
         if changes:
-            state.processed["ticket_changes"] = [f"{c.ticket_id}:{c.action}" for c in changes]
+            state.processed["ticket_changes"] = [*state.processed.get("ticket_changes", []),
+                                                 *(f"{c.ticket_id}:{c.action}" for c in changes)]
             notify(worker_queue(ctx), changes)
 
 

@@ -1,4 +1,6 @@
-"""JSON API over crash groups: GET /api/groups and GET /api/groups/<id>."""
+"""JSON API over crash groups: GET /api/groups and GET /api/groups/<id>; merging by hand
+(admins): POST /api/groups/<id>/merge ``{"into": <id>}`` and POST /api/groups/<id>/unmerge
+``{"signature": ...}`` (or ``"signatures": [...]``, or ``"crash_ids": [...]``)."""
 
 from __future__ import annotations
 
@@ -13,8 +15,14 @@ from server.api.access import requires
 from server.api.crashes import load_report
 from server.api.documents import jsonable
 from server.api.params import group_query, page_query, project_id, query
+from server.api.tickets import parse_json_object
+from server.auth import principal
 from server.state import ServerState, state_of
 from storage import dashboard_queries, queries
+from storage.regroup import GroupNotFound, Regrouped, RegroupError
+from workers import regroup
+
+MAX_UNMERGE = 100  # signatures or crashes in one unmerge request
 
 
 def group_json(row: dict[str, Any]) -> dict[str, Any]:
@@ -79,3 +87,74 @@ def representative(state: ServerState, crash_id: str | None) -> dict[str, Any] |
         "crash_reason": (crash.processed or {}).get("crash_reason"),
         "stack": None if frames is None else [{k: v for k, v in f.items() if k != "registers"} for f in frames],
     }
+
+
+@requires("write")
+async def merge_endpoint(request: Request) -> Response:
+    """POST /api/groups/<id>/merge ``{"into": <group id>}``: the group's crashes move into the
+    other group and its signature stays merged there (also after reprocessing); tickets
+    follow (docs/grouping.md). 200 with what moved, 400 with why it cannot be done."""
+    state = state_of(request)
+    body = _body(await request.body())
+    into = body.get("into")
+    if isinstance(into, bool) or not isinstance(into, int) or not queries.is_row_id(into):
+        raise HTTPException(400, "into must be a group id")
+    done = await _regroup(regroup.merge, state, group_id=request.path_params["group_id"], into=into,
+                          actor=_actor(request, state))
+    return JSONResponse(_done(request.path_params["group_id"], into, done))
+
+
+@requires("write")
+async def unmerge_endpoint(request: Request) -> Response:
+    """POST /api/groups/<id>/unmerge ``{"signature": "..."}``, ``{"signatures": [...]}`` or
+    ``{"crash_ids": [...]}`` (their signatures): those signatures are no longer merged into
+    the group; their crashes go back to a group of their own. 200 with where they went."""
+    state = state_of(request)
+    body = _body(await request.body())
+    signatures = _strings(body, "signatures") + ([body["signature"]] if isinstance(body.get("signature"), str) else [])
+    crash_ids = _strings(body, "crash_ids")
+    if "signature" in body and not isinstance(body["signature"], str):
+        raise HTTPException(400, "signature must be a string")
+    if not signatures and not crash_ids:
+        raise HTTPException(400, "name a signature, signatures or crash_ids to unmerge")
+    group_id = request.path_params["group_id"]
+    done = await _regroup(regroup.unmerge, state, group_id=group_id, signatures=signatures, crash_ids=crash_ids,
+                          actor=_actor(request, state))
+    return JSONResponse(_done(group_id, group_id, done))
+
+
+def _body(raw: bytes) -> dict[str, Any]:
+    try:
+        return parse_json_object(raw)
+    except ValueError as exc:
+        raise HTTPException(400, str(exc)) from None
+
+
+def _strings(body: dict[str, Any], key: str) -> list[str]:
+    values = body.get(key)
+    if values is None:
+        return []
+    if not isinstance(values, list) or not all(isinstance(v, str) and v for v in values):
+        raise HTTPException(400, f"{key} must be a list of strings")
+    if len(values) > MAX_UNMERGE:
+        raise HTTPException(400, f"{key}: at most {MAX_UNMERGE} in one request")
+    return values
+
+
+def _actor(request: Request, state: ServerState) -> str:
+    who = principal(request, state)
+    return f"user:{who.name}" if who is not None else "user:admin"
+
+
+async def _regroup(work: Any, state: ServerState, **kwargs: Any) -> Regrouped:
+    try:
+        return await run_in_threadpool(work, state.ctx, state.queue, **kwargs)
+    except GroupNotFound:
+        raise HTTPException(404, "group not found") from None
+    except RegroupError as exc:
+        raise HTTPException(400, str(exc)) from None
+
+
+def _done(group_id: int, into: int, done: Regrouped) -> dict[str, Any]:
+    return {"group_id": group_id, "into": into, "crashes_moved": done.crashes_moved, "groups": done.groups,
+            "ticket_changes": [{"ticket_id": c.ticket_id, "action": c.action} for c in done.changes]}

@@ -64,14 +64,18 @@ SCHEMAS: dict[str, Schema] = {
         crashes=arr(obj(crash_id=S, build=nullable("string"), tester_id=nullable("string"),
                         platform=nullable("string"), status=S, received_at=T, kind=KIND, level=LEVEL)),
         representative_crash_id=nullable("string"), ticket={"oneOf": [ref("Ticket"), {"type": "null"}]},
-        representative_crash=nullable("object"))]},
+        representative_crash=nullable("object"), merged_into=nullable("integer"),
+        merged_signatures=arr(obj(signature=S, actor=S, merged_at=T, crash_count=I)))]},
+    "Regrouped": obj(group_id=I, into=I, crashes_moved=I, groups={"type": "object", "additionalProperties": I},
+                     ticket_changes=arr(obj(ticket_id=I, action=S))),
     "Crash": obj(crash_id=S, status=S, project=S, project_id=I, received_at=T, processed_at=T_NULL,
                  build=nullable("string"), tester_id=nullable("string"), annotations=ANY, attachments=arr(ANY),
                  signature=nullable("string"), component=nullable("string"), reason_text=nullable("string"),
                  group_id=nullable("integer"), platform=nullable("string"), kind=KIND, level=LEVEL,
                  processed=nullable("object"),
                  stackwalk=nullable("object")),
-    "TicketRow": obj(id=I, project_id=I, group_id=I, priority=S, state=S, title=S, due_at=T,
+    "TicketRow": obj(id=I, project_id=I, group_id=nullable("integer"), merged_into=nullable("integer"),
+                     notice=nullable("string"), priority=S, state=S, title=S, due_at=T,
                      fixed_in=nullable("string"), signature=S, component=nullable("string"), crash_count=I,
                      tester_count=I),
     "BoardTicket": {"allOf": [ref("Ticket"), obj(group_id=I, signature=S, component=nullable("string"),
@@ -203,6 +207,15 @@ DESCRIBED: dict[tuple[str, str], dict[str, Any]] = {
         "query": [("crashes", bounded(0, 1000), "latest crashes listed, 0..1000, default 50"),
                   ("days", bounded(1, 90), "sparkline days, 1..90")],
         "errors": (400, 401, 404), "ok": json_ok(ref("GroupPage"))},
+    ("POST", "/api/groups/{group_id:int}/merge"): {
+        "id": "mergeGroup", "summary": "Merge the group into another; remembered across reprocessing, "
+                                       "tickets follow",
+        "body": ("application/json", obj(into=I)), "errors": (400, 401, 403, 404), "ok": json_ok(ref("Regrouped"))},
+    ("POST", "/api/groups/{group_id:int}/unmerge"): {
+        "id": "unmergeGroup", "summary": "Give signatures merged into the group (or those of crash_ids) their "
+                                         "own groups again",
+        "body": ("application/json", obj(signature=S, signatures=arr(S), crash_ids=arr(S))),
+        "errors": (400, 401, 403, 404), "ok": json_ok(ref("Regrouped"))},
     ("POST", "/api/{project}/sessions/"): {
         "id": "uploadSessions", "auth": "key", "summary": "Report play sessions (idempotent on session_id)",
         "errors": (400, 401, 413), "body": ("application/json", arr(ANY)), "ok": json_ok(obj(accepted=I))},

@@ -95,8 +95,8 @@ async def action_endpoint(request: Request) -> Response:
     return JSONResponse(ticket)
 
 
-def parse_body(raw: bytes) -> dict[str, Any]:
-    """The action's JSON object (empty body: {}), checked. Raises ValueError with a reason."""
+def parse_json_object(raw: bytes) -> dict[str, Any]:
+    """A request's JSON object (empty body: {}). Raises ValueError with a reason."""
     if not raw.strip():
         return {}
     try:
@@ -105,6 +105,12 @@ def parse_body(raw: bytes) -> dict[str, Any]:
         raise ValueError(f"body is not JSON: {exc}") from None
     if not isinstance(body, dict):
         raise ValueError("body must be a JSON object")
+    return body
+
+
+def parse_body(raw: bytes) -> dict[str, Any]:
+    """The action's JSON object (empty body: {}), checked. Raises ValueError with a reason."""
+    body = parse_json_object(raw)
     for key in ("fixed_in", "note", "by"):
         if body.get(key) is not None and not isinstance(body[key], str):
             raise ValueError(f"{key} must be a string")

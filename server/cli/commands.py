@@ -1,5 +1,5 @@
 """The ``crashd`` command: serve, worker, project, sweep, migrate, prune, triage, patch-notes, progress-log,
-user, token.
+group, user, token.
 
 Every command reads the same Settings (``CRASHD_*`` environment variables). This module builds
 the parser and runs a command; each family of commands lives in its own module of server/cli/.
@@ -15,6 +15,7 @@ from typing import Callable
 from pydantic import ValidationError
 
 from schemas.settings import Settings
+from server.cli.groups import add_group_commands
 from server.cli.offline import cmd_signature, cmd_stackwalk
 from server.cli.projects import cmd_project_create, cmd_project_limit, cmd_project_list
 from server.cli.prune import add_prune_command, add_symbols_prune_command
@@ -92,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     up.set_defaults(func=cmd_symbols_upload)
     add_symbols_prune_command(symbols)  # crashd symbols prune (docs/symbols.md)
     add_triage_commands(sub)
+    add_group_commands(sub)
     add_user_commands(sub)  # crashd user ..., crashd token ... (docs/auth.md)
     add_prune_command(sub)  # crashd prune (docs/deploy.md)
     return parser

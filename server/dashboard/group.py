@@ -6,6 +6,8 @@
 - ``POST /tickets/<id>/<action>`` (admin, CSRF): resolve (``fixed_in``), verify, reject,
   reopen, wontfix, duplicate (``of``: picked from the project's other tickets) through
   server/api/tickets.change, then back to the group page (303).
+- ``POST /groups/<id>/merge`` (``into``: a group id) and ``POST /groups/<id>/unmerge``
+  (``signature``) (admin, CSRF): workers/regroup.py, then to the group the crashes are in (303).
 """
 
 from __future__ import annotations
@@ -24,8 +26,10 @@ from server.dashboard import pages, stack
 from server.dashboard.access import action, page, problem
 from server.state import ServerState
 from storage import dashboard_queries, queries
+from storage.regroup import GroupNotFound, RegroupError
 from storage.triage_queries import get_ticket, list_tickets
 from triage.tickets.transitions import TicketNotFound, TransitionError
+from workers import regroup
 
 # The buttons, in this order.
 ACTION_LABELS = {"resolve": "Resolve", "verify": "Verify", "reject": "Reject", "reopen": "Reopen",
@@ -99,6 +103,8 @@ async def ticket_page(request: Request, state: ServerState, who: auth.Principal)
                                      ticket_id=ticket_id) if queries.is_row_id(ticket_id) else None
     if ticket is None:
         return problem(request, who, 404, "Not found", f"There is no ticket {ticket_id}.")
+    if ticket["group_id"] is None:  # merged into another ticket: that one is the bug now
+        return RedirectResponse(f"/tickets/{ticket['merged_into']}", status_code=303)
     return RedirectResponse(f"/groups/{ticket['group_id']}#ticket", status_code=303)
 
 
@@ -121,3 +127,39 @@ async def ticket_action(request: Request, state: ServerState, who: auth.Principa
     except TransitionError as exc:
         return problem(request, who, 400, f"Cannot {name} this ticket", str(exc), back=back)
     return RedirectResponse(f"{back}#ticket", status_code=303)
+
+
+@action
+async def group_merge(request: Request, state: ServerState, who: auth.Principal, form: FormData) -> Response:
+    """POST /groups/<id>/merge: merge this group into the group ``into``, then show that one (303)."""
+    group_id = request.path_params["group_id"]
+    into = form.get("into")
+    into = into.strip().lstrip("#") if isinstance(into, str) else ""
+    if not (into.isascii() and into.isdigit() and queries.is_row_id(int(into))):
+        return problem(request, who, 400, "Cannot merge", "Give the id of the group to merge into.",
+                       back=f"/groups/{group_id}")
+    return await _regroup(request, who, f"/groups/{into}", "merge", regroup.merge, state.ctx, state.queue,
+                          group_id=group_id, into=int(into), actor=f"user:{who.name}")
+
+
+@action
+async def group_unmerge(request: Request, state: ServerState, who: auth.Principal, form: FormData) -> Response:
+    """POST /groups/<id>/unmerge: give the merged ``signature`` its own group again (303 back)."""
+    group_id = request.path_params["group_id"]
+    signature = form.get("signature")
+    if not isinstance(signature, str) or not signature:
+        return problem(request, who, 400, "Cannot unmerge", "Pick a merged signature.", back=f"/groups/{group_id}")
+    return await _regroup(request, who, f"/groups/{group_id}", "unmerge", regroup.unmerge, state.ctx, state.queue,
+                          group_id=group_id, signatures=[signature], actor=f"user:{who.name}")
+
+
+async def _regroup(request: Request, who: auth.Principal, then: str, what: str, work: Any, *args: Any,
+                   **kwargs: Any) -> Response:
+    back = f"/groups/{kwargs['group_id']}"
+    try:
+        await run_in_threadpool(work, *args, **kwargs)
+    except GroupNotFound as exc:
+        return problem(request, who, 404, "Not found", str(exc).capitalize() + ".", back=back)
+    except RegroupError as exc:
+        return problem(request, who, 400, f"Cannot {what}", str(exc).capitalize() + ".", back=back)
+    return RedirectResponse(then, status_code=303)

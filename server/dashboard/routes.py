@@ -11,6 +11,8 @@ from server.dashboard import builds, crash, group, groups, symbols, triage
 ROUTES = [
     Route("/", groups.groups_page, methods=["GET"]),
     Route("/groups/{group_id:int}", group.group_page, methods=["GET"]),
+    Route("/groups/{group_id:int}/merge", group.group_merge, methods=["POST"]),
+    Route("/groups/{group_id:int}/unmerge", group.group_unmerge, methods=["POST"]),
     Route("/tickets/{ticket_id:int}", group.ticket_page, methods=["GET"]),
     Route("/tickets/{ticket_id:int}/{action}", group.ticket_action, methods=["POST"]),
     Route("/crashes/{crash_id}", crash.crash_page, methods=["GET"]),
