@@ -81,6 +81,8 @@ LIST_CASES = [
       "core::slice::index::<impl core::ops::index::Index<I> for [T]>::index",
       "<alloc::vec::Vec<T,A> as core::ops::index::IndexMut<I>>::index_mut", "nar.nar_pick_voice"],
      "nar::nar_pick_voice"),
+    (["core::panicking::panic_fmt", "core::cell::panic_already_borrowed", "core::cell::panic_already_mutably_borrowed",
+      "nar.nar_lookup_speaker"], "nar::nar_lookup_speaker"),
     (["std::sys::pal::unix::abort_internal", "std::process::abort", "rust_panic"] + RUST_PANIC + [GAME],
      "game::World::update"),
     (["std::rt::lang_start_internal", "std::sys_common::backtrace::__rust_begin_short_backtrace::<fn(), ()>",

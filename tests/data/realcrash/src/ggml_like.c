@@ -11,6 +11,10 @@ void ggml_vec_add_f32(int n, float *z, const float *x, const float *y) {
   for (int i = 0; i < n; i++) z[i] = x[i] + y[i];
 }
 
+void ggml_vec_scale_f32(int n, float *y, float v) {
+  for (int i = 0; i < n; i++) y[i] *= v;
+}
+
 void ggml_compute_forward_mul_mat(const struct ggml_tensor *a, const struct ggml_tensor *b,
                                   struct ggml_tensor *dst) {
   for (int row = 0; row < a->ne1; row++)

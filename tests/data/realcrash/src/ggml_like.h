@@ -12,6 +12,7 @@ struct ggml_tensor {
 
 void ggml_vec_dot_f32(int n, float *s, const float *x, const float *y);
 void ggml_vec_add_f32(int n, float *z, const float *x, const float *y);
+void ggml_vec_scale_f32(int n, float *y, float v);
 void ggml_compute_forward_mul_mat(const struct ggml_tensor *a, const struct ggml_tensor *b,
                                   struct ggml_tensor *dst);
 

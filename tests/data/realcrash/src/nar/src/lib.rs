@@ -1,5 +1,6 @@
 //! "nar": the narrative engine of the test game, called over FFI. Each exported function
 //! panics in its own way when given the input the game's crash mode passes.
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::ffi::{c_char, c_int, CStr};
 
@@ -48,4 +49,26 @@ pub extern "C" fn nar_set_mood(mood: c_int) -> c_int {
 pub extern "C" fn nar_pick_voice(index: c_int) -> c_int {
     let voices: Vec<c_int> = std::hint::black_box(vec![10, 20, 30]);
     voices[index as usize]
+}
+
+/// Division by zero: a quest with no steps (rustc's "attempt to divide by zero" panic).
+#[no_mangle]
+pub extern "C" fn nar_quest_progress(done: c_int, total: c_int) -> c_int {
+    let total = std::hint::black_box(total);
+    done * 100 / total
+}
+
+thread_local! {
+    static SPEAKERS: RefCell<Vec<c_int>> = RefCell::new(vec![1, 2, 3]);
+}
+
+/// RefCell already borrowed: the speaker table is borrowed again while it is being updated.
+#[no_mangle]
+pub extern "C" fn nar_lookup_speaker(id: c_int) -> c_int {
+    SPEAKERS.with(|speakers| {
+        let mut table = speakers.borrow_mut();
+        let again = std::hint::black_box(speakers).borrow_mut();
+        table.push(id);
+        again.len() as c_int
+    })
 }
