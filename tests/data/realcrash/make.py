@@ -7,6 +7,10 @@ writes ``OUT/dumps/<case>.dmp``, ``OUT/symbols/<debug_file>/<debug_id>/<debug_fi
 (Breakpad layout) and ``OUT/cases.json``. Builds go to ``--work`` (a temporary folder by
 default). The programs are in ``src/``: ``game.cpp`` (C++, crashes as argv[3] says),
 ``ggml_like.c`` (a C shared library of math kernels) and ``nar/`` (a Rust cdylib called over FFI).
+The game takes options after the mode: ``thread`` (the mode runs on a std::thread worker) and
+``console`` (it is reached through the debug console, another call path); ``CASES`` use
+neither, bench/grouping_accuracy.py passes them to ``crash`` to make more dumps of one bug, with
+the game's modes that no case uses (``use-after-free``, ``divide-zero``, ``stack-overflow``, ...).
 
 Stable API for other tools (the grouping benchmark builds on it):
 - ``build(variant, out_dir) -> Path``: builds one variant into ``out_dir/<variant>`` and returns
