@@ -29,6 +29,7 @@ from schemas.tables import (
     GroupPlatform,
     GroupRedirect,
     GroupTester,
+    SymbolFile,
 )
 from triage.kinds import CRASH, KINDS
 
@@ -42,6 +43,7 @@ CRASHES: Table = Crash.__table__  # type: ignore[attr-defined]
 MISSING: Table = CrashMissingSymbols.__table__  # type: ignore[attr-defined]
 REDIRECTS: Table = GroupRedirect.__table__  # type: ignore[attr-defined]
 MOVES: Table = GroupMove.__table__  # type: ignore[attr-defined]
+SYMBOL_FILES: Table = SymbolFile.__table__  # type: ignore[attr-defined]
 RETRIES = 8
 T = TypeVar("T")
 MOVE_LOCK = 0x67727073  # advisory lock class for moving crashes between groups
@@ -303,6 +305,20 @@ def crashes_missing(engine: Engine, *, debug_file: str, debug_id: str) -> list[s
             func.upper(MISSING.c.debug_id) == debug_id.upper(),
         ).order_by(MISSING.c.crash_id))
         return [r.crash_id for r in rows]
+
+
+def missing_stored_since(engine: Engine, *, crash_id: str, project_id: int, since: datetime) -> list[str]:
+    """The modules the crash was recorded as missing whose symbols were stored (in its
+    project's store or the shared one) at or after since: they arrived while the crash was
+    being processed, after the symbol upload looked for crashes that lacked them."""
+    m, f = MISSING, SYMBOL_FILES
+    with engine.connect() as conn:
+        rows = conn.execute(select(m.c.debug_file, m.c.debug_id).distinct().join(f, and_(
+            func.lower(f.c.debug_file) == func.lower(m.c.debug_file),
+            func.upper(f.c.debug_id) == func.upper(m.c.debug_id),
+        )).where(m.c.crash_id == crash_id, f.c.uploaded_at >= since,
+                 (f.c.project_id == project_id) | f.c.project_id.is_(None)))
+        return [f"{r.debug_file}/{r.debug_id}" for r in rows]
 
 
 # -- reading groups -------------------------------------------------------------------------

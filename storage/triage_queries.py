@@ -8,11 +8,12 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any, Iterable, Sequence
 
-from sqlalchemy import Table, distinct, func, select
+from sqlalchemy import Table, and_, distinct, func, or_, select
 from sqlalchemy.engine import Connection, Engine
 
 from schemas.tables import Crash, GroupTester, utcnow
 from storage import sessions
+from storage.groups import MISSING, MOVES, SYMBOL_FILES
 from storage.queries import as_utc
 from storage.tickets import EVENTS, GROUPS, TICKETS, ticket_json
 from triage.thresholds import GroupStats, WindowStats
@@ -196,6 +197,38 @@ def ticket_for_group(engine: Engine, *, group_id: int) -> dict[str, Any] | None:
     with engine.connect() as conn:
         row = conn.execute(select(TICKETS).where(TICKETS.c.group_id == group_id)).first()
         return None if row is None else ticket_json(row._mapping)
+
+
+def opening_deferred(engine: Engine, *, group_id: int) -> str | None:
+    """Why a ticketless group must not open a ticket now, or None (it may; a group with a
+    ticket may always escalate). Two cases, both one bug on its way to one ticket:
+
+    - reprocessing moved crashes of this group into a group with a live ticket: this group's
+      crashes are that bug's (a crash processed without symbols that arrived a moment later
+      moves on by itself, workers/pipeline.process_again);
+    - a ticketed group of the project has crashes processed before symbols they lacked were
+      stored: they are being reprocessed and may be on their way here. Waits seconds; the
+      next crash or the periodic triage job opens the ticket once they have moved.
+    """
+    c, m, f, t = CRASHES, MISSING, SYMBOL_FILES, TICKETS
+    with engine.connect() as conn:
+        if conn.execute(select(t.c.id).where(t.c.group_id == group_id)).first() is not None:
+            return None
+        regrouped = conn.execute(select(t.c.id).join(MOVES, MOVES.c.to_group_id == t.c.group_id).where(
+            MOVES.c.from_group_id == group_id, t.c.merged_into.is_(None)).limit(1)).scalar_one_or_none()
+        if regrouped is not None:
+            return f"its crashes were regrouped into the group of ticket {regrouped}"
+        project_id = conn.execute(select(GROUPS.c.project_id).where(GROUPS.c.id == group_id)).scalar_one()
+        pending = conn.execute(
+            select(t.c.id).join(c, c.c.group_id == t.c.group_id).join(m, m.c.crash_id == c.c.crash_id)
+            .join(f, and_(func.lower(f.c.debug_file) == func.lower(m.c.debug_file),
+                          func.upper(f.c.debug_id) == func.upper(m.c.debug_id),
+                          or_(f.c.project_id == c.c.project_id, f.c.project_id.is_(None))))
+            .where(t.c.project_id == project_id, c.c.project_id == project_id, f.c.uploaded_at > c.c.processed_at)
+            .limit(1)).scalar_one_or_none()
+        if pending is not None:
+            return f"ticket {pending}'s crashes are being reprocessed with symbols that just arrived"
+    return None
 
 
 def tickets_for_groups(engine: Engine, *, group_ids: Sequence[int]) -> dict[int, dict[str, Any]]:

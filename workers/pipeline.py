@@ -23,6 +23,7 @@ from workers.context import WorkerContext
 from workers.retries import infrastructure_reason, on_job_failure, retry_later
 from workers.rule import ProcessingState, Rule
 from workers.rules import DEFAULT_RULES
+from workers.triage_jobs import worker_queue
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +76,22 @@ def run_pipeline(ctx: WorkerContext, crash_id: str, rules: tuple[Rule, ...] = DE
     queries.finish_crash(
         ctx.engine, crash_id=crash_id, status=status, processed=state.processed, error=state.fatal
     )
+    if state.again is not None:
+        process_again(ctx, crash_id, state.again)
     return {"crash_id": crash_id, "status": status.value, "notes": state.notes}
+
+
+def process_again(ctx: WorkerContext, crash_id: str, why: str) -> None:
+    """Enqueue the crash once more (symbols it lacked arrived while it was processed). A
+    failed enqueue is logged: `crashd reprocess` or the next upload of those symbols redo it."""
+    queue = worker_queue(ctx)
+    log.info("processing %s again: %s", crash_id, why)
+    if queue is None:
+        return
+    try:
+        queue.enqueue(crash_id)
+    except Exception as exc:  # noqa: BLE001 - the crash is saved; only its regrouping waits
+        log.warning("could not enqueue %s again: %s", crash_id, exc)
 
 
 mark_timed_out = on_job_failure  # the failure callback's name in jobs enqueued before retries existed

@@ -8,10 +8,11 @@ imports nothing of workers/ but the context leaf.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from schemas.stack import Thread
-from schemas.tables import Crash
+from schemas.tables import Crash, utcnow
 from workers.context import WorkerContext
 
 
@@ -21,6 +22,8 @@ class ProcessingState:
 
     crash: Crash
     deadline: float
+    started_at: datetime = field(default_factory=utcnow)
+    again: str | None = None  # why the crash is to be processed once more once this run is saved
     processed: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     fatal: str | None = None  # the dump is bad: the crash is failed at once with this reason

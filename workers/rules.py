@@ -13,7 +13,7 @@ from typing import Any
 from schemas.tables import utcnow
 from storage import queries
 from storage.blobs import BlobNotFound, day_key
-from storage.groups import Grouping, record_missing_symbols
+from storage.groups import Grouping, missing_stored_since, record_missing_symbols
 from storage.regroup import place_crash
 from storage.symbol_use import RESOLUTION, mark_used
 from symbolicator.minidump import read_minidump
@@ -227,7 +227,8 @@ def read_logs(ctx: WorkerContext, crash_id: str) -> list[str]:
 class GroupRule(Rule):
     """Counts the crash in the group of its (project, signature), or in the group a person
     merged that signature into (storage/regroup.py), and records which modules' symbols were
-    missing in the crashing thread, so the crash is reprocessed when they arrive. When the
+    missing in the crashing thread, so the crash is reprocessed when they arrive (at once,
+    once this run is saved, when they arrived while it was being processed). When the
     crash moved (reprocessing gave it a new signature), the old group's ticket follows the
     crashes (``regrouped``). Adds ``group_id``, and ``moved_from`` and ``ticket_changes`` when
     it moved."""
@@ -252,7 +253,12 @@ class GroupRule(Rule):
         if placed.changes:
             processed["ticket_changes"] = [f"{c.ticket_id}:{c.action}" for c in placed.changes]
             notify(worker_queue(ctx), placed.changes)
-        record_missing_symbols(ctx.engine, crash_id=crash.crash_id, modules=missing_in_crashing_thread(report))
+        missing = missing_in_crashing_thread(report)
+        record_missing_symbols(ctx.engine, crash_id=crash.crash_id, modules=missing)
+        arrived = missing and missing_stored_since(ctx.engine, crash_id=crash.crash_id, project_id=crash.project_id,
+                                                   since=state.started_at)
+        if arrived:  # the upload looked for crashes that lacked them before this one said so
+            state.again = f"symbols of {', '.join(arrived)} arrived while the crash was processed"
 
 
 class ThresholdRule(Rule):

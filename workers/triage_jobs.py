@@ -51,8 +51,12 @@ def evaluate_group(ctx: WorkerContext, group_id: int) -> list[Change]:
 
 
 def _fire(ctx: WorkerContext, rules: tuple[Threshold, ...], group_id: int, stats: GroupStats | None) -> list[Change]:
-    """Open or escalate the group's ticket for the strongest rule that fires on stats."""
+    """Open or escalate the group's ticket for the strongest rule that fires on stats; no new
+    ticket while regrouping may bring this group's bug its ticket (triage_queries.opening_deferred)."""
     firing = strongest(evaluate(rules, stats)) if stats is not None else None
+    if firing is not None and (why := triage_queries.opening_deferred(ctx.engine, group_id=group_id)):
+        log.info("group %s: %s fires, no ticket opened yet: %s", group_id, firing.rule.name, why)
+        return []
     change = open_or_escalate(ctx.engine, settings=ctx.settings, group_id=group_id,
                               firing=firing) if firing is not None else None
     return [change] if change else []
