@@ -387,6 +387,24 @@ def test_stack_overflow_from_deep_recursion(specs: list[str], reason: str, expec
     assert sig(*specs, reason=reason) == expected
 
 
+@pytest.mark.parametrize("address, sp, reason, expected", [
+    # tests/data/realcrash's walk_quest_tree overflow: Crashpad saved the signal stack, one frame
+    ("0x7ffd89e68f58", "0x7ffd89e68f60", "SIGSEGV / SEGV_MAPERR", "stackoverflow | game::walk_quest_tree"),
+    ("0x7f447f21dff3", "0x7f447f21df20", "SIGSEGV / SEGV_ACCERR", "stackoverflow | game::walk_quest_tree"),
+    ("0x7ffd89e58f60", "0x7ffd89e68f60", "SIGSEGV / SEGV_MAPERR", "stackoverflow | game::walk_quest_tree"),  # 64 KiB
+    ("0x7ffd89e58f58", "0x7ffd89e68f60", "SIGSEGV / SEGV_MAPERR", "game::walk_quest_tree"),  # further below
+    ("0x20", "0x7ffd89e68f60", "SIGSEGV / SEGV_MAPERR", "game::walk_quest_tree"),  # a null dereference
+    ("0x7ffd89e68f58", "0x7ffd89e68f60", "SIGABRT", "game::walk_quest_tree"),  # not a fault
+    ("0x7ffd89e69060", "0x7ffd89e68f60", "SIGSEGV / SEGV_ACCERR", "game::walk_quest_tree"),  # executing the stack
+])
+def test_stack_overflow_from_a_fault_at_the_stack_pointer(address: str, sp: str, reason: str, expected: str) -> None:
+    overflowed = report("game::walk_quest_tree(Quest const*)", "main", reason=reason)
+    overflowed["crash_info"]["address"] = address
+    ip = address if address == "0x7ffd89e69060" else "0x401000"
+    overflowed["crashing_thread"]["frames"][0]["registers"] = {"rip": ip, "rsp": sp}
+    assert generate(overflowed).signature == expected
+
+
 def test_hang_uses_the_main_thread() -> None:
     main = {"thread_id": 1, "frames": [frame("NtWaitForSingleObject", "context"), frame("WaitForSingleObjectEx"),
                                        frame("game::Loader::wait()")]}

@@ -22,7 +22,7 @@ from typing import Any
 
 from triage.signature.normalize import frame_label
 from triage.signature.siglists import SigLists, default_siglists, first_match
-from triage.signature.special import hang_reason, oom, stack_overflow
+from triage.signature.special import guard_page_distance, hang_reason, oom, stack_overflow
 
 VERSION = "crashd-sig-2"  # bump on any change to the rules or the lists: signatures change
 MAX_LENGTH = 255
@@ -89,21 +89,23 @@ def trace(report: dict[str, Any], annotations: dict[str, str] | None = None, *,
         notes.append(f"thread {thread_index} has no frames")
     parts = [empty] if empty else _walk(frames, lists, notes)
     reason = str((report.get("crash_info") or {}).get("type") or "")
-    wrap, why = _special_form(hang, merged, reason, frames, lists)
+    distance = guard_page_distance((report.get("crash_info") or {}).get("address"),
+                                   ((thread or {}).get("frames") or [{}])[0].get("registers"))
+    wrap, why = _special_form(hang, merged, reason, frames, lists, distance)
     if why:
         notes.append(why)
     return Trace(Result(_join(wrap, parts, notes), notes), thread_index, frames)
 
 
 def _special_form(hang: str | None, annotations: dict[str, str], reason: str, frames: list[SigFrame],
-                  lists: SigLists) -> tuple[list[str], str | None]:
+                  lists: SigLists, distance: int | None = None) -> tuple[list[str], str | None]:
     """The words that go before the frames (hang, OOM | <size>, stackoverflow; first that
     applies) and the note saying why; ([], None) for an ordinary crash."""
     if hang:
         return ["hang"], hang
     if found := oom(annotations, reason, _looked_at(frames), lists.oom):
         return ["OOM", found[0]], found[1]
-    if overflow := stack_overflow(reason, [f.label for f in frames if not f.scanned]):
+    if overflow := stack_overflow(reason, [f.label for f in frames if not f.scanned], distance):
         return ["stackoverflow"], overflow
     return [], None
 

@@ -23,6 +23,12 @@ STACK_OVERFLOW_REASONS = ("EXCEPTION_STACK_OVERFLOW",)
 MEMORY_FAULT_REASONS = ("SIGSEGV", "SIGBUS", "EXC_BAD_ACCESS", "EXCEPTION_ACCESS_VIOLATION", "EXCEPTION_GUARD_PAGE")
 RECURSION_MIN_FRAMES = 100  # a legitimate recursion this deep with identical frames is rare
 RECURSION_MAX_PERIOD = 4  # a -> b -> a -> b ... counts as well as a -> a -> a
+# A fault this close to the stack pointer hit the stack's guard page: the stack ran out. Below
+# sp by up to 64 KiB (a function's frame being probed or pushed), above by up to a page.
+GUARD_BELOW_SP = 64 * 1024
+GUARD_ABOVE_SP = 4096
+STACK_POINTERS = ("rsp", "esp", "sp", "x31")
+INSTRUCTION_POINTERS = ("rip", "eip", "pc")
 HANG_FLAG_KEYS = ("hang",)  # hang=1
 HANG_REASON_KEYS = ("hangreason",)  # hang_reason, HangReason: any non-empty value
 FALSE_VALUES = {"", "0", "false", "no", "off"}
@@ -93,13 +99,35 @@ def recursion(labels: list[str]) -> tuple[int, int, int] | None:
     return None
 
 
-def stack_overflow(reason: str, labels: list[str]) -> str | None:
-    """Why this crash is a stack overflow, or None: the Windows exception code, or a memory
-    fault in a thread whose reliable frames recurse RECURSION_MIN_FRAMES deep."""
+def guard_page_distance(address: str | None, registers: dict[str, str] | None) -> int | None:
+    """How far the faulting address is from the crashing frame's stack pointer (address - sp),
+    or None when either is unknown, or when the fault is the instruction pointer itself (code
+    executed from the stack, e.g. a smashed return address: a fault near sp, no overflow)."""
+    registers = registers or {}
+    sp = next((registers[name] for name in STACK_POINTERS if name in registers), None)
+    ip = next((registers[name] for name in INSTRUCTION_POINTERS if name in registers), None)
+    try:
+        if not address or not sp or (ip and int(str(ip), 16) == int(str(address), 16)):
+            return None
+        return int(str(address), 16) - int(str(sp), 16)
+    except ValueError:
+        return None
+
+
+def stack_overflow(reason: str, labels: list[str], distance: int | None = None) -> str | None:
+    """Why this crash is a stack overflow, or None: the Windows exception code, a memory fault
+    right at the stack pointer (distance: fault address - sp; the guard page below the stack),
+    or a memory fault in a thread whose reliable frames recurse RECURSION_MIN_FRAMES deep.
+
+    The guard page matters on Linux: the crash handler runs on its own signal stack and
+    Crashpad may save that one instead of the overflowed 8 MiB, so no recursion is seen
+    (rust-minidump and Breakpad see one frame too)."""
     if reason.startswith(STACK_OVERFLOW_REASONS):
         return f"stackoverflow: crash reason {reason}"
     if not reason.startswith(MEMORY_FAULT_REASONS):
         return None
+    if distance is not None and -GUARD_BELOW_SP <= distance <= GUARD_ABOVE_SP:
+        return f"stackoverflow: {reason} at {distance:+d} bytes from the stack pointer (the stack's guard page)"
     found = recursion(labels)
     if found is None:
         return None
