@@ -394,6 +394,7 @@ def test_stack_overflow_from_deep_recursion(specs: list[str], reason: str, expec
     ("0x7ffd89e58f60", "0x7ffd89e68f60", "SIGSEGV / SEGV_MAPERR", "stackoverflow | game::walk_quest_tree"),  # 64 KiB
     ("0x7ffd89e58f58", "0x7ffd89e68f60", "SIGSEGV / SEGV_MAPERR", "game::walk_quest_tree"),  # further below
     ("0x20", "0x7ffd89e68f60", "SIGSEGV / SEGV_MAPERR", "game::walk_quest_tree"),  # a null dereference
+    ("0x10", "0x7000", "SIGSEGV / SEGV_MAPERR", "game::walk_quest_tree"),  # ... with a tiny stack pointer
     ("0x7ffd89e68f58", "0x7ffd89e68f60", "SIGABRT", "game::walk_quest_tree"),  # not a fault
     ("0x7ffd89e69060", "0x7ffd89e68f60", "SIGSEGV / SEGV_ACCERR", "game::walk_quest_tree"),  # executing the stack
 ])

@@ -29,6 +29,7 @@ GUARD_BELOW_SP = 64 * 1024
 GUARD_ABOVE_SP = 4096
 STACK_POINTERS = ("rsp", "esp", "sp", "x31")
 INSTRUCTION_POINTERS = ("rip", "eip", "pc")
+NULL_REGION = 0x10000  # no OS maps the first 64 KiB: a fault there is a null dereference, never a stack
 HANG_FLAG_KEYS = ("hang",)  # hang=1
 HANG_REASON_KEYS = ("hangreason",)  # hang_reason, HangReason: any non-empty value
 FALSE_VALUES = {"", "0", "false", "no", "off"}
@@ -101,13 +102,15 @@ def recursion(labels: list[str]) -> tuple[int, int, int] | None:
 
 def guard_page_distance(address: str | None, registers: dict[str, str] | None) -> int | None:
     """How far the faulting address is from the crashing frame's stack pointer (address - sp),
-    or None when either is unknown, or when the fault is the instruction pointer itself (code
+    or None when either is unknown, when the fault is in the null region (a null dereference,
+    whatever a test's small stack pointer), or when it is the instruction pointer itself (code
     executed from the stack, e.g. a smashed return address: a fault near sp, no overflow)."""
     registers = registers or {}
     sp = next((registers[name] for name in STACK_POINTERS if name in registers), None)
     ip = next((registers[name] for name in INSTRUCTION_POINTERS if name in registers), None)
     try:
-        if not address or not sp or (ip and int(str(ip), 16) == int(str(address), 16)):
+        fault = int(str(address), 16) if address else 0
+        if fault < NULL_REGION or not sp or (ip and int(str(ip), 16) == fault):
             return None
         return int(str(address), 16) - int(str(sp), 16)
     except ValueError:
