@@ -22,7 +22,9 @@ from schemas.tables import Crash, utcnow
 from storage.db import session
 from storage.groups import Grouping, assign_group
 from storage.outbox import deliver_due
+from storage.retention import delete_crash
 from workers.triage_jobs import evaluate_group
+from workers.triage_report import progress_log, render_progress_log
 
 from conftest import REPO, Crashd, _crashd, make_settings
 
@@ -159,6 +161,8 @@ def test_merging_two_ticketed_groups_keeps_the_older_ticket(tracked: Crashd, hub
     assert closes and closes[-1]["state"] == "closed"
     assert any("Duplicate of #1" in (body or {}).get("body", "") for _, path, body in github(hub)
                if path.endswith("/issues/2/comments"))
+    log = render_progress_log(progress_log(ctx))
+    assert f"| #{newer.ticket_id} " in log and f"duplicate of #{older.ticket_id}" in log and "`None`" not in log
     merged = group(tracked, older_group)
     assert (merged["merged_into"], merged["crash_count"]) == (newer_group, 0)
     assert [s["signature"] for s in group(tracked, newer_group)["merged_signatures"]] == ["nar::persona::load"]
@@ -243,3 +247,18 @@ def test_crashd_group_merge_and_unmerge_commands(tmp_path: Path) -> None:
         assert (group(c, a)["crash_count"], group(c, b)["crash_count"]) == (1, 1)
     finally:
         running.close()
+
+
+def test_a_ticket_whose_group_lost_its_crashes_says_so(tracked: Crashd) -> None:
+    crash_ids = []
+    for i in range(5):
+        crash_id, group_id = crash(tracked, f"t{i}", "zk::parse_jwt")
+        crash_ids.append(crash_id)
+    [opened] = evaluate_group(tracked.state.ctx, group_id)
+    assert ticket(tracked, opened.ticket_id)["notice"] is None
+    for crash_id in crash_ids:  # retention deleted them all
+        delete_crash(tracked.state.ctx.engine, crash_id=crash_id)
+    t = ticket(tracked, opened.ticket_id)
+    assert (t["state"], t["crash_count"]) == ("open", 0) and "no crashes left" in t["notice"]
+    board = tracked.client.get("/api/triage?project=game", headers=tracked.admin).json()
+    assert [b["notice"] for b in board["open_tickets"]] == [t["notice"]]

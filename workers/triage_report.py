@@ -175,6 +175,9 @@ def render_progress_log(tickets: list[dict[str, Any]]) -> str:
     lines = ["# Crash progress log (P0/P1)", "", "| Opened | Signature | Ticket | Priority | State | Fix build | Verified |",
              "|---|---|---|---|---|---|---|"]
     for t in tickets:
-        lines.append(f"| {t['created_at'][:10]} | `{t['signature']}` | #{t['id']} {t['title']} | {t['priority']} | "
-                     f"{t['state']} | {t['fixed_in'] or ''} | {t['verified'] or ''} |")
+        # a ticket merged into another holds no group (no signature of its own): it names the survivor
+        state = f"duplicate of #{t['merged_into']}" if t.get("merged_into") else t["state"]
+        signature = f"`{t['signature']}`" if t.get("signature") else ""
+        lines.append(f"| {t['created_at'][:10]} | {signature} | #{t['id']} {t['title']} | {t['priority']} | "
+                     f"{state} | {t['fixed_in'] or ''} | {t['verified'] or ''} |")
     return "\n".join(lines + [""])

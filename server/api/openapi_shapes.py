@@ -80,6 +80,7 @@ SCHEMAS: dict[str, Schema] = {
                      tester_count=I),
     "BoardTicket": {"allOf": [ref("Ticket"), obj(group_id=I, signature=S, component=nullable("string"),
                                                  tester_count=I, crash_count=I, seconds_left=N, overdue=B,
+                                                 notice=nullable("string"),
                                                  verification=nullable("object"))]},
     "TriageBoard": obj(now=T, open_tickets=arr(ref("BoardTicket")), spreading=arr(ref("Group")),
                        regressions=arr(ref("BoardTicket")), awaiting_verification=arr(ref("BoardTicket")),
