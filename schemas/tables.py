@@ -86,6 +86,39 @@ class Crash(SQLModel, table=True):
     # and its Sentry level (fatal error warning info debug; a minidump's: fatal).
     kind: str = Field(default="crash", max_length=16, index=True)
     level: str | None = Field(default=None, max_length=16)
+    # A hang report's (docs/hangs.md): how long the game was stuck, and which thread (its id or
+    # name, as the watchdog's hang_thread annotation said).
+    hang_seconds: float | None = Field(default=None)
+    hang_thread: str | None = Field(default=None, max_length=200)
+
+
+class Feedback(SQLModel, table=True):
+    """A tester's report in words (docs/feedback.md): never a crash. Counted in a feedback group
+    (a crash_groups row of kind ``feedback``, so rules, tickets and notifications work as for
+    crashes; it never shows among crash groups nor counts in crash rates)."""
+
+    __tablename__ = "feedback"
+    __table_args__ = (Index("ix_feedback_group_id_received_at", "group_id", "received_at"),
+                      Index("ix_feedback_project_id_received_at", "project_id", "received_at"))
+
+    id: str = Field(primary_key=True, max_length=36)
+    project_id: int = Field(foreign_key="projects.id")
+    group_id: int | None = Field(default=None, foreign_key="crash_groups.id")
+    category: str = Field(max_length=16, index=True,
+                          description="bug nar_output performance ui install login economy other")
+    message: str
+    text_key: str | None = Field(default=None, max_length=64, description="nar_output: the normalized line's key")
+    tester_id: str | None = Field(default=None, max_length=200, index=True)
+    build: str | None = Field(default=None, max_length=200, index=True)
+    platform: str | None = Field(default=None, max_length=50)
+    crash_id: str | None = Field(default=None, foreign_key="crashes.crash_id", max_length=36, index=True)
+    event_id: str | None = Field(default=None, max_length=64, index=True,
+                                 description="the Sentry event it is about (associated_event_id)")
+    url: str | None = Field(default=None, max_length=500)
+    source: str = Field(max_length=16, description="api | feedback (Sentry envelope item) | user_report")
+    received_at: datetime = _ts(nullable=False, default=utcnow)
+    attachments: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON),
+                                              description="[{name, filename, content_type, size, blob_key}]")
 
 
 class Attachment(SQLModel, table=True):
