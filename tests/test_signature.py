@@ -132,6 +132,10 @@ LIST_CASES = [
     (["KiFastSystemCall", "ZwWaitForMultipleObjects", "WaitForMultipleObjectsEx", GAME], "game::World::update"),
     (["__futex_abstimed_wait_common64", "pthread_cond_wait@@GLIBC_2.3.2", GAME], "game::World::update"),
     (["pthread_cond_timedwait", GAME], "game::World::update"),
+    (["__futex_abstimed_wait_common", "___pthread_cond_wait",
+      "void std::condition_variable::wait<nar::Dialogue::wait_for_model()::{lambda()#1}>(std::unique_lock<std::mutex>&, "
+      "nar::Dialogue::wait_for_model()::{lambda()#1})", "nar::Dialogue::wait_for_model()"],
+     "nar::Dialogue::wait_for_model"),
     (["__psynch_cvwait", "_pthread_cond_wait", GAME], "game::World::update"),
     # irrelevant: code without a module, OS and C runtime modules without symbols
     ([(None, 0x3DF944), GAME], "game::World::update"),
@@ -416,6 +420,53 @@ def test_hang_uses_the_main_thread() -> None:
     assert generate(doc, {"hang": "0"}).signature == "game::Watchdog::run"
     linux = report("__futex_abstimed_wait_common", "pthread_cond_wait", "game::Jobs::join()", crashing=None)
     assert generate(linux, {"hang_reason": "frame took 30 s"}).signature == "hang | game::Jobs::join"
+
+
+def hang_threads() -> dict[str, Any]:
+    """A watchdog's hang dump (tests/data/hangs/hangwatch.cpp): the main thread sleeping in its
+    loop, the NAR worker stuck on a condition variable, the watchdog that wrote the dump."""
+    main = {"thread_id": 17581, "thread_name": "hangwatch",
+            "frames": [frame("__clock_nanosleep", "context"), frame("game::run_frame()")]}
+    nar = {"thread_id": 17582, "thread_name": "NAR worker",
+           "frames": [frame("__futex_abstimed_wait_common", "context"), frame("___pthread_cond_wait"),
+                      frame("std::condition_variable::wait(std::unique_lock<std::mutex>&)"),
+                      frame("nar::Dialogue::wait_for_model()"), frame("nar::worker(nar::Dialogue*)")]}
+    pool = {"thread_id": 17584, "thread_name": "asset streamer ",  # 15 characters: cut by Linux
+            "frames": [frame("game::Assets::stream()", "context")]}
+    watchdog = {"thread_id": 17583, "thread_name": "watchdog", "frames": [frame("dump_without_crash", "context")]}
+    doc = report("dump_without_crash", threads=[main, nar, watchdog, pool], crashing=2)
+    doc["crash_info"]["type"] = "DUMP_REQUESTED"
+    return doc
+
+
+@pytest.mark.parametrize("hang_thread, expected", [
+    ("NAR worker", "hang | nar::Dialogue::wait_for_model"),
+    ("nar WORKER", "hang | nar::Dialogue::wait_for_model"),  # case ignored when no exact match
+    ("17582", "hang | nar::Dialogue::wait_for_model"),  # the thread id, decimal
+    ("0x44ae", "hang | nar::Dialogue::wait_for_model"),  # ... or hex
+    ("asset streamer worker", "hang | game::Assets::stream"),  # Linux kept 15 characters of it
+    ("watchdog", "hang | dump_without_crash"),
+    ("render", "hang | __clock_nanosleep"),  # no such thread: thread 0
+    ("", "hang | __clock_nanosleep"),
+])
+def test_hang_uses_the_thread_hang_thread_names(hang_thread: str, expected: str) -> None:
+    result = generate(hang_threads(), {"hang": "1", "hang_thread": hang_thread})
+    assert result.signature == expected
+    assert result.notes[0].startswith("hang: ")
+    if hang_thread == "render":
+        assert result.notes[0] == "hang: no thread matches hang_thread='render': using thread 0 (the main thread)"
+
+
+def test_hang_thread_from_the_dump_and_its_trace() -> None:
+    """The dump's own annotations name the thread (Crashpad's --annotation); explain prints
+    that thread's frames."""
+    doc = hang_threads()
+    doc["annotations"] = {"hang": "1", "hang_thread": "NAR worker"}
+    traced = trace(doc)
+    assert traced.result.signature == "hang | nar::Dialogue::wait_for_model"
+    assert traced.thread_index == 1
+    assert "frames of thread 1" in explain(doc)
+    assert generate(doc, {"hang": "0"}).signature == "dump_without_crash"  # not a hang: the crashing thread
 
 
 def test_empty_signatures_say_why() -> None:

@@ -3,7 +3,8 @@
 Pure: a processed report (rust-minidump ``minidump-stackwalk --json`` shape) and annotations
 in, ``Result(signature, notes, version)`` out. The only I/O is reading the list files once.
 
-The walk over the crashing thread's frames, innermost first (inlined calls expanded):
+The walk over the crashing thread's frames (a hang's: the thread its ``hang_thread`` annotation
+names, else thread 0), innermost first (inlined calls expanded):
 1. consecutive frames of one module without symbols collapse into the first;
 2. the topmost reliable frame matching the first line of ``sentinels.txt`` that matches any
    becomes the top of the stack (a line's place in the file is its priority);
@@ -22,7 +23,15 @@ from typing import Any
 
 from triage.signature.normalize import frame_label
 from triage.signature.siglists import SigLists, default_siglists, first_match
-from triage.signature.special import guard_page_distance, hang_reason, oom, stack_overflow
+from triage.signature.special import (
+    HANG_THREAD_KEYS,
+    annotation,
+    guard_page_distance,
+    hang_reason,
+    hung_thread,
+    oom,
+    stack_overflow,
+)
 
 VERSION = "crashd-sig-2"  # bump on any change to the rules or the lists: signatures change
 MAX_LENGTH = 255
@@ -81,7 +90,7 @@ def trace(report: dict[str, Any], annotations: dict[str, str] | None = None, *,
     merged = {str(k): str(v) for k, v in {**(own if isinstance(own, dict) else {}), **(annotations or {})}.items()}
     notes: list[str] = []
     hang = hang_reason(merged)
-    thread_index, thread, empty = _pick_thread(report, hang, notes)
+    thread_index, thread, empty = _pick_thread(report, hang, merged, notes)
     lower = (report.get("system_info") or {}).get("os") == "Windows NT"
     frames = expand_frames(thread, lower) if thread else []
     if empty is None and not frames:
@@ -110,17 +119,19 @@ def _special_form(hang: str | None, annotations: dict[str, str], reason: str, fr
     return [], None
 
 
-def _pick_thread(report: dict[str, Any], hang: str | None,
+def _pick_thread(report: dict[str, Any], hang: str | None, annotations: dict[str, str],
                  notes: list[str]) -> tuple[int | None, dict[str, Any] | None, str | None]:
-    """(thread index, thread document, EMPTY signature or None). A hang uses thread 0, the
-    main thread: a watchdog writes its dump from its own thread (Socorro's shutdownhang)."""
+    """(thread index, thread document, EMPTY signature or None). A hang uses the thread its
+    ``hang_thread`` annotation names (special.hung_thread), else thread 0, the main thread: a
+    watchdog writes its dump from its own thread (Socorro's shutdownhang)."""
     if hang:
         threads = report.get("threads") or []
         if not threads:
             notes.append("hang dump without threads")
             return None, None, NO_FRAMES
-        notes.append("hang: using thread 0 (the main thread), not the watchdog's")
-        return 0, threads[0], None
+        index, why = hung_thread(threads, annotation(annotations, HANG_THREAD_KEYS))
+        notes.append(why)
+        return index, threads[index], None
     crashing = report.get("crashing_thread")
     if not crashing:
         notes.append("the dump names no crashing thread (no exception record)")

@@ -7,6 +7,8 @@ the form applies (a note), or None. Crash reason names are those of
 
 from __future__ import annotations
 
+from typing import Any
+
 from triage.signature.siglists import Entry
 
 # Socorro's split (rules.py OOMSignature): up to 256 KiB is "small", the process or machine
@@ -32,6 +34,11 @@ INSTRUCTION_POINTERS = ("rip", "eip", "pc")
 NULL_REGION = 0x10000  # no OS maps the first 64 KiB: a fault there is a null dereference, never a stack
 HANG_FLAG_KEYS = ("hang",)  # hang=1
 HANG_REASON_KEYS = ("hangreason",)  # hang_reason, HangReason: any non-empty value
+HANG_THREAD_KEYS = ("hangthread",)  # hang_thread: the hung thread's id (decimal or 0x hex) or name
+# Linux keeps 15 bytes of a thread's name (TASK_COMM_LEN 16 with the NUL): pthread_setname_np
+# refuses longer names and prctl(PR_SET_NAME) cuts them, so "NAR dialogue worker" is
+# "NAR dialogue wo" in the dump's thread names stream.
+LINUX_THREAD_NAME_MAX = 15
 FALSE_VALUES = {"", "0", "false", "no", "off"}
 
 
@@ -53,6 +60,36 @@ def hang_reason(annotations: dict[str, str]) -> str | None:
     if flag is not None and flag.lower() not in FALSE_VALUES:
         return f"hang: annotation hang={flag!r}"
     return None
+
+
+def hung_thread(threads: list[dict[str, Any]], wanted: str | None) -> tuple[int, str]:
+    """(index in threads, note): the thread a hang report's ``hang_thread`` names, by id
+    (``thread_id``: decimal or ``0x`` hex), else by name (``thread_name``: exact, then ignoring
+    case, then a name Linux cut to 15 characters); the first of several. Thread 0, the main
+    thread, when wanted is empty or matches nothing. threads must not be empty."""
+    if not wanted:
+        return 0, "hang: using thread 0 (the main thread), not the watchdog's"
+    found = [i for i, t in enumerate(threads) if t.get("thread_id") is not None
+             and t.get("thread_id") == thread_number(wanted)]
+    names = [str(t.get("thread_name") or "") for t in threads]
+    found = found or [i for i, name in enumerate(names) if name == wanted]
+    found = found or [i for i, name in enumerate(names) if name and name.lower() == wanted.lower()]
+    found = found or [i for i, name in enumerate(names)
+                      if len(name) == LINUX_THREAD_NAME_MAX and wanted.startswith(name)]
+    if not found:
+        return 0, f"hang: no thread matches hang_thread={wanted!r}: using thread 0 (the main thread)"
+    more = f" (the first of {len(found)})" if len(found) > 1 else ""
+    return found[0], f"hang: using thread {found[0]}, hang_thread={wanted!r}{more}"
+
+
+def thread_number(text: str) -> int | None:
+    """A thread id written in decimal or ``0x`` hex, else None."""
+    try:
+        if text.lower().startswith("0x"):
+            return int(text[2:], 16)
+        return int(text) if text.isdigit() else None
+    except ValueError:
+        return None
 
 
 def size_class(size: int) -> str:
