@@ -11,32 +11,38 @@ from typing import Any, Iterable, Sequence
 from sqlalchemy import Table, and_, distinct, func, or_, select
 from sqlalchemy.engine import Connection, Engine
 
-from schemas.tables import Crash, GroupTester, utcnow
+from schemas.tables import Crash, Feedback, GroupTester, utcnow
 from storage import sessions
 from storage.groups import MISSING, MOVES, SYMBOL_FILES
 from storage.queries import as_utc
 from storage.tickets import EVENTS, GROUPS, TICKETS, ticket_json
+from triage.kinds import FEEDBACK
 from triage.thresholds import GroupStats, WindowStats
 
 CRASHES: Table = Crash.__table__  # type: ignore[attr-defined]
+FEEDBACK_ROWS: Table = Feedback.__table__  # type: ignore[attr-defined]
 TESTERS: Table = GroupTester.__table__  # type: ignore[attr-defined]
 CHUNK = 500  # group ids per IN list
 
 
 def group_stats(engine: Engine, *, group_id: int, windows: dict[timedelta, bool],
-                now: datetime | None = None) -> GroupStats | None:
-    """The group's numbers over each window (window -> whether the testers' share is needed);
-    None when the group does not exist."""
-    return group_stats_many(engine, group_ids=[group_id], windows=windows, now=now).get(group_id)
+                hang_windows: Iterable[tuple[timedelta, float]] = (), now: datetime | None = None) -> GroupStats | None:
+    """The group's numbers over each window (window -> whether the testers' share is needed)
+    and over each (window, min_hang_seconds) of hang_windows; None when the group does not exist."""
+    return group_stats_many(engine, group_ids=[group_id], windows=windows, hang_windows=hang_windows,
+                            now=now).get(group_id)
 
 
 def group_stats_many(engine: Engine, *, group_ids: Sequence[int], windows: dict[timedelta, bool],
+                     hang_windows: Iterable[tuple[timedelta, float]] = (),
                      now: datetime | None = None) -> dict[int, GroupStats]:
     """group_stats of many groups (the periodic evaluation) in a few queries per CHUNK groups:
     counts by GROUP BY group_id, and the share's session numbers, which belong to the project
-    and build rather than the group, read once. Groups that do not exist are left out."""
+    and build rather than the group, read once. Groups that do not exist are left out. A
+    feedback group counts its feedback reports (docs/feedback.md) where others count crashes."""
     now = now or utcnow()
     numbers = _SessionNumbers(engine)
+    long_hangs = sorted(set(hang_windows))
     out: dict[int, GroupStats] = {}
     for start in range(0, len(group_ids), CHUNK):
         chunk = list(group_ids[start:start + CHUNK])
@@ -44,25 +50,37 @@ def group_stats_many(engine: Engine, *, group_ids: Sequence[int], windows: dict[
             groups = {r.id: r for r in conn.execute(
                 select(GROUPS.c.id, GROUPS.c.project_id, GROUPS.c.component, GROUPS.c.kind)
                 .where(GROUPS.c.id.in_(chunk)))}
-            counted = {window: _window_counts(conn, chunk, now - window) for window in windows}
+            reports = [g for g, r in groups.items() if r.kind == FEEDBACK]
+            counted = {window: {**_window_counts(conn, CRASHES, chunk, now - window),
+                                **_window_counts(conn, FEEDBACK_ROWS, reports, now - window)} for window in windows}
+            hangs = {(window, least): _window_counts(conn, CRASHES, chunk, now - window,
+                                                     CRASHES.c.hang_seconds >= least)
+                     for window, least in long_hangs}
         for group_id, group in groups.items():
-            out[group_id] = GroupStats(group.component, {
-                window: _window_stats(numbers, group.project_id, now - window, share, *counted[window].get(
-                    group_id, (0, 0, {}))) for window, share in windows.items()}, group.kind)
+            def stats(found: dict[int, tuple[int, int, dict[str, int]]], since: datetime, share: bool,
+                      group_id: int = group_id, project_id: int = group.project_id) -> WindowStats:
+                return _window_stats(numbers, project_id, since, share, *found.get(group_id, (0, 0, {})))
+            out[group_id] = GroupStats(
+                group.component, {window: stats(counted[window], now - window, share)
+                                  for window, share in windows.items()}, group.kind,
+                {key: stats(hangs[key], now - key[0], windows.get(key[0], False)) for key in long_hangs})
     return out
 
 
-def _window_counts(conn: Connection, group_ids: list[int],
-                   since: datetime) -> dict[int, tuple[int, int, dict[str, int]]]:
-    """group id -> (distinct testers, crashes, distinct testers per build) of its crashes
-    received since; groups without such a crash are absent."""
-    build = func.coalesce(CRASHES.c.build, "")
-    where = (CRASHES.c.group_id.in_(group_ids), CRASHES.c.received_at >= since)
+def _window_counts(conn: Connection, table: Table, group_ids: list[int], since: datetime,
+                   *extra: Any) -> dict[int, tuple[int, int, dict[str, int]]]:
+    """group id -> (distinct testers, rows, distinct testers per build) of its rows of table
+    (crashes, or feedback reports) received since (and matching extra); groups without such
+    a row are absent."""
+    if not group_ids:
+        return {}
+    build = func.coalesce(table.c.build, "")
+    where = (table.c.group_id.in_(group_ids), table.c.received_at >= since, *extra)
     out: dict[int, tuple[int, int, dict[str, int]]] = {g: (int(t), int(n), {}) for g, t, n in conn.execute(
-        select(CRASHES.c.group_id, func.count(distinct(CRASHES.c.tester_id)), func.count())
-        .where(*where).group_by(CRASHES.c.group_id))}
-    for g, b, t in conn.execute(select(CRASHES.c.group_id, build, func.count(distinct(CRASHES.c.tester_id)))
-                                .where(*where).group_by(CRASHES.c.group_id, build)):
+        select(table.c.group_id, func.count(distinct(table.c.tester_id)), func.count())
+        .where(*where).group_by(table.c.group_id))}
+    for g, b, t in conn.execute(select(table.c.group_id, build, func.count(distinct(table.c.tester_id)))
+                                .where(*where).group_by(table.c.group_id, build)):
         out[g][2][b] = int(t)
     return out
 

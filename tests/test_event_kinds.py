@@ -95,7 +95,8 @@ def test_rules_look_at_crashes_and_hangs_unless_they_say_otherwise() -> None:
     numbers = {DAY: WindowStats(5, 9, ("1.0",))}
     fired = {kind: ([f.rule.name for f in evaluate([default], GroupStats("game", numbers, kind))],
                     [f.rule.name for f in evaluate([errors], GroupStats("game", numbers, kind))]) for kind in KINDS}
-    assert fired == {"crash": (["r"], []), "hang": (["r"], []), "error": ([], ["r"]), "message": ([], ["r"])}
+    assert fired == {"crash": (["r"], []), "hang": (["r"], []), "error": ([], ["r"]), "message": ([], ["r"]),
+                     "feedback": ([], [])}
     assert evaluate([errors], GroupStats("game", numbers, "error"))[0].reason.endswith("kinds error, message")
 
 

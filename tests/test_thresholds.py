@@ -20,6 +20,7 @@ from triage.thresholds import (
     WindowStats,
     current_rules,
     evaluate,
+    hang_windows,
     load_rules,
     parse_rules,
     parse_window,
@@ -47,7 +48,10 @@ def stats(testers: int, *, window: timedelta = DAY, share: float | None = None, 
 def test_default_rules_file() -> None:
     rules = load_rules(DEFAULT_RULES_PATH)
     assert [(r.name, r.window, r.min_testers, r.priority, r.min_share, r.components) for r in rules] == [
-        ("widespread", DAY, 5, "P0", None, None), ("spreading", DAY, 3, "P1", None, None)]
+        ("widespread", DAY, 5, "P0", None, None), ("spreading", DAY, 3, "P1", None, None),
+        ("nar-output", DAY, 2, "P1", None, None), ("long-hangs", DAY, 2, "P1", None, None)]
+    assert [(r.kinds, r.categories, r.min_hang_seconds) for r in rules[2:]] == [
+        (("feedback",), ("nar_output",), None), (("hang",), None, 30.0)]
     assert Settings().rules_file == DEFAULT_RULES_PATH
 
 
@@ -77,6 +81,12 @@ def test_optional_fields_and_windows() -> None:
     (rule(components="gpu"), "field 'components': must be a non-empty list"),
     (rule(components=[]), "field 'components'"),
     (rule(min_tester=3), "field 'min_tester': unknown field"),
+    (rule(categories=["gossip"]), "field 'categories': must be a non-empty list of bug, nar_output,"),
+    (rule(categories=[]), "field 'categories'"),
+    (rule(categories=["ui"], kinds=["crash"]), 'field \'categories\': applies to feedback: kinds must be ["feedback"]'),
+    (rule(min_hang_seconds=-1), "field 'min_hang_seconds': must be a number of seconds >= 0, not -1"),
+    (rule(min_hang_seconds="30s"), "field 'min_hang_seconds'"),
+    (rule(min_hang_seconds=30, kinds=["crash", "hang"]), "field 'min_hang_seconds': applies to hangs"),
     (rule() + rule(), "rule #2 ('r'): field 'name': used twice"),
     ("[[rules]]\nname = 'x'\n", "unknown table or key 'rules'"),
     ("rule = 3\n", "'rule' must be [[rule]] tables"),
@@ -158,3 +168,27 @@ def test_bad_rules_file_refuses_to_start(tmp_path: Path, command: list[str]) -> 
     assert done.stderr.strip() == (f"error: rules file {bad}: rule #1 ('hot'): field 'priority': "
                                    "must be one of P0, P1, not 'urgent'")
     assert "Traceback" not in done.stdout + done.stderr
+
+
+def test_feedback_rules_look_at_feedback_groups_of_their_categories() -> None:
+    [nar] = parse_rules(rule(name="nar", min_testers=2, categories=["nar_output"]))
+    assert nar.kinds == ("feedback",)
+    reports = {DAY: WindowStats(2, 3, ("1.0",))}
+    assert [f.reason for f in evaluate([nar], GroupStats("nar_output", reports, "feedback"))] == [
+        "rule nar (P1): 2 testers (>= 2) in 24h, 3 reports, builds 1.0, category nar_output, kinds feedback"]
+    assert evaluate([nar], GroupStats("ui", reports, "feedback")) == []  # another category
+    assert evaluate([nar], GroupStats("nar_output", reports, "crash")) == []  # a crash group never
+    [default] = parse_rules(rule())
+    assert evaluate([default], GroupStats("nar_output", reports, "feedback")) == []  # crash rules never on feedback
+
+
+def test_hang_rules_count_only_long_hangs() -> None:
+    [long] = parse_rules(rule(name="long", min_testers=2, min_hang_seconds=30))
+    assert long.kinds == ("hang",) and hang_windows([long]) == {(DAY, 30.0)}
+    every_hang = {DAY: WindowStats(9, 20, ("1.0",))}
+    short = GroupStats("nar", every_hang, "hang", {(DAY, 30.0): WindowStats(1, 1, ("1.0",))})
+    assert evaluate([long], short) == []  # 9 testers hung, but only 1 for 30 s or more
+    stuck = GroupStats("nar", every_hang, "hang", {(DAY, 30.0): WindowStats(2, 3, ("1.0",))})
+    assert [f.reason for f in evaluate([long], stuck)] == [
+        "rule long (P1): 2 testers (>= 2) in 24h, 3 hangs of 30 s or more, builds 1.0, kinds hang"]
+    assert evaluate([long], GroupStats("nar", every_hang, "crash", stuck.long_hangs)) == []

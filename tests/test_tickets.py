@@ -16,7 +16,7 @@ from typing import Any, Iterator
 import pytest
 from sqlalchemy import func, select
 
-from schemas.tables import Crash, Notification, Ticket, utcnow
+from schemas.tables import Crash, CrashGroup, Feedback, Notification, Ticket, utcnow
 from storage.db import session
 from storage.groups import Grouping, assign_group
 from storage.tickets import open_or_escalate
@@ -440,3 +440,62 @@ def test_time_left() -> None:
     assert time_left((now + timedelta(hours=5, minutes=1)).isoformat(), now) == "5h left"
     assert time_left((now - timedelta(minutes=30)).isoformat(), now) == "overdue by 30m"
     assert time_left((now - timedelta(hours=26)).isoformat(), now) == "overdue by 26h"
+
+
+def test_long_hangs_and_nar_output_feedback_open_p1_tickets(tix: Crashd) -> None:
+    """The shipped rules: two testers stuck 30 s or more -> P1 (shorter hangs do not count);
+    two testers reporting one NAR line -> P1, counted from feedback reports, not crashes."""
+    ctx, engine = tix.state.ctx, tix.state.ctx.engine
+
+    def hang(tester: str, seconds: float, signature: str) -> int:
+        row = Crash(crash_id=str(uuid.uuid4()), project_id=tix.project.id, status="processed", submitted_via="minidump",
+                    build="1.0", tester_id=tester, minidump_key="k", minidump_size=1, minidump_sha256="0" * 64,
+                    annotations_key="a", received_at=utcnow(), kind="hang", hang_seconds=seconds)
+        with session(engine) as s:
+            s.add(row)
+            s.commit()
+        return assign_group(engine, grouping=Grouping(row.crash_id, tix.project.id, signature, "1", "nar", None,
+                                                      "Linux", row.received_at, kind="hang"))
+
+    hang("t1", 45.0, "hang | nar::Dialogue::wait")
+    short = hang("t2", 5.0, "hang | nar::Dialogue::wait")  # two testers, one stuck 30 s or more
+    assert evaluate_group(ctx, short) == []
+    stats = group_stats(engine, group_id=short, windows={timedelta(hours=24): False},
+                        hang_windows=[(timedelta(hours=24), 30.0)])
+    assert stats is not None and stats.windows[timedelta(hours=24)].testers == 2
+    assert stats.long_hangs[timedelta(hours=24), 30.0].testers == 1
+    hang("u1", 31.0, "hang | nar::Memory::compact")
+    frozen = hang("u2", 60.0, "hang | nar::Memory::compact")
+    [opened] = evaluate_group(ctx, frozen)
+    t = ticket(tix, opened.ticket_id)
+    assert (t["priority"], t["rule"]) == ("P1", "long-hangs") and "2 hangs of 30 s or more" in t["reason_text"]
+
+    feedback_group = _feedback_group(tix, "nar_output", ["p1", "p1"])
+    assert evaluate_group(ctx, feedback_group) == []  # one tester twice
+    _feedback_group(tix, "nar_output", ["p2"], group_id=feedback_group)
+    [reported] = evaluate_group(ctx, feedback_group)
+    t = ticket(tix, reported.ticket_id)
+    assert (t["priority"], t["rule"], t["testers_at_firing"], t["crashes_at_firing"]) == ("P1", "nar-output", 2, 3)
+    assert "3 reports" in t["reason_text"] and t["title"] == "nar_output: feedback | nar_output | the villager insults me"
+
+
+def _feedback_group(c: Crashd, category: str, testers: list[str], group_id: int | None = None) -> int:
+    """Feedback reports of testers in a feedback group (made when group_id is None), as
+    storage/feedback.py stores them."""
+    engine = c.state.ctx.engine
+    with session(engine) as s:
+        if group_id is None:
+            group = CrashGroup(project_id=c.project.id, signature=f"feedback | {category} | the villager insults me",
+                               component=category, kind="feedback", first_seen=utcnow(), last_seen=utcnow())
+            s.add(group)
+            s.commit()
+            group_id = group.id
+        for tester in testers:
+            s.add(Feedback(id=str(uuid.uuid4()), project_id=c.project.id, group_id=group_id, category=category,
+                           message="The villager insults me!", tester_id=tester, build="1.0", source="api",
+                           received_at=utcnow()))
+        group_row = s.get(CrashGroup, group_id)
+        group_row.crash_count += len(testers)
+        s.add(group_row)
+        s.commit()
+    return group_id

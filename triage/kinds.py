@@ -23,8 +23,11 @@ from typing import Any, Mapping
 from triage.signature.special import hang_reason
 
 CRASH, HANG, ERROR, MESSAGE = "crash", "hang", "error", "message"
-KINDS = (CRASH, HANG, ERROR, MESSAGE)  # most severe first
+FEEDBACK = "feedback"  # a tester's report in words (docs/feedback.md): only feedback groups have it
+KINDS = (CRASH, HANG, ERROR, MESSAGE, FEEDBACK)  # most severe first
 RULE_KINDS = (CRASH, HANG)  # what a threshold rule looks at unless it says otherwise
+# What a tester's feedback is about (docs/feedback.md); a feedback group's component is one.
+FEEDBACK_CATEGORIES = ("bug", "nar_output", "performance", "ui", "install", "login", "economy", "other")
 RATE_KINDS = (CRASH,)  # what crash rates count
 LEVELS = ("fatal", "error", "warning", "info", "debug")  # Sentry's, most severe first
 MINIDUMP_LEVEL = "fatal"

@@ -12,12 +12,12 @@ from __future__ import annotations
 import functools
 import re
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from triage.kinds import CRASH, KINDS, RULE_KINDS
+from triage.kinds import CRASH, FEEDBACK, FEEDBACK_CATEGORIES, HANG, KINDS, RULE_KINDS
 
 DEFAULT_RULES_PATH = Path(__file__).with_name("rules.toml")
 PRIORITIES = ("P0", "P1")  # most urgent first
@@ -25,7 +25,7 @@ _NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
 _WINDOW = re.compile(r"^(\d+)([mhdw])$")
 _UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 _REQUIRED = ("name", "window", "min_testers", "priority")
-_KEYS = {*_REQUIRED, "min_share", "components", "kinds"}
+_KEYS = {*_REQUIRED, "min_share", "components", "kinds", "categories", "min_hang_seconds"}
 
 
 class RulesError(ValueError):
@@ -44,6 +44,8 @@ class Threshold:
     min_share: float | None = None
     components: tuple[str, ...] | None = None
     kinds: tuple[str, ...] = RULE_KINDS  # only groups of these kinds (triage/kinds.py)
+    categories: tuple[str, ...] | None = None  # feedback groups of these categories only
+    min_hang_seconds: float | None = None  # count only hangs at least this long
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,9 @@ class GroupStats:
     component: str | None
     windows: Mapping[timedelta, WindowStats]
     kind: str = CRASH
+    # (window, min_hang_seconds) -> the numbers of the group's hangs that long (rules with
+    # min_hang_seconds; hang_windows says which are needed)
+    long_hangs: Mapping[tuple[timedelta, float], WindowStats] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -170,11 +175,25 @@ def _parse_rule(table: Any, where: str) -> Threshold:
         if not isinstance(components, list) or not components or not all(isinstance(c, str) and c for c in components):
             raise bad("components", "must be a non-empty list of component names")
         components = tuple(components)
-    kinds = table.get("kinds", list(RULE_KINDS))
+    categories = table.get("categories")
+    if categories is not None and (not isinstance(categories, list) or not categories
+                                   or not all(c in FEEDBACK_CATEGORIES for c in categories)):
+        raise bad("categories", f"must be a non-empty list of {', '.join(FEEDBACK_CATEGORIES)}, not {categories!r}")
+    min_hang = table.get("min_hang_seconds")
+    if min_hang is not None and (isinstance(min_hang, bool) or not isinstance(min_hang, (int, float)) or min_hang < 0):
+        raise bad("min_hang_seconds", f"must be a number of seconds >= 0, not {min_hang!r}")
+    # categories are feedback's, min_hang_seconds is hangs': they set the default kinds
+    default = [FEEDBACK] if categories is not None else [HANG] if min_hang is not None else list(RULE_KINDS)
+    kinds = table.get("kinds", default)
     if not isinstance(kinds, list) or not kinds or not all(k in KINDS for k in kinds):
         raise bad("kinds", f"must be a non-empty list of {', '.join(KINDS)}, not {kinds!r}")
+    if categories is not None and kinds != [FEEDBACK]:
+        raise bad("categories", f'applies to feedback: kinds must be ["{FEEDBACK}"], not {kinds!r}')
+    if min_hang is not None and kinds != [HANG]:
+        raise bad("min_hang_seconds", f'applies to hangs: kinds must be ["{HANG}"], not {kinds!r}')
     return Threshold(name, window, table["window"].strip(), min_testers, priority, min_share, components,
-                     tuple(dict.fromkeys(kinds)))
+                     tuple(dict.fromkeys(kinds)), tuple(dict.fromkeys(categories)) if categories else None,
+                     None if min_hang is None else float(min_hang))
 
 
 def windows(rules: Iterable[Threshold]) -> dict[timedelta, bool]:
@@ -185,14 +204,21 @@ def windows(rules: Iterable[Threshold]) -> dict[timedelta, bool]:
     return out
 
 
+def hang_windows(rules: Iterable[Threshold]) -> set[tuple[timedelta, float]]:
+    """(window, min_hang_seconds) of each rule that counts only long hangs."""
+    return {(rule.window, rule.min_hang_seconds) for rule in rules if rule.min_hang_seconds is not None}
+
+
 def evaluate(rules: Iterable[Threshold], stats: GroupStats) -> list[Firing]:
     """The rules that fire on a group, in file order.
 
     A rule fires when the group's kind is one of its kinds (crash and hang unless it says
-    otherwise), the group's component is one of its components (if it lists any), at
+    otherwise), the group's component is one of its components (if it lists any), a
+    feedback group's category is one of its categories (if it lists any), at
     least min_testers distinct testers hit the group in its window, and (if it has a
     min_share) their share of the build's active testers is known and at least min_share.
-    A window missing from stats.windows counts as no crashes.
+    A window missing from stats.windows counts as no crashes. A rule with min_hang_seconds
+    counts only the hangs at least that long (stats.long_hangs).
     """
     firings = []
     for rule in rules:
@@ -200,7 +226,12 @@ def evaluate(rules: Iterable[Threshold], stats: GroupStats) -> list[Firing]:
             continue
         if rule.components is not None and stats.component not in rule.components:
             continue
-        numbers = stats.windows.get(rule.window, WindowStats(0, 0, ()))
+        if rule.categories is not None and stats.component not in rule.categories:  # a feedback group's category
+            continue
+        if rule.min_hang_seconds is not None:
+            numbers = stats.long_hangs.get((rule.window, rule.min_hang_seconds), WindowStats(0, 0, ()))
+        else:
+            numbers = stats.windows.get(rule.window, WindowStats(0, 0, ()))
         if numbers.testers < rule.min_testers:
             continue
         if rule.min_share is not None and (numbers.share is None or numbers.share < rule.min_share):
@@ -217,14 +248,17 @@ def strongest(firings: Iterable[Firing]) -> Firing | None:
 
 def reason_text(rule: Threshold, stats: WindowStats) -> str:
     """Why the rule fired, for people: "5 testers (>= 5) in 24h, 9 crashes, builds 1.0, 1.1"."""
-    parts = [f"{stats.testers} testers (>= {rule.min_testers}) in {rule.window_text}",
-             f"{stats.crashes} crashes"]
+    counted = ("reports" if rule.kinds == (FEEDBACK,) else
+               f"hangs of {rule.min_hang_seconds:g} s or more" if rule.min_hang_seconds is not None else "crashes")
+    parts = [f"{stats.testers} testers (>= {rule.min_testers}) in {rule.window_text}", f"{stats.crashes} {counted}"]
     if stats.builds:
         parts.append("builds " + ", ".join(stats.builds))
     if rule.min_share is not None and stats.share is not None:
         parts.append(f"{stats.share:.0%} of the testers active on {stats.share_build} (>= {rule.min_share:.0%})")
     if rule.components:
         parts.append("component " + ", ".join(rule.components))
+    if rule.categories:
+        parts.append("category " + ", ".join(rule.categories))
     if rule.kinds != RULE_KINDS:
         parts.append("kinds " + ", ".join(rule.kinds))
     return f"rule {rule.name} ({rule.priority}): " + ", ".join(parts)

@@ -16,7 +16,7 @@ from typing import Any
 from schemas.tables import utcnow
 from storage import sessions, triage_queries
 from storage.tickets import mark_regressed, open_or_escalate, verify_by_numbers
-from triage.thresholds import GroupStats, Threshold, current_rules, evaluate, strongest, windows
+from triage.thresholds import GroupStats, Threshold, current_rules, evaluate, hang_windows, strongest, windows
 from triage.tickets.transitions import FIXED, Change, rules_may_change
 from triage.verification import Verification, at_or_after, verify_fix
 from workers.context import WorkerContext, current_context
@@ -45,7 +45,8 @@ def evaluate_group(ctx: WorkerContext, group_id: int) -> list[Change]:
     # The window counts scan the group's recent crashes, which grows with the group; skip them
     # when no rule could change the ticket (already P0, or resolved/closed by hand).
     ticket = triage_queries.ticket_for_group(ctx.engine, group_id=group_id)
-    stats = (triage_queries.group_stats(ctx.engine, group_id=group_id, windows=windows(rules))
+    stats = (triage_queries.group_stats(ctx.engine, group_id=group_id, windows=windows(rules),
+                                        hang_windows=hang_windows(rules))
              if rules_may_change(ticket) else None)
     return _fire(ctx, rules, group_id, stats) + check_regression(ctx, group_id)
 
@@ -126,8 +127,8 @@ def run_periodic(ctx: WorkerContext) -> list[Change]:
     # what evaluate_group does per group, read for all of them at once (a few queries per
     # 500 groups instead of five per group)
     tickets = triage_queries.tickets_for_groups(ctx.engine, group_ids=active)
-    stats = triage_queries.group_stats_many(ctx.engine, windows=windows(rules), group_ids=[
-        g for g in active if rules_may_change(tickets.get(g))])
+    stats = triage_queries.group_stats_many(ctx.engine, windows=windows(rules), hang_windows=hang_windows(rules),
+                                            group_ids=[g for g in active if rules_may_change(tickets.get(g))])
     for group_id in active:
         try:
             changes += _fire(ctx, rules, group_id, stats.get(group_id))
