@@ -4,7 +4,8 @@ rates are made of. Keyword-only functions taking an Engine, like storage/queries
 Build keys: a session or crash without a build is counted under ``""``, as in group_builds.
 Every ``since`` is compared with a session's ``started`` (a crash's ``received_at``).
 Crash counts count crashes only (``kind`` in triage/kinds.RATE_KINDS): a handled error, a hang
-or a log message reported by a Sentry SDK is not a crash of the build.
+or a log message reported by a Sentry SDK is not a crash of the build. Hangs have their own
+count (``crashes_per_build(..., kinds=(HANG,))``, docs/hangs.md).
 """
 
 from __future__ import annotations
@@ -138,10 +139,12 @@ def group_crashes_in_builds(engine: Engine, *, project_id: int, builds: list[str
     return list(out.values())
 
 
-def crashes_per_build(engine: Engine, *, project_id: int, since: datetime | None = None) -> dict[str, int]:
-    """Crash reports (kind in RATE_KINDS) per build (received at or after since), processed or not."""
+def crashes_per_build(engine: Engine, *, project_id: int, since: datetime | None = None,
+                      kinds: tuple[str, ...] = RATE_KINDS) -> dict[str, int]:
+    """Reports of these kinds (crashes: RATE_KINDS; hangs: (HANG,)) per build (received at or
+    after since), processed or not."""
     build = func.coalesce(CRASHES.c.build, "")
-    stmt = (select(build, func.count()).where(CRASHES.c.project_id == project_id, CRASHES.c.kind.in_(RATE_KINDS))
+    stmt = (select(build, func.count()).where(CRASHES.c.project_id == project_id, CRASHES.c.kind.in_(kinds))
             .group_by(build))
     if since is not None:
         stmt = stmt.where(CRASHES.c.received_at >= _utc(since))

@@ -1,6 +1,7 @@
-"""JSON API over builds (any reader): ``GET /api/builds`` (sessions, crashes and crash
-rate per build, in version order) and ``GET /api/builds/compare`` (did a build crash less
-than another, per crash group). docs/rates.md says how rates and the test work.
+"""JSON API over builds (any reader): ``GET /api/builds`` (sessions, crashes, crash rate,
+hangs and hang rate per build, in version order) and ``GET /api/builds/compare`` (did a build
+crash less than another, per crash group; and hang less, overall). docs/rates.md says how
+rates and the test work, docs/hangs.md what a hang is.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from server.api.access import requires
 from server.api.params import parse_since, query, required_project
 from server.state import ServerState, state_of
 from storage import sessions
+from triage.kinds import HANG
 from triage.rates import RateTest, compare_rates, sort_builds
 
 
@@ -28,7 +30,8 @@ def _rate(crashes: int, total: int) -> float | None:
 @requires("read")
 async def list_endpoint(request: Request) -> Response:
     """GET /api/builds?project=&since= → ``{"builds": [{"build", "sessions",
-    "crashed_sessions", "crash_rate", "crashes", "first_seen"}]}`` in version order."""
+    "crashed_sessions", "crash_rate", "crashes", "hang_count", "hang_rate", "first_seen"}]}``
+    in version order."""
     state = state_of(request)
     project = await required_project(state, request.query_params)
     assert project.id is not None  # a stored project has its id
@@ -43,12 +46,14 @@ def build_rows(state: ServerState, project_id: int, since: datetime | None) -> l
     played = sessions.sessions_per_build(engine, project_id=project_id, since=since)
     crashed = sessions.crashed_sessions_per_build(engine, project_id=project_id, since=since)
     crashes = sessions.crashes_per_build(engine, project_id=project_id, since=since)
+    hangs = sessions.crashes_per_build(engine, project_id=project_id, since=since, kinds=(HANG,))
     first_seen = sessions.build_first_seen(engine, project_id=project_id)
     return [{
         "build": build, "sessions": played.get(build, 0), "crashed_sessions": crashed.get(build, 0),
         "crash_rate": _rate(crashed.get(build, 0), played.get(build, 0)), "crashes": crashes.get(build, 0),
+        "hang_count": hangs.get(build, 0), "hang_rate": _rate(hangs.get(build, 0), played.get(build, 0)),
         "first_seen": first_seen[build].isoformat() if build in first_seen else None,
-    } for build in sort_builds(sorted(set(played) | set(crashes)), first_seen)]
+    } for build in sort_builds(sorted(set(played) | set(crashes) | set(hangs)), first_seen)]
 
 
 @requires("read")
@@ -78,11 +83,13 @@ def rate_test_params(params: Mapping[str, str]) -> tuple[int, float]:
 
 def compare_builds(state: ServerState, project_id: int, base: str, target: str, min_sessions: int,
                    alpha: float) -> dict[str, Any]:
-    """The compare document: sessions and crash rates of both builds, and a rate test per
-    group (the group's crashes in a build / the build's sessions)."""
+    """The compare document: sessions and crash rates of both builds, a rate test per group
+    (the group's crashes in a build / the build's sessions), and the builds' hang reports per
+    session with the same test over them (``hangs``)."""
     engine = state.ctx.engine
     played = sessions.sessions_per_build(engine, project_id=project_id)
     crashed = sessions.crashed_sessions_per_build(engine, project_id=project_id)
+    hangs = sessions.crashes_per_build(engine, project_id=project_id, kinds=(HANG,))
     base_sessions, target_sessions = played.get(base, 0), played.get(target, 0)
     rows = []
     for group in sessions.group_crashes_in_builds(engine, project_id=project_id, builds=[base, target]):
@@ -96,6 +103,17 @@ def compare_builds(state: ServerState, project_id: int, base: str, target: str, 
         "target_crash_rate": _rate(crashed.get(target, 0), target_sessions),
         "min_sessions": min_sessions, "alpha": alpha,
         "enough_sessions": target_sessions >= min_sessions, "groups": rows,
+        "hangs": _hang_row(compare_rates(hangs.get(base, 0), base_sessions, hangs.get(target, 0), target_sessions,
+                                         min_sessions=min_sessions, alpha=alpha)),
+    }
+
+
+def _hang_row(test: RateTest) -> dict[str, Any]:
+    """The builds' hang reports and hangs per session, and whether the target hangs less."""
+    return {
+        "base_hangs": test.base_crashes, "target_hangs": test.target_crashes,
+        "base_hang_rate": test.base_rate, "target_hang_rate": test.target_rate, "change": test.change,
+        "p_value": test.p_value, "significant": test.significant, "reason": test.reason,
     }
 
 

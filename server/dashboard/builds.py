@@ -1,8 +1,9 @@
 """The builds page for QA: ``GET /builds?project=&base=&target=``.
 
-Every build of the project with its sessions, crashes and crash rate; with two builds
-picked, per crash group their crashes and rates, the change and whether it is significant
-(server/api/builds.compare_builds: the exact test of two Poisson rates, docs/rates.md).
+Every build of the project with its sessions, crashes, crash rate, hangs and hang rate; with
+two builds picked, per crash group their crashes and rates, the change and whether it is
+significant, and the same for the builds' hangs (server/api/builds.compare_builds: the exact
+test of two Poisson rates, docs/rates.md).
 """
 
 from __future__ import annotations
@@ -75,4 +76,5 @@ async def builds_page(request: Request, state: ServerState, who: auth.Principal)
         "comparison": comparison, "chart_top": top, "page": number, "page_count": page_count, "params": params,
         "max_build_crashes": max((r["crashes"] for r in rows), default=0),
         "max_build_rate": max((r["crash_rate"] or 0 for r in rows), default=0),
+        "max_build_hang_rate": max((r["hang_rate"] or 0 for r in rows), default=0),
     })

@@ -1,6 +1,7 @@
 """The processed report (rust-minidump JSON, symbolicator/report.py) shaped for the pages:
-threads with the crashing one first, frames with their inlined calls as rows of their own,
-and every module's symbol status, one page at a time. Pure functions, no I/O.
+threads with the crashing one first (a hang's: the hung thread, whose stack signs it), frames
+with their inlined calls as rows of their own, and every module's symbol status, one page at a
+time. Pure functions, no I/O.
 
 A page stays small whatever the report holds (a report written before the limits of
 symbolicator/limits.py can list 200,000 threads): views are built only for the threads and
@@ -12,6 +13,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+
+from triage.kinds import HANG
+from triage.signature.special import hung_thread
 
 THREADS_PER_PAGE = 50  # the corpus's largest dump has 17 threads, a big game about 250
 MODULES_PER_PAGE = 500  # the corpus's largest has 354 modules
@@ -55,8 +59,28 @@ def frame_rows(frame: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def thread_view(thread: dict[str, Any], index: int, crashing: bool) -> dict[str, Any]:
-    """A thread for the template: id, name, whether it crashed, its rows (of the first
+def hung_index(report: dict[str, Any] | None, kind: str | None, hang_thread: str | None) -> int | None:
+    """For a hang, the index of the thread its signature comes from: the one hang_thread
+    names, else thread 0 (triage/signature/special.hung_thread). None for other kinds or a
+    report without threads."""
+    threads = (report or {}).get("threads") or []
+    if kind != HANG or not threads:
+        return None
+    return hung_thread(threads, hang_thread)[0]
+
+
+def hang_text(kind: str | None, seconds: float | None, thread: str | None) -> str | None:
+    """How a hang is summed up on the pages: ``stuck 42.0 s on thread NAR worker`` (without
+    a duration: ``stuck on thread ...``; without a thread: on thread 0, the main thread, as
+    the signature); None for other kinds."""
+    if kind != HANG:
+        return None
+    duration = f" {seconds:.1f} s" if seconds is not None else ""
+    return f"stuck{duration} on thread {thread or '0 (the main thread)'}"
+
+
+def thread_view(thread: dict[str, Any], index: int, crashing: bool, hung: bool = False) -> dict[str, Any]:
+    """A thread for the template: id, name, whether it crashed or hung, its rows (of the first
     FRAMES_HEAD frames), ``hidden`` (frames not shown) and ``tail_rows`` (the last
     FRAMES_TAIL frames, when the thread has more than both)."""
     frames = thread.get("frames") or []
@@ -65,7 +89,7 @@ def thread_view(thread: dict[str, Any], index: int, crashing: bool) -> dict[str,
     if len(frames) > FRAMES_HEAD + FRAMES_TAIL:
         shown, hidden, tail = frames[:FRAMES_HEAD], len(frames) - FRAMES_HEAD - FRAMES_TAIL, frames[-FRAMES_TAIL:]
     return {"index": index, "thread_id": thread.get("thread_id"), "name": thread.get("thread_name"),
-            "crashing": crashing, "frame_count": thread.get("frame_count", len(frames)),
+            "crashing": crashing, "hung": hung, "frame_count": thread.get("frame_count", len(frames)),
             "rows": [row for frame in shown for row in frame_rows(frame)], "hidden": hidden,
             "tail_rows": [row for frame in tail for row in frame_rows(frame)], "notes": thread.get("notes") or []}
 
@@ -87,20 +111,24 @@ def _page_of(total: int, number: int, per_page: int) -> tuple[int, int, int]:
     return number, count, (number - 1) * per_page
 
 
-def thread_page(report: dict[str, Any] | None, number: int = 1, per_page: int = THREADS_PER_PAGE) -> Page:
-    """Page ``number`` of the report's threads, the crashing thread first, then in dump order."""
+def thread_page(report: dict[str, Any] | None, number: int = 1, per_page: int = THREADS_PER_PAGE,
+                hung: int | None = None) -> Page:
+    """Page ``number`` of the report's threads: the hung thread (hung: its index, for a hang)
+    first, then the crashing thread, then in dump order."""
     listed = (report or {}).get("threads") or []
     crashing = ((report or {}).get("crash_info") or {}).get("crashing_thread")
-    order = sorted(range(len(listed)), key=lambda i: (i != crashing, i))
+    order = sorted(range(len(listed)), key=lambda i: (i != hung, i != crashing, i))
     number, count, first = _page_of(len(order), number, per_page)
-    views = [thread_view(listed[i], i, i == crashing) for i in order[first : first + per_page]]
+    views = [thread_view(listed[i], i, i == crashing, i == hung) for i in order[first : first + per_page]]
     return Page(views, number, count, len(listed))
 
 
-def crashing_rows(report: dict[str, Any] | None, limit: int = 40) -> list[dict[str, Any]]:
-    """The crashing thread's rows (at most limit), for the group page's representative crash."""
-    crashing = (report or {}).get("crashing_thread") or {}
-    return [row for frame in crashing.get("frames") or [] for row in frame_rows(frame)][:limit]
+def crashing_rows(report: dict[str, Any] | None, limit: int = 40, hung: int | None = None) -> list[dict[str, Any]]:
+    """The rows (at most limit) of the crashing thread, or of the hung thread (hung: its
+    index, for a hang), for the group page's representative crash."""
+    threads = (report or {}).get("threads") or []
+    thread = threads[hung] if hung is not None and hung < len(threads) else (report or {}).get("crashing_thread") or {}
+    return [row for frame in thread.get("frames") or [] for row in frame_rows(frame)][:limit]
 
 
 def symbol_status(module: dict[str, Any]) -> str:
