@@ -22,7 +22,7 @@ from storage.groups import BUILDS, CRASHES, GROUPS, MISSING, PLATFORMS, TESTERS
 from storage.regroup import merged_signatures
 from storage.tickets import EVENTS, TICKETS
 from storage.triage_queries import ticket_notice
-from triage.kinds import KINDS
+from triage.kinds import FEEDBACK, KINDS
 from triage.rates import sort_builds
 from triage.tickets.transitions import ACTIONS
 
@@ -79,8 +79,8 @@ def _groups_from(build: str | None) -> Any:
 def _group_filters(project_id: int | None, component: str | None, platform: str | None, status: str | None,
                    since: datetime | None, kind: str | None = None) -> list[Any]:
     where: list[Any] = [GROUPS.c.crash_count > 0]  # an emptied group is no longer listed
-    if kind is not None:
-        where.append(GROUPS.c.kind == kind)
+    # Feedback groups count reports, not crashes: listed only when asked for (docs/feedback.md).
+    where.append(GROUPS.c.kind == kind if kind is not None else GROUPS.c.kind != FEEDBACK)
     if project_id is not None:
         where.append(GROUPS.c.project_id == project_id)
     if component is not None:

@@ -142,13 +142,17 @@ def test_hang_thread_is_cut_and_only_hangs_carry_them(crashd: Crashd) -> None:
 def test_a_sentry_app_hang_keeps_its_duration_from_tags(crashd: Crashd) -> None:
     event = {"level": "error", "platform": "native", "tags": {"hang_seconds": "31.5", "hang_thread": "main"},
              "exception": {"values": [{"type": "App Hanging", "value": "App hanging for at least 2000 ms.",
-                                       "mechanism": {"type": "AppHang", "handled": True}}]}}
+                                       "mechanism": {"type": "AppHang", "handled": True},
+                                       "stacktrace": {"frames": [{"function": "main"},
+                                                                 {"function": "nar::Dialogue::wait_for_model"}]}}]}}
     event_id = send_event(crashd, event, path="store")
     crashd.drain()
     crash = crash_of_event(crashd, event_id)
     assert crash["kind"] == "hang"
     crash = crashd.crash(crash["crash_id"])
     assert (crash["hang_seconds"], crash["hang_thread"]) == (31.5, "main")
+    # signed as a hang (its kind, decided at ingest), from its stack trace's innermost frame
+    assert crash["signature"] == "hang | nar::Dialogue::wait_for_model", crash["signature"]
 
 
 def test_hangs_per_session_per_build(crashd: Crashd, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -20,7 +20,9 @@ from symbolicator.minidump import read_minidump
 from symbolicator.process import walk_all_threads
 from symbolicator.report import build_report
 from triage.components import classify
+from triage.kinds import HANG
 from triage.signature.generator import generate
+from triage.signature.special import hang_reason
 from workers.context import WorkerContext
 from workers.event_stack import event_report
 from workers.rule import ProcessingState, Rule
@@ -159,7 +161,9 @@ class SymbolUseRule(Rule):
 
 class SignatureRule(Rule):
     """Adds ``signature``, ``signature_version`` and ``signature_notes`` (triage/signature:
-    a pure function of the crashing thread and the annotations)."""
+    a pure function of the crashing thread and the annotations). A crash that ingest found to
+    be a hang (a Sentry AppHang/watchdog event: kind ``hang``) is signed as one, with the thread
+    its ``hang_thread`` names, also when its annotations do not say so."""
 
     failure = "could not generate a signature"
 
@@ -167,7 +171,12 @@ class SignatureRule(Rule):
         return state.fatal is None and state.report is not None
 
     def action(self, ctx: WorkerContext, state: ProcessingState) -> None:
-        annotations = state.processed.get("annotations") or state.crash.annotations or {}
+        crash = state.crash
+        annotations = dict(state.processed.get("annotations") or crash.annotations or {})
+        if crash.kind == HANG and hang_reason(annotations) is None:
+            annotations["hang_reason"] = "kind hang (decided at ingest)"
+            if crash.hang_thread and "hang_thread" not in annotations:
+                annotations["hang_thread"] = crash.hang_thread
         result = generate(state.report or {}, annotations)
         state.processed.update(signature=result.signature, signature_version=result.version,
                                signature_notes=result.notes)

@@ -18,6 +18,7 @@ from server.api.access import requires
 from server.state import ServerState, state_of
 from storage import queries
 from storage.blobs import BlobNotFound
+from storage.feedback import feedback_for_crash
 
 
 def _iso(value: Any) -> str | None:
@@ -56,6 +57,8 @@ def crash_document(crash: Crash, project_name: str | None, attachments: list[Att
         "platform": crash.platform,
         "kind": crash.kind,
         "level": crash.level,
+        "hang_seconds": crash.hang_seconds,
+        "hang_thread": crash.hang_thread,
         "processed": crash.processed,
     }
 
@@ -89,6 +92,7 @@ async def crash_detail(request: Request) -> Response:
         raise HTTPException(404, "crash not found")
     document = crash_document(*found)
     document["stackwalk"] = await run_in_threadpool(load_report, state, found[0])
+    document["feedback"] = await run_in_threadpool(feedback_for_crash, state.ctx.engine, crash_id=found[0].crash_id)
     return JSONResponse(document)
 
 

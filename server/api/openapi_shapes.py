@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from triage.feedback import CATEGORIES as FEEDBACK_CATEGORIES
 from triage.kinds import KINDS, LEVELS
 
 Schema = dict[str, Any]
@@ -68,12 +69,20 @@ SCHEMAS: dict[str, Schema] = {
         merged_signatures=arr(obj(signature=S, actor=S, merged_at=T, crash_count=I)))]},
     "Regrouped": obj(group_id=I, into=I, crashes_moved=I, groups={"type": "object", "additionalProperties": I},
                      ticket_changes=arr(obj(ticket_id=I, action=S))),
+    "Feedback": obj(id=S, project_id=I, group_id=nullable("integer"), category=S, message=S,
+                    text_key=nullable("string"), tester_id=nullable("string"), build=nullable("string"),
+                    platform=nullable("string"), crash_id=nullable("string"), event_id=nullable("string"),
+                    url=nullable("string"), source={"type": "string", "enum": ["api", "feedback", "user_report"]}, received_at=T,
+                    attachments=arr(obj(name=S, filename=nullable("string"), content_type=nullable("string"),
+                                        size=I))),
     "Crash": obj(crash_id=S, status=S, project=S, project_id=I, received_at=T, processed_at=T_NULL,
                  build=nullable("string"), tester_id=nullable("string"), annotations=ANY, attachments=arr(ANY),
                  signature=nullable("string"), component=nullable("string"), reason_text=nullable("string"),
                  group_id=nullable("integer"), platform=nullable("string"), kind=KIND, level=LEVEL,
+                 hang_seconds=nullable("number", description="a hang's duration (docs/hangs.md)"),
+                 hang_thread=nullable("string", description="the hung thread's id or name"),
                  processed=nullable("object"),
-                 stackwalk=nullable("object")),
+                 stackwalk=nullable("object"), feedback=arr(ref("Feedback"))),
     "TicketRow": obj(id=I, project_id=I, group_id=nullable("integer"), merged_into=nullable("integer"),
                      notice=nullable("string"), priority=S, state=S, title=S, due_at=T,
                      fixed_in=nullable("string"), signature=S, component=nullable("string"), crash_count=I,
@@ -92,13 +101,16 @@ SCHEMAS: dict[str, Schema] = {
         missing=arr(obj(debug_file=S, debug_id=S, code_file=nullable("string"), crashes=I, groups=I,
                         last_seen=T, uploaded=B))),
     "Builds": obj(builds=arr(obj(build=S, sessions=I, crashed_sessions=I, crash_rate=nullable("number"),
-                                 crashes=I, first_seen=T_NULL))),
+                                 crashes=I, hang_count=I, hang_rate=nullable("number"), first_seen=T_NULL))),
     "BuildsCompare": obj(
         base=S, target=S, base_sessions=I, target_sessions=I, base_crash_rate=nullable("number"),
         target_crash_rate=nullable("number"), min_sessions=I, alpha=N, enough_sessions=B,
         groups=arr(obj(group_id=I, signature=S, component=nullable("string"), base_crashes=I, target_crashes=I,
                        base_rate=nullable("number"), target_rate=nullable("number"), change=nullable("number"),
-                       p_value=nullable("number"), significant=B, reason=S))),
+                       p_value=nullable("number"), significant=B, reason=S)),
+        hangs=obj(base_hangs=I, target_hangs=I, base_hang_rate=nullable("number"),
+                  target_hang_rate=nullable("number"), change=nullable("number"), p_value=nullable("number"),
+                  significant=B, reason=S)),
 }
 
 
@@ -185,6 +197,27 @@ DESCRIBED: dict[tuple[str, str], dict[str, Any]] = {
         "id": "getAttachment", "summary": "One attachment of a crash", "errors": (401, 404, 410),
         "ok": {"description": "the bytes, as the Content-Type the client sent with them",
                "content": {"*/*": {"schema": BINARY}}}},
+    ("POST", "/api/{project}/feedback/"): {
+        "id": "sendFeedback", "auth": "key", "errors": (400, 401, 413, 429, 503),
+        "summary": "A tester's feedback (message, category, tester_id, build, platform, crash_id or event_id, "
+                   "files); never a crash (docs/feedback.md)",
+        "body": ("multipart/form-data", obj(message=S, category=enum(" ".join(FEEDBACK_CATEGORIES)), tester_id=S,
+                                            build=S, platform=S, crash_id=S, event_id=S, url=S)),
+        "ok": json_ok(obj(id=S))},
+    ("GET", "/api/feedback"): {
+        "id": "listFeedback", "summary": "Tester feedback, newest first, with filters",
+        "query": [PROJECT, ("category", enum(" ".join(FEEDBACK_CATEGORIES)), "one of the categories"),
+                  ("build", "string", "sent from this build"), ("tester", "string", "sent by this tester"),
+                  ("group", bounded(1), "counted in this feedback group"),
+                  ("crash", "string", "about this crash (by crash id or its Sentry event id)"),
+                  ("limit", bounded(1), "1..1000, default 50; larger is cut to 1000"),
+                  ("offset", bounded(0, MAX_OFFSET), ">= 0")],
+        "errors": (400, 401, 404), "ok": json_ok(obj(feedback=arr(ref("Feedback")), total=I, limit=I, offset=I))},
+    ("GET", "/api/feedback/{feedback_id}/attachments/{name:path}"): {
+        "id": "getFeedbackAttachment", "summary": "One file of a feedback report (a screenshot as its image type)",
+        "errors": (401, 404, 410),
+        "ok": {"description": "the bytes: image/png, jpeg, gif or webp for a screenshot, else "
+                              "application/octet-stream", "content": {"*/*": {"schema": BINARY}}}},
     ("GET", "/api/discards"): {
         "id": "discards", "summary": "Refused uploads per reason, today and all time", "errors": (401,),
         "ok": json_ok(obj(today={"type": "object", "additionalProperties": I},
@@ -221,7 +254,7 @@ DESCRIBED: dict[tuple[str, str], dict[str, Any]] = {
         "id": "uploadSessions", "auth": "key", "summary": "Report play sessions (idempotent on session_id)",
         "errors": (400, 401, 413), "body": ("application/json", arr(ANY)), "ok": json_ok(obj(accepted=I))},
     ("GET", "/api/builds"): {
-        "id": "listBuilds", "summary": "Sessions, crashes and crash rate per build, in version order",
+        "id": "listBuilds", "summary": "Sessions, crashes, crash rate, hangs and hang rate per build, in version order",
         "query": [REQUIRED_PROJECT, SINCE], "errors": (400, 401, 404), "ok": json_ok(ref("Builds"))},
     ("GET", "/api/builds/compare"): {
         "id": "compareBuilds", "summary": "Did target crash less than base, per group (exact Poisson test)",

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from starlette.routing import Route
 
-from server.api import builds, crashes, groups, health, openapi, symbols, tickets, triage
+from server.api import builds, crashes, feedback, groups, health, openapi, symbols, tickets, triage
 
 ROUTES = [
     Route("/api/symbols/{debug_file}/{debug_id}", symbols.lookup_endpoint, methods=["GET"]),
@@ -15,6 +15,8 @@ ROUTES = [
     Route("/api/crashes/{crash_id}/minidump", crashes.crash_minidump, methods=["GET"]),
     Route("/api/crashes/{crash_id}/attachments/{name:path}", crashes.crash_attachment, methods=["GET"]),
     Route("/api/discards", crashes.discards, methods=["GET"]),
+    Route("/api/feedback", feedback.list_endpoint, methods=["GET"]),
+    Route("/api/feedback/{feedback_id}/attachments/{name:path}", feedback.attachment_endpoint, methods=["GET"]),
     Route("/api/groups", groups.list_endpoint, methods=["GET"]),
     Route("/api/groups/{group_id:int}", groups.detail_endpoint, methods=["GET"]),
     Route("/api/groups/{group_id:int}/merge", groups.merge_endpoint, methods=["POST"]),

@@ -24,6 +24,7 @@ from server import auth
 from server.api.crashes import _blob_response, _load_crash, crash_document, load_report
 from server.dashboard import pages, stack
 from server.dashboard.access import action, page, problem
+from server.dashboard.feedback import crash_feedback
 from server.state import ServerState
 from storage import queries
 from storage.blobs import BlobNotFound
@@ -64,14 +65,15 @@ def page_number(params: Mapping[str, str], name: str) -> int:
     return int(value) if value.isdigit() and len(value) < 10 else 1
 
 
-def report_view(report: dict[str, Any] | None, params: Mapping[str, str]) -> dict[str, Any]:
+def report_view(report: dict[str, Any] | None, params: Mapping[str, str], hung: int | None = None) -> dict[str, Any]:
     """What the crash page shows of the processed report: crash and system info, one page
-    of threads and one of modules (``?threads=N``, ``?modules=N``), and ``cut``, the lists
-    processing left out (symbolicator/limits.py)."""
+    of threads (a hang's hung thread first: hung is its index) and one of modules
+    (``?threads=N``, ``?modules=N``), and ``cut``, the lists processing left out
+    (symbolicator/limits.py)."""
     return {
         "info": (report or {}).get("crash_info") or {},
         "system": (report or {}).get("system_info") or {},
-        "threads": stack.thread_page(report, page_number(params, "threads")),
+        "threads": stack.thread_page(report, page_number(params, "threads"), hung=hung),
         "modules": stack.module_page(report, page_number(params, "modules")),
         "cut": (report or {}).get("cut") or {},
     }
@@ -87,9 +89,11 @@ def crash_view(state: ServerState, crash_id: str, params: Mapping[str, str]) -> 
     return {
         "doc": crash_document(crash, project, attachments),
         "processed": crash.processed or {},
-        **report_view(report, params),
+        **report_view(report, params, stack.hung_index(report, crash.kind, crash.hang_thread)),
+        "hang": stack.hang_text(crash.kind, crash.hang_seconds, crash.hang_thread),
         "logs": {a.name: log_lines(state, a) for a in attachments if is_text(a)},
         "pending": state.queue.is_pending(crash.crash_id),
+        "feedback": crash_feedback(state, crash.crash_id),
     }
 
 

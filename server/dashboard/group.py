@@ -24,6 +24,7 @@ from server.api import tickets
 from server.api.crashes import load_report
 from server.dashboard import pages, stack
 from server.dashboard.access import action, page, problem
+from server.dashboard.feedback import group_feedback
 from server.state import ServerState
 from storage import dashboard_queries, queries
 from storage.regroup import GroupNotFound, RegroupError
@@ -41,7 +42,8 @@ PICKER_STATES = ("open", "regressed", "resolved", "verified", "wontfix")
 
 
 def representative(state: ServerState, crash_id: str | None) -> dict[str, Any] | None:
-    """The representative crash: id, build, crash reason and address, and its crashing stack."""
+    """The representative crash: id, build, crash reason and address, and its crashing stack
+    (a hang's: the hung thread's, with ``hang``, how long it was stuck and on which thread)."""
     crash = queries.get_crash(state.ctx.engine, crash_id=crash_id) if crash_id else None
     if crash is None:
         return None
@@ -49,7 +51,9 @@ def representative(state: ServerState, crash_id: str | None) -> dict[str, Any] |
     info = (report or {}).get("crash_info") or {}
     return {"crash_id": crash.crash_id, "build": crash.build, "tester_id": crash.tester_id,
             "received_at": crash.received_at, "reason": info.get("type"), "address": info.get("address"),
-            "rows": stack.crashing_rows(report), "processed": report is not None}
+            "rows": stack.crashing_rows(report, hung=stack.hung_index(report, crash.kind, crash.hang_thread)),
+            "hang": stack.hang_text(crash.kind, crash.hang_seconds, crash.hang_thread),
+            "processed": report is not None}
 
 
 @page
@@ -70,9 +74,10 @@ async def group_page(request: Request, state: ServerState, who: auth.Principal) 
         if not others:
             actions.remove("duplicate")
     builds = group["builds"]
+    feedback = await run_in_threadpool(group_feedback, state, group)
     return pages.render(request, "group.html", {
         "user": who, "group": group, "crash": crash, "ticket": ticket, "actions": actions, "labels": ACTION_LABELS,
-        "other_tickets": others,
+        "other_tickets": others, "feedback": feedback,
         "max_crashes": max((b["crashes"] for b in builds), default=0),
         "max_rate": max((b["crash_rate"] or 0 for b in builds), default=0),
         "has_sessions": any(b["sessions"] for b in builds),

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from starlette.routing import Route
 
-from server.dashboard import builds, crash, group, groups, symbols, triage
+from server.dashboard import builds, crash, feedback, group, groups, symbols, triage
 
 ROUTES = [
     Route("/", groups.groups_page, methods=["GET"]),
@@ -20,6 +20,7 @@ ROUTES = [
     Route("/crashes/{crash_id}/attachments/{name:path}", crash.attachment_download, methods=["GET"]),
     Route("/crashes/{crash_id}/reprocess", crash.reprocess, methods=["POST"]),
     Route("/triage", triage.triage_page, methods=["GET"]),
+    Route("/feedback", feedback.feedback_page, methods=["GET"]),
     Route("/builds", builds.builds_page, methods=["GET"]),
     Route("/symbols", symbols.symbols_page, methods=["GET"]),
 ]

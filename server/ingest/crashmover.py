@@ -9,9 +9,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import re
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Callable
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -22,7 +23,7 @@ from server.ingest.upload_parser import ParsedUpload, UploadPart
 from server.state import ServerState
 from storage import queries
 from storage.blobs import BlobStoreError, day_key
-from triage.kinds import MINIDUMP_LEVEL, kind_of_minidump
+from triage.kinds import HANG, MINIDUMP_LEVEL, kind_of_minidump
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,10 @@ TESTER_KEYS = ("tester_id", "guid", "user_id", "sentry.user.id")
 # The client (installation) that retries an upload: Crashpad's guid first.
 CLIENT_KEYS = ("guid", "tester_id", "user_id", "sentry.user.id")
 CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# A hang report's duration and hung thread (docs/hangs.md): a watchdog's Crashpad annotations,
+# or a Sentry event's tags or extra.
+HANG_SECONDS_KEYS = ("hang_seconds", "sentry.tags.hang_seconds", "sentry.extra.hang_seconds")
+HANG_THREAD_KEYS = ("hang_thread", "sentry.tags.hang_thread", "sentry.extra.hang_thread")
 
 
 def persist_and_enqueue(state: ServerState, project: Project, parsed: ParsedUpload, via: str,
@@ -51,6 +56,20 @@ def first_of(annotations: dict[str, str], keys: tuple[str, ...]) -> str | None:
         if value:
             return value[:200]
     return None
+
+
+def hang_details(annotations: dict[str, str]) -> tuple[float | None, str | None]:
+    """(hang_seconds, hang_thread) of a hang report. A duration that is not a finite number
+    of seconds >= 0 ("soon", "-3", "nan") is left out, never refused; the thread is cut to 200
+    characters."""
+    raw = first_of(annotations, HANG_SECONDS_KEYS)
+    try:
+        seconds: float | None = float(raw) if raw is not None else None
+    except ValueError:
+        seconds = None
+    if seconds is not None and not (math.isfinite(seconds) and seconds >= 0):
+        seconds = None
+    return seconds, first_of(annotations, HANG_THREAD_KEYS)
 
 
 def fingerprint(project: Project, client_id: str | None, dump_sha256: str) -> str:
@@ -103,6 +122,8 @@ def store_crash(state: ServerState, project: Project, annotations: dict[str, str
             annotations_key=day_key("annotations", now, f"{crash_id}.json"), annotations=annotations,
             kind=kind[0], level=kind[1],
         )
+        if kind[0] == HANG:
+            crash.hang_seconds, crash.hang_thread = hang_details(annotations)
         written.append(put_primary(crash))
         attachments = store_attachments(state, crash, parts, written)
         document = {"crash_id": crash_id, "project": project.name, "received_at": now.isoformat(),
@@ -124,6 +145,14 @@ def store_crash(state: ServerState, project: Project, annotations: dict[str, str
 def store_attachments(state: ServerState, crash: Crash, parts: list[UploadPart],
                       written: list[str]) -> list[Attachment]:
     """Put each part in the blob store (its key appended to written); the rows to insert."""
+    return put_attachments(state, "attachments", crash.crash_id, crash.received_at, parts, written)
+
+
+def put_attachments(state: ServerState, folder: str, owner_id: str, at: datetime, parts: list[UploadPart],
+                    written: list[str]) -> list[Attachment]:
+    """Put each part in the blob store under ``<folder>/<day>/<owner_id>/<n>-<name>`` (its key
+    appended to written), its name and content type sanitized; the rows (crash_id: owner_id).
+    Feedback (server/ingest/feedback.py) keeps its files this way too."""
     attachments = []
     seen: set[str] = set()
     for index, part in enumerate(parts):
@@ -134,11 +163,11 @@ def store_attachments(state: ServerState, crash: Crash, parts: list[UploadPart],
             name = f"{name}-{index}"
         seen.add(name)
         safe = re.sub(r"[^A-Za-z0-9._-]", "_", name)[:80]
-        key = day_key("attachments", crash.received_at, f"{crash.crash_id}/{index:02d}-{safe}")
+        key = day_key(folder, at, f"{owner_id}/{index:02d}-{safe}")
         state.ctx.blobs.put_file(key, part.file)
         written.append(key)
         attachments.append(Attachment(
-            crash_id=crash.crash_id, name=name[:200], filename=printable(part.filename or "")[:300] or None,
+            crash_id=owner_id, name=name[:200], filename=printable(part.filename or "")[:300] or None,
             content_type=CONTROL.split(part.content_type or "")[0].strip()[:200] or None,
             size=part.size, sha256=part.sha256, blob_key=key,
         ))

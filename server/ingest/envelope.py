@@ -28,7 +28,8 @@ from server.ingest.discard import MalformedUpload
 from server.ingest.upload_parser import MAX_JSON_DEPTH, too_deep
 
 # Item types whose payload must be one JSON object (checked while parsing).
-JSON_ITEMS = frozenset({"event", "transaction", "session", "sessions", "user_report", "client_report"})
+JSON_ITEMS = frozenset({"event", "transaction", "session", "sessions", "user_report", "client_report",
+                        "feedback"})
 MAX_ITEMS = 1000  # Relay caps items too; a body of empty items must not cost unbounded work
 MAX_JSON_BYTES = 1024 * 1024  # one JSON item (Settings.max_event_bytes); Relay's max_event_size
 JSON_ITEMS_BUDGET = 4  # all JSON items of one envelope together: 4 x max_json_bytes (an event,

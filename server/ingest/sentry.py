@@ -38,7 +38,7 @@ from server.state import ServerState, state_of
 
 log = logging.getLogger(__name__)
 SENTRY_ENDPOINT = re.compile(r"^/api/[^/]+/(envelope|store)/?$")
-LIMITED_TYPES = ("event", "attachment")  # what counts against the rate limit; sessions never do
+LIMITED_TYPES = ("event", "attachment", "feedback", "user_report")  # counted against the rate limit; sessions never
 BASE64_SLICE = 64 * 1024  # a multiple of 4: a raven body is decoded slice by slice
 
 
@@ -65,9 +65,9 @@ async def receive(request: Request, via: str) -> Response:
         if retry_after is not None:
             raise Discarded(429, "rate_limited", retry_after=retry_after)
     stored_problem = await run_in_threadpool(store_envelope, state, project, envelope, via)
-    problem = problem or stored_problem  # the envelope's own problem first
-    if problem is not None:  # the valid part is stored; the client learns what was wrong
-        raise problem
+    refused = problem or stored_problem  # the envelope's own problem first
+    if refused is not None:  # the valid part is stored; the client learns what was wrong
+        raise refused
     return JSONResponse({"id": envelope.headers["event_id"]})
 
 

@@ -9,6 +9,8 @@ sessions. Persist, then acknowledge: everything here is committed before the end
   (``events/<day>/<crash_id>.json``); the pipeline builds its stack from the event.
 - other attachments (logs ...): attachments of that crash.
 - ``session`` / ``sessions``: rows of the sessions table (release = build, ``did`` = tester).
+- ``feedback`` / ``user_report``: tester feedback, never a crash; the attachments of an envelope
+  with a ``feedback`` item are its screenshots (server/ingest/feedback.py).
 """
 
 from __future__ import annotations
@@ -23,8 +25,9 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from schemas.tables import Crash, Project
 from server.ingest.crashmover import enqueue_quietly, fingerprint, persist_upload, store_crash
-from server.ingest.discard import MalformedUpload, StorageUnavailable
+from server.ingest.discard import Discarded, MalformedUpload, StorageUnavailable
 from server.ingest.envelope import Envelope, Item
+from server.ingest.feedback import store_envelope_feedback
 from server.ingest.refusal import count
 from server.ingest.sentry_event import event_annotations
 from server.ingest.sentry_sessions import envelope_sessions
@@ -49,10 +52,11 @@ def event_id_of(envelope: Envelope) -> str:
     return uuid.uuid4().hex
 
 
-def store_envelope(state: ServerState, project: Project, envelope: Envelope, via: str) -> MalformedUpload | None:
-    """Store the envelope's sessions and its crash, then enqueue the crash. The envelope
-    header's ``event_id`` is set to the id answered to the client (event_id_of). Returns the
-    problem of a bad minidump attachment (the event is then stored without it), else None.
+def store_envelope(state: ServerState, project: Project, envelope: Envelope, via: str) -> Discarded | None:
+    """Store the envelope's sessions, its feedback and its crash, then enqueue the crash. The
+    envelope header's ``event_id`` is set to the id answered to the client (event_id_of).
+    Returns the problem of a bad minidump attachment (the event is then stored without it) or
+    of a refused feedback item (server/ingest/feedback.py), else None.
     Raises StorageUnavailable."""
     envelope.headers["event_id"] = event_id = event_id_of(envelope)
     reports, problems = envelope_sessions(envelope)
@@ -64,18 +68,19 @@ def store_envelope(state: ServerState, project: Project, envelope: Envelope, via
                                      sessions=reports)
     except SQLAlchemyError as exc:
         raise StorageUnavailable(str(exc)) from exc
+    feedback_problem = store_envelope_feedback(state, project, envelope)  # takes a feedback's screenshots
     event_items = envelope.of_type("event")
     event = dict(event_items[0].json or {}) if event_items else None
     attachments = envelope.of_type("attachment")
     if event is None and not attachments:
-        return None
+        return feedback_problem
     if event is None:  # Sentry would wait for the event; an envelope of attachments alone has none
         event = {"event_id": event_id, "level": "fatal", "message": "attachments without an event"}
     event.setdefault("event_id", event_id)
     crash_id, created, problem = _store_crash(state, project, envelope, event, via)
     if created:
         enqueue_quietly(state, crash_id)
-    return problem
+    return problem or feedback_problem
 
 
 def _store_crash(state: ServerState, project: Project, envelope: Envelope, event: dict[str, Any],
