@@ -43,6 +43,7 @@ from storage.groups import (
     retrying,
 )
 from storage.queries import as_utc
+from triage.kinds import FEEDBACK
 from triage.tickets.transitions import Change
 
 
@@ -111,6 +112,8 @@ def merge_groups(engine: Engine, *, settings: Settings, group_id: int, into: int
             raise RegroupError("a group cannot be merged into itself")
         if source.project_id != target.project_id:
             raise RegroupError("groups of two projects cannot be merged")
+        if FEEDBACK in (source.kind, target.kind):  # counted from reports, not crashes: recount cannot
+            raise RegroupError("feedback groups cannot be merged (they group reports by category and line)")
         for group in (source, target):
             if group.merged_into is not None:
                 raise RegroupError(f"group {group.id} was merged into group {group.merged_into} already")

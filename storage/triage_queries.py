@@ -158,7 +158,7 @@ def list_tickets(engine: Engine, *, project_id: int | None = None, states: Itera
     """Tickets (JSON-ready, with the group's signature and component), most urgent first:
     P0 before P1, then by due time."""
     stmt = select(TICKETS, GROUPS.c.signature, GROUPS.c.component, GROUPS.c.crash_count,
-                  GROUPS.c.tester_count).join(GROUPS, GROUPS.c.id == TICKETS.c.group_id, isouter=True)
+                  GROUPS.c.tester_count, GROUPS.c.kind).join(GROUPS, GROUPS.c.id == TICKETS.c.group_id, isouter=True)
     if project_id is not None:
         stmt = stmt.where(TICKETS.c.project_id == project_id)
     if states is not None:
@@ -175,7 +175,7 @@ def list_tickets(engine: Engine, *, project_id: int | None = None, states: Itera
 def _ticket_row(row: Any) -> dict[str, Any]:
     out = ticket_json(row)
     out.update(signature=row["signature"], component=row["component"], crash_count=row["crash_count"],
-               tester_count=row["tester_count"], notice=ticket_notice(row))
+               tester_count=row["tester_count"], kind=row["kind"], notice=ticket_notice(row))
     return out
 
 
@@ -193,7 +193,7 @@ def ticket_notice(row: Any) -> str | None:
 def get_ticket(engine: Engine, *, ticket_id: int) -> dict[str, Any] | None:
     """One ticket (as list_tickets) with ``history``: its events, oldest first."""
     stmt = select(TICKETS, GROUPS.c.signature, GROUPS.c.component, GROUPS.c.crash_count,
-                  GROUPS.c.tester_count).join(GROUPS, GROUPS.c.id == TICKETS.c.group_id, isouter=True
+                  GROUPS.c.tester_count, GROUPS.c.kind).join(GROUPS, GROUPS.c.id == TICKETS.c.group_id, isouter=True
                                               ).where(TICKETS.c.id == ticket_id)
     with engine.connect() as conn:
         row = conn.execute(stmt).first()

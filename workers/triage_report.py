@@ -16,6 +16,7 @@ from typing import Any
 
 from schemas.tables import utcnow
 from storage import dashboard_queries, triage_queries
+from triage.kinds import FEEDBACK
 from workers.context import WorkerContext
 from workers.triage_jobs import fix_numbers
 
@@ -145,13 +146,15 @@ def patch_notes(ctx: WorkerContext, *, build: str, project_id: int | None = None
 
 
 def render_patch_notes(notes: dict[str, Any]) -> str:
-    """Patch notes as Markdown: each fixed crash with its testers, then whom to ask to retest."""
+    """Patch notes as Markdown: each fixed crash (or tester feedback: "reported by") with its
+    testers, then whom to ask to retest."""
     lines = [f"# Crash fixes in {notes['build']}", ""]
     if not notes["fixed"]:
         return "\n".join(lines + ["No ticket is resolved in this build.", ""])
     for t in notes["fixed"]:
         who = ", ".join(f"{x['tester_id']} ({x['crash_count']})" for x in t["testers"]) or "no known tester"
-        lines.append(f"- **{t['title']}** (ticket #{t['id']}, {t['priority']}, {t['state']}): hit by {who}")
+        verb = "reported by" if t.get("kind") == FEEDBACK else "hit by"  # feedback tickets: the testers' reports
+        lines.append(f"- **{t['title']}** (ticket #{t['id']}, {t['priority']}, {t['state']}): {verb} {who}")
     lines += ["", f"## Please retest on {notes['build']}", ""]
     lines += [f"- {tester}: {', '.join(f'`{s}`' for s in sigs)}" for tester, sigs in notes["testers"].items()]
     return "\n".join(lines + [""])

@@ -84,7 +84,7 @@ SCHEMAS: dict[str, Schema] = {
                  processed=nullable("object"),
                  stackwalk=nullable("object"), feedback=arr(ref("Feedback"))),
     "TicketRow": obj(id=I, project_id=I, group_id=nullable("integer"), merged_into=nullable("integer"),
-                     notice=nullable("string"), priority=S, state=S, title=S, due_at=T,
+                     notice=nullable("string"), kind=nullable("string"), priority=S, state=S, title=S, due_at=T,
                      fixed_in=nullable("string"), signature=S, component=nullable("string"), crash_count=I,
                      tester_count=I),
     "BoardTicket": {"allOf": [ref("Ticket"), obj(group_id=I, signature=S, component=nullable("string"),
