@@ -322,6 +322,9 @@ class Ticket(SQLModel, table=True):
     project_id: int = Field(foreign_key="projects.id", index=True)
     group_id: int | None = Field(default=None, foreign_key="crash_groups.id")
     merged_into: int | None = Field(default=None, foreign_key="tickets.id")
+    # A security report's ticket (no group): seen only by the project's security grantees and
+    # global admins; its notifications carry no details (docs/security-reports.md).
+    restricted: bool = Field(default=False, index=True)
     priority: str = Field(max_length=4, description="P0 | P1")
     state: str = Field(default=TicketState.open.value, max_length=16, index=True)
     title: str = Field(max_length=400)
@@ -407,6 +410,43 @@ class ApiToken(SQLModel, table=True):
         default=None, foreign_key="projects.id", description="The one project an uploader token may upload symbols to"
     )
     created_at: datetime = _ts(nullable=False, default=utcnow)
+
+
+class ProjectGrant(SQLModel, table=True):
+    """A user's or an API token's role in one project (docs/auth.md): ``viewer`` reads,
+    ``triager`` also acts on tickets, merges groups and reprocesses, ``admin`` does everything
+    in the project (its tokens too). ``security`` lets them see the project's restricted
+    security reports. A global admin (users.role / api_tokens.role ``admin``) needs no grant."""
+
+    __tablename__ = "project_grants"
+    __table_args__ = (UniqueConstraint("project_id", "user_name", name="uq_grant_project_user"),
+                      UniqueConstraint("project_id", "token_id", name="uq_grant_project_token"))
+
+    id: int | None = Field(default=None, primary_key=True)
+    project_id: int = Field(foreign_key="projects.id", index=True)
+    user_name: str | None = Field(default=None, max_length=100, index=True)
+    token_id: int | None = Field(default=None, foreign_key="api_tokens.id", index=True)
+    role: str = Field(max_length=16, description="viewer | triager | admin")
+    security: bool = False
+    created_at: datetime = _ts(nullable=False, default=utcnow)
+
+
+class SecurityReport(SQLModel, table=True):
+    """A tester's report of a vulnerability (docs/security-reports.md): it opens a restricted
+    P0 ticket at once; only the project's security grantees and global admins see it."""
+
+    __tablename__ = "security_reports"
+
+    id: str = Field(primary_key=True, max_length=36)
+    project_id: int = Field(foreign_key="projects.id", index=True)
+    ticket_id: int | None = Field(default=None, foreign_key="tickets.id", index=True)
+    summary: str = Field(max_length=500)
+    details: str = ""
+    tester_id: str | None = Field(default=None, max_length=200)
+    build: str | None = Field(default=None, max_length=200)
+    source: str = Field(max_length=16, description="api | feedback (a Sentry feedback item of category security)")
+    received_at: datetime = _ts(nullable=False, default=utcnow)
+    attachments: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON))
 
 
 class WebSession(SQLModel, table=True):
