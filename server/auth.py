@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import hmac
 import secrets
-from dataclasses import dataclass
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from starlette.requests import Request
 
+from server.access_rules import Principal as Principal  # re-exported: handlers use auth.Principal
+from server.access_rules import may_anywhere
 from server.caches import Credentials, Known, LiveSessions
 from server.state import ServerState
 from storage import users
@@ -172,22 +173,6 @@ def session_user(request: Request, state: ServerState) -> Known | None:
 # Contract used by every JSON endpoint and dashboard page; callers only use these names.
 
 
-@dataclass(frozen=True)
-class Principal:
-    """Who made a request: ``role`` is ``admin``, ``viewer`` or ``uploader``; ``via`` is how
-    they proved it (``admin-token``, ``api-token`` or ``session``). An uploader's project_id
-    is the one project whose symbols it may upload."""
-
-    name: str
-    role: str
-    via: str
-    project_id: int | None = None
-
-    @property
-    def is_admin(self) -> bool:
-        return self.role == "admin"
-
-
 def principal(request: Request, state: ServerState) -> Principal | None:
     """The caller of request, or None when it proves nothing.
 
@@ -200,7 +185,18 @@ def principal(request: Request, state: ServerState) -> Principal | None:
         who = token_principal(state, token)
         return who if who is not None and who.role != users.UPLOADER else None
     user = session_user(request, state)
-    return Principal(user.name, user.role, "session") if user else None
+    return Principal(user.name, user.role, "session", grants=user.grants) if user else None
+
+
+CALLER = "crashd.principal"  # where caller() keeps the principal in the request's scope
+
+
+def caller(request: Request, state: ServerState) -> Principal | None:
+    """principal(), worked out once per request (the access wrappers, then the handler and the
+    project filters, all ask)."""
+    if CALLER not in request.scope:
+        request.scope[CALLER] = principal(request, state)
+    return request.scope[CALLER]
 
 
 def token_principal(state: ServerState, token: str) -> Principal | None:
@@ -208,7 +204,7 @@ def token_principal(state: ServerState, token: str) -> Principal | None:
     if hmac.compare_digest(token.encode(), state.admin_token.encode()):
         return Principal("admin", "admin", "admin-token")
     known = credentials(state).token(token)
-    return Principal(known.name, known.role, "api-token", known.project_id) if known else None
+    return Principal(known.name, known.role, "api-token", known.project_id, known.grants) if known else None
 
 
 def symbol_uploader(request: Request, state: ServerState) -> Principal | None:
@@ -229,7 +225,7 @@ def can_read(request: Request, state: ServerState) -> bool:
 
 
 def can_write(request: Request, state: ServerState) -> bool:
-    """True for admins only (ticket actions, reprocess, uploads through the API).
+    """True for global admins only (uploads through the API).
 
     A JSON call (``/api/...``) that changes something with the session cookie must also send
     the session's CSRF token as ``X-CSRF-Token``. Dashboard forms are checked by their
@@ -238,16 +234,19 @@ def can_write(request: Request, state: ServerState) -> bool:
     return refusal(request, state, write=True) is None
 
 
-def refusal(request: Request, state: ServerState, *, write: bool) -> tuple[int, str] | None:
+def refusal(request: Request, state: ServerState, *, write: bool | str) -> tuple[int, str] | None:
     """Why a JSON endpoint refuses request: ``(401, "admin bearer token required")`` without
-    credentials, ``(403, "admin role required")`` for a viewer's write, ``(403, "csrf token
-    missing or wrong")`` for a cookie-authenticated write without X-CSRF-Token; else None."""
-    who = principal(request, state)
+    credentials; for a write (``write=True``: global admins), ``(403, "admin role required")``
+    for anyone else; for ``write="triage"`` (ticket actions, merge), the same 403 for a caller
+    who is a triager or admin in no project (the handler then checks the object's project);
+    ``(403, "csrf token missing or wrong")`` for a cookie-authenticated write without
+    X-CSRF-Token; else None."""
+    who = caller(request, state)
     if who is None:
         return 401, "admin bearer token required"
     if not write:
         return None
-    if not who.is_admin:
+    if not (may_anywhere(who, "triage") if write == "triage" else who.is_admin):
         return 403, "admin role required"
     if who.via == "session" and request.method not in SAFE_METHODS and request.url.path.startswith("/api/"):
         if not check_csrf(request, request.headers.get(CSRF_HEADER)):

@@ -17,7 +17,7 @@ from typing import Callable, Generic, TypeVar
 from sqlalchemy.engine import Engine
 
 from schemas.tables import Project
-from storage import queries, users, web_sessions
+from storage import grants, queries, users, web_sessions
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -85,12 +85,14 @@ def password_fingerprint(password_hash: str) -> str:
 @dataclass(frozen=True)
 class Known:
     """A user or API token as the database last said: name, role and, for a user, the
-    fingerprint of the password hash (empty for tokens); for an uploader token, its project."""
+    fingerprint of the password hash (empty for tokens); for an uploader token, its project;
+    its per-project grants (storage/grants.py)."""
 
     name: str
     role: str
     fingerprint: str = ""
     project_id: int | None = None
+    grants: tuple[grants.Grant, ...] = ()
 
 
 class Credentials:
@@ -115,11 +117,17 @@ class Credentials:
 
     def _load_user(self, name: str) -> Known | None:
         user = users.get_user(self.engine, name=name)
-        return Known(user.name, user.role, password_fingerprint(user.password_hash)) if user else None
+        if user is None:
+            return None
+        return Known(user.name, user.role, password_fingerprint(user.password_hash),
+                     grants=grants.user_grants(self.engine, user_name=user.name))
 
     def _load_token(self, token: str) -> Known | None:
         row = users.token_by_secret(self.engine, token=token)
-        return Known(row.name, row.role, project_id=row.project_id) if row else None
+        if row is None or row.id is None:
+            return None
+        return Known(row.name, row.role, project_id=row.project_id,
+                     grants=grants.token_grants(self.engine, token_id=row.id))
 
 
 class LiveSessions:

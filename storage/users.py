@@ -15,6 +15,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import col, select
 
 from schemas.tables import ApiToken, User, UserRole, utcnow
+from storage import grants
 from storage.db import session
 from storage.queries import insert_named
 
@@ -22,7 +23,11 @@ ROLES = tuple(role.value for role in UserRole)
 # An uploader token uploads symbols to one project and can do nothing else (docs/auth.md);
 # users never have that role: a person who signs in reads crashes.
 UPLOADER = "uploader"
-TOKEN_ROLES = (*ROLES, UPLOADER)
+# A token made with ``--project`` for a project role (viewer, triager, admin) is stored with
+# this role: no global role at all, its grants (storage/grants.py) say what it may do.
+PROJECT_ONLY = "project"
+TRIAGER = "triager"
+TOKEN_ROLES = (*ROLES, TRIAGER, UPLOADER)
 # A prefix lets secret scanners (GitHub's, gitleaks) recognise a leaked token.
 TOKEN_PREFIX = "crashd_"
 # User and token names end up in ticket histories as ``user:<name>`` (server/api/tickets.py's actor rule).
@@ -68,7 +73,9 @@ def _delete_named(engine: Engine, model: type[User] | type[ApiToken], name: str)
 
 
 def delete_user(engine: Engine, *, name: str) -> bool:
-    """Remove the user called name; False when there was none. Its sessions stop working."""
+    """Remove the user called name and its project grants; False when there was none. Its
+    sessions stop working."""
+    grants.forget(engine, user_names=[name])
     return _delete_named(engine, User, name)
 
 
@@ -103,19 +110,33 @@ def token_digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def create_token(engine: Engine, *, name: str, role: str, project_id: int | None = None) -> tuple[ApiToken, str]:
+def create_token(engine: Engine, *, name: str, role: str, project_id: int | None = None,
+                 security: bool = False) -> tuple[ApiToken, str]:
     """Make a new API token; returns its row and the token itself (never stored, shown once).
-    An ``uploader`` token needs project_id (the project it uploads symbols to); other roles take none.
 
-    Raises ValueError for a bad name, an unknown role, a project given or missing, or a name
-    already taken.
+    - ``uploader`` needs project_id: the one project it uploads symbols to;
+    - ``admin`` or ``viewer`` without project_id: a global role (every project);
+    - ``viewer``, ``triager`` or ``admin`` with project_id: a per-project token, stored with
+      the role PROJECT_ONLY and a grant of role in that project (``security``: it sees the
+      project's restricted items too).
+
+    Raises ValueError for a bad name, an unknown role, a project missing (uploader, triager)
+    or not taken (``security`` without one), or a name already taken.
     """
     _check(name, role, TOKEN_ROLES)
-    if (role == UPLOADER) != (project_id is not None):
-        raise ValueError("an uploader token needs --project; admin and viewer tokens take none")
+    if role == UPLOADER and (project_id is None or security):
+        raise ValueError("an uploader token needs --project (and takes no --security)")
+    if project_id is None and (role == TRIAGER or security):
+        raise ValueError("a triager token, or one with --security, needs --project")
+    per_project = project_id is not None and role != UPLOADER
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    row = ApiToken(name=name, role=role, token_sha256=token_digest(token), project_id=project_id)
-    return insert_named(engine, row, "token"), token
+    row = ApiToken(name=name, role=PROJECT_ONLY if per_project else role, token_sha256=token_digest(token),
+                   project_id=None if per_project else project_id)
+    row = insert_named(engine, row, "token")
+    if per_project:
+        assert row.id is not None and project_id is not None  # a stored row has its id
+        grants.add_token_grant(engine, token_id=row.id, project_id=project_id, role=role, security=security)
+    return row, token
 
 
 def token_by_secret(engine: Engine, *, token: str) -> ApiToken | None:
@@ -131,5 +152,9 @@ def list_tokens(engine: Engine) -> list[ApiToken]:
 
 
 def revoke_token(engine: Engine, *, name: str) -> bool:
-    """Delete the API token called name; False when there was none."""
+    """Delete the API token called name and its project grants; False when there was none."""
+    with session(engine) as s:
+        token_id = s.exec(select(ApiToken.id).where(ApiToken.name == name)).first()
+    if token_id is not None:
+        grants.forget(engine, token_ids=[token_id])
     return _delete_named(engine, ApiToken, name)

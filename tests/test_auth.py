@@ -279,8 +279,8 @@ def test_uploader_token_is_made_for_one_project_and_uploads_only(crashd: Crashd,
                                                                          "list")[1]
     listed = json.loads(run_cli(crashd, monkeypatch, capsys, "token", "list", "--json")[1])
     assert (listed["role"], listed["project_id"]) == ("uploader", crashd.project.id)
-    for argv, why in [(("--role", "uploader"), "needs --project"), (("--role", "viewer", "--project", "game"),
-                                                                    "needs --project"),
+    for argv, why in [(("--role", "uploader"), "needs --project"), (("--role", "triager"), "needs --project"),
+                      (("--role", "viewer", "--security"), "needs --project"),
                       (("--role", "uploader", "--project", "no-such-game"), "no project 'no-such-game'")]:
         status, _, err = run_cli(crashd, monkeypatch, capsys, "token", "create", "another", *argv)
         assert status == 1 and why in err, (argv, err)
