@@ -23,6 +23,8 @@ PLACEHOLDER_SECRETS = {"", "changeme", "change-me", "secret", "admin", "token", 
 
 # The rules file shipped in the triage package (a path, so nothing is imported or read here).
 DEFAULT_RULES_FILE = Path(__file__).resolve().parent.parent / "triage" / "rules.toml"
+# The scrubbing rules shipped in the triage package (docs/privacy.md).
+DEFAULT_SCRUB_RULES = Path(__file__).resolve().parent.parent / "triage" / "scrub_rules.toml"
 
 
 class Settings(BaseSettings):
@@ -196,6 +198,12 @@ class Settings(BaseSettings):
         DEFAULT_RULES_FILE,
         description="Threshold rules that open and escalate tickets (TOML, docs/triage.md); "
         "default the packaged triage/rules.toml. serve and worker refuse to start when invalid.",
+    )
+    scrub_rules: Path = Field(
+        DEFAULT_SCRUB_RULES,
+        description="Scrubbing rules: secrets and personal data filtered out of annotations, events, "
+        "text attachments and feedback before they are stored (TOML, docs/privacy.md); default the "
+        "packaged triage/scrub_rules.toml. serve and worker refuse to start when invalid.",
     )
     verify_min_sessions: int = Field(
         200, description="Sessions the fixed build(s) need before a resolved ticket is verified by numbers."

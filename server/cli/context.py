@@ -11,15 +11,19 @@ import sys
 from schemas.settings import Settings
 from storage import queries
 from storage.db import migrate
+from triage.scrub import ScrubRulesError
+from triage.scrub import load_rules as load_scrub_rules
 from triage.thresholds import RulesError, load_rules
 from workers.context import WorkerContext, build_context
 
 
 def rules_ok(settings: Settings) -> bool:
-    """Check the rules file before serve/worker start; print the reason when it is bad."""
+    """Check the threshold rules and the scrubbing rules (CRASHD_SCRUB_RULES) before
+    serve/worker start; print the reason when one is bad."""
     try:
         load_rules(settings.rules_file)
-    except RulesError as exc:
+        load_scrub_rules(settings.scrub_rules)
+    except (RulesError, ScrubRulesError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return False
     return True

@@ -19,11 +19,13 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from schemas.tables import Attachment, Crash, Project, utcnow
 from server.ingest.discard import StorageUnavailable
+from server.ingest.scrubbing import project_rules, scrubbed_reader
 from server.ingest.upload_parser import ParsedUpload, UploadPart
 from server.state import ServerState
 from storage import queries
 from storage.blobs import BlobStoreError, day_key
 from triage.kinds import HANG, MINIDUMP_LEVEL, kind_of_minidump
+from triage.scrub import Rules, scrub_fields, scrub_text
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +108,11 @@ def store_crash(state: ServerState, project: Project, annotations: dict[str, str
     the blob and returns its key: the minidump, or a Sentry event's JSON), attachments, the
     annotations document and the rows; kind is the crash's (kind, level) (triage/kinds.py).
     A retry with the same dedupe key within the window returns the first crash.
-    Returns (crash_id, created). Raises StorageUnavailable."""
+    Annotations and text attachments are scrubbed first (docs/privacy.md): the dedupe key,
+    made by the caller from what was received, is not. Returns (crash_id, created). Raises
+    StorageUnavailable."""
+    rules = project_rules(state, project.name)
+    annotations = {k: str(v) for k, v in scrub_fields(rules, annotations).items()}
     window = timedelta(hours=state.settings.dedupe_window_hours)
     engine, blobs = state.ctx.engine, state.ctx.blobs
     written: list[str] = []
@@ -125,7 +131,7 @@ def store_crash(state: ServerState, project: Project, annotations: dict[str, str
         if kind[0] == HANG:
             crash.hang_seconds, crash.hang_thread = hang_details(annotations)
         written.append(put_primary(crash))
-        attachments = store_attachments(state, crash, parts, written)
+        attachments = put_attachments(state, "attachments", crash_id, now, parts, written, rules)
         document = {"crash_id": crash_id, "project": project.name, "received_at": now.isoformat(),
                     "submitted_via": via, "annotations": annotations,
                     "attachments": [a.model_dump(exclude={"id"}) for a in attachments]}
@@ -142,21 +148,18 @@ def store_crash(state: ServerState, project: Project, annotations: dict[str, str
     return stored_id, created
 
 
-def store_attachments(state: ServerState, crash: Crash, parts: list[UploadPart],
-                      written: list[str]) -> list[Attachment]:
-    """Put each part in the blob store (its key appended to written); the rows to insert."""
-    return put_attachments(state, "attachments", crash.crash_id, crash.received_at, parts, written)
-
-
 def put_attachments(state: ServerState, folder: str, owner_id: str, at: datetime, parts: list[UploadPart],
-                    written: list[str]) -> list[Attachment]:
+                    written: list[str], rules: Rules | None = None) -> list[Attachment]:
     """Put each part in the blob store under ``<folder>/<day>/<owner_id>/<n>-<name>`` (its key
-    appended to written), its name and content type sanitized; the rows (crash_id: owner_id).
-    Feedback (server/ingest/feedback.py) keeps its files this way too."""
+    appended to written), its name and content type sanitized, a text part scrubbed with
+    rules (the default project's when None: server/ingest/scrubbing.py); the rows
+    (crash_id: owner_id; size and sha256 of what was stored). Feedback
+    (server/ingest/feedback.py) keeps its files this way too."""
+    rules = project_rules(state, None) if rules is None else rules
     attachments = []
     seen: set[str] = set()
     for index, part in enumerate(parts):
-        name = printable(part.name)
+        name = scrub_text(rules, printable(part.name))
         if not name.strip("."):  # "" or "..": a link to it would resolve to another page
             name = f"attachment-{index}"
         while name in seen:  # two parts with one field name are both kept
@@ -164,12 +167,14 @@ def put_attachments(state: ServerState, folder: str, owner_id: str, at: datetime
         seen.add(name)
         safe = re.sub(r"[^A-Za-z0-9._-]", "_", name)[:80]
         key = day_key(folder, at, f"{owner_id}/{index:02d}-{safe}")
-        state.ctx.blobs.put_file(key, part.file)
+        reader = scrubbed_reader(rules, part)
+        state.ctx.blobs.put_file(key, reader.as_file() if reader else part.file)
         written.append(key)
         attachments.append(Attachment(
-            crash_id=owner_id, name=name[:200], filename=printable(part.filename or "")[:300] or None,
+            crash_id=owner_id, name=name[:200],
+            filename=scrub_text(rules, printable(part.filename or ""))[:300] or None,
             content_type=CONTROL.split(part.content_type or "")[0].strip()[:200] or None,
-            size=part.size, sha256=part.sha256, blob_key=key,
+            size=reader.size if reader else part.size, sha256=reader.sha256 if reader else part.sha256, blob_key=key,
         ))
     return attachments
 

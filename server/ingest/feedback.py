@@ -32,6 +32,7 @@ from server.ingest.envelope import Envelope, Item
 from server.ingest.keys import authenticate
 from server.ingest.minidump import _boundary
 from server.ingest.refusal import Flavor, refusing
+from server.ingest.scrubbing import project_rules
 from server.ingest.sentry_event import tags_dict
 from server.ingest.upload_parser import (
     Budget,
@@ -46,6 +47,7 @@ from server.state import ServerState, state_of
 from storage import feedback as stored
 from storage.blobs import BlobStoreError
 from triage.feedback import CATEGORIES, DEFAULT_CATEGORY, MAX_MESSAGE_BYTES
+from triage.scrub import scrub_fields
 from workers import triage_jobs
 
 log = logging.getLogger(__name__)
@@ -177,12 +179,13 @@ def save(state: ServerState, project: Project, report: Report) -> str:
     Returns the feedback id. Raises Discarded (bad input, feedback_unknown_crash),
     StorageUnavailable."""
     assert project.id is not None  # a stored project has its id
-    fields = checked(report.fields)
+    rules = project_rules(state, project.name)  # the text and files are scrubbed (docs/privacy.md)
+    fields = scrub_fields(rules, checked(report.fields))
     crash = _crash_of(state, project.id, fields)
     check_screenshots(report.files)
     feedback_id, now, written = report.feedback_id or str(uuid.uuid4()), utcnow(), list[str]()
     try:
-        files = put_attachments(state, "feedback", feedback_id, now, report.files, written)
+        files = put_attachments(state, "feedback", feedback_id, now, report.files, written, rules)
         row = stored.store_feedback(
             state.ctx.engine, project_id=project.id, category=str(fields["category"]), message=str(fields["message"]),
             source=report.source, tester_id=fields["tester_id"] or (crash or {}).get("tester_id"),

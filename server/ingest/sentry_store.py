@@ -29,6 +29,7 @@ from server.ingest.discard import Discarded, MalformedUpload, StorageUnavailable
 from server.ingest.envelope import Envelope, Item
 from server.ingest.feedback import store_envelope_feedback
 from server.ingest.refusal import count
+from server.ingest.scrubbing import project_rules
 from server.ingest.sentry_event import event_annotations
 from server.ingest.sentry_sessions import envelope_sessions
 from server.ingest.upload_parser import Budget, ParsedUpload, SpoolWriter, UploadPart, prepare_minidump
@@ -36,6 +37,7 @@ from server.state import ServerState
 from storage import sessions
 from storage.blobs import day_key
 from triage.kinds import kind_of_event, level_of
+from triage.scrub import scrub_fields
 
 log = logging.getLogger(__name__)
 MINIDUMP_TYPE = "event.minidump"
@@ -85,7 +87,9 @@ def store_envelope(state: ServerState, project: Project, envelope: Envelope, via
 
 def _store_crash(state: ServerState, project: Project, envelope: Envelope, event: dict[str, Any],
                  via: str) -> tuple[str, bool, MalformedUpload | None]:
-    """Store one crash for the envelope; (crash_id, created, problem with the minidump)."""
+    """Store one crash for the envelope; (crash_id, created, problem with the minidump).
+    The event is scrubbed first (docs/privacy.md), its event_id kept for dedupe."""
+    event = {**scrub_fields(project_rules(state, project.name), event), "event_id": event["event_id"]}
     budget = Budget(state.settings.max_decompressed_bytes)
     dumps = [a for a in envelope.of_type("attachment") if a.headers.get("attachment_type") == MINIDUMP_TYPE]
     others = [a for a in envelope.of_type("attachment") if not dumps or a is not dumps[0]]
