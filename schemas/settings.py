@@ -135,6 +135,12 @@ class Settings(BaseSettings):
         "than this many days; the server's sweeper does it a batch per tick. Unset: keep everything. "
         "Groups and tickets are kept (docs/deploy.md, `crashd prune`)."
     )
+    raw_dump_days: float = Field(
+        30, ge=0, description="Delete a crash's raw minidump this many days after it was received, once "
+        "it is processed (or failed); its processed report, row, group counts and attachments stay, and "
+        "its page says the dump was deleted (Mozilla's rule: 30). 0: keep raw dumps as long as their "
+        "crash (docs/privacy.md)."
+    )
     symbol_retention_days: float | None = Field(
         None, gt=0, description="Delete uploaded debug files that no crash has used for this many days "
         "(and that were uploaded before then); the server's sweeper checks each tick. Unset: keep "

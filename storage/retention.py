@@ -8,6 +8,11 @@ counts stay equal to what the crashes table says. Sessions started before the sa
 too, so a build's crash rate keeps counting crashes and sessions over the same time. Groups
 and tickets are kept: a group whose crashes are all gone keeps its signature and ticket with a
 crash count of 0.
+
+Raw dumps (``CRASHD_RAW_DUMP_DAYS``) have a shorter life than their crash: a crash done with
+processing (``processed`` or ``failed``) gives its minidump up, the row keeping everything
+else (``minidump_key`` becomes None; ``minidump_size`` and ``minidump_sha256`` stay as a
+record, and ``processed["raw_dump"]`` says when and after how many days it went).
 """
 
 from __future__ import annotations
@@ -15,10 +20,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, delete, func, select, text
+from sqlalchemy import Table, delete, func, select, text, update
 from sqlalchemy.engine import Connection, Engine
 
-from schemas.tables import Attachment, GameSession, UploadFingerprint
+from schemas.tables import Attachment, CrashStatus, GameSession, UploadFingerprint, utcnow
 from storage.blobs import day_key
 from storage.groups import CRASHES, MISSING, MOVE_LOCK, _uncount, retrying
 from storage.sessions import _utc
@@ -85,3 +90,45 @@ def delete_sessions(engine: Engine, *, before: datetime, project_id: int | None 
         if ids:
             conn.execute(delete(SESSIONS).where(SESSIONS.c.session_id.in_(ids)))
     return len(ids)
+
+
+DONE = (CrashStatus.processed.value, CrashStatus.failed.value)  # never a dump still waiting to be processed
+
+
+def _raw_dump_left(before: datetime, project_id: int | None) -> list[Any]:
+    return [*_old(CRASHES, CRASHES.c.received_at, before, project_id), CRASHES.c.minidump_key.is_not(None),
+            CRASHES.c.status.in_(DONE)]
+
+
+def old_raw_dumps(engine: Engine, *, before: datetime, project_id: int | None = None, limit: int = 500) -> list[str]:
+    """Ids of crashes received before ``before`` that still have their raw dump and are done
+    with processing (``processed`` or ``failed``), oldest first."""
+    stmt = select(CRASHES.c.crash_id).where(*_raw_dump_left(before, project_id))
+    with engine.connect() as conn:
+        return list(conn.execute(stmt.order_by(CRASHES.c.received_at, CRASHES.c.crash_id).limit(limit)).scalars())
+
+
+def count_raw_dumps(engine: Engine, *, before: datetime, project_id: int | None = None) -> int:
+    """How many raw dumps a raw dump prune with this cutoff would delete."""
+    with engine.connect() as conn:
+        stmt = select(func.count()).select_from(CRASHES).where(*_raw_dump_left(before, project_id))
+        return int(conn.execute(stmt).scalar_one())
+
+
+def forget_raw_dump(engine: Engine, *, crash_id: str, days: float) -> str | None:
+    """Take the raw dump off a crash done with processing: ``minidump_key`` None and
+    ``processed["raw_dump"] = {"deleted_at", "after_days"}``. Returns the blob key to delete
+    after the commit; None when the crash is gone, has no dump any more, or is being
+    processed again (it is done with it later)."""
+    return retrying(f"forgetting the raw dump of {crash_id}", lambda conn: _forget(conn, crash_id, days), engine)
+
+
+def _forget(conn: Connection, crash_id: str, days: float) -> str | None:
+    crash = conn.execute(select(CRASHES.c.minidump_key, CRASHES.c.status, CRASHES.c.processed)
+                         .where(CRASHES.c.crash_id == crash_id).with_for_update()).first()
+    if crash is None or crash.minidump_key is None or crash.status not in DONE:
+        return None
+    deleted = {"deleted_at": utcnow().isoformat(), "after_days": days}
+    conn.execute(update(CRASHES).where(CRASHES.c.crash_id == crash_id)
+                 .values(minidump_key=None, processed={**(crash.processed or {}), "raw_dump": deleted}))
+    return str(crash.minidump_key)

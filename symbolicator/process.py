@@ -24,12 +24,14 @@ log = logging.getLogger(__name__)
 
 
 def walk_all_threads(dump: Minidump, provider: SymbolProvider, deadline: float | None = None,
-                     limits: Limits = DEFAULT_LIMITS) -> tuple[list[Thread], list[str]]:
+                     limits: Limits = DEFAULT_LIMITS,
+                     spans: dict[int, tuple[int, int]] | None = None) -> tuple[list[Thread], list[str]]:
     """Walk and symbolicate every thread read (the crashing one first, so a time limit or
     the frame budget spares it), limits.frames_per_thread frames each and
     limits.frames_per_dump in all: once that budget is spent, threads get their context
     frame only, with a note. A thread that fails becomes a note, not an error. Returns
-    threads in dump order."""
+    threads in dump order; spans, when given, gets the stack bytes each walk read
+    (walker.walk_thread)."""
     order = sorted(range(len(dump.threads)), key=lambda i: i != dump.crashing_thread)
     walked: dict[int, Thread] = {}
     notes: list[str] = []
@@ -43,7 +45,7 @@ def walk_all_threads(dump: Minidump, provider: SymbolProvider, deadline: float |
             continue
         max_frames = max(1, min(limits.frames_per_thread, budget))
         try:
-            thread = walk_thread(dump, index, provider, deadline, max_frames)
+            thread = walk_thread(dump, index, provider, deadline, max_frames, spans)
             symbolize_thread(thread, provider)
         except Exception:  # one thread's walk must not lose the others (logged with its traceback)
             log.exception("walking thread %d failed", index)

@@ -17,7 +17,7 @@ import logging
 import time
 from typing import Any
 
-from schemas.tables import CrashStatus
+from schemas.tables import Crash, CrashStatus
 from storage import queries
 from workers.context import WorkerContext
 from workers.retries import infrastructure_reason, on_job_failure, retry_later
@@ -63,6 +63,8 @@ def run_pipeline(ctx: WorkerContext, crash_id: str, rules: tuple[Rule, ...] = DE
     if crash is None:
         log.warning("process: no crash %s", crash_id)
         return {"crash_id": crash_id, "status": "missing"}
+    if crash.minidump_key is None and (crash.processed or {}).get("raw_dump"):
+        return keep_result(ctx, crash)
     # The cooperative limit sits a little under RQ's hard job timeout, so a slow dump ends
     # with a partial result and a note instead of a killed job.
     state = ProcessingState(crash, deadline=time.monotonic() + 0.8 * ctx.settings.job_timeout_seconds)
@@ -79,6 +81,24 @@ def run_pipeline(ctx: WorkerContext, crash_id: str, rules: tuple[Rule, ...] = DE
     if state.again is not None:
         process_again(ctx, crash_id, state.again)
     return {"crash_id": crash_id, "status": status.value, "notes": state.notes}
+
+
+RAW_DUMP_GONE = "not processed again: its raw dump was deleted"
+
+
+def keep_result(ctx: WorkerContext, crash: Crash) -> dict[str, Any]:
+    """A crash whose raw dump retention deleted (storage/retention.py) cannot be walked again:
+    it keeps the result of its last processing, its status (`processed`, or `failed` with its
+    reason) and its group, with a note saying why (one, however often it is reprocessed)."""
+    processed = dict(crash.processed or {})
+    days = (processed.get("raw_dump") or {}).get("after_days")
+    after = f" after {days:g} days (CRASHD_RAW_DUMP_DAYS)" if isinstance(days, (int, float)) else ""
+    note = f"{RAW_DUMP_GONE}{after}; this is the result of its last processing"
+    processed["notes"] = [*(n for n in processed.get("notes") or [] if not str(n).startswith(RAW_DUMP_GONE)), note]
+    status = CrashStatus.processed if "report_key" in processed else CrashStatus.failed
+    queries.finish_crash(ctx.engine, crash_id=crash.crash_id, status=status, processed=processed,
+                         error=crash.processing_error if status is CrashStatus.failed else None)
+    return {"crash_id": crash.crash_id, "status": status.value, "notes": [note]}
 
 
 def process_again(ctx: WorkerContext, crash_id: str, why: str) -> None:

@@ -2,7 +2,8 @@
 first, then its blobs.
 
 Run by ``crashd prune --older-than 90d`` and, when ``CRASHD_RETENTION_DAYS`` is set, by the
-server's sweeper tick (a bounded batch per tick, so a large backlog drains over a few ticks
+server's sweeper tick; raw dumps alone by ``crashd prune --raw-dumps`` and, past
+``CRASHD_RAW_DUMP_DAYS`` (30 by default), by the same tick (a bounded batch per tick, so a large backlog drains over a few ticks
 without holding the loop). A blob that cannot be deleted is logged and left behind: the row is
 gone, so nothing points at it any more, and the day folders (storage/blobs.day_key) make such
 leftovers easy to find.
@@ -16,7 +17,15 @@ from datetime import datetime, timedelta
 
 from schemas.tables import utcnow
 from storage.blobs import BlobStoreError
-from storage.retention import count_old, delete_crash, delete_sessions, old_crashes
+from storage.retention import (
+    count_old,
+    count_raw_dumps,
+    delete_crash,
+    delete_sessions,
+    forget_raw_dump,
+    old_crashes,
+    old_raw_dumps,
+)
 from workers.context import WorkerContext
 
 log = logging.getLogger(__name__)
@@ -79,9 +88,45 @@ def _delete_blob(ctx: WorkerContext, key: str, result: Pruned) -> None:
         log.warning("retention: blob %s left behind: %s", key, exc)
 
 
+def prune_raw_dumps(ctx: WorkerContext, *, before: datetime, days: float, project_id: int | None = None,
+                    dry_run: bool = False, limit: int | None = None) -> Pruned:
+    """Delete the raw dumps of crashes received before ``before`` and done with processing
+    (at most ``limit``; None: all of them), keeping everything else of them (storage/retention.py):
+    ``crashes`` counts the dumps. ``days`` is recorded on each crash (its page says "deleted
+    after N days")."""
+    result = Pruned()
+    if dry_run:
+        found = count_raw_dumps(ctx.engine, before=before, project_id=project_id)
+        result.crashes = found if limit is None else min(found, limit)
+        return result
+    while limit is None or result.crashes < limit:
+        size = BATCH if limit is None else min(BATCH, limit - result.crashes)
+        batch = old_raw_dumps(ctx.engine, before=before, project_id=project_id, limit=size)
+        for crash_id in batch:
+            key = forget_raw_dump(ctx.engine, crash_id=crash_id, days=days)
+            if key is not None:
+                result.crashes += 1
+                _delete_blob(ctx, key, result)
+        if len(batch) < size:
+            break
+    if result.crashes:
+        log.info("retention: deleted the raw dumps of %d crashes from before %s", result.crashes, before.isoformat())
+    return result
+
+
 def tick(ctx: WorkerContext) -> Pruned | None:
-    """The sweeper's retention step: one batch of crashes past CRASHD_RETENTION_DAYS."""
+    """The sweeper's retention step: one batch of crashes past CRASHD_RETENTION_DAYS (what it
+    did, None when that is unset), then one batch of raw dumps past CRASHD_RAW_DUMP_DAYS
+    (raw_dump_tick)."""
     days = ctx.settings.retention_days
+    pruned = prune(ctx, before=utcnow() - timedelta(days=days), limit=BATCH) if days else None
+    raw_dump_tick(ctx)
+    return pruned
+
+
+def raw_dump_tick(ctx: WorkerContext) -> Pruned | None:
+    """One batch of raw dumps past CRASHD_RAW_DUMP_DAYS; None when it is 0 (keep them)."""
+    days = ctx.settings.raw_dump_days
     if not days:
         return None
-    return prune(ctx, before=utcnow() - timedelta(days=days), limit=BATCH)
+    return prune_raw_dumps(ctx, before=utcnow() - timedelta(days=days), days=days, limit=BATCH)

@@ -15,6 +15,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from schemas.tables import Attachment, Crash
 from server.api.access import requires
+from server.api.dumps import no_dump, raw_dump_deleted, vendor_safe_download, wants_vendor_safe
 from server.state import ServerState, state_of
 from storage import queries
 from storage.blobs import BlobNotFound
@@ -40,7 +41,8 @@ def crash_document(crash: Crash, project_name: str | None, attachments: list[Att
         "build": crash.build,
         "tester_id": crash.tester_id,
         "annotations": crash.annotations,
-        "minidump": {"size": crash.minidump_size, "sha256": crash.minidump_sha256},
+        "minidump": {"size": crash.minidump_size, "sha256": crash.minidump_sha256,
+                     "deleted": raw_dump_deleted(crash)},  # "raw dump deleted after 30 days" (CRASHD_RAW_DUMP_DAYS)
         "size": crash.minidump_size,
         "sha256": crash.minidump_sha256,
         "attachments": [
@@ -98,13 +100,16 @@ async def crash_detail(request: Request) -> Response:
 
 @requires("read")
 async def crash_minidump(request: Request) -> Response:
-    """GET /api/crashes/<crash_id>/minidump: the raw dump bytes."""
+    """GET /api/crashes/<crash_id>/minidump: the raw dump bytes; ``?vendor_safe=1``: the
+    vendor-safe copy (server/api/dumps.py)."""
     state = state_of(request)
     crash = await run_in_threadpool(queries.get_crash, state.ctx.engine, crash_id=request.path_params["crash_id"])
     if crash is None:
         raise HTTPException(404, "crash not found")
-    if crash.minidump_key is None:  # a Sentry event without a minidump
-        raise HTTPException(404, "this crash has no minidump")
+    if crash.minidump_key is None:  # a Sentry event without a minidump, or one retention deleted
+        raise no_dump(crash)
+    if wants_vendor_safe(request):  # ?vendor_safe=1: memory the walks do not need zeroed (docs/privacy.md)
+        return await vendor_safe_download(state, crash)
     return _blob_response(state, crash.minidump_key, "application/x-dmp", f"{crash.crash_id}.dmp")
 
 

@@ -93,8 +93,8 @@ def _responses(entry: dict[str, Any]) -> dict[str, Any]:
 
 
 ERROR_TEXT = {400: "bad request: {\"detail\": why}", 401: "no or wrong credentials", 403: "admin role required",
-              404: "not found", 410: "the blob is gone from the store", 413: "upload too large",
-              429: "too many uploads", 503: "storage unavailable; retry later"}
+              404: "not found", 409: "refused: {\"detail\": why}", 410: "the blob is gone from the store",
+              413: "upload too large", 429: "too many uploads", 503: "storage unavailable; retry later"}
 
 
 def document(routes: Iterable[BaseRoute]) -> dict[str, Any]:

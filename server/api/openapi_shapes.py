@@ -191,7 +191,11 @@ DESCRIBED: dict[tuple[str, str], dict[str, Any]] = {
         "id": "getCrash", "summary": "One crash: status, annotations, signature, group, processed report",
         "errors": (401, 404), "ok": json_ok(ref("Crash"))},
     ("GET", "/api/crashes/{crash_id}/minidump"): {
-        "id": "getMinidump", "summary": "The raw minidump", "errors": (401, 404, 410),
+        "id": "getMinidump", "summary": "The raw minidump, or its vendor-safe copy (docs/privacy.md)",
+        "query": [("vendor_safe", {"type": "string", "enum": ["1", "true", "yes"]},
+                   "a copy with heap, environment and the stack memory the walks do not read zeroed; "
+                   "refused (409) unless it walks exactly like the dump")],
+        "errors": (401, 404, 409, 410),
         "ok": {"description": "the dump", "content": {"application/x-dmp": {"schema": BINARY}}}},
     ("GET", "/api/crashes/{crash_id}/attachments/{name:path}"): {  # a name may hold "/"
         "id": "getAttachment", "summary": "One attachment of a crash", "errors": (401, 404, 410),

@@ -22,6 +22,7 @@ from starlette.responses import RedirectResponse, Response
 from schemas.tables import Attachment
 from server import auth
 from server.api.crashes import _blob_response, _load_crash, crash_document, load_report
+from server.api.dumps import DumpRefused, raw_dump_deleted, vendor_safe_download, wants_vendor_safe
 from server.dashboard import pages, stack
 from server.dashboard.access import action, page, problem
 from server.dashboard.feedback import crash_feedback
@@ -109,10 +110,19 @@ async def crash_page(request: Request, state: ServerState, who: auth.Principal) 
 
 @page
 async def minidump_download(request: Request, state: ServerState, who: auth.Principal) -> Response:
-    """GET /crashes/<crash_id>/minidump: the raw dump as uploaded."""
+    """GET /crashes/<crash_id>/minidump: the raw dump as uploaded; ``?vendor_safe=1``: its
+    vendor-safe copy."""
     crash = await run_in_threadpool(queries.get_crash, state.ctx.engine, crash_id=request.path_params["crash_id"])
     if crash is None or crash.minidump_key is None:  # None: a Sentry event without a dump (docs/sentry.md)
+        deleted = crash and raw_dump_deleted(crash)
+        if deleted:  # retention deleted it (CRASHD_RAW_DUMP_DAYS)
+            return problem(request, who, 410, "Gone", f"The {deleted}; the processed report stays.")
         return problem(request, who, 404, "Not found", "There is no minidump for this crash.")
+    if wants_vendor_safe(request):  # ?vendor_safe=1 (server/api/dumps.py, docs/privacy.md)
+        try:
+            return await vendor_safe_download(state, crash)
+        except DumpRefused as exc:
+            return problem(request, who, exc.status_code, "No vendor-safe dump", exc.detail)
     return _blob_response(state, crash.minidump_key, "application/x-dmp", f"{crash.crash_id}.dmp")
 
 

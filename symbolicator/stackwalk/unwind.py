@@ -18,15 +18,24 @@ NULLISH = 4096
 
 
 class StackMemory:
-    """Word reads from one thread's stack memory (rust-minidump's UnifiedMemory)."""
+    """Word reads from one thread's stack memory (rust-minidump's UnifiedMemory).
+
+    ``read_span`` is the (lowest, end) of the bytes the walk read, None before any read: the
+    walk depends on those bytes and on the region's bounds only (``contains`` reads none), so
+    a copy that keeps them walks the same (symbolicator/vendor_safe.py)."""
 
     def __init__(self, region: MemoryRegion | None) -> None:
         self.region = region
+        self.read_span: tuple[int, int] | None = None
 
     def read_word(self, address: int, width: int) -> int | None:
         region = self.region
         if region is None or address < region.base or address + width > region.end:
             return None
+        span = self.read_span
+        if span is None or address < span[0] or address + width > span[1]:
+            self.read_span = (address, address + width) if span is None else (
+                min(span[0], address), max(span[1], address + width))
         offset = address - region.base
         return int.from_bytes(region.data[offset : offset + width], "little")
 

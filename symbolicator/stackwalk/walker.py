@@ -43,12 +43,25 @@ def stack_region(dump: Minidump, thread: DumpThread, sp: int) -> MemoryRegion | 
 
 
 def walk_thread(dump: Minidump, index: int, provider: SymbolProvider, deadline: float | None = None,
-                max_frames: int = DEFAULT_LIMITS.frames_per_thread) -> Thread:
+                max_frames: int = DEFAULT_LIMITS.frames_per_thread,
+                spans: dict[int, tuple[int, int]] | None = None) -> Thread:
     """Walk thread ``index`` of dump, at most max_frames frames (at least the context
     frame); frames are not symbolicated here (symbolize.py is).
 
-    deadline (time.monotonic()) stops a walk that takes too long, with a note.
+    deadline (time.monotonic()) stops a walk that takes too long, with a note. spans, when
+    given, gets ``spans[index] = (lowest, end)``: the stack addresses the walk read (none
+    read: no entry), what symbolicator/vendor_safe.py keeps.
     """
+    stack = StackMemory(None)
+    try:
+        return _walk(dump, index, provider, deadline, max_frames, stack)
+    finally:
+        if spans is not None and stack.read_span is not None:
+            spans[index] = stack.read_span
+
+
+def _walk(dump: Minidump, index: int, provider: SymbolProvider, deadline: float | None, max_frames: int,
+          stack: StackMemory) -> Thread:
     thread = dump.threads[index]
     result = Thread(thread_id=thread.thread_id, name=thread.name)
     context = start_context(dump, index)
@@ -70,7 +83,7 @@ def walk_thread(dump: Minidump, index: int, provider: SymbolProvider, deadline: 
     first = Frame(context.registers.get(ip_name, 0), FrameTrust.context, registers=dict(context.registers))
     first.module = dump.module_at(first.instruction)
     result.frames.append(first)
-    stack = StackMemory(stack_region(dump, thread, context.registers.get(sp_name, 0)))
+    stack.region = stack_region(dump, thread, context.registers.get(sp_name, 0))
     if stack.region is None:
         result.notes.append("no stack memory: only the context frame")
         return result
