@@ -22,6 +22,7 @@ from sqlalchemy.engine import Connection, Engine
 from schemas.tables import Feedback, utcnow
 from storage.groups import CRASHES, REDIRECTS, Grouping, _count, _count_in, lock_moves, retrying
 from storage.queries import as_utc
+from storage.scope import ProjectScope, scoped
 from triage.feedback import TEXT_KEYED, feedback_signature, text_key
 from triage.kinds import FEEDBACK
 
@@ -109,14 +110,14 @@ def _document(mapping: Any) -> dict[str, Any]:
     return document
 
 
-def list_feedback(engine: Engine, *, project_id: int | None = None, category: str | None = None,
+def list_feedback(engine: Engine, *, project_id: ProjectScope = None, category: str | None = None,
                   build: str | None = None, tester_id: str | None = None, group_id: int | None = None,
                   crash_id: str | None = None, limit: int = 50, offset: int = 0) -> dict[str, Any]:
     """Reports, newest first, that every given filter keeps: ``{"feedback": [...], "total": n}``.
     crash_id keeps the reports about that crash (by crash id or by its Sentry event id)."""
     f = FEEDBACK_ROWS
-    where: list[Any] = []
-    for column, value in ((f.c.project_id, project_id), (f.c.category, category), (f.c.build, build),
+    where: list[Any] = scoped(f.c.project_id, project_id)  # one project, the caller's, or all
+    for column, value in ((f.c.category, category), (f.c.build, build),
                           (f.c.tester_id, tester_id), (f.c.group_id, group_id)):
         if value is not None:
             where.append(column == value)

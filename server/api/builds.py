@@ -33,7 +33,7 @@ async def list_endpoint(request: Request) -> Response:
     "crashed_sessions", "crash_rate", "crashes", "hang_count", "hang_rate", "first_seen"}]}``
     in version order."""
     state = state_of(request)
-    project = await required_project(state, request.query_params)
+    project = await required_project(request)  # 404 for a project the caller may not read
     assert project.id is not None  # a stored project has its id
     since = query(parse_since, request.query_params.get("since"))
     return JSONResponse({"builds": await run_in_threadpool(build_rows, state, project.id, since)})
@@ -62,7 +62,7 @@ async def compare_endpoint(request: Request) -> Response:
     rates of two builds, overall and per group seen in either, biggest drop first."""
     state = state_of(request)
     params = request.query_params
-    project = await required_project(state, params)
+    project = await required_project(request)
     assert project.id is not None  # a stored project has its id
     base, target = params.get("base"), params.get("target")
     if not base or not target:

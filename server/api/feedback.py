@@ -17,9 +17,9 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from server.api.access import requires
+from server.api.access import check, requires
 from server.api.crashes import _blob_response
-from server.api.params import MAX_LIMIT, MAX_OFFSET, int_param, project_id, query
+from server.api.params import MAX_LIMIT, MAX_OFFSET, int_param, project_scope, query
 from server.ingest.feedback import IMAGE_TYPES
 from server.state import state_of
 from storage import feedback as stored
@@ -52,7 +52,7 @@ async def list_endpoint(request: Request) -> Response:
     params = request.query_params
     found = query(feedback_query, params)
     page = await run_in_threadpool(stored.list_feedback, state.ctx.engine,
-                                   project_id=await project_id(state, params), **found)
+                                   project_id=await project_scope(request), **found)
     return JSONResponse({**page, "limit": found["limit"], "offset": found["offset"]})
 
 
@@ -63,8 +63,9 @@ async def attachment_endpoint(request: Request) -> Response:
     row = await run_in_threadpool(stored.get_feedback, state.ctx.engine, feedback_id=request.path_params["feedback_id"])
     name = request.path_params["name"]
     match = [a for a in (row.attachments if row else []) if a.get("name") == name]
-    if not match:
+    if row is None or not match:
         raise HTTPException(404, "attachment not found")
+    check(request, row.project_id, "read", "attachment")
     attachment = match[0]
     media_type = attachment.get("content_type") if attachment.get("content_type") in IMAGE_TYPES else None
     response = _blob_response(state, str(attachment["blob_key"]), media_type or "application/octet-stream",

@@ -1,5 +1,6 @@
-"""JSON API over crash groups: GET /api/groups and GET /api/groups/<id>; merging by hand
-(admins): POST /api/groups/<id>/merge ``{"into": <id>}`` and POST /api/groups/<id>/unmerge
+"""JSON API over crash groups: GET /api/groups and GET /api/groups/<id> (the caller's
+projects only; another project's group is 404); merging by hand (the project's triagers and
+admins): POST /api/groups/<id>/merge ``{"into": <id>}`` and POST /api/groups/<id>/unmerge
 ``{"signature": ...}`` (or ``"signatures": [...]``, or ``"crash_ids": [...]``)."""
 
 from __future__ import annotations
@@ -11,15 +12,16 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from server.api.access import requires
+from server.api.access import check, requires
 from server.api.crashes import load_report
 from server.api.documents import jsonable
-from server.api.params import group_query, page_query, project_id, query
+from server.api.params import group_query, page_query, project_scope, query
 from server.api.tickets import parse_json_object
 from server.auth import principal
 from server.state import ServerState, state_of
 from storage import dashboard_queries, queries
 from storage.regroup import GroupNotFound, Regrouped, RegroupError
+from storage.scope import group_project
 from workers import regroup
 
 MAX_UNMERGE = 100  # signatures or crashes in one unmerge request
@@ -45,7 +47,7 @@ async def list_endpoint(request: Request) -> Response:
     params = request.query_params
     found = query(group_query, params)
     page = await run_in_threadpool(dashboard_queries.list_groups_page, state.ctx.engine,
-                                   project_id=await project_id(state, params), **found)
+                                   project_id=await project_scope(request), **found)
     rows = [{"id": g["group_id"], **g} for g in page["groups"]]
     return JSONResponse(jsonable({"groups": rows, "total": page["total"], "limit": found["limit"],
                                   "offset": found["offset"]}))
@@ -63,6 +65,7 @@ async def detail_endpoint(request: Request) -> Response:
                                     **found) if queries.is_row_id(group_id) else None
     if group is None:
         raise HTTPException(404, "group not found")
+    check(request, group["project_id"], "read", "group")  # another project's group: 404 too
     for build in group["builds"]:
         build["crash_count"] = build["crashes"]
     out = {"id": group["group_id"], **group}
@@ -89,7 +92,7 @@ def representative(state: ServerState, crash_id: str | None) -> dict[str, Any] |
     }
 
 
-@requires("write")
+@requires("triage")
 async def merge_endpoint(request: Request) -> Response:
     """POST /api/groups/<id>/merge ``{"into": <group id>}``: the group's crashes move into the
     other group and its signature stays merged there (also after reprocessing); tickets
@@ -100,11 +103,11 @@ async def merge_endpoint(request: Request) -> Response:
     if isinstance(into, bool) or not isinstance(into, int) or not queries.is_row_id(into):
         raise HTTPException(400, "into must be a group id")
     done = await _regroup(regroup.merge, state, group_id=request.path_params["group_id"], into=into,
-                          actor=_actor(request, state))
+                          actor=_actor(request, state), project_id=await _triaged(request))
     return JSONResponse(_done(request.path_params["group_id"], into, done))
 
 
-@requires("write")
+@requires("triage")
 async def unmerge_endpoint(request: Request) -> Response:
     """POST /api/groups/<id>/unmerge ``{"signature": "..."}``, ``{"signatures": [...]}`` or
     ``{"crash_ids": [...]}`` (their signatures): those signatures are no longer merged into
@@ -119,7 +122,7 @@ async def unmerge_endpoint(request: Request) -> Response:
         raise HTTPException(400, "name a signature, signatures or crash_ids to unmerge")
     group_id = request.path_params["group_id"]
     done = await _regroup(regroup.unmerge, state, group_id=group_id, signatures=signatures, crash_ids=crash_ids,
-                          actor=_actor(request, state))
+                          actor=_actor(request, state), project_id=await _triaged(request))
     return JSONResponse(_done(group_id, group_id, done))
 
 
@@ -139,6 +142,18 @@ def _strings(body: dict[str, Any], key: str) -> list[str]:
     if len(values) > MAX_UNMERGE:
         raise HTTPException(400, f"{key}: at most {MAX_UNMERGE} in one request")
     return values
+
+
+async def _triaged(request: Request) -> int:
+    """The project of the path's group, which the caller may triage. Raises HTTPException: 404
+    for no such group or one of a project the caller may not read, 403 where it only reads.
+    Regrouping is then kept to that project (a group to merge into elsewhere is 404 too)."""
+    project = await run_in_threadpool(group_project, state_of(request).ctx.engine,
+                                      group_id=request.path_params["group_id"])
+    if project is None:
+        raise HTTPException(404, "group not found")
+    check(request, project, "triage", "group")
+    return project
 
 
 def _actor(request: Request, state: ServerState) -> str:

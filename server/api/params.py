@@ -15,10 +15,14 @@ from typing import Any, Callable, Mapping, TypedDict, TypeVar
 
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
+from starlette.requests import Request
 
 from schemas.tables import Project
-from server.state import ServerState
+from server.access_rules import may, projects_visible
+from server.auth import caller
+from server.state import state_of
 from storage import dashboard_queries, queries
+from storage.scope import ProjectScope
 from triage.kinds import KINDS
 
 T = TypeVar("T")
@@ -59,31 +63,42 @@ def parse_since(value: str | None) -> datetime | None:
         raise ValueError(f"since must be like 24h, 7d, 2w or an ISO date, not {value!r}") from None
 
 
-async def project_param(state: ServerState, params: Mapping[str, str]) -> Project | None:
+async def project_param(request: Request) -> Project | None:
     """The ``?project=`` filter (id or name) as a project; None without one. Raises
-    HTTPException(404, "project not found") for an unknown project."""
-    ref = params.get("project")
+    HTTPException(404, "project not found") for an unknown project and for one the caller may
+    not read (the same answer: it does not confirm the project exists)."""
+    ref = request.query_params.get("project")
     if not ref:
         return None
+    state = state_of(request)
     project = await run_in_threadpool(queries.find_project, state.ctx.engine, ref=ref)
-    if project is None:
+    if project is None or not may(caller(request, state), project.id, "read"):
         raise HTTPException(404, "project not found")
     return project
 
 
-async def required_project(state: ServerState, params: Mapping[str, str]) -> Project:
+async def required_project(request: Request) -> Project:
     """project_param where ``?project=`` is required. Raises HTTPException: 400 without
-    one, 404 for an unknown project."""
-    project = await project_param(state, params)
+    one, 404 for an unknown or invisible project."""
+    project = await project_param(request)
     if project is None:
         raise HTTPException(400, "bad query parameter: project is required")
     return project
 
 
-async def project_id(state: ServerState, params: Mapping[str, str]) -> int | None:
+async def project_id(request: Request) -> int | None:
     """The id of the ``?project=`` filter (project_param); None without one."""
-    project = await project_param(state, params)
+    project = await project_param(request)
     return project.id if project is not None else None
+
+
+async def project_scope(request: Request) -> ProjectScope:
+    """The projects a list may show: the ``?project=`` filter's (project_param: 404 for an
+    invisible one), else the caller's (server/access_rules.projects_visible; None: all)."""
+    chosen = await project_id(request)
+    if chosen is not None:
+        return chosen
+    return projects_visible(caller(request, state_of(request)))
 
 
 def split(value: str | None) -> list[str] | None:

@@ -16,10 +16,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from schemas.tables import SymbolFile
+from server.access_rules import projects_visible
 from server.api.access import requires
 from server.api.documents import jsonable
-from server.api.params import MAX_LIMIT, int_param, project_id, query
-from server.auth import bearer_token, can_read, ingest_key, symbol_uploader
+from server.api.params import MAX_LIMIT, int_param, project_scope, query
+from server.auth import bearer_token, caller, ingest_key, symbol_uploader
 from server.ingest.discard import Discarded
 from server.ingest.symbols import store_project
 from server.state import ServerState, state_of
@@ -29,8 +30,9 @@ from symbolicator.symbols.sources import breakpad_layout
 
 async def lookup_endpoint(request: Request) -> Response:
     """GET /api/symbols/<debug_file>/<debug_id>[?sha256=][&project=]: the stored files of a
-    module (200), or 404. A reader or admin sees every store; an uploader token or an ingest key
-    its project's and the shared one. ``project`` keeps to one store (``_``: as an upload names it)."""
+    module (200), or 404. An admin sees every store, a reader its projects' stores (a global
+    viewer every store: server/access_rules.projects_visible), an uploader token or an ingest
+    key its project's and the shared one. ``project`` keeps to one store (``_``: as an upload names it)."""
     state = state_of(request)
     stores = await run_in_threadpool(visible_stores, state, request)
     if isinstance(stores, Discarded):
@@ -61,8 +63,10 @@ def visible_stores(state: ServerState, request: Request) -> set[int | None] | No
         return {project.id if project else None}
     if who is not None and not who.is_admin:
         return {who.project_id, None}
-    if who is not None or can_read(request, state):
-        return None
+    reader = caller(request, state)
+    if who is not None or reader is not None:
+        visible = projects_visible(who or reader)
+        return None if visible is None else set(visible)  # a per-project reader: not the shared store
     key = ingest_key(request) or bearer_token(request)
     project = state.projects.get(key) if key else None
     if project is None:
@@ -86,5 +90,5 @@ async def symbols_endpoint(request: Request) -> Response:
     state = state_of(request)
     limit = query(int_param, request.query_params, "limit", 200, 1, MAX_LIMIT)
     page = await run_in_threadpool(dashboard_queries.symbols_page, state.ctx.engine,
-                                   project_id=await project_id(state, request.query_params), limit=limit)
+                                   project_id=await project_scope(request), limit=limit)
     return JSONResponse(jsonable(page))

@@ -1,4 +1,5 @@
-"""JSON API over triage tickets (reads: any reader; actions: admins):
+"""JSON API over triage tickets (reads: readers of the ticket's project, another project's
+ticket is 404; actions: the project's triagers and admins, docs/auth.md):
 
 - ``GET /api/tickets?project=&state=&priority=&fixed_in=`` -> ``{"tickets": [...]}``
 - ``GET /api/tickets/<id>`` -> the ticket with its ``history``
@@ -20,8 +21,8 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from server.api.access import requires
-from server.api.params import project_id, query, split
+from server.api.access import check, requires
+from server.api.params import project_scope, query, split
 from server.auth import ingest_key, principal
 from server.state import ServerState, state_of
 from storage import triage_queries
@@ -52,7 +53,7 @@ async def list_endpoint(request: Request) -> Response:
     params = request.query_params
     states, priorities = query(ticket_filters, params)
     tickets = await run_in_threadpool(triage_queries.list_tickets, state.ctx.engine,
-                                      project_id=await project_id(state, params), states=states,
+                                      project_id=await project_scope(request), states=states,
                                       priorities=priorities, fixed_in=params.get("fixed_in"))
     return JSONResponse({"tickets": tickets})
 
@@ -66,18 +67,22 @@ async def detail_endpoint(request: Request) -> Response:
                                      ticket_id=ticket_id) if is_row_id(ticket_id) else None
     if ticket is None:
         raise HTTPException(404, "ticket not found")
+    check(request, ticket["project_id"], "read", "ticket")  # another project's ticket: 404 too
     return JSONResponse(ticket)
 
 
-@requires("write")  # viewers: 403 admin role required
+@requires("triage")  # viewers: 403 admin role required; triagers: their projects' tickets
 async def action_endpoint(request: Request) -> Response:
     """POST /api/tickets/<id>/<action>: change the ticket by hand; 200 with the ticket."""
     state = state_of(request)
     action, ticket_id = request.path_params["action"], request.path_params["ticket_id"]
     if action not in ACTIONS:
         raise HTTPException(404, f"unknown action {action!r}; one of {', '.join(ACTIONS)}")
-    if not is_row_id(ticket_id):
+    found = await run_in_threadpool(triage_queries.get_ticket, state.ctx.engine,
+                                    ticket_id=ticket_id) if is_row_id(ticket_id) else None
+    if found is None:
         raise HTTPException(404, "ticket not found")
+    check(request, found["project_id"], "triage", "ticket")  # 404 elsewhere, 403 where only a viewer
     try:
         body = parse_body(await request.body())
     except ValueError as exc:

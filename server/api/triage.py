@@ -13,7 +13,7 @@ from starlette.responses import JSONResponse, Response
 
 from server.api.access import requires
 from server.api.documents import jsonable
-from server.api.params import project_id
+from server.api.params import project_scope
 from server.state import state_of
 from workers.triage_report import triage_board
 
@@ -24,6 +24,6 @@ async def triage_endpoint(request: Request) -> Response:
     and overdue, spreading groups, regressions, resolved awaiting verification) and the
     daily report as Markdown."""
     state = state_of(request)
-    found = await run_in_threadpool(triage_board, state.ctx, project_id=await project_id(state, request.query_params),
+    found = await run_in_threadpool(triage_board, state.ctx, project_id=await project_scope(request),
                                     now=datetime.now(timezone.utc))
     return JSONResponse(jsonable(found))

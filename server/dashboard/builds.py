@@ -56,7 +56,7 @@ def chart_top(comparison: dict[str, Any] | None) -> float:
 async def builds_page(request: Request, state: ServerState, who: auth.Principal) -> Response:
     """GET /builds."""
     params = request.query_params
-    project, projects = await project_filter(state, params)
+    project, projects, _ = await project_filter(state, params, who)
     if project is None and params.get("project"):
         return problem(request, who, 404, "Not found", "There is no such project.")
     project = project or (projects[0] if projects else None)

@@ -23,6 +23,7 @@ from server.ingest.feedback import IMAGE_TYPES
 from server.state import ServerState
 from storage import dashboard_queries
 from storage import feedback as stored
+from storage.scope import ProjectScope
 from triage.feedback import CATEGORIES
 from triage.kinds import FEEDBACK
 
@@ -30,7 +31,7 @@ PAGE_SIZE = 50
 GROUPS_SHOWN = 50
 
 
-def feedback_view(state: ServerState, project_id: int | None, filters: dict[str, Any]) -> dict[str, Any]:
+def feedback_view(state: ServerState, project_id: ProjectScope, filters: dict[str, Any]) -> dict[str, Any]:
     """The reports the filters keep (one page) and the project's feedback groups (of the
     category and build asked for; a group's component is its category)."""
     found = stored.list_feedback(state.ctx.engine, project_id=project_id, **filters)
@@ -53,8 +54,8 @@ async def feedback_page(request: Request, state: ServerState, who: auth.Principa
         filters = feedback_query({**params, "limit": str(PAGE_SIZE), "offset": str((int(number) - 1) * PAGE_SIZE)})
     except ValueError as exc:
         return problem(request, who, 400, "Bad filter", str(exc))
-    project, projects = await project_filter(state, params)
-    view = await run_in_threadpool(feedback_view, state, project.id if project else None, filters)
+    project, projects, scope = await project_filter(state, params, who)
+    view = await run_in_threadpool(feedback_view, state, scope, filters)
     return pages.render(request, "feedback.html", {
         "user": who, **view, "filters": filters, "params": dict(params), "projects": projects, "project": project,
         "categories": CATEGORIES, "page": max(1, int(number)), "page_count": max(1, -(-view["total"] // PAGE_SIZE)),

@@ -3,11 +3,12 @@
 - ``GET /groups/<id>``: signature, reason text, the representative crash's crashing stack,
   crashes and crash rate per build, testers, crashes, the ticket and its history.
 - ``GET /tickets/<id>``: 303 to its group's page (links to a ticket, e.g. "duplicate of").
-- ``POST /tickets/<id>/<action>`` (admin, CSRF): resolve (``fixed_in``), verify, reject,
-  reopen, wontfix, duplicate (``of``: picked from the project's other tickets) through
+- ``POST /tickets/<id>/<action>`` (the project's triagers and admins, CSRF): resolve
+  (``fixed_in``), verify, reject, reopen, wontfix, duplicate (``of``: picked from the project's other tickets) through
   server/api/tickets.change, then back to the group page (303).
 - ``POST /groups/<id>/merge`` (``into``: a group id) and ``POST /groups/<id>/unmerge``
-  (``signature``) (admin, CSRF): workers/regroup.py, then to the group the crashes are in (303).
+  (``signature``) (the project's triagers and admins, CSRF): workers/regroup.py, then to the
+  group the crashes are in (303).
 """
 
 from __future__ import annotations
@@ -20,14 +21,16 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from server import auth
+from server.access_rules import may
 from server.api import tickets
 from server.api.crashes import load_report
 from server.dashboard import pages, stack
-from server.dashboard.access import action, page, problem
+from server.dashboard.access import action, page, problem, refused
 from server.dashboard.feedback import group_feedback
 from server.state import ServerState
 from storage import dashboard_queries, queries
 from storage.regroup import GroupNotFound, RegroupError
+from storage.scope import group_project
 from storage.triage_queries import get_ticket, list_tickets
 from triage.tickets.transitions import TicketNotFound, TransitionError
 from workers import regroup
@@ -64,9 +67,12 @@ async def group_page(request: Request, state: ServerState, who: auth.Principal) 
                                     group_id=group_id) if queries.is_row_id(group_id) else None
     if group is None:
         return problem(request, who, 404, "Not found", f"There is no crash group {group_id}.")
+    if (refusal := refused(request, who, group["project_id"], "read", f"crash group {group_id}")) is not None:
+        return refusal
     crash = await run_in_threadpool(representative, state, group["representative_crash_id"])
     ticket = group["ticket"]
-    actions = [a for a in SHOWN_ACTIONS if ticket and a in ticket["actions"]] if who.is_admin else []
+    may_triage = may(who, group["project_id"], "triage")
+    actions = [a for a in SHOWN_ACTIONS if ticket and a in ticket["actions"]] if may_triage else []
     others = []
     if "duplicate" in actions:
         others = [t for t in await run_in_threadpool(list_tickets, state.ctx.engine, project_id=group["project_id"],
@@ -77,6 +83,7 @@ async def group_page(request: Request, state: ServerState, who: auth.Principal) 
     feedback = await run_in_threadpool(group_feedback, state, group)
     return pages.render(request, "group.html", {
         "user": who, "group": group, "crash": crash, "ticket": ticket, "actions": actions, "labels": ACTION_LABELS,
+        "may_triage": may_triage,
         "other_tickets": others, "feedback": feedback,
         "max_crashes": max((b["crashes"] for b in builds), default=0),
         "max_rate": max((b["crash_rate"] or 0 for b in builds), default=0),
@@ -108,6 +115,8 @@ async def ticket_page(request: Request, state: ServerState, who: auth.Principal)
                                      ticket_id=ticket_id) if queries.is_row_id(ticket_id) else None
     if ticket is None:
         return problem(request, who, 404, "Not found", f"There is no ticket {ticket_id}.")
+    if (refusal := refused(request, who, ticket["project_id"], "read", f"ticket {ticket_id}")) is not None:
+        return refusal
     if ticket["group_id"] is None:  # merged into another ticket: that one is the bug now
         return RedirectResponse(f"/tickets/{ticket['merged_into']}", status_code=303)
     return RedirectResponse(f"/groups/{ticket['group_id']}#ticket", status_code=303)
@@ -123,6 +132,8 @@ async def ticket_action(request: Request, state: ServerState, who: auth.Principa
                                      ticket_id=ticket_id) if queries.is_row_id(ticket_id) else None
     if ticket is None:
         return problem(request, who, 404, "Not found", f"There is no ticket {ticket_id}.")
+    if (refusal := refused(request, who, ticket["project_id"], "triage", f"ticket {ticket_id}")) is not None:
+        return refusal
     back = f"/groups/{ticket['group_id']}"
     try:
         # who.name fits server/api/tickets' actor rule: storage/users.py only takes such names
@@ -143,8 +154,11 @@ async def group_merge(request: Request, state: ServerState, who: auth.Principal,
     if not (into.isascii() and into.isdigit() and queries.is_row_id(int(into))):
         return problem(request, who, 400, "Cannot merge", "Give the id of the group to merge into.",
                        back=f"/groups/{group_id}")
+    project = await run_in_threadpool(group_project, state.ctx.engine, group_id=group_id)
+    if (refusal := refused(request, who, project, "triage", f"crash group {group_id}")) is not None:
+        return refusal
     return await _regroup(request, who, f"/groups/{into}", "merge", regroup.merge, state.ctx, state.queue,
-                          group_id=group_id, into=int(into), actor=f"user:{who.name}")
+                          group_id=group_id, into=int(into), actor=f"user:{who.name}", project_id=project)
 
 
 @action
@@ -154,8 +168,11 @@ async def group_unmerge(request: Request, state: ServerState, who: auth.Principa
     signature = form.get("signature")
     if not isinstance(signature, str) or not signature:
         return problem(request, who, 400, "Cannot unmerge", "Pick a merged signature.", back=f"/groups/{group_id}")
+    project = await run_in_threadpool(group_project, state.ctx.engine, group_id=group_id)
+    if (refusal := refused(request, who, project, "triage", f"crash group {group_id}")) is not None:
+        return refusal
     return await _regroup(request, who, f"/groups/{group_id}", "unmerge", regroup.unmerge, state.ctx, state.queue,
-                          group_id=group_id, signatures=[signature], actor=f"user:{who.name}")
+                          group_id=group_id, signatures=[signature], actor=f"user:{who.name}", project_id=project)
 
 
 async def _regroup(request: Request, who: auth.Principal, then: str, what: str, work: Any, *args: Any,

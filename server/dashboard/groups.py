@@ -83,9 +83,9 @@ async def groups_page(request: Request, state: ServerState, who: auth.Principal)
         query = parse_query(request.query_params)
     except ValueError as exc:
         return problem(request, who, 400, "Bad filter", str(exc))
-    project, projects = await project_filter(state, request.query_params)
+    project, projects, scope = await project_filter(state, request.query_params, who)
     found = await run_in_threadpool(
-        dashboard_queries.list_groups_page, state.ctx.engine, project_id=project.id if project else None,
+        dashboard_queries.list_groups_page, state.ctx.engine, project_id=scope,
         component=query.component, build=query.build, platform=query.platform, status=query.status,
         since=parse_since(query.period), sort=query.sort, descending=query.descending, kind=query.kind,
         limit=PAGE_SIZE, offset=(query.page - 1) * PAGE_SIZE)

@@ -21,9 +21,9 @@ from storage import dashboard_queries
 @page
 async def symbols_page(request: Request, state: ServerState, who: auth.Principal) -> Response:
     """GET /symbols."""
-    project, projects = await project_filter(state, request.query_params)
+    project, projects, scope = await project_filter(state, request.query_params, who)
     found = await run_in_threadpool(dashboard_queries.symbols_page, state.ctx.engine,
-                                    project_id=project.id if project else None)
+                                    project_id=scope)
     return pages.render(request, "symbols.html", {
         "user": who, "files": found["files"], "missing": found["missing"], "projects": projects,
         "project": project,

@@ -23,9 +23,9 @@ from workers.triage_report import triage_board
 @page
 async def triage_page(request: Request, state: ServerState, who: auth.Principal) -> Response:
     """GET /triage."""
-    project, projects = await project_filter(state, request.query_params)
+    project, projects, scope = await project_filter(state, request.query_params, who)
     now = datetime.now(timezone.utc)
-    found = await run_in_threadpool(triage_board, state.ctx, project_id=project.id if project else None, now=now)
+    found = await run_in_threadpool(triage_board, state.ctx, project_id=scope, now=now)
     return pages.render(request, "triage.html", {
         "user": who, "board": found, "projects": projects, "project": project,
     })
