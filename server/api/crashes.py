@@ -14,8 +14,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from schemas.tables import Attachment, Crash
-from server.api.access import requires
+from server.access_rules import projects_visible
+from server.api.access import check, requires
 from server.api.dumps import no_dump, raw_dump_deleted, vendor_safe_download, wants_vendor_safe
+from server.auth import caller
 from server.state import ServerState, state_of
 from storage import queries
 from storage.blobs import BlobNotFound
@@ -92,6 +94,7 @@ async def crash_detail(request: Request) -> Response:
     found = await run_in_threadpool(_load_crash, state, request.path_params["crash_id"])
     if found is None:
         raise HTTPException(404, "crash not found")
+    check(request, found[0].project_id, "read", "crash")  # another project's crash: 404 too
     document = crash_document(*found)
     document["stackwalk"] = await run_in_threadpool(load_report, state, found[0])
     document["feedback"] = await run_in_threadpool(feedback_for_crash, state.ctx.engine, crash_id=found[0].crash_id)
@@ -106,6 +109,7 @@ async def crash_minidump(request: Request) -> Response:
     crash = await run_in_threadpool(queries.get_crash, state.ctx.engine, crash_id=request.path_params["crash_id"])
     if crash is None:
         raise HTTPException(404, "crash not found")
+    check(request, crash.project_id, "read", "crash")
     if crash.minidump_key is None:  # a Sentry event without a minidump, or one retention deleted
         raise no_dump(crash)
     if wants_vendor_safe(request):  # ?vendor_safe=1: memory the walks do not need zeroed (docs/privacy.md)
@@ -120,8 +124,9 @@ async def crash_attachment(request: Request) -> Response:
     found = await run_in_threadpool(_load_crash, state, request.path_params["crash_id"])
     name = request.path_params["name"]
     match = [a for a in found[2] if a.name == name] if found else []
-    if not match:
+    if found is None or not match:
         raise HTTPException(404, "attachment not found")
+    check(request, found[0].project_id, "read", "attachment")
     attachment = match[0]
     media_type = attachment.content_type or ""
     if not media_type.isprintable() or not media_type.isascii():  # a row stored before ingest sanitized it
@@ -151,8 +156,11 @@ def content_disposition(filename: str) -> str:
 
 @requires("read")
 async def discards(request: Request) -> Response:
-    """GET /api/discards: rejected uploads per reason (today and all time)."""
+    """GET /api/discards: rejected uploads per reason (today and all time). They belong to no
+    project, so a caller limited to some projects sees none."""
     state = state_of(request)
+    if projects_visible(caller(request, state)) is not None:
+        return JSONResponse({"today": {}, "all_time": {}})
     today = queries.utcnow().strftime("%Y-%m-%d")
     engine = state.ctx.engine
     return JSONResponse({

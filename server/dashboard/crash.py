@@ -6,7 +6,7 @@
   ``panicked at`` lines marked).
 - ``GET /crashes/<crash_id>/minidump`` and ``/crashes/<crash_id>/attachments/<name>``: the
   raw bytes for a signed-in user (the /api twins want the admin token).
-- ``POST /crashes/<crash_id>/reprocess`` (admin, CSRF): enqueue it again, back to the page.
+- ``POST /crashes/<crash_id>/reprocess`` (the project's triagers and admins, CSRF): enqueue it again, back to the page.
 """
 
 from __future__ import annotations
@@ -21,10 +21,11 @@ from starlette.responses import RedirectResponse, Response
 
 from schemas.tables import Attachment
 from server import auth
+from server.access_rules import may
 from server.api.crashes import _blob_response, _load_crash, crash_document, load_report
 from server.api.dumps import DumpRefused, raw_dump_deleted, vendor_safe_download, wants_vendor_safe
 from server.dashboard import pages, stack
-from server.dashboard.access import action, page, problem
+from server.dashboard.access import action, page, problem, refused
 from server.dashboard.feedback import crash_feedback
 from server.state import ServerState
 from storage import queries
@@ -102,10 +103,13 @@ def crash_view(state: ServerState, crash_id: str, params: Mapping[str, str]) -> 
 async def crash_page(request: Request, state: ServerState, who: auth.Principal) -> Response:
     """GET /crashes/<crash_id>."""
     crash_id = request.path_params["crash_id"]
+    crash = await run_in_threadpool(queries.get_crash, state.ctx.engine, crash_id=crash_id)
+    if crash is None or not may(who, crash.project_id, "read"):  # another project's crash: the same 404
+        return problem(request, who, 404, "Not found", f"There is no crash {crash_id}.")
     view = await run_in_threadpool(crash_view, state, crash_id, request.query_params)
     if view is None:
         return problem(request, who, 404, "Not found", f"There is no crash {crash_id}.")
-    return pages.render(request, "crash.html", {"user": who, **view})
+    return pages.render(request, "crash.html", {"user": who, "may_triage": may(who, crash.project_id, "triage"), **view})
 
 
 @page
@@ -113,8 +117,9 @@ async def minidump_download(request: Request, state: ServerState, who: auth.Prin
     """GET /crashes/<crash_id>/minidump: the raw dump as uploaded; ``?vendor_safe=1``: its
     vendor-safe copy."""
     crash = await run_in_threadpool(queries.get_crash, state.ctx.engine, crash_id=request.path_params["crash_id"])
-    if crash is None or crash.minidump_key is None:  # None: a Sentry event without a dump (docs/sentry.md)
-        deleted = crash and raw_dump_deleted(crash)
+    if crash is None or crash.minidump_key is None or not may(who, crash.project_id, "read"):
+        # no minidump key: a Sentry event without a dump (docs/sentry.md); another project's: the same 404
+        deleted = crash and may(who, crash.project_id, "read") and raw_dump_deleted(crash)
         if deleted:  # retention deleted it (CRASHD_RAW_DUMP_DAYS)
             return problem(request, who, 410, "Gone", f"The {deleted}; the processed report stays.")
         return problem(request, who, 404, "Not found", "There is no minidump for this crash.")
@@ -132,7 +137,7 @@ async def attachment_download(request: Request, state: ServerState, who: auth.Pr
     (``application/octet-stream``: an uploaded .html must never render on this origin)."""
     found = await run_in_threadpool(_load_crash, state, request.path_params["crash_id"])
     name = request.path_params["name"]
-    match = [a for a in found[2] if a.name == name] if found else []
+    match = [a for a in found[2] if a.name == name] if found and may(who, found[0].project_id, "read") else []
     if not match:
         return problem(request, who, 404, "Not found", "There is no such attachment.")
     response = _blob_response(state, match[0].blob_key, "application/octet-stream", match[0].filename or name)
@@ -147,6 +152,8 @@ async def reprocess(request: Request, state: ServerState, who: auth.Principal, f
     crash = await run_in_threadpool(queries.get_crash, state.ctx.engine, crash_id=crash_id)
     if crash is None:
         return problem(request, who, 404, "Not found", f"There is no crash {crash_id}.")
+    if (refusal := refused(request, who, crash.project_id, "triage", f"crash {crash_id}")) is not None:
+        return refusal
     if await run_in_threadpool(enqueue_all, state.queue, [crash_id]) != 1:
         return problem(request, who, 503, "Queue unavailable", "The crash could not be enqueued; try again.")
     return RedirectResponse(f"/crashes/{crash_id}?reprocess=queued", status_code=303)
