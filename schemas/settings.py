@@ -11,7 +11,7 @@ import ipaddress
 import json
 import secrets
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -196,6 +196,15 @@ class Settings(BaseSettings):
     )
     discord_webhook_url: str | None = Field(
         None, description="Discord channel webhook URL: one message per ticket event."
+    )
+    security_webhook_url: str | None = Field(
+        None, description="Security reports (docs/security-reports.md): POST the full text of each "
+        "restricted ticket's events here, and only here."
+    )
+    security_notify: Literal["minimal", "none"] = Field(
+        "minimal", description="What the other backends (webhook, Jira, GitHub, Discord) hear of a "
+        "restricted security ticket: `minimal` (\"restricted security report #N received\", no "
+        "details) or `none` (nothing)."
     )
     notify_timeout_seconds: float = Field(
         10.0, description="Time limit of one HTTP request to a ticket backend."

@@ -20,7 +20,8 @@ from sqlalchemy.engine import Connection, Engine
 from schemas.tables import GameSession, Project, SymbolFile, utcnow
 from storage.groups import BUILDS, CRASHES, GROUPS, MISSING, PLATFORMS, TESTERS
 from storage.regroup import merged_signatures
-from storage.tickets import EVENTS, TICKETS
+from storage.scope import ProjectScope, scoped
+from storage.tickets import EVENTS, TICKETS, Restricted, hidden_count, visible
 from storage.triage_queries import ticket_notice
 from triage.kinds import FEEDBACK, KINDS
 from triage.rates import sort_builds
@@ -76,13 +77,12 @@ def _groups_from(build: str | None) -> Any:
     return joined.join(BUILDS, and_(BUILDS.c.group_id == GROUPS.c.id, BUILDS.c.build == build))
 
 
-def _group_filters(project_id: int | None, component: str | None, platform: str | None, status: str | None,
+def _group_filters(project_id: ProjectScope, component: str | None, platform: str | None, status: str | None,
                    since: datetime | None, kind: str | None = None) -> list[Any]:
     where: list[Any] = [GROUPS.c.crash_count > 0]  # an emptied group is no longer listed
     # Feedback groups count reports, not crashes: listed only when asked for (docs/feedback.md).
     where.append(GROUPS.c.kind == kind if kind is not None else GROUPS.c.kind != FEEDBACK)
-    if project_id is not None:
-        where.append(GROUPS.c.project_id == project_id)
+    where.extend(scoped(GROUPS.c.project_id, project_id))  # one project, the caller's, or all
     if component is not None:
         where.append(GROUPS.c.component == component)
     if since is not None:
@@ -97,7 +97,7 @@ def _group_filters(project_id: int | None, component: str | None, platform: str 
     return where
 
 
-def list_groups_page(engine: Engine, *, project_id: int | None = None, component: str | None = None,
+def list_groups_page(engine: Engine, *, project_id: ProjectScope = None, component: str | None = None,
                      build: str | None = None, platform: str | None = None, status: str | None = None,
                      since: datetime | None = None, sort: str = "last_seen", descending: bool = True,
                      limit: int = 50, offset: int = 0, days: int = 14, now: datetime | None = None,
@@ -257,20 +257,21 @@ def _ticket(row: Any) -> dict[str, Any]:
 # -- the triage board -----------------------------------------------------------------------
 
 
-def _tickets(conn: Connection, project_id: int | None, states: tuple[str, ...], order: Any) -> list[dict[str, Any]]:
-    """Tickets in states with their group's signature, component and counts."""
+def _tickets(conn: Connection, project_id: ProjectScope, states: tuple[str, ...], order: Any,
+             show_restricted: Restricted = False) -> list[dict[str, Any]]:
+    """Tickets in states with their group's signature, component and counts (a security
+    report's ticket has no group: its title stands for its signature)."""
     stmt = (select(TICKETS, GROUPS.c.signature, GROUPS.c.component, GROUPS.c.tester_count, GROUPS.c.crash_count)
-            .join(GROUPS, GROUPS.c.id == TICKETS.c.group_id)
-            .where(TICKETS.c.state.in_(states), TICKETS.c.priority.in_(("P0", "P1"))).order_by(*order))
-    if project_id is not None:
-        stmt = stmt.where(TICKETS.c.project_id == project_id)
-    return [{**_ticket(r._mapping), "signature": r.signature, "component": r.component,
-             "tester_count": r.tester_count, "crash_count": r.crash_count, "notice": ticket_notice(r._mapping)}
+            .join(GROUPS, GROUPS.c.id == TICKETS.c.group_id, isouter=True)
+            .where(TICKETS.c.state.in_(states), TICKETS.c.priority.in_(("P0", "P1")), visible(show_restricted),
+                   TICKETS.c.merged_into.is_(None), *scoped(TICKETS.c.project_id, project_id)).order_by(*order))
+    return [{**_ticket(r._mapping), "signature": r.signature or r.title, "component": r.component,
+             "tester_count": r.tester_count or 0, "crash_count": r.crash_count or 0, "notice": ticket_notice(r._mapping)}
             for r in conn.execute(stmt)]
 
 
-def triage_board(engine: Engine, *, project_id: int | None = None, now: datetime | None = None,
-                 limit: int = 50) -> dict[str, Any]:
+def triage_board(engine: Engine, *, project_id: ProjectScope = None, now: datetime | None = None,
+                 limit: int = 50, show_restricted: Restricted = False) -> dict[str, Any]:
     """What the triage meeting looks at:
 
     - ``open_tickets``: P0/P1 tickets open or regressed, soonest due first, each with
@@ -279,22 +280,27 @@ def triage_board(engine: Engine, *, project_id: int | None = None, now: datetime
     - ``regressions``: regressed tickets; ``awaiting_verification``: resolved tickets, newest
       first.
 
+    Security reports' restricted tickets only as show_restricted allows; ``restricted_hidden``
+    counts the others (shown as "N restricted items").
+
     workers.triage_report.triage_board adds the verification numbers and the daily report.
     """
     now = as_utc(now) or utcnow()
     with engine.connect() as conn:
-        active = _tickets(conn, project_id, ("open", "regressed"), (TICKETS.c.due_at, TICKETS.c.id))
-        awaiting = _tickets(conn, project_id, ("resolved",), (TICKETS.c.updated_at.desc(), TICKETS.c.id))
+        active = _tickets(conn, project_id, ("open", "regressed"), (TICKETS.c.due_at, TICKETS.c.id), show_restricted)
+        awaiting = _tickets(conn, project_id, ("resolved",), (TICKETS.c.updated_at.desc(), TICKETS.c.id),
+                            show_restricted)
         spreading = _spreading(conn, project_id, now, limit)
     for ticket in active:
         ticket["seconds_left"] = (ticket["due_at"] - now).total_seconds()
         ticket["overdue"] = ticket["seconds_left"] < 0
     return {"now": now, "open_tickets": active, "spreading": spreading,
             "regressions": [t for t in active if t["status"] == "regressed"],
-            "awaiting_verification": awaiting}
+            "awaiting_verification": awaiting,
+            "restricted_hidden": hidden_count(engine, project_id=project_id, show=show_restricted)}
 
 
-def _spreading(conn: Connection, project_id: int | None, now: datetime, limit: int) -> list[dict[str, Any]]:
+def _spreading(conn: Connection, project_id: ProjectScope, now: datetime, limit: int) -> list[dict[str, Any]]:
     """Groups first seen in SPREADING_WINDOW, most testers first (then crashes, then id)."""
     stmt = (select(*_group_columns()).select_from(_groups_from(None))
             .where(*_group_filters(project_id, None, None, None, None), GROUPS.c.first_seen >= now - SPREADING_WINDOW)
@@ -305,7 +311,7 @@ def _spreading(conn: Connection, project_id: int | None, now: datetime, limit: i
 # -- symbols --------------------------------------------------------------------------------
 
 
-def symbols_page(engine: Engine, *, project_id: int | None = None, limit: int = 200) -> dict[str, Any]:
+def symbols_page(engine: Engine, *, project_id: ProjectScope = None, limit: int = 200) -> dict[str, Any]:
     """``files``: uploaded debug files, newest first (debug_file, debug_id, code_file,
     code_id, os, cpu, format (``breakpad`` for a .sym, else ``native``), size, sha256,
     uploaded_at, project_id, project); ``missing``: modules whose symbols crashes lacked,
@@ -322,27 +328,24 @@ def symbols_page(engine: Engine, *, project_id: int | None = None, limit: int = 
     return {"files": files, "missing": missing}
 
 
-def _symbol_files(conn: Connection, project_id: int | None, limit: int) -> list[dict[str, Any]]:
+def _symbol_files(conn: Connection, project_id: ProjectScope, limit: int) -> list[dict[str, Any]]:
     f = SYMBOL_FILES.c
     stmt = (select(f.debug_file, f.debug_id, f.code_file, f.code_id, f.os, f.cpu, f.size, f.sha256, f.path,
                    f.uploaded_at, f.project_id, PROJECTS.c.name.label("project"))
             .select_from(SYMBOL_FILES.outerjoin(PROJECTS, PROJECTS.c.id == f.project_id))
+            .where(*scoped(f.project_id, project_id))  # a set of projects leaves the shared store out
             .order_by(f.uploaded_at.desc(), f.id.desc()).limit(limit))
-    if project_id is not None:
-        stmt = stmt.where(f.project_id == project_id)
     return [{**r._mapping, "uploaded_at": as_utc(r.uploaded_at),
              "format": "breakpad" if r.path.endswith(".sym") else "native"} for r in conn.execute(stmt)]
 
 
-def _missing_symbols(conn: Connection, project_id: int | None, limit: int) -> list[dict[str, Any]]:
+def _missing_symbols(conn: Connection, project_id: ProjectScope, limit: int) -> list[dict[str, Any]]:
     crashes, groups = func.count(distinct(MISSING.c.crash_id)), func.count(distinct(CRASHES.c.group_id))
     stmt = (select(MISSING.c.debug_file, MISSING.c.debug_id, crashes.label("crashes"), groups.label("groups"),
                    func.max(CRASHES.c.received_at).label("last_seen"))
-            .join(CRASHES, CRASHES.c.crash_id == MISSING.c.crash_id)
+            .join(CRASHES, CRASHES.c.crash_id == MISSING.c.crash_id).where(*scoped(CRASHES.c.project_id, project_id))
             .group_by(MISSING.c.debug_file, MISSING.c.debug_id)
             .order_by(crashes.desc(), groups.desc(), MISSING.c.debug_file, MISSING.c.debug_id).limit(limit))
-    if project_id is not None:
-        stmt = stmt.where(CRASHES.c.project_id == project_id)
     return [{"debug_file": r.debug_file, "debug_id": r.debug_id, "crashes": int(r.crashes), "groups": int(r.groups),
              "last_seen": as_utc(r.last_seen)} for r in conn.execute(stmt)]
 

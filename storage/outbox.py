@@ -41,7 +41,7 @@ from sqlalchemy.engine import Connection, Engine, RowMapping
 from schemas.settings import Settings
 from schemas.tables import CrashGroup, Notification, Ticket, utcnow
 from triage.tickets.backends import configured_backends
-from triage.tickets.base import EVENTS, Delivery, PermanentError, TemporaryError, TicketBackend
+from triage.tickets.base import EVENTS, SECURITY_EVENTS, Delivery, PermanentError, TemporaryError, TicketBackend
 
 log = logging.getLogger(__name__)
 
@@ -61,24 +61,46 @@ def payload_for(ticket: Ticket, group: CrashGroup, details: dict[str, Any] | Non
 
 
 def enqueue_notifications(conn: Connection, *, settings: Settings, ticket_id: int, event: str,
-                          payload: dict[str, Any]) -> int:
+                          payload: dict[str, Any], restricted: bool = False) -> int:
     """Add one pending notification per configured backend, in conn's transaction (commit is the
-    caller's). payload is ``{"ticket", "group", "details"}``; datetimes become ISO strings.
-    Returns the rows added (0 when no backend is configured). Raises ValueError for an
-    unknown event. With a Session, pass ``session.connection()``.
+    caller's). payload is ``{"ticket", "group", "details"}`` (and ``report`` for a security
+    report); datetimes become ISO strings. Returns the rows added (0 when no backend is
+    configured). Raises ValueError for an unknown event. With a Session, pass
+    ``session.connection()``.
+
+    A restricted ticket (a security report, docs/security-reports.md): the security webhook
+    gets every event with the report; the other backends get its ``opened`` only, as
+    ``minimal`` (its id, priority, state and "Restricted security report #N", no details, no
+    report), or with CRASHD_SECURITY_NOTIFY=none nothing. The security webhook hears of no
+    other ticket.
     """
-    if event not in EVENTS:
-        raise ValueError(f"unknown ticket event {event!r}; expected one of {', '.join(EVENTS)}")
-    names = [backend.name for backend in configured_backends(settings)]
-    if not names:
-        return 0
+    if event not in EVENTS and event not in SECURITY_EVENTS:
+        raise ValueError(f"unknown ticket event {event!r}; expected one of {', '.join(EVENTS + SECURITY_EVENTS)}")
     body = _jsonable({"ticket": {**(payload.get("ticket") or {}), "id": ticket_id},
-                      "group": payload.get("group") or {}, "details": payload.get("details") or {}})
+                      "group": payload.get("group") or {}, "details": payload.get("details") or {},
+                      **({"report": payload["report"]} if payload.get("report") else {})})
+    rows: list[dict[str, Any]] = []
+    for backend in configured_backends(settings):
+        if backend.restricted_only and not restricted:
+            continue
+        sent = body
+        if restricted and not backend.restricted_only:
+            if settings.security_notify == "none" or event != "opened":  # at most: "report #N received"
+                continue
+            sent = {"ticket": restricted_stub(body["ticket"]), "group": {}, "details": {}}
+        rows.append({"ticket_id": ticket_id, "event": event, "backend": backend.name, "payload": sent})
+    if not rows:
+        return 0
     now = utcnow()
-    conn.execute(insert(NOTIFICATIONS), [
-        {"ticket_id": ticket_id, "event": event, "backend": name, "payload": body, "status": "pending",
-         "attempts": 0, "next_attempt_at": now, "created_at": now} for name in names])
-    return len(names)
+    conn.execute(insert(NOTIFICATIONS), [{**row, "status": "pending", "attempts": 0, "next_attempt_at": now,
+                                          "created_at": now} for row in rows])
+    return len(rows)
+
+
+def restricted_stub(ticket: dict[str, Any]) -> dict[str, Any]:
+    """What a backend other than the security webhook learns of a restricted ticket."""
+    return {"id": ticket["id"], "priority": ticket.get("priority"), "state": ticket.get("state"), "restricted": True,
+            "title": f"Restricted security report #{ticket['id']}", "due_at": ticket.get("due_at")}
 
 
 @dataclass
@@ -182,6 +204,8 @@ def _notification(conn: Connection, row: RowMapping, backend: TicketBackend) -> 
     ticket = {**(payload.get("ticket") or {}), "external_key": key, "external_url": url}
     details = payload.get("details") or {}
     notification = {"event": row["event"], "ticket": ticket, "group": payload.get("group") or {}, "details": details}
+    if payload.get("report"):  # only the security webhook's rows carry a security report's text
+        notification["report"] = payload["report"]
     target = details.get("duplicate_of")
     if isinstance(target, int):
         key, url = _issue_of(conn, target, backend)

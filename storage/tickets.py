@@ -14,16 +14,17 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
-from typing import Any
+from typing import Any, Union
 
-from sqlalchemy import Table, case, literal, select, update
+from sqlalchemy import Table, case, func, literal, or_, select, true, update
 from sqlalchemy.engine import Connection, Engine, Row
 
 from schemas.settings import Settings
-from schemas.tables import CrashGroup, Ticket, TicketEvent, utcnow
+from schemas.tables import CrashGroup, SecurityReport, Ticket, TicketEvent, utcnow
 from storage.groups import _insert, _least, retrying
 from storage.outbox import enqueue_notifications
 from storage.queries import as_utc
+from storage.scope import ProjectScope, scoped
 from triage.thresholds import Firing
 from triage.tickets.transitions import (
     ACTIVE,
@@ -42,6 +43,7 @@ log = logging.getLogger(__name__)
 TICKETS: Table = Ticket.__table__  # type: ignore[attr-defined]
 EVENTS: Table = TicketEvent.__table__  # type: ignore[attr-defined]
 GROUPS: Table = CrashGroup.__table__  # type: ignore[attr-defined]
+REPORTS: Table = SecurityReport.__table__  # type: ignore[attr-defined]
 
 
 def _due(settings: Settings, now: datetime, priority: Any) -> Any:
@@ -127,6 +129,20 @@ def carry(conn: Connection, settings: Settings, *, from_group: int, to_group: in
                 "old_group_id": merged.group_id, "new_group_id": to_group})]
 
 
+def open_restricted(conn: Connection, settings: Settings, *, project_id: int, title: str, report_id: str) -> Change:
+    """Open a security report's ticket (in conn's transaction): P0 at once, no threshold and no
+    group, restricted (docs/security-reports.md). Its ``opened`` event is the timeline's
+    ``received``; the SLA countdown is the P0 one."""
+    now = utcnow()
+    row = conn.execute(TICKETS.insert().values(
+        project_id=project_id, group_id=None, restricted=True, priority="P0", state="open", title=title[:400],
+        reason_text="security report received: restricted to the project's security grantees",
+        rule="security-report", due_at=_due(settings, now, "P0"), created_at=now, updated_at=now,
+        builds_at_firing=[]).returning(*TICKETS.c)).one()
+    conn.execute(update(REPORTS).where(REPORTS.c.id == report_id).values(ticket_id=row.id))
+    return _record(conn, settings, row, "opened", "system:security-report", {"report_id": report_id, "step": "received"})
+
+
 def mark_regressed(engine: Engine, *, settings: Settings, ticket_id: int, details: dict[str, Any]) -> Change | None:
     """Reopen a resolved or verified ticket as ``regressed`` (a new due time from now);
     None when it is in another state by now."""
@@ -201,14 +217,41 @@ def _record(conn: Connection, settings: Settings, ticket: Row, action: str, acto
                                         details=details))
     sent = 0
     if action in NOTIFY_EVENTS:
-        # A ticket merged into another holds no group any more: its message shows the last one it had.
+        # A ticket merged into another holds no group any more: its message shows the last one it
+        # had. A security report's ticket never had one; its report goes to the security webhook only.
         group_id = ticket.group_id if ticket.group_id is not None else details.get("old_group_id")
-        group = conn.execute(select(GROUPS).where(GROUPS.c.id == group_id)).one()
-        payload = {"ticket": ticket_json(ticket._mapping), "group": group_json(group._mapping),
+        group = conn.execute(select(GROUPS).where(GROUPS.c.id == group_id)).first() if group_id else None
+        payload = {"ticket": ticket_json(ticket._mapping), "group": group_json(group._mapping) if group else {},
                    "details": {**details, "action": action, "actor": actor}}
-        sent = enqueue_notifications(conn, settings=settings, ticket_id=ticket.id, event=action, payload=payload)
+        if ticket.restricted:
+            report = conn.execute(select(REPORTS).where(REPORTS.c.ticket_id == ticket.id)).first()
+            payload["report"] = {k: _jsonable(v) for k, v in report._mapping.items()} if report else {}
+        sent = enqueue_notifications(conn, settings=settings, ticket_id=ticket.id, event=action, payload=payload,
+                                     restricted=bool(ticket.restricted))
     log.info("ticket %s %s by %s", ticket.id, action, actor)
     return Change(ticket.id, action, sent)
+
+
+Restricted = Union[bool, frozenset[int]]  # which restricted tickets a caller sees: all, none, those projects
+
+
+def visible(show: Restricted) -> Any:
+    """The SQL condition of the tickets a caller who sees ``show`` restricted tickets may see
+    (True: every one; False: none; a set: those of these projects)."""
+    if show is True:
+        return true()
+    if show is False or not show:
+        return TICKETS.c.restricted.is_(False)
+    return or_(TICKETS.c.restricted.is_(False), TICKETS.c.project_id.in_(sorted(show)))
+
+
+def hidden_count(engine: Engine, *, project_id: ProjectScope, show: Restricted) -> int:
+    """How many restricted tickets of the projects in scope the caller does not see (shown as
+    "N restricted items")."""
+    stmt = select(func.count()).select_from(TICKETS).where(TICKETS.c.restricted.is_(True), ~visible(show),
+                                                           *scoped(TICKETS.c.project_id, project_id))
+    with engine.connect() as conn:
+        return int(conn.execute(stmt).scalar_one())
 
 
 def _jsonable(value: Any) -> Any:

@@ -15,7 +15,8 @@ from schemas.tables import Crash, Feedback, GroupTester, utcnow
 from storage import sessions
 from storage.groups import MISSING, MOVES, SYMBOL_FILES
 from storage.queries import as_utc
-from storage.tickets import EVENTS, GROUPS, TICKETS, ticket_json
+from storage.scope import ProjectScope, scoped
+from storage.tickets import EVENTS, GROUPS, TICKETS, Restricted, ticket_json, visible
 from triage.kinds import FEEDBACK
 from triage.thresholds import GroupStats, WindowStats
 
@@ -153,14 +154,16 @@ def group_testers(engine: Engine, *, group_id: int) -> list[dict[str, Any]]:
 # -- tickets --------------------------------------------------------------------------------
 
 
-def list_tickets(engine: Engine, *, project_id: int | None = None, states: Iterable[str] | None = None,
-                 priorities: Iterable[str] | None = None, fixed_in: str | None = None) -> list[dict[str, Any]]:
+def list_tickets(engine: Engine, *, project_id: ProjectScope = None, states: Iterable[str] | None = None,
+                 priorities: Iterable[str] | None = None, fixed_in: str | None = None,
+                 show_restricted: Restricted = False) -> list[dict[str, Any]]:
     """Tickets (JSON-ready, with the group's signature and component), most urgent first:
-    P0 before P1, then by due time."""
+    P0 before P1, then by due time. Restricted tickets (security reports) only as
+    show_restricted allows (storage/tickets.visible): none by default."""
     stmt = select(TICKETS, GROUPS.c.signature, GROUPS.c.component, GROUPS.c.crash_count,
-                  GROUPS.c.tester_count, GROUPS.c.kind).join(GROUPS, GROUPS.c.id == TICKETS.c.group_id, isouter=True)
-    if project_id is not None:
-        stmt = stmt.where(TICKETS.c.project_id == project_id)
+                  GROUPS.c.tester_count, GROUPS.c.kind).join(GROUPS, GROUPS.c.id == TICKETS.c.group_id, isouter=True
+                                                             ).where(visible(show_restricted))
+    stmt = stmt.where(*scoped(TICKETS.c.project_id, project_id))  # one project, the caller's, or all
     if states is not None:
         stmt = stmt.where(TICKETS.c.state.in_(list(states)))
     if priorities is not None:
@@ -190,11 +193,12 @@ def ticket_notice(row: Any) -> str | None:
     return None
 
 
-def get_ticket(engine: Engine, *, ticket_id: int) -> dict[str, Any] | None:
-    """One ticket (as list_tickets) with ``history``: its events, oldest first."""
+def get_ticket(engine: Engine, *, ticket_id: int, show_restricted: Restricted = False) -> dict[str, Any] | None:
+    """One ticket (as list_tickets) with ``history``: its events, oldest first. None when there
+    is none, or it is restricted and show_restricted does not allow it."""
     stmt = select(TICKETS, GROUPS.c.signature, GROUPS.c.component, GROUPS.c.crash_count,
                   GROUPS.c.tester_count, GROUPS.c.kind).join(GROUPS, GROUPS.c.id == TICKETS.c.group_id, isouter=True
-                                              ).where(TICKETS.c.id == ticket_id)
+                                              ).where(TICKETS.c.id == ticket_id, visible(show_restricted))
     with engine.connect() as conn:
         row = conn.execute(stmt).first()
         if row is None:
@@ -269,13 +273,14 @@ def last_event_at(engine: Engine, *, ticket_id: int, action: str) -> datetime | 
 
 
 def events_since(engine: Engine, *, since: datetime, actions: Iterable[str],
-                 project_id: int | None = None) -> list[dict[str, Any]]:
-    """Events of those actions since a time, each with its ticket's id, title and priority."""
+                 project_id: ProjectScope = None, show_restricted: Restricted = False) -> list[dict[str, Any]]:
+    """Events of those actions since a time, each with its ticket's id, title and priority
+    (restricted tickets' only as show_restricted allows)."""
     stmt = (select(EVENTS, TICKETS.c.title, TICKETS.c.priority, TICKETS.c.state, TICKETS.c.fixed_in)
             .join(TICKETS, TICKETS.c.id == EVENTS.c.ticket_id)
-            .where(EVENTS.c.at >= since, EVENTS.c.action.in_(list(actions))).order_by(EVENTS.c.at, EVENTS.c.id))
-    if project_id is not None:
-        stmt = stmt.where(TICKETS.c.project_id == project_id)
+            .where(EVENTS.c.at >= since, EVENTS.c.action.in_(list(actions)), *scoped(TICKETS.c.project_id, project_id),
+                   visible(show_restricted))
+            .order_by(EVENTS.c.at, EVENTS.c.id))
     with engine.connect() as conn:
         return [{**_event_json(r._mapping), "ticket_id": r.ticket_id, "title": r.title, "priority": r.priority,
                  "state": r.state, "fixed_in": r.fixed_in} for r in conn.execute(stmt)]
@@ -284,19 +289,18 @@ def events_since(engine: Engine, *, since: datetime, actions: Iterable[str],
 # -- the triage report ----------------------------------------------------------------------
 
 
-def new_groups(engine: Engine, *, since: datetime, project_id: int | None = None) -> list[dict[str, Any]]:
+def new_groups(engine: Engine, *, since: datetime, project_id: ProjectScope = None) -> list[dict[str, Any]]:
     """Groups first seen at or after since, most testers first."""
     stmt = select(GROUPS.c.id, GROUPS.c.signature, GROUPS.c.component, GROUPS.c.crash_count, GROUPS.c.tester_count,
-                  GROUPS.c.first_seen).where(GROUPS.c.first_seen >= since, GROUPS.c.crash_count > 0)
-    if project_id is not None:
-        stmt = stmt.where(GROUPS.c.project_id == project_id)
+                  GROUPS.c.first_seen).where(GROUPS.c.first_seen >= since, GROUPS.c.crash_count > 0,
+                                             *scoped(GROUPS.c.project_id, project_id))
     stmt = stmt.order_by(GROUPS.c.tester_count.desc(), GROUPS.c.crash_count.desc(), GROUPS.c.id)
     with engine.connect() as conn:
         return [{**r._mapping, "first_seen": as_utc(r.first_seen).isoformat()}
                 for r in conn.execute(stmt)]
 
 
-def top_groups(engine: Engine, *, since: datetime, project_id: int | None = None, limit: int = 10) -> list[dict[str, Any]]:
+def top_groups(engine: Engine, *, since: datetime, project_id: ProjectScope = None, limit: int = 10) -> list[dict[str, Any]]:
     """Groups by distinct testers among crashes received since (then crashes): group_id,
     signature, component, testers, crashes."""
     testers, crashes = func.count(distinct(CRASHES.c.tester_id)), func.count()
@@ -304,8 +308,7 @@ def top_groups(engine: Engine, *, since: datetime, project_id: int | None = None
                    testers.label("testers"), crashes.label("crashes"))
             .join(GROUPS, GROUPS.c.id == CRASHES.c.group_id).where(CRASHES.c.received_at >= since)
             .group_by(GROUPS.c.id, GROUPS.c.signature, GROUPS.c.component)
+            .where(*scoped(GROUPS.c.project_id, project_id))
             .order_by(testers.desc(), crashes.desc(), GROUPS.c.id).limit(limit))
-    if project_id is not None:
-        stmt = stmt.where(GROUPS.c.project_id == project_id)
     with engine.connect() as conn:
         return [dict(r._mapping) for r in conn.execute(stmt)]

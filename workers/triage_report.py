@@ -15,7 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from schemas.tables import utcnow
-from storage import dashboard_queries, triage_queries
+from storage import dashboard_queries, security, triage_queries
+from storage.scope import ProjectScope
+from storage.tickets import Restricted
 from triage.kinds import FEEDBACK
 from workers.context import WorkerContext
 from workers.triage_jobs import fix_numbers
@@ -35,8 +37,8 @@ def time_left(due_at: str, now: datetime) -> str:
 
 
 def build_report(ctx: WorkerContext, *, since: datetime, last_report: datetime | None,
-                 project_id: int | None = None, now: datetime | None = None) -> dict[str, Any]:
-    """What the triage meeting looks at, JSON-ready."""
+                 project_id: ProjectScope = None, now: datetime | None = None) -> dict[str, Any]:
+    """What the triage meeting looks at, JSON-ready (project_id: one project, a set of them, or all)."""
     now = now or utcnow()
     engine = ctx.engine
     active = triage_queries.list_tickets(engine, project_id=project_id, states=["open", "regressed"])
@@ -88,12 +90,14 @@ def render_report(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def triage_board(ctx: WorkerContext, *, project_id: int | None, now: datetime) -> dict[str, Any]:
+def triage_board(ctx: WorkerContext, *, project_id: ProjectScope, now: datetime,
+                 show_restricted: Restricted = False) -> dict[str, Any]:
     """storage.dashboard_queries.triage_board, each resolved ticket with ``verification`` (the
     numbers of its fix as they are now) and ``report_markdown``: the daily report of
-    ``crashd triage report`` over the last 24 hours. Reading the board never moves the CLI's
+    ``crashd triage report`` over the last 24 hours (never with restricted tickets' text: the
+    board shows those to whom show_restricted allows). Reading the board never moves the CLI's
     last-report mark."""
-    found = dashboard_queries.triage_board(ctx.engine, project_id=project_id, now=now)
+    found = dashboard_queries.triage_board(ctx.engine, project_id=project_id, now=now, show_restricted=show_restricted)
     report = build_report(ctx, since=now - timedelta(hours=24), last_report=None, project_id=project_id, now=now)
     numbers = {t["id"]: t["verification"] for t in report["awaiting_verification"]}
     for ticket in found["awaiting_verification"]:
@@ -163,24 +167,45 @@ def render_patch_notes(notes: dict[str, Any]) -> str:
 # -- crashd progress-log --------------------------------------------------------------------
 
 
-def progress_log(ctx: WorkerContext, *, project_id: int | None = None) -> list[dict[str, Any]]:
-    """Every P0/P1 ticket, oldest first, with how it was verified (None: not yet)."""
-    tickets = sorted(triage_queries.list_tickets(ctx.engine, project_id=project_id), key=lambda t: t["id"])
+def progress_log(ctx: WorkerContext, *, project_id: int | None = None,
+                 include_restricted: bool = False) -> list[dict[str, Any]]:
+    """Every P0/P1 ticket, oldest first, with how it was verified (None: not yet). Security
+    reports' restricted tickets are listed too (``restricted: true``) with their disclosure
+    ``timeline`` (steps, times, actors) but without their text unless include_restricted: the
+    title is then "Restricted security report #N" (docs/security-reports.md)."""
+    tickets = sorted(triage_queries.list_tickets(ctx.engine, project_id=project_id, show_restricted=True),
+                     key=lambda t: t["id"])
     for ticket in tickets:
-        history = (triage_queries.get_ticket(ctx.engine, ticket_id=ticket["id"]) or {}).get("history", [])
+        history = (triage_queries.get_ticket(ctx.engine, ticket_id=ticket["id"], show_restricted=True)
+                   or {}).get("history", [])
         verified = [e for e in history if e["action"] == "verified"]
         ticket["verified"] = how_verified(verified[-1]) if verified and ticket["state"] == "verified" else None
+        if ticket["restricted"]:
+            report = security.report_of(ctx.engine, ticket_id=ticket["id"]) or {}
+            ticket["timeline"] = [{k: v for k, v in step.items() if include_restricted or k != "note"}
+                                  for step in report.get("timeline", [])]
+            if not include_restricted:
+                ticket.update(title=f"Restricted security report #{ticket['id']}", reason_text=None)
     return tickets
 
 
 def render_progress_log(tickets: list[dict[str, Any]]) -> str:
-    """The P0/P1 log as a Markdown table for the project's progress log."""
+    """The P0/P1 log as a Markdown table for the project's progress log; security reports in a
+    section of their own (their disclosure timeline; no text unless it was asked for)."""
     lines = ["# Crash progress log (P0/P1)", "", "| Opened | Signature | Ticket | Priority | State | Fix build | Verified |",
              "|---|---|---|---|---|---|---|"]
-    for t in tickets:
+    for t in (t for t in tickets if not t.get("restricted")):
         # a ticket merged into another holds no group (no signature of its own): it names the survivor
         state = f"duplicate of #{t['merged_into']}" if t.get("merged_into") else t["state"]
         signature = f"`{t['signature']}`" if t.get("signature") else ""
         lines.append(f"| {t['created_at'][:10]} | {signature} | #{t['id']} {t['title']} | {t['priority']} | "
                      f"{state} | {t['fixed_in'] or ''} | {t['verified'] or ''} |")
+    restricted = [t for t in tickets if t.get("restricted")]
+    if restricted:
+        lines += ["", "## Security", "", "| Received | Ticket | Priority | State | Fix build | Timeline |",
+                  "|---|---|---|---|---|---|"]
+        for t in restricted:
+            steps = ", ".join(f"{step['step']} {step['at'][:10]}" for step in t.get("timeline", []))
+            lines.append(f"| {t['created_at'][:10]} | #{t['id']} {t['title']} | {t['priority']} | {t['state']} | "
+                         f"{t['fixed_in'] or ''} | {steps} |")
     return "\n".join(lines + [""])

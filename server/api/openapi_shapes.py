@@ -201,6 +201,17 @@ DESCRIBED: dict[tuple[str, str], dict[str, Any]] = {
         "id": "getAttachment", "summary": "One attachment of a crash", "errors": (401, 404, 410),
         "ok": {"description": "the bytes, as the Content-Type the client sent with them",
                "content": {"*/*": {"schema": BINARY}}}},
+    ("POST", "/api/{project}/security/"): {
+        "id": "sendSecurityReport", "auth": "key", "errors": (400, 401, 413, 429, 503),
+        "summary": "A tester's security report (summary, details, tester_id, build, files): a restricted P0 "
+                   "ticket at once (docs/security-reports.md)",
+        "body": ("multipart/form-data", obj(summary=S, details=S, tester_id=S, build=S)),
+        "ok": json_ok(obj(id=S, receipt=S))},
+    ("POST", "/api/tickets/{ticket_id:int}/timeline"): {
+        "id": "securityTimeline", "errors": (400, 401, 403, 404),
+        "summary": "Record a security report's disclosure step: acknowledged, confirmed, rejected, fixed (build), "
+                   "tester_told, disclosed (security grant and triager role)",
+        "body": ("application/json", obj(step=S, build=S, note=S)), "ok": json_ok(ANY)},
     ("POST", "/api/{project}/feedback/"): {
         "id": "sendFeedback", "auth": "key", "errors": (400, 401, 413, 429, 503),
         "summary": "A tester's feedback (message, category, tester_id, build, platform, crash_id or event_id, "

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from starlette.routing import Route
 
-from server.api import builds, crashes, feedback, groups, health, openapi, symbols, tickets, triage
+from server.api import builds, crashes, feedback, groups, health, openapi, security, symbols, tickets, triage
 
 ROUTES = [
     Route("/api/symbols/{debug_file}/{debug_id}", symbols.lookup_endpoint, methods=["GET"]),
@@ -25,6 +25,7 @@ ROUTES = [
     Route("/api/builds/compare", builds.compare_endpoint, methods=["GET"]),
     Route("/api/tickets", tickets.list_endpoint, methods=["GET"]),
     Route("/api/tickets/{ticket_id:int}", tickets.detail_endpoint, methods=["GET"]),
+    Route("/api/tickets/{ticket_id:int}/timeline", security.timeline_endpoint, methods=["POST"]),  # before {action}
     Route("/api/tickets/{ticket_id:int}/{action}", tickets.action_endpoint, methods=["POST"]),
     Route("/api/triage", triage.triage_endpoint, methods=["GET"]),  # JSON twins of dashboard pages
     Route("/api/symbols", symbols.symbols_endpoint, methods=["GET"]),

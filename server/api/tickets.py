@@ -23,11 +23,12 @@ from starlette.responses import JSONResponse, Response
 
 from server.api.access import check, requires
 from server.api.params import project_scope, query, split
-from server.auth import ingest_key, principal
+from server.auth import caller, ingest_key, principal
+from server.security_access import restricted_visible
 from server.state import ServerState, state_of
-from storage import triage_queries
+from storage import security, triage_queries
 from storage.queries import is_row_id
-from storage.tickets import apply_action
+from storage.tickets import apply_action, hidden_count
 from triage.tickets.transitions import ACTIONS, TicketNotFound, TransitionError
 from workers import triage_jobs
 from workers.queue import RQJobQueue
@@ -52,10 +53,11 @@ async def list_endpoint(request: Request) -> Response:
     state = state_of(request)
     params = request.query_params
     states, priorities = query(ticket_filters, params)
-    tickets = await run_in_threadpool(triage_queries.list_tickets, state.ctx.engine,
-                                      project_id=await project_scope(request), states=states,
-                                      priorities=priorities, fixed_in=params.get("fixed_in"))
-    return JSONResponse({"tickets": tickets})
+    scope, show = await project_scope(request), restricted_visible(caller(request, state))
+    tickets = await run_in_threadpool(triage_queries.list_tickets, state.ctx.engine, project_id=scope, states=states,
+                                      priorities=priorities, fixed_in=params.get("fixed_in"), show_restricted=show)
+    hidden = await run_in_threadpool(hidden_count, state.ctx.engine, project_id=scope, show=show)
+    return JSONResponse({"tickets": tickets, "restricted_hidden": hidden})
 
 
 @requires("read")
@@ -63,11 +65,14 @@ async def detail_endpoint(request: Request) -> Response:
     """GET /api/tickets/<id>: the ticket and its history, oldest event first."""
     state = state_of(request)
     ticket_id = request.path_params["ticket_id"]
-    ticket = await run_in_threadpool(triage_queries.get_ticket, state.ctx.engine,
-                                     ticket_id=ticket_id) if is_row_id(ticket_id) else None
-    if ticket is None:
+    ticket = await run_in_threadpool(triage_queries.get_ticket, state.ctx.engine, ticket_id=ticket_id,
+                                     show_restricted=restricted_visible(caller(request, state))
+                                     ) if is_row_id(ticket_id) else None
+    if ticket is None:  # none, or a security report the caller may not see: 404 alike
         raise HTTPException(404, "ticket not found")
     check(request, ticket["project_id"], "read", "ticket")  # another project's ticket: 404 too
+    if ticket["restricted"]:
+        ticket["report"] = await run_in_threadpool(security.report_of, state.ctx.engine, ticket_id=ticket_id)
     return JSONResponse(ticket)
 
 
@@ -78,8 +83,9 @@ async def action_endpoint(request: Request) -> Response:
     action, ticket_id = request.path_params["action"], request.path_params["ticket_id"]
     if action not in ACTIONS:
         raise HTTPException(404, f"unknown action {action!r}; one of {', '.join(ACTIONS)}")
-    found = await run_in_threadpool(triage_queries.get_ticket, state.ctx.engine,
-                                    ticket_id=ticket_id) if is_row_id(ticket_id) else None
+    show = restricted_visible(caller(request, state))
+    found = await run_in_threadpool(triage_queries.get_ticket, state.ctx.engine, ticket_id=ticket_id,
+                                    show_restricted=show) if is_row_id(ticket_id) else None
     if found is None:
         raise HTTPException(404, "ticket not found")
     check(request, found["project_id"], "triage", "ticket")  # 404 elsewhere, 403 where only a viewer
@@ -96,7 +102,8 @@ async def action_endpoint(request: Request) -> Response:
         raise HTTPException(404, "ticket not found") from None
     except TransitionError as exc:
         raise HTTPException(400, str(exc)) from None
-    ticket = await run_in_threadpool(triage_queries.get_ticket, state.ctx.engine, ticket_id=ticket_id)
+    ticket = await run_in_threadpool(triage_queries.get_ticket, state.ctx.engine, ticket_id=ticket_id,
+                                     show_restricted=show)
     return JSONResponse(ticket)
 
 

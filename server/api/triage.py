@@ -14,6 +14,8 @@ from starlette.responses import JSONResponse, Response
 from server.api.access import requires
 from server.api.documents import jsonable
 from server.api.params import project_scope
+from server.auth import caller
+from server.security_access import restricted_visible
 from server.state import state_of
 from workers.triage_report import triage_board
 
@@ -25,5 +27,6 @@ async def triage_endpoint(request: Request) -> Response:
     daily report as Markdown."""
     state = state_of(request)
     found = await run_in_threadpool(triage_board, state.ctx, project_id=await project_scope(request),
-                                    now=datetime.now(timezone.utc))
+                                    now=datetime.now(timezone.utc),
+                                    show_restricted=restricted_visible(caller(request, state)))
     return JSONResponse(jsonable(found))

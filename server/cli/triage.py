@@ -74,10 +74,10 @@ def cmd_patch_notes(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_progress_log(settings: Settings, args: argparse.Namespace) -> int:
-    """crashd progress-log [--project P] [--format markdown|json]."""
+    """crashd progress-log [--project P] [--format markdown|json] [--include-restricted]."""
     ctx = command_context(settings)
     try:
-        log = progress_log(ctx, project_id=project_id_of(ctx, args.project))
+        log = progress_log(ctx, project_id=project_id_of(ctx, args.project), include_restricted=args.include_restricted)
     except LookupError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -102,5 +102,7 @@ def add_triage_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser
     common(notes)
     notes.set_defaults(func=cmd_patch_notes)
     progress = sub.add_parser("progress-log", help="the P0/P1 log as Markdown")
+    progress.add_argument("--include-restricted", action="store_true",
+                          help="show security reports' text (default: their timeline only)")
     common(progress)
     progress.set_defaults(func=cmd_progress_log)

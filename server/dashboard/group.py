@@ -2,7 +2,8 @@
 
 - ``GET /groups/<id>``: signature, reason text, the representative crash's crashing stack,
   crashes and crash rate per build, testers, crashes, the ticket and its history.
-- ``GET /tickets/<id>``: 303 to its group's page (links to a ticket, e.g. "duplicate of").
+- ``GET /tickets/<id>``: 303 to its group's page (links to a ticket, e.g. "duplicate of"); a
+  security report's restricted ticket has a page of its own, for those who may see it.
 - ``POST /tickets/<id>/<action>`` (the project's triagers and admins, CSRF): resolve
   (``fixed_in``), verify, reject, reopen, wontfix, duplicate (``of``: picked from the project's other tickets) through
   server/api/tickets.change, then back to the group page (303).
@@ -27,8 +28,9 @@ from server.api.crashes import load_report
 from server.dashboard import pages, stack
 from server.dashboard.access import action, page, problem, refused
 from server.dashboard.feedback import group_feedback
+from server.security_access import restricted_visible
 from server.state import ServerState
-from storage import dashboard_queries, queries
+from storage import dashboard_queries, queries, security
 from storage.regroup import GroupNotFound, RegroupError
 from storage.scope import group_project
 from storage.triage_queries import get_ticket, list_tickets
@@ -111,12 +113,15 @@ def ticket_body(who: auth.Principal, form: FormData) -> dict[str, Any]:
 async def ticket_page(request: Request, state: ServerState, who: auth.Principal) -> Response:
     """GET /tickets/<id>: a ticket lives on its group's page; go there (303)."""
     ticket_id = request.path_params["ticket_id"]
-    ticket = await run_in_threadpool(get_ticket, state.ctx.engine,
-                                     ticket_id=ticket_id) if queries.is_row_id(ticket_id) else None
-    if ticket is None:
+    ticket = await run_in_threadpool(get_ticket, state.ctx.engine, ticket_id=ticket_id,
+                                     show_restricted=restricted_visible(who)) if queries.is_row_id(ticket_id) else None
+    if ticket is None:  # none, or a security report this user may not see: 404 alike
         return problem(request, who, 404, "Not found", f"There is no ticket {ticket_id}.")
     if (refusal := refused(request, who, ticket["project_id"], "read", f"ticket {ticket_id}")) is not None:
         return refusal
+    if ticket["restricted"]:  # a security report: its own page (docs/security-reports.md)
+        report = await run_in_threadpool(security.report_of, state.ctx.engine, ticket_id=ticket_id)
+        return pages.render(request, "security_report.html", {"user": who, "ticket": ticket, "report": report})
     if ticket["group_id"] is None:  # merged into another ticket: that one is the bug now
         return RedirectResponse(f"/tickets/{ticket['merged_into']}", status_code=303)
     return RedirectResponse(f"/groups/{ticket['group_id']}#ticket", status_code=303)

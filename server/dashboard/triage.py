@@ -16,6 +16,7 @@ from starlette.responses import Response
 from server import auth
 from server.dashboard import pages
 from server.dashboard.access import page, project_filter
+from server.security_access import restricted_visible
 from server.state import ServerState
 from workers.triage_report import triage_board
 
@@ -25,7 +26,8 @@ async def triage_page(request: Request, state: ServerState, who: auth.Principal)
     """GET /triage."""
     project, projects, scope = await project_filter(state, request.query_params, who)
     now = datetime.now(timezone.utc)
-    found = await run_in_threadpool(triage_board, state.ctx, project_id=scope, now=now)
+    found = await run_in_threadpool(triage_board, state.ctx, project_id=scope, now=now,
+                                    show_restricted=restricted_visible(who))
     return pages.render(request, "triage.html", {
         "user": who, "board": found, "projects": projects, "project": project,
     })

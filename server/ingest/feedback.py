@@ -17,33 +17,27 @@ from __future__ import annotations
 
 import logging
 import uuid
-from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from sqlalchemy.exc import SQLAlchemyError
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from schemas.tables import Project, utcnow
+from server.ingest import security
 from server.ingest.crashmover import delete_quietly, put_attachments
-from server.ingest.discard import Discarded, StorageUnavailable, UploadTooLarge
+from server.ingest.discard import Discarded, StorageUnavailable
 from server.ingest.envelope import Envelope, Item
-from server.ingest.keys import authenticate
-from server.ingest.minidump import _boundary
 from server.ingest.refusal import Flavor, refusing
+from server.ingest.reports import Report, take_report, text_of
 from server.ingest.scrubbing import project_rules
 from server.ingest.sentry_event import tags_dict
 from server.ingest.upload_parser import (
     Budget,
     SpoolWriter,
     UploadPart,
-    decoded_body,
-    load_json_object,
-    parse_multipart,
-    read_whole_body,
 )
-from server.state import ServerState, state_of
+from server.state import ServerState
 from storage import feedback as stored
 from storage.blobs import BlobStoreError
 from triage.feedback import CATEGORIES, DEFAULT_CATEGORY, MAX_MESSAGE_BYTES
@@ -53,8 +47,6 @@ from workers import triage_jobs
 log = logging.getLogger(__name__)
 
 FEEDBACK = Flavor("feedback")  # answers {"detail": "<code>"}, counted under the code
-JSON_BODY_BYTES = 64 * 1024  # a JSON report (no files) decoded; more is feedback_too_long
-FIELD_BYTES = 4 * 1024  # any other text field of a multipart report
 TEXT_FIELDS = {"message": None, "category": 16, "tester_id": 200, "build": 200, "platform": 50, "crash_id": 40,
                "event_id": 64, "url": 500}  # field -> characters kept (None: the message, checked whole)
 SENTRY_CATEGORY = "bug"  # a Sentry feedback or user report that names no category
@@ -65,77 +57,10 @@ IMAGE_TYPES = frozenset(t for _, t in IMAGE_MAGIC) | {"image/webp"}
 FEEDBACK_NAMESPACE = uuid.UUID("6f0b7c1e-4f5e-4b8e-9a53-0c1d2e3f4a5b")  # ids of Sentry feedback events
 
 
-@dataclass
-class Report:
-    """One report as received, before it is checked (every value text or None)."""
-
-    fields: dict[str, str | None]
-    source: str
-    files: list[UploadPart] = field(default_factory=list)
-    feedback_id: str | None = None
-
-    def close(self) -> None:
-        for part in self.files:
-            part.close()
-
-
 @refusing(FEEDBACK, outages=(SQLAlchemyError, BlobStoreError))
 async def feedback_endpoint(request: Request) -> Response:
     """POST /api/<project>/feedback/: one report; answers ``{"id": "<feedback id>"}``."""
-    state = state_of(request)
-    project = await run_in_threadpool(authenticate, state, request, request.path_params["project"])
-    assert project.id is not None  # a stored project has its id
-    retry_after = await run_in_threadpool(state.limiter.hit, project.id, project.rate_limit_per_minute)
-    if retry_after is not None:
-        raise Discarded(429, "rate_limited", retry_after=retry_after)
-    report = await read_report(request, state)
-    try:
-        feedback_id = await run_in_threadpool(save, state, project, report)
-    finally:
-        report.close()
-    return JSONResponse({"id": feedback_id})
-
-
-async def read_report(request: Request, state: ServerState) -> Report:
-    """The report in a multipart body (text fields and files) or a JSON object.
-    Raises MalformedUpload, UploadTooLarge (``feedback_too_long`` past JSON_BODY_BYTES)."""
-    media_type, _, params = request.headers.get("content-type", "").partition(";")
-    if not media_type.strip().lower().startswith("multipart/"):
-        whole = await read_whole_body(request, max_upload_bytes=state.settings.max_upload_bytes,
-                                      max_decompressed_bytes=JSON_BODY_BYTES, over_reason="feedback_too_long")
-        values = load_json_object(bytes(whole), "feedback")
-        return Report({name: _text(values.get(name)) for name in TEXT_FIELDS}, "api")
-    settings = state.settings
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > settings.max_upload_bytes:
-        raise UploadTooLarge("too_large", f"Content-Length {declared}")
-    budget = Budget(settings.max_decompressed_bytes)
-    body = decoded_body(request.stream(), max_upload_bytes=settings.max_upload_bytes,
-                        content_encoding=request.headers.get("content-encoding", "").strip().lower())
-    parts = await parse_multipart(body, boundary=_boundary(params), tmp_dir=state.tmp_dir, budget=budget)
-    report = Report({}, "api")
-    for _, part in parts:
-        if part.filename is None and part.name in TEXT_FIELDS and part.name not in report.fields:
-            report.fields[part.name] = _field(part)
-        else:
-            report.files.append(part)
-    return report
-
-
-def _field(part: UploadPart) -> str:
-    """A text field's value (the message up to one byte past its cap: it is then refused)."""
-    limit = MAX_MESSAGE_BYTES + 1 if part.name == "message" else FIELD_BYTES
-    try:
-        return part.file.read(limit).decode("utf-8", "replace")
-    finally:
-        part.close()
-
-
-def _text(value: Any) -> str | None:
-    """A JSON value as field text: strings and numbers; None for anything else."""
-    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-        return None
-    return str(value)
+    return JSONResponse({"id": await take_report(request, TEXT_FIELDS, "feedback", save)})
 
 
 def checked(fields: Mapping[str, str | None]) -> dict[str, str | None]:
@@ -176,9 +101,12 @@ def check_screenshots(files: list[UploadPart]) -> None:
 
 def save(state: ServerState, project: Project, report: Report) -> str:
     """Check and store one report with its files, then run the threshold rules on its group.
-    Returns the feedback id. Raises Discarded (bad input, feedback_unknown_crash),
-    StorageUnavailable."""
+    Returns the feedback id (a security report's id for category ``security``: it is stored
+    as a restricted security report, server/ingest/security.py). Raises Discarded (bad input,
+    feedback_unknown_crash), StorageUnavailable."""
     assert project.id is not None  # a stored project has its id
+    if (report.fields.get("category") or "").strip().lower() == security.CATEGORY:  # never shown as feedback
+        return security.save(state, project, report)
     rules = project_rules(state, project.name)  # the text and files are scrubbed (docs/privacy.md)
     fields = scrub_fields(rules, checked(report.fields))
     crash = _crash_of(state, project.id, fields)
@@ -259,12 +187,12 @@ def _sentry_feedback(item: Item, project_id: int) -> Report:
     contexts = _object(event, "contexts")
     context, os_context, user = _object(contexts, "feedback"), _object(contexts, "os"), _object(event, "user")
     tags = tags_dict(event.get("tags"))
-    fields = {"message": _text(context.get("message")),
-              "category": tags.get("category") or _text(context.get("category")) or SENTRY_CATEGORY,
-              "tester_id": _text(user.get("id")) or tags.get("tester_id"), "build": _text(event.get("release")),
-              "platform": _text(os_context.get("name")), "event_id": _text(context.get("associated_event_id")),
-              "url": _text(context.get("url"))}
-    own = stored.normal_event_id(_text(event.get("event_id")))
+    fields = {"message": text_of(context.get("message")),
+              "category": tags.get("category") or text_of(context.get("category")) or SENTRY_CATEGORY,
+              "tester_id": text_of(user.get("id")) or tags.get("tester_id"), "build": text_of(event.get("release")),
+              "platform": text_of(os_context.get("name")), "event_id": text_of(context.get("associated_event_id")),
+              "url": text_of(context.get("url"))}
+    own = stored.normal_event_id(text_of(event.get("event_id")))
     return Report(fields, "feedback", feedback_id=str(uuid.uuid5(FEEDBACK_NAMESPACE, f"{project_id}:{own}")) if own else None)
 
 
@@ -278,8 +206,8 @@ def _user_report(item: Item) -> Report:
     """A ``user_report`` item (Sentry's older feedback): comments about the event event_id
     (name and email are left out: personal data)."""
     payload = item.json or {}
-    return Report({"message": _text(payload.get("comments")), "category": SENTRY_CATEGORY,
-                   "event_id": _text(payload.get("event_id"))}, "user_report")
+    return Report({"message": text_of(payload.get("comments")), "category": SENTRY_CATEGORY,
+                   "event_id": text_of(payload.get("event_id"))}, "user_report")
 
 
 def store_envelope_feedback(state: ServerState, project: Project, envelope: Envelope) -> Discarded | None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from starlette.routing import Route
 
-from server.ingest import feedback, minidump, sentry, symbols, symbols_v2
+from server.ingest import feedback, minidump, security, sentry, symbols, symbols_v2
 
 ROUTES = [
     Route("/api/{project}/minidump/", minidump.minidump_endpoint, methods=["POST"]),
@@ -15,6 +15,7 @@ ROUTES = [
     Route("/api/{project}/envelope/", sentry.envelope_endpoint, methods=["POST"]),
     Route("/api/{project}/store/", sentry.store_endpoint, methods=["POST"]),
     Route("/api/{project}/feedback/", feedback.feedback_endpoint, methods=["POST"]),
+    Route("/api/{project}/security/", security.security_endpoint, methods=["POST"]),
     Route("/__broken__", sentry.broken_endpoint, methods=["GET"]),
     Route("/api/{project}/symbols/", symbols.upload_endpoint, methods=["POST"]),
     # Breakpad's sym-upload-v2 (symupload -p sym-upload-v2 -k <token> FILE http://HOST/api/<project>/symbols)

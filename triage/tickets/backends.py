@@ -7,6 +7,7 @@ from triage.tickets.base import TicketBackend
 from triage.tickets.discord import DiscordBackend
 from triage.tickets.github import GitHubBackend
 from triage.tickets.jira import JiraBackend
+from triage.tickets.security_webhook import SecurityWebhookBackend
 from triage.tickets.webhook import WebhookBackend
 
 
@@ -14,7 +15,7 @@ def configured_backends(settings: Settings) -> list[TicketBackend]:
     """The backends settings configure, in delivery order; none configured is an empty list.
 
     webhook: webhook_url; jira: jira_url and jira_project; github: github_repo;
-    discord: discord_webhook_url.
+    discord: discord_webhook_url; security_webhook: security_webhook_url (restricted tickets only).
     """
     backends: list[TicketBackend] = []
     if settings.webhook_url:
@@ -25,4 +26,6 @@ def configured_backends(settings: Settings) -> list[TicketBackend]:
         backends.append(GitHubBackend(settings))
     if settings.discord_webhook_url:
         backends.append(DiscordBackend(settings))
+    if settings.security_webhook_url:
+        backends.append(SecurityWebhookBackend(settings))
     return backends

@@ -34,6 +34,8 @@ import httpx
 from schemas.settings import Settings
 
 EVENTS = ("opened", "escalated", "resolved", "verified", "regressed", "regrouped", "duplicate")
+# A security report's disclosure steps (storage/security.py): only the security webhook hears them.
+SECURITY_EVENTS = ("acknowledged", "confirmed", "report_rejected", "fixed", "tester_told", "disclosed")
 
 # Client errors that are worth retrying: 408 Request Timeout, 425 Too Early, 429 Too Many Requests.
 RETRYABLE_4XX = {408, 425, 429}
@@ -71,6 +73,8 @@ class TicketBackend:
     #: True when the URL itself is a secret (Discord and generic webhooks carry their token
     #: in the path): error messages then name the host only.
     secret_url: bool = False
+    #: True for the security team's webhook: it gets restricted tickets' events, and only those.
+    restricted_only: bool = False
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings

@@ -16,7 +16,9 @@ from schemas.settings import Settings
 
 ACTIVE = ("open", "regressed")  # states in which rules escalate and the due time counts
 FIXED = ("resolved", "verified")  # states in which a new crash at/after fixed_in regresses
-NOTIFY_EVENTS = frozenset({"opened", "escalated", "resolved", "verified", "regressed", "regrouped", "duplicate"})
+NOTIFY_EVENTS = frozenset({"opened", "escalated", "resolved", "verified", "regressed", "regrouped", "duplicate",
+                           # a security report's steps (storage/security.py): the security webhook's only
+                           "acknowledged", "confirmed", "report_rejected", "fixed", "tester_told", "disclosed"})
 # Manual actions: states they apply to -> the state they lead to, and the event's name.
 ACTIONS: dict[str, tuple[tuple[str, ...], str, str]] = {
     "resolve": (ACTIVE, "resolved", "resolved"),
