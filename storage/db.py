@@ -12,7 +12,7 @@ from alembic.config import Config
 from sqlalchemy import event, text
 from sqlalchemy.engine import Connection, Dialect, Engine, ExceptionContext
 from sqlalchemy.engine.interfaces import DBAPIConnection
-from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.pool import ConnectionPoolEntry, NullPool
 from sqlmodel import Session, create_engine
 
 from schemas.settings import Settings
@@ -25,16 +25,19 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 MIGRATION_LOCK_ID = 0x63726173
 
 
-def make_engine(settings: Settings) -> Engine:
-    """Create the SQLAlchemy engine for settings (SQLite file or PostgreSQL)."""
+def make_engine(settings: Settings, *, pooled: bool = True) -> Engine:
+    """Create the SQLAlchemy engine for settings (SQLite file or PostgreSQL). pooled=False: a
+    one-shot command's engine, whose PostgreSQL connections close when released (a pool left
+    behind by a command run in-process would keep them open until it is collected)."""
     url = settings.effective_database_url
     if url.startswith("sqlite"):
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20,
-                           pool_timeout=settings.db_pool_timeout_seconds, connect_args=_postgres_args(settings))
+    pool: dict[str, Any] = ({"pool_pre_ping": True, "pool_size": 10, "max_overflow": 20,
+                             "pool_timeout": settings.db_pool_timeout_seconds} if pooled else {"poolclass": NullPool})
+    engine = create_engine(url, connect_args=_postgres_args(settings), **pool)
     answer_timeout = settings.db_statement_timeout_seconds + ANSWER_GRACE_SECONDS
 
     @event.listens_for(engine, "do_connect")

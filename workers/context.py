@@ -44,9 +44,10 @@ class WorkerContext:
         return self._symbols
 
 
-def build_context(settings: Settings) -> WorkerContext:
-    """Create the engine and blob store for settings."""
-    return WorkerContext(settings, make_engine(settings), FSBlobStore(settings.blob_dir))
+def build_context(settings: Settings, *, pooled: bool = True) -> WorkerContext:
+    """Create the engine and blob store for settings (pooled=False: a one-shot command's,
+    storage/db.make_engine)."""
+    return WorkerContext(settings, make_engine(settings, pooled=pooled), FSBlobStore(settings.blob_dir))
 
 
 _context: WorkerContext | None = None

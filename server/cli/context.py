@@ -31,7 +31,7 @@ def rules_ok(settings: Settings) -> bool:
 
 def command_context(settings: Settings) -> WorkerContext:
     """A CLI command's worker context, on a migrated database."""
-    ctx = build_context(settings)
+    ctx = build_context(settings, pooled=False)  # one-shot: no pool left open when run in-process
     migrate(ctx.engine)
     return ctx
 

@@ -28,7 +28,7 @@ def project_urls(settings: Settings, project: Project, base_url: str) -> dict[st
 
 def cmd_project_create(settings: Settings, args: argparse.Namespace) -> int:
     """Create a project and print its ingest key and upload URLs."""
-    engine = make_engine(settings)
+    engine = make_engine(settings, pooled=False)
     migrate(engine)
     try:
         project = queries.create_project(engine, name=args.name)
@@ -46,7 +46,7 @@ def cmd_project_create(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_project_list(settings: Settings, args: argparse.Namespace) -> int:
     """List projects with their keys and URLs (JSON lines with --json)."""
-    engine = make_engine(settings)
+    engine = make_engine(settings, pooled=False)
     migrate(engine)
     for project in queries.list_projects(engine):
         urls = project_urls(settings, project, args.base_url)
@@ -64,7 +64,7 @@ def cmd_project_limit(settings: Settings, args: argparse.Namespace) -> int:
     else:
         print(f"error: {args.per_minute!r}: give a number of reports a minute, 0 or `default`", file=sys.stderr)
         return 2
-    engine = make_engine(settings)
+    engine = make_engine(settings, pooled=False)
     migrate(engine)
     project = queries.set_rate_limit(engine, ref=args.project, per_minute=limit)
     if project is None:

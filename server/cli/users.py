@@ -22,7 +22,7 @@ from storage.db import make_engine, migrate
 
 def _engine(settings: Settings) -> Engine:
     """The database, migrated."""
-    engine = make_engine(settings)
+    engine = make_engine(settings, pooled=False)
     migrate(engine)
     return engine
 
