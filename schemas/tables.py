@@ -449,6 +449,25 @@ class SecurityReport(SQLModel, table=True):
     attachments: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON))
 
 
+class Release(SQLModel, table=True):
+    """A build deployed to an environment (docs/releases.md): posted by CI (`crashd release
+    deploy`, POST /api/<project>/releases/), once per (project, version, environment). Its
+    commits may resolve tickets (``fixes crashd#12``); its patch notes go out once."""
+
+    __tablename__ = "releases"
+    __table_args__ = (UniqueConstraint("project_id", "version", "environment", name="uq_release"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    project_id: int = Field(foreign_key="projects.id", index=True)
+    version: str = Field(max_length=200, index=True)
+    environment: str = Field(max_length=50)
+    deployed_at: datetime = _ts(nullable=False, index=True)
+    url: str | None = Field(default=None, max_length=500)
+    commits: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON))
+    created_at: datetime = _ts(nullable=False, default=utcnow)
+    patch_notes_sent_at: datetime | None = _ts(nullable=True)
+
+
 class WebSession(SQLModel, table=True):
     """A dashboard sign-in (storage/web_sessions.py). The cookie holds a random session id;
     only its SHA-256 is kept here, so sign-out, a new password or a deleted user can end every
