@@ -197,6 +197,11 @@ class Settings(BaseSettings):
     discord_webhook_url: str | None = Field(
         None, description="Discord channel webhook URL: one message per ticket event."
     )
+    patch_notes_webhook_url: str | None = Field(
+        None, description="Releases (docs/releases.md): POST each release's patch notes (what was fixed, "
+        "which testers hit it, whom to ask to retest) here as JSON, once per release; they also go to "
+        "discord_webhook_url when that is set."
+    )
     security_webhook_url: str | None = Field(
         None, description="Security reports (docs/security-reports.md): POST the full text of each "
         "restricted ticket's events here, and only here."

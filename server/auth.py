@@ -177,13 +177,14 @@ def principal(request: Request, state: ServerState) -> Principal | None:
     """The caller of request, or None when it proves nothing.
 
     A bearer token decides alone (the admin token, else an API token; a wrong one is None even
-    beside a valid cookie); without one, the session cookie's user. An uploader token is None
-    here too: it proves nothing to the API or the dashboard (symbol_uploader() takes it).
+    beside a valid cookie); without one, the session cookie's user. An uploader or deployer
+    token is None here too: it proves nothing to the API or the dashboard (symbol_uploader()
+    and release_deployer() take them).
     """
     token = bearer_token(request)
     if token is not None:
         who = token_principal(state, token)
-        return who if who is not None and who.role != users.UPLOADER else None
+        return who if who is not None and who.role not in users.ONE_PROJECT_ROLES else None
     user = session_user(request, state)
     return Principal(user.name, user.role, "session", grants=user.grants) if user else None
 
@@ -217,6 +218,17 @@ def symbol_uploader(request: Request, state: ServerState) -> Principal | None:
         return principal(request, state) if can_write(request, state) else None
     who = token_principal(state, token)
     return who if who is not None and who.role in ("admin", users.UPLOADER) else None
+
+
+def release_deployer(request: Request, state: ServerState) -> Principal | None:
+    """Who may post releases (docs/releases.md): a global admin (the admin token, an admin API
+    token, or a session with the CSRF header) or a deployer token (bearer only; its project is
+    checked by the handler). None otherwise: no credentials, any other role, an ingest key."""
+    token = bearer_token(request)
+    if token is None:
+        return principal(request, state) if can_write(request, state) else None
+    who = token_principal(state, token)
+    return who if who is not None and who.role in ("admin", users.DEPLOYER) else None
 
 
 def can_read(request: Request, state: ServerState) -> bool:

@@ -168,10 +168,12 @@ def verify_by_numbers(engine: Engine, *, settings: Settings, ticket_id: int, fix
 
 
 def apply_action(engine: Engine, *, settings: Settings, ticket_id: int, action: str, actor: str,
-                 fixed_in: str | None = None, note: str | None = None, duplicate_of: int | None = None) -> Change:
+                 fixed_in: str | None = None, note: str | None = None, duplicate_of: int | None = None,
+                 extra: dict[str, Any] | None = None) -> Change:
     """A change by hand (ACTIONS): resolve (needs fixed_in), verify, reject (back to open,
     fixed_in cleared, same due time), reopen (fixed_in cleared, a new due time), wontfix,
-    duplicate (of another ticket).
+    duplicate (of another ticket). extra: more details for the event (a release's resolve
+    names its commit and release, docs/releases.md).
 
     Raises TicketNotFound, or TransitionError when the action does not apply now.
     """
@@ -185,7 +187,7 @@ def apply_action(engine: Engine, *, settings: Settings, ticket_id: int, action: 
         values["fixed_in"] = None  # the event keeps it as previous_fixed_in
     if action == "reopen":
         values["due_at"] = _due(settings, now, TICKETS.c.priority)
-    details = {k: v for k, v in {"note": note, "fixed_in": values.get("fixed_in"),
+    details = {k: v for k, v in {**(extra or {}), "note": note, "fixed_in": values.get("fixed_in"),
                                  "duplicate_of": duplicate_of}.items() if v is not None}
 
     def work(conn: Connection) -> Change:

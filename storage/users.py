@@ -23,11 +23,15 @@ ROLES = tuple(role.value for role in UserRole)
 # An uploader token uploads symbols to one project and can do nothing else (docs/auth.md);
 # users never have that role: a person who signs in reads crashes.
 UPLOADER = "uploader"
+# A deployer token posts releases (deploys) of one project and can do nothing else, like an
+# uploader token (docs/releases.md): CI holds it, so it reads nothing.
+DEPLOYER = "deployer"
+ONE_PROJECT_ROLES = (UPLOADER, DEPLOYER)  # token roles bound to api_tokens.project_id, no grant
 # A token made with ``--project`` for a project role (viewer, triager, admin) is stored with
 # this role: no global role at all, its grants (storage/grants.py) say what it may do.
 PROJECT_ONLY = "project"
 TRIAGER = "triager"
-TOKEN_ROLES = (*ROLES, TRIAGER, UPLOADER)
+TOKEN_ROLES = (*ROLES, TRIAGER, UPLOADER, DEPLOYER)
 # A prefix lets secret scanners (GitHub's, gitleaks) recognise a leaked token.
 TOKEN_PREFIX = "crashd_"
 # User and token names end up in ticket histories as ``user:<name>`` (server/api/tickets.py's actor rule).
@@ -115,6 +119,7 @@ def create_token(engine: Engine, *, name: str, role: str, project_id: int | None
     """Make a new API token; returns its row and the token itself (never stored, shown once).
 
     - ``uploader`` needs project_id: the one project it uploads symbols to;
+    - ``deployer`` needs project_id: the one project it posts releases to;
     - ``admin`` or ``viewer`` without project_id: a global role (every project);
     - ``viewer``, ``triager`` or ``admin`` with project_id: a per-project token, stored with
       the role PROJECT_ONLY and a grant of role in that project (``security``: it sees the
@@ -124,11 +129,11 @@ def create_token(engine: Engine, *, name: str, role: str, project_id: int | None
     or not taken (``security`` without one), or a name already taken.
     """
     _check(name, role, TOKEN_ROLES)
-    if role == UPLOADER and (project_id is None or security):
-        raise ValueError("an uploader token needs --project (and takes no --security)")
+    if role in ONE_PROJECT_ROLES and (project_id is None or security):
+        raise ValueError(f"an {role} token needs --project (and takes no --security)")
     if project_id is None and (role == TRIAGER or security):
         raise ValueError("a triager token, or one with --security, needs --project")
-    per_project = project_id is not None and role != UPLOADER
+    per_project = project_id is not None and role not in ONE_PROJECT_ROLES
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     row = ApiToken(name=name, role=PROJECT_ONLY if per_project else role, token_sha256=token_digest(token),
                    project_id=None if per_project else project_id)

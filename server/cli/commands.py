@@ -1,5 +1,5 @@
 """The ``crashd`` command: serve, worker, project, sweep, migrate, prune, triage, patch-notes, progress-log,
-group, user, token.
+group, user, token, release.
 
 Every command reads the same Settings (``CRASHD_*`` environment variables). This module builds
 the parser and runs a command; each family of commands lives in its own module of server/cli/.
@@ -19,6 +19,7 @@ from server.cli.groups import add_group_commands
 from server.cli.offline import cmd_signature, cmd_stackwalk
 from server.cli.projects import cmd_project_create, cmd_project_limit, cmd_project_list
 from server.cli.prune import add_prune_command, add_symbols_prune_command
+from server.cli.releases import add_release_commands
 from server.cli.reprocess import cmd_reprocess, cmd_sweep
 from server.cli.serve import cmd_migrate, cmd_serve, cmd_worker
 from server.cli.symbols import cmd_symbols_upload
@@ -96,6 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_group_commands(sub)
     add_user_commands(sub)  # crashd user ..., crashd token ... (docs/auth.md)
     add_prune_command(sub)  # crashd prune (docs/deploy.md)
+    add_release_commands(sub)  # crashd release deploy (docs/releases.md)
     return parser
 
 

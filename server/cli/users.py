@@ -232,8 +232,9 @@ def add_user_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]"
         elif verb == "create":
             p.add_argument("--role", required=True, choices=users.TOKEN_ROLES,
                            help="admin: read and change; viewer: read; triager (with --project): also ticket "
-                                "actions, merge, reprocess; uploader: upload symbols to --project only")
-            p.add_argument("--project", help="the project (id or name): an uploader's, or the one project a "
+                                "actions, merge, reprocess; uploader: upload symbols to --project only; "
+                                "deployer: post releases of --project only (docs/releases.md)")
+            p.add_argument("--project", help="the project (id or name): an uploader's or deployer's, or the one project a "
                                              "viewer, triager or admin token is limited to")
             p.add_argument("--security", action="store_true",
                            help="with --project: the token also sees the project's restricted items")
