@@ -15,10 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from schemas.tables import utcnow
-from storage import dashboard_queries, security, triage_queries
+from storage import dashboard_queries, security, triage_queries, turnaround
 from storage.scope import ProjectScope
 from storage.tickets import Restricted
 from triage.kinds import FEEDBACK
+from triage.turnaround import summarize, summary_lines
 from workers.context import WorkerContext
 from workers.triage_jobs import fix_numbers
 
@@ -49,6 +50,7 @@ def build_report(ctx: WorkerContext, *, since: datetime, last_report: datetime |
     for ticket in awaiting:
         result = fix_numbers(ctx, ticket, projects)
         ticket["verification"] = {**result.details(), "summary": result.summary()}
+    times = turnaround.turnaround(engine, project_id=project_id, now=now, p1_due_hours=ctx.settings.p1_due_hours)
     return {
         "generated_at": now.isoformat(), "since": since.isoformat(),
         "last_report": last_report.isoformat() if last_report else None,
@@ -57,6 +59,9 @@ def build_report(ctx: WorkerContext, *, since: datetime, last_report: datetime |
         "open_tickets": [t for t in active if t["state"] == "open"],
         "regressions": [t for t in active if t["state"] == "regressed"],
         "awaiting_verification": awaiting,
+        # P0s whose fix is resolved but not yet on staging (docs/triage.md, Turnaround)
+        "awaiting_deploy": [t for t in times["tickets"] if t["priority"] == "P0" and t["state"] == "resolved"
+                            and t["deployed_at"] is None and not t["restricted"]],
         "verified": triage_queries.events_since(engine, since=last_report or since, actions=["verified"],
                                                 project_id=project_id),
     }
@@ -83,6 +88,10 @@ def render_report(report: dict[str, Any]) -> str:
             lambda g: f"| {g['id']} | `{g['signature']}` | {g['component'] or ''} | {g['tester_count']} | {g['crash_count']} |")
     section("Top groups by testers", report["top_groups"], "| Group | Signature | Component | Testers | Crashes |",
             lambda g: f"| {g['group_id']} | `{g['signature']}` | {g['component'] or ''} | {g['testers']} | {g['crashes']} |")
+    section("P0 resolved, not yet deployed to staging", report.get("awaiting_deploy", []),
+            "| Ticket | Title | Fixed in | Resolved | Due |",
+            lambda t: f"| #{t['id']} | {t['title']} | {t['fixed_in']} | {(t['resolved_at'] or '')[:16].replace('T', ' ')} | "
+                      f"{time_left(t['due_at'], datetime.fromisoformat(report['generated_at']))} |")
     section("Resolved, awaiting verification", report["awaiting_verification"], "| Ticket | Title | Fixed in | Numbers |",
             lambda t: f"| #{t['id']} | {t['title']} | {t['fixed_in']} | {t['verification']['summary']} |")
     section("Verified", report["verified"], "| Ticket | Title | Fixed in | How |",
@@ -102,7 +111,9 @@ def triage_board(ctx: WorkerContext, *, project_id: ProjectScope, now: datetime,
     numbers = {t["id"]: t["verification"] for t in report["awaiting_verification"]}
     for ticket in found["awaiting_verification"]:
         ticket["verification"] = numbers.get(ticket["ticket_id"])
-    return {**found, "report_markdown": render_report(report)}
+    times = turnaround.turnaround(ctx.engine, project_id=project_id, now=now, show_restricted=show_restricted,
+                                  p1_due_hours=ctx.settings.p1_due_hours)
+    return {**found, "report_markdown": render_report(report), "turnaround": times}
 
 
 def how_verified(event: dict[str, Any]) -> str:
@@ -172,10 +183,15 @@ def progress_log(ctx: WorkerContext, *, project_id: int | None = None,
     """Every P0/P1 ticket, oldest first, with how it was verified (None: not yet). Security
     reports' restricted tickets are listed too (``restricted: true``) with their disclosure
     ``timeline`` (steps, times, actors) but without their text unless include_restricted: the
-    title is then "Restricted security report #N" (docs/security-reports.md)."""
+    title is then "Restricted security report #N" (docs/security-reports.md). Each ticket has
+    its ``turnaround`` (storage/turnaround.py: opened -> deployed hours, due time, on time)."""
     tickets = sorted(triage_queries.list_tickets(ctx.engine, project_id=project_id, show_restricted=True),
                      key=lambda t: t["id"])
+    found = turnaround.turnaround(ctx.engine, project_id=project_id, show_restricted=include_restricted,
+                                  p1_due_hours=ctx.settings.p1_due_hours)
+    times = {t["id"]: t for t in found["tickets"]}
     for ticket in tickets:
+        ticket["turnaround"] = times.get(ticket["id"])
         history = (triage_queries.get_ticket(ctx.engine, ticket_id=ticket["id"], show_restricted=True)
                    or {}).get("history", [])
         verified = [e for e in history if e["action"] == "verified"]
@@ -208,4 +224,24 @@ def render_progress_log(tickets: list[dict[str, Any]]) -> str:
             steps = ", ".join(f"{step['step']} {step['at'][:10]}" for step in t.get("timeline", []))
             lines.append(f"| {t['created_at'][:10]} | #{t['id']} {t['title']} | {t['priority']} | {t['state']} | "
                          f"{t['fixed_in'] or ''} | {steps} |")
-    return "\n".join(lines + [""])
+    return "\n".join(lines + render_turnaround([t for t in tickets if t.get("turnaround")]) + [""])
+
+
+TURNAROUND_WORDS = {"on_time": "on time", "late": "late", "overdue": "overdue", "pending": "not yet due",
+                    "closed": "closed"}
+
+
+def render_turnaround(tickets: list[dict[str, Any]]) -> list[str]:
+    """The progress log's "## Turnaround" lines: the summary per priority, then per ticket the
+    hours from opened to deployed to staging against its due time (docs/triage.md)."""
+    rows = [t["turnaround"] for t in tickets]
+    lines = ["", "## Turnaround", ""] + [f"- {line}" for line in summary_lines(summarize(rows))]
+    lines += ["", "| Ticket | Priority | Opened | Deployed to staging | Hours | Due | On time |", "|---|---|---|---|---|---|---|"]
+    for t in tickets:
+        r = t["turnaround"]
+        deployed = f"{r['deployed_at'][:16].replace('T', ' ')} ({r['deployed_by'].replace('_', ' ')}, {r['fixed_in']})" \
+            if r["deployed_at"] else ""
+        hours = f"{r['hours_to_deploy']:g} h" if r["hours_to_deploy"] is not None else ""
+        lines.append(f"| #{t['id']} {t['title']} | {r['priority']} | {r['opened_at'][:16].replace('T', ' ')} | "
+                     f"{deployed} | {hours} | {r['due_at'][:16].replace('T', ' ')} | {TURNAROUND_WORDS[r['status']]} |")
+    return lines

@@ -17,9 +17,10 @@ from starlette.responses import JSONResponse, Response
 from server.api.access import requires
 from server.api.params import parse_since, query, required_project
 from server.state import ServerState, state_of
-from storage import sessions
+from storage import sessions, turnaround
 from triage.kinds import HANG
 from triage.rates import RateTest, compare_rates, sort_builds
+from triage.turnaround import AutoPair, pick_pair
 
 
 def _rate(crashes: int, total: int) -> float | None:
@@ -59,16 +60,43 @@ def build_rows(state: ServerState, project_id: int, since: datetime | None) -> l
 @requires("read")
 async def compare_endpoint(request: Request) -> Response:
     """GET /api/builds/compare?project=&base=&target=[&min_sessions=200&alpha=0.05]: crash
-    rates of two builds, overall and per group seen in either, biggest drop first."""
+    rates of two builds, overall and per group seen in either, biggest drop first. Without
+    base and target: the newest staging deploy with min_sessions sessions against the one
+    before it (auto_pair; ``auto`` says so), 400 when there is none."""
     state = state_of(request)
     params = request.query_params
     project = await required_project(request)
     assert project.id is not None  # a stored project has its id
     base, target = params.get("base"), params.get("target")
+    min_sessions, alpha = query(rate_test_params, params)
+    pair = None
+    if not base and not target:
+        pair = await run_in_threadpool(auto_pair, state, project.id, min_sessions)
+        if pair is None:
+            raise HTTPException(400, f"bad query parameter: base and target are required (no staging build has "
+                                     f"{min_sessions} sessions to compare automatically)")
+        base, target = pair.base, pair.target
     if not base or not target:
         raise HTTPException(400, "bad query parameter: base and target are required")
-    min_sessions, alpha = query(rate_test_params, params)
-    return JSONResponse(await run_in_threadpool(compare_builds, state, project.id, base, target, min_sessions, alpha))
+    found = await run_in_threadpool(compare_builds, state, project.id, base, target, min_sessions, alpha)
+    return JSONResponse({**found, "auto": auto_json(pair)})
+
+
+def auto_pair(state: ServerState, project_id: int, min_sessions: int) -> AutoPair | None:
+    """The builds compared when none were picked (docs/rates.md): the newest staging release
+    with min_sessions sessions vs the staging release deployed before it; with fewer than two
+    staging releases, the newest build with enough sessions vs the one before it in build
+    order. None when no build has enough sessions."""
+    engine = state.ctx.engine
+    return pick_pair(turnaround.staging_releases(engine, project_id=project_id),
+                     sessions.sessions_per_build(engine, project_id=project_id), min_sessions,
+                     sessions.build_first_seen(engine, project_id=project_id))
+
+
+def auto_json(pair: AutoPair | None) -> dict[str, str] | None:
+    """``{"by": "release" | "build_order", "label": "beta3 vs beta2 (latest staging deploy)"}``,
+    None for builds the caller picked."""
+    return {"by": pair.by, "label": pair.label} if pair is not None else None
 
 
 def rate_test_params(params: Mapping[str, str]) -> tuple[int, float]:

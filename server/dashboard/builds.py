@@ -1,7 +1,8 @@
 """The builds page for QA: ``GET /builds?project=&base=&target=``.
 
 Every build of the project with its sessions, crashes, crash rate, hangs and hang rate; with
-two builds picked, per crash group their crashes and rates, the change and whether it is
+two builds picked (or, without a pick, the newest staging deploy with enough sessions against
+the one before it: server/api/builds.auto_pair), per crash group their crashes and rates, the change and whether it is
 significant, and the same for the builds' hangs (server/api/builds.compare_builds: the exact
 test of two Poisson rates, docs/rates.md).
 """
@@ -15,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from server import auth
-from server.api.builds import build_rows, compare_builds
+from server.api.builds import auto_json, auto_pair, build_rows, compare_builds
 from server.dashboard import pages
 from server.dashboard.access import page, problem, project_filter
 from server.state import ServerState
@@ -66,9 +67,13 @@ async def builds_page(request: Request, state: ServerState, who: auth.Principal)
     base, target = params.get("base") or "", params.get("target") or ""
     if (base and base not in names) or (target and target not in names):
         return problem(request, who, 400, "Unknown build", "Pick builds from the lists.")
-    comparison = None
+    comparison, pair = None, None
+    if project_id is not None and not base and not target:  # nothing picked: the latest staging deploy
+        pair = await run_in_threadpool(auto_pair, state, project_id, MIN_SESSIONS)
+        base, target = (pair.base, pair.target) if pair else ("", "")
     if project_id is not None and base and target:
         comparison = await run_in_threadpool(compare_builds, state, project_id, base, target, MIN_SESSIONS, ALPHA)
+        comparison["auto"] = auto_json(pair)
     top = chart_top(comparison)  # one scale for every page
     comparison, number, page_count = paged(comparison, page_number(params.get("page")))
     return pages.render(request, "builds.html", {
