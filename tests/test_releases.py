@@ -141,6 +141,14 @@ def test_the_hotfix_loop(rel: Crashd, hook: Receiver) -> None:
     assert t["state"] == "verified", t
     assert [e["action"] for e in t["history"]] == ["opened", "resolved", "verified"]
 
+    # The turnaround: opened -> deployed (the release) against the P0's due time.
+    response = rel.client.get("/api/turnaround?project=game", headers=rel.admin)
+    assert response.status_code == 200, response.text
+    [row] = [r for r in response.json()["tickets"] if r["id"] == fixed]
+    assert (row["deployed_by"], row["fixed_in"], row["status"], row["on_time"]) == ("release", BETA3, "on_time", True)
+    assert row["hours_to_deploy"] is not None and row["hours_to_deploy"] < 1 and row["verified_at"]
+    assert response.json()["summary_text"][0].startswith("P0: 1 of 1 deployed within 48 h")
+
 
 def test_tracker_keys_resolve_the_right_tickets(rel: Crashd) -> None:
     jira, github, earlier, other = (spreading(rel, f"sig_{n}") for n in ("jira", "github", "earlier", "other"))

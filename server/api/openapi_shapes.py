@@ -93,7 +93,7 @@ SCHEMAS: dict[str, Schema] = {
                                                  verification=nullable("object"))]},
     "TriageBoard": obj(now=T, open_tickets=arr(ref("BoardTicket")), spreading=arr(ref("Group")),
                        regressions=arr(ref("BoardTicket")), awaiting_verification=arr(ref("BoardTicket")),
-                       report_markdown=S),
+                       report_markdown=S, turnaround=ref("Turnaround")),
     "SymbolsPage": obj(
         files=arr(obj(debug_file=S, debug_id=S, code_file=nullable("string"), code_id=nullable("string"),
                       os=nullable("string"), cpu=nullable("string"), format=S, size=I, sha256=S, path=S,
@@ -102,6 +102,17 @@ SCHEMAS: dict[str, Schema] = {
                         last_seen=T, uploaded=B))),
     "Builds": obj(builds=arr(obj(build=S, sessions=I, crashed_sessions=I, crash_rate=nullable("number"),
                                  crashes=I, hang_count=I, hang_rate=nullable("number"), first_seen=T_NULL))),
+    "Turnaround": obj(
+        tickets=arr(obj(id=I, project_id=I, title=S, priority=S, state=S, fixed_in=nullable("string"),
+                        restricted=B, opened_at=T, resolved_at=T_NULL, deployed_at=T_NULL,
+                        deployed_by={"type": ["string", "null"], "enum": ["release", "first_session", "first_crash",
+                                                                          None]},
+                        verified_at=T_NULL, due_at=T, hours_to_deploy=nullable("number"),
+                        on_time=nullable("boolean"), status=S, target_hours=N)),
+        summary={"type": "object", "additionalProperties": obj(
+            tickets=I, deployed=I, target_hours=nullable("number"), within_target=I, on_time=I, late=I, overdue=I,
+            pending=I, median_hours=nullable("number"))},
+        summary_text=arr(S)),
     "BuildsCompare": obj(
         base=S, target=S, base_sessions=I, target_sessions=I, base_crash_rate=nullable("number"),
         target_crash_rate=nullable("number"), min_sessions=I, alpha=N, enough_sessions=B,
@@ -110,7 +121,9 @@ SCHEMAS: dict[str, Schema] = {
                        p_value=nullable("number"), significant=B, reason=S)),
         hangs=obj(base_hangs=I, target_hangs=I, base_hang_rate=nullable("number"),
                   target_hang_rate=nullable("number"), change=nullable("number"), p_value=nullable("number"),
-                  significant=B, reason=S)),
+                  significant=B, reason=S),
+        auto=nullable("object", properties={"by": {"type": "string", "enum": ["release", "build_order"]},
+                                             "label": S})),
 }
 
 
@@ -207,6 +220,18 @@ DESCRIBED: dict[tuple[str, str], dict[str, Any]] = {
                    "ticket at once (docs/security-reports.md)",
         "body": ("multipart/form-data", obj(summary=S, details=S, tester_id=S, build=S)),
         "ok": json_ok(obj(id=S, receipt=S))},
+    ("POST", "/api/{project}/releases/"): {
+        "id": "postRelease", "errors": (400, 401, 403, 404, 413),
+        "summary": "A version deployed to an environment: resolves the tickets its commits fix, sends patch notes "
+                   "once (docs/releases.md)",
+        "description": "Takes an admin token or the project's `deployer` token (`_` as the project: the token's "
+                       "own); never an ingest key (403). Idempotent per (project, version, environment): a second "
+                       "post answers `created: false` and changes nothing.",
+        "body": ("application/json", obj(version=S, environment=S, deployed_at=T, url=S, commits=arr(
+            obj(id=S, message=S, author=S)))),
+        "ok": json_ok(obj(release=ANY, created=B, resolved=arr(I), already_resolved=arr(I), unknown=arr(S),
+                          skipped=arr(ANY), patch_notes={"type": "string", "enum": [
+                              "sent", "not configured", "already sent", "failed"]}))},
     ("POST", "/api/tickets/{ticket_id:int}/timeline"): {
         "id": "securityTimeline", "errors": (400, 401, 403, 404),
         "summary": "Record a security report's disclosure step: acknowledged, confirmed, rejected, fixed (build), "
@@ -273,8 +298,10 @@ DESCRIBED: dict[tuple[str, str], dict[str, Any]] = {
         "query": [REQUIRED_PROJECT, SINCE], "errors": (400, 401, 404), "ok": json_ok(ref("Builds"))},
     ("GET", "/api/builds/compare"): {
         "id": "compareBuilds", "summary": "Did target crash less than base, per group (exact Poisson test)",
-        "query": [REQUIRED_PROJECT, ("base", REQUIRED_TEXT, "required: base build"),
-                  ("target", REQUIRED_TEXT, "required: target build"), ("min_sessions", bounded(0), "default 200"),
+        "query": [REQUIRED_PROJECT, ("base", REQUIRED_TEXT, "base build; without base and target: the staging "
+                                                            "release before target (docs/rates.md)"),
+                  ("target", REQUIRED_TEXT, "target build; without base and target: the newest staging "
+                                            "release with min_sessions sessions"), ("min_sessions", bounded(0), "default 200"),
                   ("alpha", {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1}, "default 0.05")],
         "errors": (400, 401, 404), "ok": json_ok(ref("BuildsCompare"))},
     ("GET", "/api/tickets"): {
@@ -295,6 +322,10 @@ DESCRIBED: dict[tuple[str, str], dict[str, Any]] = {
         "id": "triageBoard", "summary": "Open P0/P1 by due time, spreading groups, regressions, awaiting "
                                         "verification, and the daily report as Markdown",
         "query": [PROJECT], "errors": (401, 404), "ok": json_ok(ref("TriageBoard"))},
+    ("GET", "/api/turnaround"): {
+        "id": "turnaround", "summary": "Hours from opened to deployed to staging per P0/P1 ticket, against its "
+                                       "due time, and a summary per priority (docs/triage.md, Turnaround)",
+        "query": [PROJECT, SINCE], "errors": (400, 401, 404), "ok": json_ok(ref("Turnaround"))},
     ("GET", "/api/openapi.json"): {
         "id": "openapi", "auth": "none", "summary": "This document", "ok": json_ok(ANY)},
     ("GET", "/__heartbeat__"): {

@@ -7,7 +7,20 @@ from __future__ import annotations
 
 from starlette.routing import Route
 
-from server.api import builds, crashes, feedback, groups, health, openapi, security, symbols, tickets, triage
+from server.api import (
+    builds,
+    crashes,
+    feedback,
+    groups,
+    health,
+    openapi,
+    releases,
+    security,
+    symbols,
+    tickets,
+    triage,
+    turnaround,
+)
 
 ROUTES = [
     Route("/api/symbols/{debug_file}/{debug_id}", symbols.lookup_endpoint, methods=["GET"]),
@@ -27,7 +40,9 @@ ROUTES = [
     Route("/api/tickets/{ticket_id:int}", tickets.detail_endpoint, methods=["GET"]),
     Route("/api/tickets/{ticket_id:int}/timeline", security.timeline_endpoint, methods=["POST"]),  # before {action}
     Route("/api/tickets/{ticket_id:int}/{action}", tickets.action_endpoint, methods=["POST"]),
+    Route("/api/{project}/releases/", releases.releases_endpoint, methods=["POST"]),  # CI: docs/releases.md
     Route("/api/triage", triage.triage_endpoint, methods=["GET"]),  # JSON twins of dashboard pages
+    Route("/api/turnaround", turnaround.turnaround_endpoint, methods=["GET"]),
     Route("/api/symbols", symbols.symbols_endpoint, methods=["GET"]),
     Route("/api/openapi.json", openapi.openapi_endpoint, methods=["GET"]),  # built from the app's routes
     Route("/__heartbeat__", health.heartbeat, methods=["GET"]),
