@@ -34,6 +34,21 @@ def time_left(due_at: str, now: datetime) -> str:
     return f"{amount} left" if delta.total_seconds() >= 0 else f"overdue by {amount}"
 
 
+def cell(value: Any) -> str:
+    """value as the text of one Markdown table cell: None as empty, every ``|`` escaped as
+    ``\\|`` (signatures such as ``hang | nar::wait`` would otherwise split the row; GitHub's
+    tables take the escape inside code spans too) and line breaks as spaces. Every table of
+    this module puts user data (signatures, titles, components, builds, notes) through it."""
+    if value is None:
+        return ""
+    return " ".join(str(value).replace("|", "\\|").splitlines())
+
+
+def code(value: Any) -> str:
+    """value as a code span inside a table cell (empty for None or "")."""
+    return f"`{cell(value)}`" if value not in (None, "") else ""
+
+
 # -- crashd triage report -------------------------------------------------------------------
 
 
@@ -80,22 +95,24 @@ def render_report(report: dict[str, Any]) -> str:
         lines.append("")
 
     ticket_header = "| Ticket | Priority | Title | Testers | Crashes | Due |"
-    ticket_line = lambda t: (f"| #{t['id']} | {t['priority']} | {t['title']} | {t['tester_count']} | "  # noqa: E731
+    ticket_line = lambda t: (f"| #{t['id']} | {t['priority']} | {cell(t['title'])} | {t['tester_count']} | "  # noqa: E731
                              f"{t['crash_count']} | {t['time_left']} |")
     section("Open P0/P1", report["open_tickets"], ticket_header, ticket_line)
     section("Regressions", report["regressions"], ticket_header, ticket_line)
     section("New groups", report["new_groups"], "| Group | Signature | Component | Testers | Crashes |",
-            lambda g: f"| {g['id']} | `{g['signature']}` | {g['component'] or ''} | {g['tester_count']} | {g['crash_count']} |")
+            lambda g: f"| {g['id']} | {code(g['signature'])} | {cell(g['component'])} | {g['tester_count']} | "
+                      f"{g['crash_count']} |")
     section("Top groups by testers", report["top_groups"], "| Group | Signature | Component | Testers | Crashes |",
-            lambda g: f"| {g['group_id']} | `{g['signature']}` | {g['component'] or ''} | {g['testers']} | {g['crashes']} |")
+            lambda g: f"| {g['group_id']} | {code(g['signature'])} | {cell(g['component'])} | {g['testers']} | {g['crashes']} |")
     section("P0 resolved, not yet deployed to staging", report.get("awaiting_deploy", []),
             "| Ticket | Title | Fixed in | Resolved | Due |",
-            lambda t: f"| #{t['id']} | {t['title']} | {t['fixed_in']} | {(t['resolved_at'] or '')[:16].replace('T', ' ')} | "
+            lambda t: f"| #{t['id']} | {cell(t['title'])} | {cell(t['fixed_in'])} | "
+                      f"{(t['resolved_at'] or '')[:16].replace('T', ' ')} | "
                       f"{time_left(t['due_at'], datetime.fromisoformat(report['generated_at']))} |")
     section("Resolved, awaiting verification", report["awaiting_verification"], "| Ticket | Title | Fixed in | Numbers |",
-            lambda t: f"| #{t['id']} | {t['title']} | {t['fixed_in']} | {t['verification']['summary']} |")
+            lambda t: f"| #{t['id']} | {cell(t['title'])} | {cell(t['fixed_in'])} | {cell(t['verification']['summary'])} |")
     section("Verified", report["verified"], "| Ticket | Title | Fixed in | How |",
-            lambda e: f"| #{e['ticket_id']} | {e['title']} | {e['fixed_in'] or ''} | {how_verified(e)} |")
+            lambda e: f"| #{e['ticket_id']} | {cell(e['title'])} | {cell(e['fixed_in'])} | {cell(how_verified(e))} |")
     return "\n".join(lines)
 
 
@@ -213,17 +230,16 @@ def render_progress_log(tickets: list[dict[str, Any]]) -> str:
     for t in (t for t in tickets if not t.get("restricted")):
         # a ticket merged into another holds no group (no signature of its own): it names the survivor
         state = f"duplicate of #{t['merged_into']}" if t.get("merged_into") else t["state"]
-        signature = f"`{t['signature']}`" if t.get("signature") else ""
-        lines.append(f"| {t['created_at'][:10]} | {signature} | #{t['id']} {t['title']} | {t['priority']} | "
-                     f"{state} | {t['fixed_in'] or ''} | {t['verified'] or ''} |")
+        lines.append(f"| {t['created_at'][:10]} | {code(t.get('signature'))} | #{t['id']} {cell(t['title'])} | "
+                     f"{t['priority']} | {state} | {cell(t['fixed_in'])} | {cell(t['verified'])} |")
     restricted = [t for t in tickets if t.get("restricted")]
     if restricted:
         lines += ["", "## Security", "", "| Received | Ticket | Priority | State | Fix build | Timeline |",
                   "|---|---|---|---|---|---|"]
         for t in restricted:
             steps = ", ".join(f"{step['step']} {step['at'][:10]}" for step in t.get("timeline", []))
-            lines.append(f"| {t['created_at'][:10]} | #{t['id']} {t['title']} | {t['priority']} | {t['state']} | "
-                         f"{t['fixed_in'] or ''} | {steps} |")
+            lines.append(f"| {t['created_at'][:10]} | #{t['id']} {cell(t['title'])} | {t['priority']} | {t['state']} | "
+                         f"{cell(t['fixed_in'])} | {cell(steps)} |")
     return "\n".join(lines + render_turnaround([t for t in tickets if t.get("turnaround")]) + [""])
 
 
@@ -239,9 +255,9 @@ def render_turnaround(tickets: list[dict[str, Any]]) -> list[str]:
     lines += ["", "| Ticket | Priority | Opened | Deployed to staging | Hours | Due | On time |", "|---|---|---|---|---|---|---|"]
     for t in tickets:
         r = t["turnaround"]
-        deployed = f"{r['deployed_at'][:16].replace('T', ' ')} ({r['deployed_by'].replace('_', ' ')}, {r['fixed_in']})" \
+        deployed = f"{r['deployed_at'][:16].replace('T', ' ')} ({r['deployed_by'].replace('_', ' ')}, {cell(r['fixed_in'])})" \
             if r["deployed_at"] else ""
         hours = f"{r['hours_to_deploy']:g} h" if r["hours_to_deploy"] is not None else ""
-        lines.append(f"| #{t['id']} {t['title']} | {r['priority']} | {r['opened_at'][:16].replace('T', ' ')} | "
+        lines.append(f"| #{t['id']} {cell(t['title'])} | {r['priority']} | {r['opened_at'][:16].replace('T', ' ')} | "
                      f"{deployed} | {hours} | {r['due_at'][:16].replace('T', ' ')} | {TURNAROUND_WORDS[r['status']]} |")
     return lines

@@ -1,0 +1,81 @@
+"""workers/triage_report.py: the Markdown of the daily report, the board's "Copy as Markdown"
+and the progress log keep their tables whole when user data holds a ``|`` (issue 17,
+friction 3); the board and the daily report list the same open P0/P1 tickets (friction 4)."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import timedelta
+
+from test_turnaround import H, add_event, add_ticket
+
+from schemas.tables import Crash, CrashGroup, utcnow
+from storage.db import session
+from workers.triage_report import build_report, cell, progress_log, render_progress_log, render_report, triage_board
+
+from conftest import Crashd
+
+HANG = "hang | nar::wait"
+UNESCAPED = re.compile(r"(?<!\\)\|")
+
+
+def table_rows_whole(markdown: str) -> int:
+    """Assert every row of every table has as many unescaped ``|`` as its header; return how
+    many table rows there were."""
+    header, rows = None, 0
+    for line in markdown.splitlines():
+        if not line.startswith("|"):
+            header = None
+            continue
+        if header is None:
+            header = len(UNESCAPED.findall(line))
+            continue
+        assert len(UNESCAPED.findall(line)) == header, line
+        rows += 1
+    return rows
+
+
+def add_group_with_crash(c: Crashd, signature: str, *, component: str | None = None) -> int:
+    assert c.project.id is not None
+    now = utcnow()
+    with session(c.state.ctx.engine) as s:
+        group = CrashGroup(project_id=c.project.id, signature=signature, component=component, first_seen=now,
+                           last_seen=now, crash_count=1, tester_count=1)
+        s.add(group)
+        s.flush()
+        assert group.id is not None
+        s.add(Crash(crash_id=str(uuid.uuid4()), project_id=c.project.id, received_at=now, updated_at=now,
+                    submitted_via="minidump", build="1.0 | beta", status="processed", group_id=group.id,
+                    tester_id="t1", annotations_key=f"annotations/{uuid.uuid4()}"))
+        s.commit()
+        return group.id
+
+
+def test_cell_escapes_pipes() -> None:
+    assert cell(HANG) == "hang \\| nar::wait"
+    assert cell(None) == "" and cell("a\nb") == "a b"
+
+
+def test_pipes_in_user_data_keep_tables_whole(crashd: Crashd) -> None:
+    opened = utcnow() - 30 * H
+    add_group_with_crash(crashd, "stackoverflow | deep::recursion", component="render | gpu")
+    add_ticket(crashd, HANG, opened=opened)
+    fixed = add_ticket(crashd, "null | deref", opened=opened, state="resolved", fixed_in="1.1 | rc")
+    add_event(crashd, fixed, "resolved", opened + 2 * H)
+    add_ticket(crashd, "secret | leak", opened=opened, restricted=True)
+
+    report = build_report(crashd.state.ctx, since=utcnow() - 48 * H, last_report=None)
+    text = render_report(report)
+    assert "hang \\| nar::wait" in text and "`stackoverflow \\| deep::recursion`" in text
+    assert table_rows_whole(text) >= 4
+    board = triage_board(crashd.state.ctx, project_id=crashd.project.id, now=utcnow())
+    assert board["report_markdown"] == render_report(
+        build_report(crashd.state.ctx, since=board["now"] - timedelta(hours=24), last_report=None,
+                     project_id=crashd.project.id, now=board["now"]))
+    assert table_rows_whole(board["report_markdown"]) >= 3
+
+    log = render_progress_log(progress_log(crashd.state.ctx, include_restricted=True))
+    assert "## Security" in log and "## Turnaround" in log and "secret \\| leak" in log
+    assert "`hang \\| nar::wait`" in log
+    assert table_rows_whole(log) >= 6
