@@ -23,6 +23,7 @@ def crashd(*args: str, data_dir: Path, timeout: int = 60, **env: str) -> subproc
 
 
 def test_project_create_json(tmp_path: Path) -> None:
+    assert crashd("migrate", data_dir=tmp_path).returncode == 0
     done = crashd("project", "create", "nar-game", "--json", data_dir=tmp_path)
     assert done.returncode == 0, done.stderr
     out = json.loads(done.stdout)
@@ -38,12 +39,83 @@ def test_project_create_json(tmp_path: Path) -> None:
 
 
 def test_public_url_setting_is_used(tmp_path: Path) -> None:
+    assert crashd("migrate", data_dir=tmp_path).returncode == 0
     done = crashd("project", "create", "g", "--json", data_dir=tmp_path, CRASHD_PUBLIC_URL="https://crash.example.test")
     out = json.loads(done.stdout)
     assert out["submit_url"].startswith("https://crash.example.test/submit?key=")
     assert out["dsn"] == f"https://{out['ingest_key']}@crash.example.test/{out['project_id']}"
     listed = crashd("project", "list", data_dir=tmp_path, CRASHD_PUBLIC_URL="https://crash.example.test")
     assert listed.stdout.split() == [str(out["project_id"]), "g", out["ingest_key"], out["dsn"]]
+
+
+NO_DATABASE = "no crashd database at {}; set CRASHD_DATA_DIR or CRASHD_DATABASE_URL"
+READERS = (("triage", "report"), ("project", "list"), ("project", "create", "g"), ("user", "list"),
+           ("reprocess", "--all"), ("prune", "--older-than", "90d"), ("symbols", "prune", "--unused-for", "9d"))
+
+
+def test_commands_refuse_a_database_that_does_not_exist(tmp_path: Path) -> None:
+    """Run outside the repository on an empty data folder, a command says where it looked and
+    creates nothing (issue 17: `triage report` made an empty database and reported no P0s)."""
+    empty, cwd = tmp_path / "data", tmp_path / "elsewhere"
+    empty.mkdir()
+    cwd.mkdir()
+    base = {k: v for k, v in os.environ.items() if not k.startswith("CRASHD_")}
+    for args in READERS:
+        done = subprocess.run([sys.executable, "-m", "server.cli", *args], cwd=cwd, capture_output=True, text=True,
+                              timeout=60, env={**base, "CRASHD_DATA_DIR": str(empty)})
+        assert done.returncode == 2, (args, done.stderr)
+        assert NO_DATABASE.format(empty.resolve() / "crashd.db") in done.stderr, done.stderr
+        assert "Traceback" not in done.stderr
+    assert list(empty.iterdir()) == [] and list(cwd.iterdir()) == []
+    # `crashd migrate` (and `crashd serve`: test_serve_embedded_default_end_to_end) create it
+    assert crashd("migrate", data_dir=empty).returncode == 0 and (empty / "crashd.db").is_file()
+    assert crashd("triage", "report", data_dir=empty).returncode == 0
+
+
+def test_commands_refuse_a_postgres_database_without_crashd_tables(tmp_path: Path) -> None:
+    """On PostgreSQL, a reachable database without crashd's tables is refused the same way,
+    and no table is created."""
+    import uuid
+
+    import psycopg
+
+    from conftest import PG_ADMIN_URL
+
+    name = f"crashd_empty_{uuid.uuid4().hex[:8]}"
+    url = f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+        try:
+            for args in (("triage", "report"), ("project", "create", "g")):
+                done = crashd(*args, data_dir=tmp_path, CRASHD_DATABASE_URL=url)
+                assert done.returncode == 2 and NO_DATABASE.format(url) in done.stderr, done.stderr
+            with psycopg.connect(url) as conn:
+                tables = conn.execute("SELECT count(*) FROM information_schema.tables "
+                                      "WHERE table_schema = 'public'").fetchone()
+            assert tables == (0,)
+            assert crashd("migrate", data_dir=tmp_path, CRASHD_DATABASE_URL=url).returncode == 0
+            assert crashd("project", "create", "g", data_dir=tmp_path, CRASHD_DATABASE_URL=url).returncode == 0
+        finally:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_project_urls_use_the_port_crashd_serve_listens_on(tmp_path: Path) -> None:
+    """`make run PORT=8731`: `crashd project create` prints URLs on the port the server uses,
+    not 8000; --base-url and CRASHD_PUBLIC_URL still win (issue 17)."""
+    with serve_process(tmp_path) as serve:
+        done = crashd("project", "create", "x", "--json", data_dir=tmp_path)
+        assert done.returncode == 0, done.stderr
+        out = json.loads(done.stdout)
+        assert out["dsn"] == f"http://{out['ingest_key']}@127.0.0.1:{serve.port}/{out['project_id']}"
+        assert out["submit_url"] == f"http://127.0.0.1:{serve.port}/submit?key={out['ingest_key']}"
+        body, ctype = minidump_upload(small_dump(3))
+        assert httpx.post(out["minidump_url"], content=body, headers={"Content-Type": ctype}).status_code == 200
+        listed = crashd("project", "list", "--json", data_dir=tmp_path)
+        assert f"127.0.0.1:{serve.port}/" in listed.stdout and ":8000" not in listed.stdout
+    given = crashd("project", "list", "--json", "--base-url", "http://h:9", data_dir=tmp_path)
+    assert "http://h:9/submit" in given.stdout
+    public = crashd("project", "list", "--json", data_dir=tmp_path, CRASHD_PUBLIC_URL="https://c.example.test")
+    assert "https://c.example.test/submit" in public.stdout and f":{serve.port}/" not in public.stdout
 
 
 def test_configuration_error_is_reported_not_raised(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ from typing import Callable
 from pydantic import ValidationError
 
 from schemas.settings import Settings
+from server.cli.context import NoDatabase
 from server.cli.groups import add_group_commands
 from server.cli.offline import cmd_signature, cmd_stackwalk
 from server.cli.projects import cmd_project_create, cmd_project_limit, cmd_project_list
@@ -50,8 +51,10 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "create":
             p.add_argument("name")
         p.add_argument("--json", action="store_true")
-        p.add_argument("--base-url", default="http://127.0.0.1:8000",
-                       help="server URL used in printed upload URLs (CRASHD_PUBLIC_URL wins)")
+        p.add_argument("--base-url", default=None,
+                       help="server URL used in printed upload URLs (default: the address the last "
+                       "`crashd serve` on this data folder listened on, else http://127.0.0.1:8000; "
+                       "CRASHD_PUBLIC_URL wins)")
         p.set_defaults(func=func)
     limit = project.add_parser("limit", help="a project's own rate limit (reports a minute)")
     limit.add_argument("project", help="name or id")
@@ -114,5 +117,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"configuration error: {where}: {error['msg']}", file=sys.stderr)
         return 2
     func: Callable[[Settings, argparse.Namespace], int] = args.func
-    return func(settings, args)
+    try:
+        return func(settings, args)
+    except NoDatabase as exc:  # run in the wrong folder: never a fresh empty database (server/cli/context.py)
+        print(f"error: {exc}", file=sys.stderr)
+        print("  (a new installation: `crashd serve` or `crashd migrate` creates it)", file=sys.stderr)
+        return 2
 

@@ -8,7 +8,7 @@ from typing import Callable
 
 from schemas.settings import Settings
 from server.api.params import parse_since
-from storage.db import migrate
+from server.cli.context import command_context
 from workers import jobs
 from workers.queue import InProcessJobQueue, make_queue
 from workers.reprocess import enqueue_all, select_crashes
@@ -17,8 +17,7 @@ from workers.sweeper import sweep
 
 def cmd_sweep(settings: Settings, args: argparse.Namespace) -> int:
     """Re-enqueue crashes stuck in `received`/`processing` once, then exit."""
-    ctx = jobs.build_context(settings)
-    migrate(ctx.engine)
+    ctx = command_context(settings, pooled=True)
     jobs.install_context(ctx)
     queue = make_queue(settings)
     enqueued = sweep(ctx, queue)
@@ -36,8 +35,7 @@ def cmd_reprocess(settings: Settings, args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"error: --since: {exc}", file=sys.stderr)
         return 2
-    ctx = jobs.build_context(settings)
-    migrate(ctx.engine)
+    ctx = command_context(settings, pooled=True)
     jobs.install_context(ctx)
     crash_ids = select_crashes(ctx, everything=args.all, group_id=args.group, since=since, failed=args.failed)
     queue = make_queue(settings)

@@ -15,7 +15,7 @@ from schemas.settings import Settings
 from server import log_redaction
 from server.app import create_app
 from server.cli.context import rules_ok
-from server.cli.projects import project_urls
+from server.cli.projects import project_urls, record_server_url
 from server.lifespan import init_sentry
 from server.state import build_state
 from storage import queries, users
@@ -44,6 +44,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     projects = queries.list_projects(state.ctx.engine)
     project = projects[0] if projects else queries.create_project(state.ctx.engine, name="default")
     urls = project_urls(settings, project, _base_url(args.host, args.port))
+    record_server_url(settings, _base_url(args.host, args.port))  # for `crashd project create`'s URLs
     mode = "RQ on " + settings.redis_url if settings.redis_url else "in-process worker"
     print(f"crashd listening on {_base_url(args.host, args.port)}  ({state.ctx.engine.dialect.name}, {mode})")
     print(f"  project '{project.name}' minidump upload URL: {urls['minidump_url']}")

@@ -16,15 +16,8 @@ from sqlalchemy.engine import Engine
 
 from schemas.settings import Settings
 from server.auth import hash_password
+from server.cli.context import command_engine
 from storage import grants, queries, users, web_sessions
-from storage.db import make_engine, migrate
-
-
-def _engine(settings: Settings) -> Engine:
-    """The database, migrated."""
-    engine = make_engine(settings, pooled=False)
-    migrate(engine)
-    return engine
 
 
 def read_password() -> str | None:
@@ -43,7 +36,7 @@ def cmd_user_create(settings: Settings, args: argparse.Namespace) -> int:
         print("error: empty password (give it on stdin: one line)", file=sys.stderr)
         return 1
     try:
-        users.create_user(_engine(settings), name=args.name, role=args.role, password_hash=hash_password(password))
+        users.create_user(command_engine(settings), name=args.name, role=args.role, password_hash=hash_password(password))
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -57,7 +50,7 @@ def cmd_user_password(settings: Settings, args: argparse.Namespace) -> int:
     if password is None:
         print("error: empty password (give it on stdin: one line)", file=sys.stderr)
         return 1
-    engine = _engine(settings)
+    engine = command_engine(settings)
     if not users.set_password(engine, name=args.name, password_hash=hash_password(password)):
         print(f"error: no user {args.name!r}", file=sys.stderr)
         return 1
@@ -68,7 +61,7 @@ def cmd_user_password(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_user_list(settings: Settings, args: argparse.Namespace) -> int:
     """Users with their roles and project grants (JSON lines with --json)."""
-    engine = _engine(settings)
+    engine = command_engine(settings)
     by_user, _ = grants.all_grants(engine)
     names = _project_names(engine)
     for user in users.list_users(engine):
@@ -111,7 +104,7 @@ def _user_in_project(engine: Engine, args: argparse.Namespace) -> int:
 def cmd_user_grant(settings: Settings, args: argparse.Namespace) -> int:
     """Give a user a role in one project (replacing its role there); from now on the user
     sees only the projects it has grants in, unless it is a global admin."""
-    engine = _engine(settings)
+    engine = command_engine(settings)
     try:
         grants.set_user_grant(engine, user_name=args.name, project_id=_user_in_project(engine, args),
                               role=args.role, security=args.security)
@@ -125,7 +118,7 @@ def cmd_user_grant(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_user_revoke(settings: Settings, args: argparse.Namespace) -> int:
     """Take a user's role in one project away (with none left, a global viewer reads every
     project again)."""
-    engine = _engine(settings)
+    engine = command_engine(settings)
     try:
         if not grants.revoke_user_grant(engine, user_name=args.name, project_id=_user_in_project(engine, args)):
             raise ValueError(f"user {args.name!r} has no role in project {args.project!r}")
@@ -142,7 +135,7 @@ def cmd_user_revoke(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_user_delete(settings: Settings, args: argparse.Namespace) -> int:
     """Delete a user; the user's sessions stop working."""
-    engine = _engine(settings)
+    engine = command_engine(settings)
     if not users.delete_user(engine, name=args.name):
         print(f"error: no user {args.name!r}", file=sys.stderr)
         return 1
@@ -153,7 +146,7 @@ def cmd_user_delete(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_token_create(settings: Settings, args: argparse.Namespace) -> int:
     """Create an API token and print it once (only its hash is kept)."""
-    engine = _engine(settings)
+    engine = command_engine(settings)
     try:
         project_id = _project_id(engine, args.project)
         _, token = users.create_token(engine, name=args.name, role=args.role, project_id=project_id,
@@ -180,7 +173,7 @@ def _project_id(engine: Engine, ref: str | None) -> int | None:
 
 def cmd_token_list(settings: Settings, args: argparse.Namespace) -> int:
     """API tokens by name, role and project grants (the secrets are not kept)."""
-    engine = _engine(settings)
+    engine = command_engine(settings)
     _, by_token = grants.all_grants(engine)
     names = _project_names(engine)
     for row in users.list_tokens(engine):
@@ -195,7 +188,7 @@ def cmd_token_list(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_token_revoke(settings: Settings, args: argparse.Namespace) -> int:
     """Delete an API token; requests with it are refused."""
-    if not users.revoke_token(_engine(settings), name=args.name):
+    if not users.revoke_token(command_engine(settings), name=args.name):
         print(f"error: no token {args.name!r}", file=sys.stderr)
         return 1
     print(f"API token {args.name!r} revoked")
