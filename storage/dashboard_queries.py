@@ -274,8 +274,7 @@ def triage_board(engine: Engine, *, project_id: ProjectScope = None, now: dateti
                  limit: int = 50, show_restricted: Restricted = False) -> dict[str, Any]:
     """What the triage meeting looks at:
 
-    - ``open_tickets``: P0/P1 tickets open or regressed, soonest due first, each with
-      ``seconds_left`` (negative when overdue) and ``overdue``;
+    - ``open_tickets`` and ``regressions``: as active_tickets (the daily report lists the same);
     - ``spreading``: groups first seen within the last 48 hours, most testers first;
     - ``regressions``: regressed tickets; ``awaiting_verification``: resolved tickets, newest
       first.
@@ -286,18 +285,29 @@ def triage_board(engine: Engine, *, project_id: ProjectScope = None, now: dateti
     workers.triage_report.triage_board adds the verification numbers and the daily report.
     """
     now = as_utc(now) or utcnow()
+    lists = active_tickets(engine, project_id=project_id, now=now, show_restricted=show_restricted)
     with engine.connect() as conn:
-        active = _tickets(conn, project_id, ("open", "regressed"), (TICKETS.c.due_at, TICKETS.c.id), show_restricted)
         awaiting = _tickets(conn, project_id, ("resolved",), (TICKETS.c.updated_at.desc(), TICKETS.c.id),
                             show_restricted)
         spreading = _spreading(conn, project_id, now, limit)
+    return {"now": now, **lists, "spreading": spreading,
+            "awaiting_verification": awaiting,
+            "restricted_hidden": hidden_count(engine, project_id=project_id, show=show_restricted)}
+
+
+def active_tickets(engine: Engine, *, project_id: ProjectScope, now: datetime,
+                   show_restricted: Restricted = False) -> dict[str, list[dict[str, Any]]]:
+    """The tickets the triage meeting must act on, for the board and the daily report alike
+    (workers/triage_report.build_report: the two never disagree): ``open_tickets``, P0/P1
+    tickets open or regressed (a regressed P0 is open again), not merged into another,
+    soonest due first, each with ``seconds_left`` (negative when overdue) and ``overdue``;
+    ``regressions``, the regressed ones among them."""
+    with engine.connect() as conn:
+        active = _tickets(conn, project_id, ("open", "regressed"), (TICKETS.c.due_at, TICKETS.c.id), show_restricted)
     for ticket in active:
         ticket["seconds_left"] = (ticket["due_at"] - now).total_seconds()
         ticket["overdue"] = ticket["seconds_left"] < 0
-    return {"now": now, "open_tickets": active, "spreading": spreading,
-            "regressions": [t for t in active if t["status"] == "regressed"],
-            "awaiting_verification": awaiting,
-            "restricted_hidden": hidden_count(engine, project_id=project_id, show=show_restricted)}
+    return {"open_tickets": active, "regressions": [t for t in active if t["status"] == "regressed"]}
 
 
 def _spreading(conn: Connection, project_id: ProjectScope, now: datetime, limit: int) -> list[dict[str, Any]]:

@@ -238,7 +238,7 @@ def test_triage_board_orders_by_due_time_and_flags_overdue(crashd: Crashd) -> No
     assert [g["signature"] for g in board["spreading"]] == ["spreading"]
     assert spreading != small
     markdown = board["report_markdown"]
-    assert markdown.startswith("# Triage report") and "## Open P0/P1 (2)" in markdown
+    assert markdown.startswith("# Triage report") and "## Open P0/P1 (3)" in markdown  # the regressed P0 too, as on the board
     assert "overdue by 2h" in markdown and "## Regressions (1)" in markdown and "game: fixed" in markdown
 
 

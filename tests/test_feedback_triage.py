@@ -68,7 +68,7 @@ def test_a_second_tester_reporting_a_nar_line_opens_a_p1(hooked: tuple[Crashd, W
     notes = render_patch_notes(patch_notes(c.state.ctx, build="0.9.9-beta2"))
     assert "reported by tester-a (2), tester-b (1)" in notes
     log = render_progress_log(progress_log(c.state.ctx))
-    assert f"#{ticket['id']} nar_output: feedback | nar_output | go away you filthy peasant | P1 | resolved" in log
+    assert f"#{ticket['id']} nar_output: feedback \\| nar_output \\| go away you filthy peasant | P1 | resolved" in log
 
 
 def test_feedback_groups_cannot_be_merged(hooked: tuple[Crashd, Webhook]) -> None:

@@ -79,3 +79,17 @@ def test_pipes_in_user_data_keep_tables_whole(crashd: Crashd) -> None:
     assert "## Security" in log and "## Turnaround" in log and "secret \\| leak" in log
     assert "`hang \\| nar::wait`" in log
     assert table_rows_whole(log) >= 6
+
+
+def test_regressed_p0_on_board_and_in_report(crashd: Crashd) -> None:
+    opened = utcnow() - 30 * H
+    back = add_ticket(crashd, "game: back_again", opened=opened, state="regressed", due=48)
+    still = add_ticket(crashd, "game: still_open", opened=opened, due=40)
+    board = triage_board(crashd.state.ctx, project_id=crashd.project.id, now=utcnow())
+    report = build_report(crashd.state.ctx, since=utcnow() - 24 * H, last_report=None)
+    assert [t["ticket_id"] for t in board["open_tickets"]] == [t["id"] for t in report["open_tickets"]] == [still, back]
+    assert [t["id"] for t in report["regressions"]] == [t["ticket_id"] for t in board["regressions"]] == [back]
+    text = render_report(report)
+    open_section = text[text.index("## Open P0/P1 (2)"):text.index("## Regressions")]
+    assert f"| #{back} | P0 regressed | game: back_again |" in open_section
+    assert f"| #{back} | P0 regressed |" in board["report_markdown"].split("## Regressions")[0]

@@ -57,9 +57,9 @@ def build_report(ctx: WorkerContext, *, since: datetime, last_report: datetime |
     """What the triage meeting looks at, JSON-ready (project_id: one project, a set of them, or all)."""
     now = now or utcnow()
     engine = ctx.engine
-    active = triage_queries.list_tickets(engine, project_id=project_id, states=["open", "regressed"])
-    for ticket in active:
-        ticket["time_left"] = time_left(ticket["due_at"], now)
+    # the board's own lists (restricted tickets never in the report): a regressed P0 is in both
+    lists = dashboard_queries.active_tickets(engine, project_id=project_id, now=dashboard_queries.as_utc(now))
+    active = {key: [report_ticket(t, now) for t in tickets] for key, tickets in lists.items()}
     awaiting = triage_queries.list_tickets(engine, project_id=project_id, states=["resolved"])
     projects: dict[int, Any] = {}  # each project's sessions and builds, read once for all its tickets
     for ticket in awaiting:
@@ -71,8 +71,7 @@ def build_report(ctx: WorkerContext, *, since: datetime, last_report: datetime |
         "last_report": last_report.isoformat() if last_report else None,
         "new_groups": triage_queries.new_groups(engine, since=since, project_id=project_id),
         "top_groups": triage_queries.top_groups(engine, since=since, project_id=project_id),
-        "open_tickets": [t for t in active if t["state"] == "open"],
-        "regressions": [t for t in active if t["state"] == "regressed"],
+        "open_tickets": active["open_tickets"], "regressions": active["regressions"],
         "awaiting_verification": awaiting,
         # P0s whose fix is resolved but not yet on staging (docs/triage.md, Turnaround)
         "awaiting_deploy": [t for t in times["tickets"] if t["priority"] == "P0" and t["state"] == "resolved"
@@ -80,6 +79,14 @@ def build_report(ctx: WorkerContext, *, since: datetime, last_report: datetime |
         "verified": triage_queries.events_since(engine, since=last_report or since, actions=["verified"],
                                                 project_id=project_id),
     }
+
+
+def report_ticket(ticket: dict[str, Any], now: datetime) -> dict[str, Any]:
+    """A ticket of dashboard_queries.active_tickets as the report has it: JSON-ready, with
+    ``id``, ``state`` and ``time_left``."""
+    out = {k: v.isoformat() if isinstance(v, datetime) else v for k, v in ticket.items()}
+    out.update(id=ticket["ticket_id"], state=ticket["status"], time_left=time_left(out["due_at"], now))
+    return out
 
 
 def render_report(report: dict[str, Any]) -> str:
@@ -95,8 +102,10 @@ def render_report(report: dict[str, Any]) -> str:
         lines.append("")
 
     ticket_header = "| Ticket | Priority | Title | Testers | Crashes | Due |"
-    ticket_line = lambda t: (f"| #{t['id']} | {t['priority']} | {cell(t['title'])} | {t['tester_count']} | "  # noqa: E731
-                             f"{t['crash_count']} | {t['time_left']} |")
+    def ticket_line(t: dict[str, Any]) -> str:
+        priority = f"{t['priority']} regressed" if t["state"] == "regressed" else t["priority"]
+        return f"| #{t['id']} | {priority} | {cell(t['title'])} | {t['tester_count']} | {t['crash_count']} | {t['time_left']} |"
+
     section("Open P0/P1", report["open_tickets"], ticket_header, ticket_line)
     section("Regressions", report["regressions"], ticket_header, ticket_line)
     section("New groups", report["new_groups"], "| Group | Signature | Component | Testers | Crashes |",
