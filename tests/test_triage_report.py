@@ -8,10 +8,14 @@ import re
 import uuid
 from datetime import timedelta
 
+import pytest
+from test_dashboard_pages import signed_in
 from test_turnaround import H, add_event, add_ticket
 
 from schemas.tables import Crash, CrashGroup, utcnow
+from server.dashboard.pages import templates
 from storage.db import session
+from triage.wording import noun, plural
 from workers.triage_report import build_report, cell, progress_log, render_progress_log, render_report, triage_board
 
 from conftest import Crashd
@@ -93,3 +97,14 @@ def test_regressed_p0_on_board_and_in_report(crashd: Crashd) -> None:
     open_section = text[text.index("## Open P0/P1 (2)"):text.index("## Regressions")]
     assert f"| #{back} | P0 regressed | game: back_again |" in open_section
     assert f"| #{back} | P0 regressed |" in board["report_markdown"].split("## Regressions")[0]
+
+
+def test_counts_are_plural_only_when_not_one(crashd: Crashd, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert [plural(n, "crash") for n in (0, 1, 2)] == ["0 crashes", "1 crash", "2 crashes"]
+    assert (plural(1, "tester"), plural(2, "report"), noun(1, "build")) == ("1 tester", "2 reports", "build")
+    assert templates.env.from_string('{{ 1|plural("crash") }}, {{ 2|plural("tester") }}').render() == "1 crash, 2 testers"
+    group = add_group_with_crash(crashd, "game: once")
+    page = signed_in(crashd, "ana", "admin", monkeypatch).get(f"/groups/{group}?project=game")
+    assert page.status_code == 200, page.text
+    assert "<b>1</b> crash</span>" in page.text and "<b>1</b> tester</span>" in page.text
+    assert "1 crashes" not in page.text and "1 testers" not in page.text

@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any, Mapping
 
 from triage.rates import RateTest, build_sort_key, compare_rates
+from triage.wording import plural
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,7 @@ class Verification:
         """One line for people: "2/1500 -> 0/400 sessions (p=0.004)"."""
         t = self.test
         p = "p unknown" if t.p_value is None else f"p={t.p_value:.3g}"
-        return (f"{t.base_crashes} crashes in {t.base_sessions} sessions before {self.fixed_in} -> "
+        return (f"{plural(t.base_crashes, 'crash')} in {plural(t.base_sessions, 'session')} before {self.fixed_in} -> "
                 f"{t.target_crashes} in {t.target_sessions} from it on ({p}, {t.reason})")
 
 

@@ -20,6 +20,7 @@ from starlette.templating import Jinja2Templates
 
 from server import auth
 from server.state import state_of
+from triage.wording import noun, plural
 
 SERVER_DIR = Path(__file__).parent.parent  # templates/ and static/ sit in server/
 TEMPLATE_DIR = SERVER_DIR / "templates"
@@ -143,7 +144,7 @@ def sparkline(values: list[int], width: int = 84, height: int = 18) -> Markup:
                     f'height="{tall:.1f}" class="{"zero" if count == 0 else "hit"}"><title>{count}</title></rect>')
     total = sum(counts)
     return Markup(f'<svg class="spark" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
-                  f'role="img" aria-label="{total} crashes in {len(counts)} days">{"".join(bars)}</svg>')
+                  f'role="img" aria-label="{plural(total, "crash")} in {plural(len(counts), "day")}">{"".join(bars)}</svg>')
 
 
 def bar_width(value: float | int | None, top: float | int | None) -> str:
@@ -153,5 +154,6 @@ def bar_width(value: float | int | None, top: float | int | None) -> str:
     return f"{min(100.0, 100.0 * float(value) / float(top)):.1f}%"
 
 
-templates.env.filters.update(when=when, iso=iso, ago=ago, duration=duration, size=size, rate=rate, change=change)
+templates.env.filters.update(when=when, iso=iso, ago=ago, duration=duration, size=size, rate=rate, change=change,
+                            plural=plural, noun=noun)  # "1 crash", "2 crashes": triage/wording.py
 templates.env.globals.update(url_with=url_with, sparkline=sparkline, bar_width=bar_width)
