@@ -40,6 +40,7 @@ SORTS: dict[str, Any] = {
     "tester_count": GROUPS.c.tester_count, "build_count": BUILD_COUNT, "signature": GROUPS.c.signature,
 }
 SPREADING_WINDOW = timedelta(hours=48)
+SPREADING_TESTERS = 2  # a new group hit by this many testers is spreading; fewer: new, one tester so far
 
 
 @overload
@@ -311,11 +312,14 @@ def active_tickets(engine: Engine, *, project_id: ProjectScope, now: datetime,
 
 
 def _spreading(conn: Connection, project_id: ProjectScope, now: datetime, limit: int) -> list[dict[str, Any]]:
-    """Groups first seen in SPREADING_WINDOW, most testers first (then crashes, then id)."""
+    """Groups first seen in SPREADING_WINDOW, most testers first (then crashes, then id), each
+    with ``spreading``: hit by at least SPREADING_TESTERS testers (a one-tester group is new but
+    not spreading yet: it is listed after them, marked so)."""
     stmt = (select(*_group_columns()).select_from(_groups_from(None))
             .where(*_group_filters(project_id, None, None, None, None), GROUPS.c.first_seen >= now - SPREADING_WINDOW)
             .order_by(GROUPS.c.tester_count.desc(), GROUPS.c.crash_count.desc(), GROUPS.c.id).limit(limit))
-    return [_group_row(r._mapping) for r in conn.execute(stmt)]
+    rows = [_group_row(r._mapping) for r in conn.execute(stmt)]
+    return [{**row, "spreading": (row["tester_count"] or 0) >= SPREADING_TESTERS} for row in rows]
 
 
 # -- symbols --------------------------------------------------------------------------------

@@ -108,3 +108,22 @@ def test_counts_are_plural_only_when_not_one(crashd: Crashd, monkeypatch: pytest
     assert page.status_code == 200, page.text
     assert "<b>1</b> crash</span>" in page.text and "<b>1</b> tester</span>" in page.text
     assert "1 crashes" not in page.text and "1 testers" not in page.text
+
+
+def test_newly_spreading_lists_groups_of_two_or_more_testers_first(crashd: Crashd,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    single = add_group_with_crash(crashd, "game: one_tester")
+    spread = add_group_with_crash(crashd, "game: two_testers")
+    with session(crashd.state.ctx.engine) as s:
+        group = s.get(CrashGroup, spread)
+        assert group is not None
+        group.tester_count, group.crash_count = 2, 3
+        s.add(group)
+        s.commit()
+    board = triage_board(crashd.state.ctx, project_id=crashd.project.id, now=utcnow())
+    assert [(g["group_id"], g["spreading"]) for g in board["spreading"]] == [(spread, True), (single, False)]
+    page = signed_in(crashd, "sam", "viewer", monkeypatch).get("/triage").text
+    section = page[page.index('id="spreading"'):page.index('id="regressions"')]
+    assert '<span class="count">1</span>' in section and "1 tester so far" in section
+    assert section.index("two_testers") < section.index("1 tester so far") < section.index("one_tester")
+    assert "2 or more testers first" in section
