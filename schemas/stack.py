@@ -17,6 +17,7 @@ class FrameTrust(str, Enum):
     cfi_scan = "cfi_scan"  # found by scanning, then confirmed by CFI
     scan = "scan"  # a stack word that looks like a return address: a guess
     inline = "inline"  # an inlined call expanded from symbols (output only)
+    event = "event"  # from a Sentry event's own stack trace (the SDK's): as given, not walked
     none = "none"
 
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from server.dashboard.stack import crashing_rows
 from symbolicator.limits import Limits
+from triage.components import TRUSTED
+from triage.signature.generator import generate
 from workers.event_stack import event_report
 
 
@@ -36,3 +39,14 @@ def test_an_event_listing_many_frames_and_images_is_cut_with_a_count() -> None:
     assert thread["frames"][0]["offset"] == hex(0x10000 + 1999 * 0x1000 + 0x10)
     assert thread["frames"][0]["module"] is None
     assert all(f["module"] in (None,) or int(f["module"][3:-3]) < 100 for f in thread["frames"])
+
+
+def test_event_frames_say_they_come_from_the_sdk_and_still_count_as_trusted() -> None:
+    """Issue 17, friction 9: no minidump trust word (context, cfi) on frames nobody walked; they
+    are as reliable for signatures and components as walked ones."""
+    report = event_report({"exception": {"values": [{"type": "ValueError", "stacktrace": {"frames": [
+        {"function": "main", "module": "game"}, {"function": "nar_generate_line", "module": "nar"}]}}]}})
+    frames = report["crashing_thread"]["frames"]
+    assert [f["trust"] for f in frames] == ["event", "event"] and "event" in TRUSTED
+    assert generate(report).signature == "nar_generate_line"  # as when these frames were labelled cfi
+    assert [(r["trust"], r["label"], r["guessed"]) for r in crashing_rows(report)] == [("event", "event", False)] * 2

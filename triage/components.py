@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 DEFAULT_RULES_PATH = Path(__file__).with_name("components.toml")
-TRUSTED = frozenset({"context", "cfi", "frame_pointer"})  # scan, cfi_scan: guesses
+TRUSTED = frozenset({"context", "cfi", "frame_pointer", "event"})  # scan, cfi_scan: guesses; event: an SDK's trace
 MAX_POSITIONS = 256  # frames and inlined calls read at most, skipped ones included
 MAX_FRAMES = 100  # largest `frames` a rule may ask for
 LOG_TAIL = 1 << 20  # characters read from the end of each log

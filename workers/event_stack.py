@@ -22,7 +22,7 @@ import re
 from typing import Any
 
 from schemas.sentry_event import event_frames, event_message, primary_exception
-from schemas.stack import Module
+from schemas.stack import FrameTrust, Module
 from symbolicator.limits import DEFAULT_LIMITS, Limits
 from symbolicator.symbolize import demangle
 from symbolicator.symbols.types import SymbolStatus
@@ -95,7 +95,7 @@ def _frame(number: int, frame: dict[str, Any], modules: list[Module], symbols: A
     address = _int(frame.get("instruction_addr"))
     module = _module_at(modules, address)
     out: dict[str, Any] = {
-        "frame": number, "trust": "context" if number == 0 else "cfi",
+        "frame": number, "trust": FrameTrust.event.value,  # the SDK's stack trace, not a walk
         "module": module.filename if module else _text(frame.get("module")) or (
             Module(0, 0, package).filename if package else None),
         "module_offset": hex(address - module.base_addr) if module and address is not None else None,

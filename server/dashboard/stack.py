@@ -26,7 +26,7 @@ FRAMES_TAIL = 50
 # frames are guesses: a return-address-looking word found on the stack, shown greyed out.
 TRUST_LABELS = {
     "context": "context", "cfi": "cfi", "frame_pointer": "fp", "cfi_scan": "cfi+scan",
-    "scan": "scan", "prewalked": "prewalked", "inline": "inline", "none": "?",
+    "scan": "scan", "prewalked": "prewalked", "inline": "inline", "event": "event", "none": "?",
 }
 GUESSED = frozenset({"scan", "cfi_scan"})
 
