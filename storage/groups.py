@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Callable, Iterator, TypeVar
 
-from sqlalchemy import Table, and_, case, delete, func, literal, select, text, update
+from sqlalchemy import Table, and_, case, delete, func, literal, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import OperationalError
@@ -307,17 +307,24 @@ def crashes_missing(engine: Engine, *, debug_file: str, debug_id: str) -> list[s
         return [r.crash_id for r in rows]
 
 
+def stores_missing(project_id: Any) -> Any:
+    """The join condition of a stored symbol file (SYMBOL_FILES) holding a module a crash was
+    missing (MISSING): the same debug file and id (case-insensitive), in the store of
+    project_id (a value or a column) or the shared one."""
+    m, f = MISSING, SYMBOL_FILES
+    return and_(func.lower(f.c.debug_file) == func.lower(m.c.debug_file),
+                func.upper(f.c.debug_id) == func.upper(m.c.debug_id),
+                or_(f.c.project_id == project_id, f.c.project_id.is_(None)))
+
+
 def missing_stored_since(engine: Engine, *, crash_id: str, project_id: int, since: datetime) -> list[str]:
     """The modules the crash was recorded as missing whose symbols were stored (in its
     project's store or the shared one) at or after since: they arrived while the crash was
     being processed, after the symbol upload looked for crashes that lacked them."""
     m, f = MISSING, SYMBOL_FILES
     with engine.connect() as conn:
-        rows = conn.execute(select(m.c.debug_file, m.c.debug_id).distinct().join(f, and_(
-            func.lower(f.c.debug_file) == func.lower(m.c.debug_file),
-            func.upper(f.c.debug_id) == func.upper(m.c.debug_id),
-        )).where(m.c.crash_id == crash_id, f.c.uploaded_at >= since,
-                 (f.c.project_id == project_id) | f.c.project_id.is_(None)))
+        rows = conn.execute(select(m.c.debug_file, m.c.debug_id).distinct().join(f, stores_missing(project_id))
+                            .where(m.c.crash_id == crash_id, f.c.uploaded_at >= since))
         return [f"{r.debug_file}/{r.debug_id}" for r in rows]
 
 

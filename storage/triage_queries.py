@@ -8,12 +8,12 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any, Iterable, Sequence
 
-from sqlalchemy import Table, and_, distinct, func, or_, select
+from sqlalchemy import Table, distinct, func, select
 from sqlalchemy.engine import Connection, Engine
 
 from schemas.tables import Crash, Feedback, GroupTester, utcnow
 from storage import sessions
-from storage.groups import MISSING, MOVES, SYMBOL_FILES
+from storage.groups import MISSING, MOVES, SYMBOL_FILES, stores_missing
 from storage.queries import as_utc
 from storage.scope import ProjectScope, scoped
 from storage.tickets import EVENTS, GROUPS, TICKETS, Restricted, ticket_json, visible
@@ -243,9 +243,7 @@ def opening_deferred(engine: Engine, *, group_id: int) -> str | None:
         project_id = conn.execute(select(GROUPS.c.project_id).where(GROUPS.c.id == group_id)).scalar_one()
         pending = conn.execute(
             select(t.c.id).join(c, c.c.group_id == t.c.group_id).join(m, m.c.crash_id == c.c.crash_id)
-            .join(f, and_(func.lower(f.c.debug_file) == func.lower(m.c.debug_file),
-                          func.upper(f.c.debug_id) == func.upper(m.c.debug_id),
-                          or_(f.c.project_id == c.c.project_id, f.c.project_id.is_(None))))
+            .join(f, stores_missing(c.c.project_id))
             .where(t.c.project_id == project_id, c.c.project_id == project_id, f.c.uploaded_at > c.c.processed_at)
             .limit(1)).scalar_one_or_none()
         if pending is not None:
