@@ -59,3 +59,10 @@ def check(request: Request, project_id: int | None, action: Action, what: str) -
         raise HTTPException(404, f"{what} not found")
     if not may(who, project_id, action):
         raise HTTPException(403, "triager role required" if action == "triage" else f"{action} role required")
+
+
+def actor(request: Request) -> str:
+    """The caller as a ticket's history names them: ``user:<name>`` (``user:admin`` for a
+    caller the request does not name)."""
+    who = caller(request, state_of(request))
+    return f"user:{who.name}" if who is not None else "user:admin"

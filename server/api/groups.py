@@ -12,12 +12,11 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from server.api.access import check, requires
+from server.api.access import actor, check, requires
 from server.api.crashes import load_report
 from server.api.documents import jsonable
 from server.api.params import group_query, page_query, project_scope, query
 from server.api.tickets import parse_json_object
-from server.auth import principal
 from server.state import ServerState, state_of
 from storage import dashboard_queries, queries
 from storage.regroup import GroupNotFound, Regrouped, RegroupError
@@ -103,7 +102,7 @@ async def merge_endpoint(request: Request) -> Response:
     if isinstance(into, bool) or not isinstance(into, int) or not queries.is_row_id(into):
         raise HTTPException(400, "into must be a group id")
     done = await _regroup(regroup.merge, state, group_id=request.path_params["group_id"], into=into,
-                          actor=_actor(request, state), project_id=await _triaged(request))
+                          actor=actor(request), project_id=await _triaged(request))
     return JSONResponse(_done(request.path_params["group_id"], into, done))
 
 
@@ -122,7 +121,7 @@ async def unmerge_endpoint(request: Request) -> Response:
         raise HTTPException(400, "name a signature, signatures or crash_ids to unmerge")
     group_id = request.path_params["group_id"]
     done = await _regroup(regroup.unmerge, state, group_id=group_id, signatures=signatures, crash_ids=crash_ids,
-                          actor=_actor(request, state), project_id=await _triaged(request))
+                          actor=actor(request), project_id=await _triaged(request))
     return JSONResponse(_done(group_id, group_id, done))
 
 
@@ -154,11 +153,6 @@ async def _triaged(request: Request) -> int:
         raise HTTPException(404, "group not found")
     check(request, project, "triage", "group")
     return project
-
-
-def _actor(request: Request, state: ServerState) -> str:
-    who = principal(request, state)
-    return f"user:{who.name}" if who is not None else "user:admin"
 
 
 async def _regroup(work: Any, state: ServerState, **kwargs: Any) -> Regrouped:

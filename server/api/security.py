@@ -10,16 +10,14 @@ GET /api/tickets/<id> shows the same ``report`` to those who may see it.
 
 from __future__ import annotations
 
-from typing import Any
-
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from server.access_rules import may
-from server.api.access import requires
-from server.api.tickets import parse_json_object
+from server.api.access import actor, check, requires
+from server.api.tickets import parse_json_object, with_report
 from server.auth import caller
 from server.security_access import restricted_visible
 from server.state import state_of
@@ -39,8 +37,7 @@ async def timeline_endpoint(request: Request) -> Response:
                                      show_restricted=restricted_visible(who)) if is_row_id(ticket_id) else None
     if ticket is None or not ticket["restricted"] or not may(who, ticket["project_id"], "security"):
         raise HTTPException(404, "ticket not found")
-    if not (may(who, ticket["project_id"], "triage")):
-        raise HTTPException(403, "triager role required")
+    check(request, ticket["project_id"], "triage", "ticket")  # 403 for a grantee who only reads
     try:
         body = parse_json_object(await request.body())
     except ValueError as exc:
@@ -48,21 +45,13 @@ async def timeline_endpoint(request: Request) -> Response:
     fields = {key: body.get(key) for key in ("step", "build", "note")}
     if any(value is not None and not isinstance(value, str) for value in fields.values()):
         raise HTTPException(400, "step, build and note must be strings")
-    actor = f"user:{who.name}" if who is not None else "user:admin"
     try:
         change = await run_in_threadpool(security.record_step, state.ctx.engine, state.settings, ticket_id=ticket_id,
-                                         step=fields["step"] or "", actor=actor, build=fields["build"],
+                                         step=fields["step"] or "", actor=actor(request), build=fields["build"],
                                          note=fields["note"])
     except TicketNotFound:
         raise HTTPException(404, "ticket not found") from None
     except TransitionError as exc:
         raise HTTPException(400, str(exc)) from None
     triage_jobs.notify(state.queue, [change])
-    return JSONResponse(await run_in_threadpool(with_report, state.ctx.engine, ticket_id))
-
-
-def with_report(engine: Any, ticket_id: int) -> dict[str, Any]:
-    """The ticket as GET /api/tickets/<id> shows it to a security grantee: with ``report``."""
-    ticket = triage_queries.get_ticket(engine, ticket_id=ticket_id, show_restricted=True) or {}
-    ticket["report"] = security.report_of(engine, ticket_id=ticket_id)
-    return ticket
+    return JSONResponse(await run_in_threadpool(with_report, state.ctx.engine, ticket_id, True))

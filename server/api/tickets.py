@@ -15,6 +15,7 @@ import json
 import re
 from typing import Any, Awaitable, Callable, Mapping
 
+from sqlalchemy.engine import Engine
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
@@ -28,7 +29,7 @@ from server.security_access import restricted_visible
 from server.state import ServerState, state_of
 from storage import security, triage_queries
 from storage.queries import is_row_id
-from storage.tickets import apply_action, hidden_count
+from storage.tickets import Restricted, apply_action, hidden_count
 from triage.tickets.transitions import ACTIONS, TicketNotFound, TransitionError
 from workers import triage_jobs
 from workers.queue import RQJobQueue
@@ -65,15 +66,21 @@ async def detail_endpoint(request: Request) -> Response:
     """GET /api/tickets/<id>: the ticket and its history, oldest event first."""
     state = state_of(request)
     ticket_id = request.path_params["ticket_id"]
-    ticket = await run_in_threadpool(triage_queries.get_ticket, state.ctx.engine, ticket_id=ticket_id,
-                                     show_restricted=restricted_visible(caller(request, state))
-                                     ) if is_row_id(ticket_id) else None
+    ticket = await run_in_threadpool(with_report, state.ctx.engine, ticket_id,
+                                     restricted_visible(caller(request, state))) if is_row_id(ticket_id) else None
     if ticket is None:  # none, or a security report the caller may not see: 404 alike
         raise HTTPException(404, "ticket not found")
     check(request, ticket["project_id"], "read", "ticket")  # another project's ticket: 404 too
-    if ticket["restricted"]:
-        ticket["report"] = await run_in_threadpool(security.report_of, state.ctx.engine, ticket_id=ticket_id)
     return JSONResponse(ticket)
+
+
+def with_report(engine: Engine, ticket_id: int, show_restricted: Restricted) -> dict[str, Any] | None:
+    """The ticket as GET /api/tickets/<id> shows it (None as get_ticket), a security report's
+    with its ``report`` (text and timeline)."""
+    ticket = triage_queries.get_ticket(engine, ticket_id=ticket_id, show_restricted=show_restricted)
+    if ticket is not None and ticket["restricted"]:
+        ticket["report"] = security.report_of(engine, ticket_id=ticket_id)
+    return ticket
 
 
 @requires("triage")  # viewers: 403 admin role required; triagers: their projects' tickets
