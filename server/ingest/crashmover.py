@@ -148,6 +148,14 @@ def store_crash(state: ServerState, project: Project, annotations: dict[str, str
     return stored_id, created
 
 
+FILE_FIELDS = {"name", "filename", "content_type", "size", "sha256", "blob_key"}  # what a report keeps of a file
+
+
+def file_records(files: list[Attachment]) -> list[dict[str, Any]]:
+    """Stored files as a feedback or security report keeps them (its ``attachments`` JSON)."""
+    return [a.model_dump(include=FILE_FIELDS) for a in files]
+
+
 def put_attachments(state: ServerState, folder: str, owner_id: str, at: datetime, parts: list[UploadPart],
                     written: list[str], rules: Rules | None = None) -> list[Attachment]:
     """Put each part in the blob store under ``<folder>/<day>/<owner_id>/<n>-<name>`` (its key

@@ -25,7 +25,7 @@ from starlette.responses import JSONResponse, Response
 
 from schemas.tables import Project, utcnow
 from server.ingest import security
-from server.ingest.crashmover import delete_quietly, put_attachments
+from server.ingest.crashmover import delete_quietly, file_records, put_attachments
 from server.ingest.discard import Discarded, StorageUnavailable
 from server.ingest.envelope import Envelope, Item
 from server.ingest.refusal import Flavor, refusing
@@ -119,8 +119,7 @@ def save(state: ServerState, project: Project, report: Report) -> str:
             source=report.source, tester_id=fields["tester_id"] or (crash or {}).get("tester_id"),
             build=fields["build"] or (crash or {}).get("build"), platform=fields["platform"] or (crash or {}).get(
                 "platform"), crash_id=(crash or {}).get("crash_id"), event_id=fields["event_id"], url=fields["url"],
-            attachments=[a.model_dump(include={"name", "filename", "content_type", "size", "sha256", "blob_key"})
-                         for a in files], feedback_id=feedback_id, received_at=now)
+            attachments=file_records(files), feedback_id=feedback_id, received_at=now)
     except (BlobStoreError, SQLAlchemyError) as exc:
         delete_quietly(state, written)
         raise StorageUnavailable(str(exc)) from exc

@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from schemas.tables import Project, utcnow
-from server.ingest.crashmover import delete_quietly, put_attachments
+from server.ingest.crashmover import delete_quietly, file_records, put_attachments
 from server.ingest.discard import Discarded, StorageUnavailable
 from server.ingest.refusal import Flavor, refusing
 from server.ingest.reports import Report, take_report
@@ -48,7 +48,8 @@ def save(state: ServerState, project: Project, report: Report) -> str:
     the notifications. Returns the report id. Raises Discarded, StorageUnavailable."""
     assert project.id is not None  # a stored project has its id
     # restricted or not, a report is scrubbed like any text before it is stored (docs/privacy.md)
-    fields = scrub_fields(project_rules(state, project.name), dict(report.fields))
+    rules = project_rules(state, project.name)
+    fields = scrub_fields(rules, dict(report.fields))
     details = (fields.get("details") or fields.get("message") or "").strip().replace("\x00", "")
     summary = (fields.get("summary") or details.split("\n", 1)[0]).strip()[:SUMMARY_CHARS]
     if not summary:
@@ -57,13 +58,12 @@ def save(state: ServerState, project: Project, report: Report) -> str:
         raise Discarded(413, "security_too_long", f"the details are over {MAX_MESSAGE_BYTES} bytes")
     report_id, written = report.feedback_id or str(uuid.uuid4()), list[str]()
     try:
-        files = put_attachments(state, "security", report_id, utcnow(), report.files, written)
+        files = put_attachments(state, "security", report_id, utcnow(), report.files, written, rules)
         _, change = security.store_report(
             state.ctx.engine, state.settings, project_id=project.id, summary=summary, details=details,
             tester_id=(fields.get("tester_id") or "").strip()[:200] or None,
             build=(fields.get("build") or "").strip()[:200] or None, source=report.source,
-            attachments=[a.model_dump(include={"name", "filename", "content_type", "size", "sha256", "blob_key"})
-                         for a in files], report_id=report_id)
+            attachments=file_records(files), report_id=report_id)
     except (BlobStoreError, SQLAlchemyError) as exc:
         delete_quietly(state, written)
         raise StorageUnavailable(str(exc)) from exc
