@@ -97,3 +97,14 @@ def may_anywhere(who: Principal | None, action: Action) -> bool:
     if who.is_admin:
         return True
     return any(may(who, g.project_id, action) for g in who.grants)
+
+
+def restricted_visible(who: Principal | None) -> bool | frozenset[int]:
+    """Which projects' restricted items (security reports) who sees, as storage/tickets.visible
+    takes it: True (every project's: a global admin), False (none) or the projects where
+    ``may(who, project, "security")``."""
+    if who is None:
+        return False
+    if who.is_admin:
+        return True
+    return frozenset(g.project_id for g in who.grants if may(who, g.project_id, "security"))

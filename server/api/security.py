@@ -15,11 +15,10 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from server.access_rules import may
+from server.access_rules import may, restricted_visible
 from server.api.access import actor, check, requires
 from server.api.tickets import parse_json_object, with_report
 from server.auth import caller
-from server.security_access import restricted_visible
 from server.state import state_of
 from storage import security, triage_queries
 from storage.queries import is_row_id

@@ -22,10 +22,10 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from server.access_rules import restricted_visible
 from server.api.access import check, requires
 from server.api.params import project_scope, query, split
 from server.auth import caller, ingest_key, principal
-from server.security_access import restricted_visible
 from server.state import ServerState, state_of
 from storage import security, triage_queries
 from storage.queries import is_row_id

@@ -11,11 +11,11 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from server.access_rules import restricted_visible
 from server.api.access import requires
 from server.api.documents import jsonable
 from server.api.params import project_scope
 from server.auth import caller
-from server.security_access import restricted_visible
 from server.state import state_of
 from workers.triage_report import triage_board
 

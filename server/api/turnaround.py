@@ -9,10 +9,10 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from server.access_rules import restricted_visible
 from server.api.access import requires
 from server.api.params import parse_since, project_scope, query
 from server.auth import caller
-from server.security_access import restricted_visible
 from server.state import state_of
 from storage import turnaround
 

@@ -22,13 +22,12 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from server import auth
-from server.access_rules import may
+from server.access_rules import may, restricted_visible
 from server.api import tickets
 from server.api.crashes import load_report
 from server.dashboard import pages, stack
 from server.dashboard.access import action, page, problem, refused
 from server.dashboard.feedback import group_feedback
-from server.security_access import restricted_visible
 from server.state import ServerState
 from storage import dashboard_queries, queries, security
 from storage.regroup import GroupNotFound, RegroupError

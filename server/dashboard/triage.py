@@ -14,9 +14,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from server import auth
+from server.access_rules import restricted_visible
 from server.dashboard import pages
 from server.dashboard.access import page, project_filter
-from server.security_access import restricted_visible
 from server.state import ServerState
 from workers.triage_report import triage_board
 
