@@ -228,6 +228,11 @@ class Settings(BaseSettings):
     verify_min_sessions: int = Field(
         200, description="Sessions the fixed build(s) need before a resolved ticket is verified by numbers."
     )
+    facet_fields: str = Field(
+        "annotations.gpu,annotations.driver_version,os_version,cpu,build",
+        description="The fields whose top values a group page shows (comma list of search fields: "
+        "built-ins such as `build`, `os_version`, `cpu`, or `annotations.<key>`; docs/search.md).",
+    )
     p0_due_hours: float = Field(24.0, description="A P0 ticket is due this long after it opens.")
     p1_due_hours: float = Field(72.0, description="A P1 ticket is due this long after it opens (the next bundled update).")
 
