@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 from enum import Enum
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, DateTime, Index, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Column, DateTime, Index, String, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -279,6 +279,26 @@ class CrashMissingSymbols(SQLModel, table=True):
     crash_id: str = Field(foreign_key="crashes.crash_id", primary_key=True, max_length=36)
     debug_file: str = Field(primary_key=True, max_length=300)
     debug_id: str = Field(primary_key=True, max_length=64, index=True)
+
+
+class CrashField(SQLModel, table=True):
+    """A searchable value of a crash (docs/search.md): an annotation (``annotations.gpu``), or a
+    field the walk found (``os_version``, ``cpu``, ``module``: one row per module in the
+    crashing thread's stack) or processing decided (``signature``, ``platform``,
+    ``component``). Written with the crash's processing result (storage/search_index.py);
+    fields that are columns of ``crashes`` (build, tester_id, kind, status, received_at) are
+    searched there. received_at is the crash's, so a search pages newest first from the index."""
+
+    __tablename__ = "crash_fields"
+    __table_args__ = (Index("ix_crash_fields_search", "project_id", "field", "value", "received_at"),)
+
+    crash_id: str = Field(foreign_key="crashes.crash_id", primary_key=True, max_length=36)
+    field: str = Field(primary_key=True, max_length=100)
+    # Byte order on PostgreSQL ("C"), as SQLite's BINARY: a prefix is a range of the index.
+    value: str = Field(sa_column=Column(String(300).with_variant(String(300, collation="C"), "postgresql"),
+                                        primary_key=True))
+    project_id: int = Field(foreign_key="projects.id")
+    received_at: datetime = _ts(nullable=False)
 
 
 class GameSession(SQLModel, table=True):

@@ -102,7 +102,7 @@ def list_groups_page(engine: Engine, *, project_id: ProjectScope = None, compone
                      build: str | None = None, platform: str | None = None, status: str | None = None,
                      since: datetime | None = None, sort: str = "last_seen", descending: bool = True,
                      limit: int = 50, offset: int = 0, days: int = 14, now: datetime | None = None,
-                     kind: str | None = None) -> dict[str, Any]:
+                     kind: str | None = None, crashes: Any = None) -> dict[str, Any]:
     """One page of crash groups: ``{"groups": [...], "total": n}`` (total: every group the
     filters keep). Each group has group_id, project_id, project, signature, component,
     reason_text, kind, crash_count, tester_count, build_count, first_seen, last_seen, ticket_id,
@@ -110,8 +110,9 @@ def list_groups_page(engine: Engine, *, project_id: ProjectScope = None, compone
     day, ``days`` of them, oldest first, ending today) and, with build, build_crash_count.
 
     status: a ticket state or ``none``; since: last seen at or after it; kind: the group's kind
-    (triage/kinds.py). Ties sort by more crashes, then by id. Raises ValueError for an unknown
-    sort, status or kind.
+    (triage/kinds.py); crashes: a subquery of group ids (storage/search.matching_groups), the
+    groups with crashes a search matched. Ties sort by more crashes, then by id. Raises
+    ValueError for an unknown sort, status or kind.
     """
     if sort not in SORTS:
         raise ValueError(f"sort must be one of {', '.join(SORTS)}")
@@ -120,6 +121,8 @@ def list_groups_page(engine: Engine, *, project_id: ProjectScope = None, compone
     if kind is not None and kind not in KINDS:
         raise ValueError(f"kind must be one of {', '.join(KINDS)}")
     where = _group_filters(project_id, component, platform, status, since, kind)
+    if crashes is not None:
+        where.append(GROUPS.c.id.in_(crashes))
     columns = _group_columns() + ([BUILDS.c.crash_count.label("build_crash_count")] if build is not None else [])
     key = SORTS[sort]
     stmt = (select(*columns).select_from(_groups_from(build)).where(*where)

@@ -23,6 +23,7 @@ from schemas.tables import (
     utcnow,
 )
 from storage.db import session
+from storage.search_index import reindex
 
 T = TypeVar("T")
 
@@ -212,7 +213,7 @@ def finish_crash(
     engine: Engine, *, crash_id: str, status: CrashStatus, processed: dict[str, Any], error: str | None
 ) -> None:
     """Store the processing result and final status of a crash (its failed attempts start
-    again from 0)."""
+    again from 0), and its searchable fields."""
     now = utcnow()
     with session(engine) as s:
         s.execute(
@@ -221,6 +222,7 @@ def finish_crash(
             .values(status=status.value, processed=processed, processing_error=error,
                     processed_at=now, updated_at=now, attempts=0, retry_after=None)
         )
+        reindex(s.connection(), crash_id=crash_id)  # its searchable fields (docs/search.md)
         s.commit()
 
 

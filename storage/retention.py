@@ -26,6 +26,7 @@ from sqlalchemy.engine import Connection, Engine
 from schemas.tables import Attachment, CrashStatus, GameSession, UploadFingerprint, utcnow
 from storage.blobs import day_key
 from storage.groups import CRASHES, MISSING, MOVE_LOCK, _uncount, retrying
+from storage.search_index import FIELDS
 from storage.sessions import _utc
 
 ATTACHMENTS: Table = Attachment.__table__  # type: ignore[attr-defined]
@@ -57,7 +58,7 @@ def _delete(conn: Connection, crash_id: str) -> list[str]:
                          {"key": MOVE_LOCK, "project": crash.project_id})
         _uncount(conn, crash.group_id, crash.build, crash.tester_id, crash.platform)
     attachments = list(conn.execute(select(ATTACHMENTS.c.blob_key).where(ATTACHMENTS.c.crash_id == crash_id)).scalars())
-    for table in (ATTACHMENTS, MISSING, FINGERPRINTS):
+    for table in (ATTACHMENTS, MISSING, FINGERPRINTS, FIELDS):
         conn.execute(delete(table).where(table.c.crash_id == crash_id))
     conn.execute(delete(CRASHES).where(CRASHES.c.crash_id == crash_id))
     processed = day_key("processed", crash.received_at, f"{crash_id}.json")

@@ -297,6 +297,16 @@ def missing_in_crashing_thread(report: dict[str, Any]) -> set[tuple[str, str]]:
             if m["filename"] in names and m.get("missing_symbols") and m.get("debug_file") and m.get("debug_id")}
 
 
+def stack_modules(thread: dict[str, Any], limit: int = 64) -> list[str]:
+    """The modules with frames in a thread's stack, in stack order, each once (at most limit):
+    what ``module=`` searches (docs/search.md)."""
+    seen: dict[str, None] = {}
+    for frame in thread.get("frames", []):
+        if frame.get("module") and len(seen) < limit:
+            seen.setdefault(frame["module"], None)
+    return list(seen)
+
+
 def summarize(report: dict[str, Any], top: int = 10) -> dict[str, Any]:
     """What the crash row keeps: crash reason and address, OS/CPU, the top of the crashing
     thread, and which modules' symbols were loaded, missing or corrupt."""
@@ -312,6 +322,9 @@ def summarize(report: dict[str, Any], top: int = 10) -> dict[str, Any]:
         "crashing_thread": report["crash_info"]["crashing_thread"],
         "os": report["system_info"]["os"],
         "cpu_arch": report["system_info"]["cpu_arch"],
+        "os_version": report["system_info"].get("os_ver"),
+        "cpu_info": report["system_info"].get("cpu_info"),
+        "stack_modules": stack_modules(crashing),
         "top_frames": [
             {k: f.get(k) for k in ("frame", "trust", "module", "module_offset", "function", "file", "line")}
             for f in crashing.get("frames", [])[:top]

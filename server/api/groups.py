@@ -5,6 +5,7 @@ admins): POST /api/groups/<id>/merge ``{"into": <id>}`` and POST /api/groups/<id
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -16,9 +17,10 @@ from server.api.access import actor, check, requires
 from server.api.crashes import load_report
 from server.api.documents import jsonable
 from server.api.params import group_query, page_query, project_scope, query
+from server.api.search import search_conditions
 from server.api.tickets import parse_json_object
 from server.state import ServerState, state_of
-from storage import dashboard_queries, queries
+from storage import dashboard_queries, queries, search
 from storage.regroup import GroupNotFound, Regrouped, RegroupError
 from storage.scope import group_project
 from workers import regroup
@@ -37,16 +39,43 @@ def group_json(row: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+GROUP_PARAMS = ("project", "component", "build", "platform", "status", "kind", "since", "sort", "order", "limit",
+                "offset", "days")
+GROUP_FIELDS = ("component", "build", "platform", "kind")  # also crash fields: with an operator, they search crashes
+OPERATOR_SIGNS = "!^~=<>"
+
+
+def split_group_params(items: list[tuple[str, str]]) -> tuple[dict[str, str], list[tuple[str, str]]]:
+    """/api/groups' own parameters (a group's build, component, platform, kind, its ticket's
+    status, paging) and the crash search conditions (docs/search.md: groups with crashes that
+    match), which are the rest and those of GROUP_FIELDS written with an operator
+    (``build=^1.4``) or given twice."""
+    own: dict[str, str] = {}
+    crash: list[tuple[str, str]] = []
+    given = Counter(name for name, _ in items)
+    for name, value in items:
+        searched = name in GROUP_FIELDS and (given[name] > 1 or value[:1] in OPERATOR_SIGNS and value != "")
+        if name in GROUP_PARAMS and not searched:
+            own[name] = value
+        else:
+            crash.append((name, value))
+    return own, crash
+
+
 @requires("read")
 async def list_endpoint(request: Request) -> Response:
     """GET /api/groups?project=&component=&build=&platform=&status=&since=&sort=&order=&limit=
-    &offset=&days=: ``{"groups": [...], "total", "limit", "offset"}`` (most testers first
-    unless sorted otherwise; server/api/params.group_query reads the parameters)."""
+    &offset=&days=&<crash search field>=...: ``{"groups": [...], "total", "limit", "offset"}``
+    (most testers first unless sorted otherwise; server/api/params.group_query reads the
+    group parameters, any other is a crash search condition: groups having such crashes)."""
     state = state_of(request)
     params = request.query_params
-    found = query(group_query, params)
-    page = await run_in_threadpool(dashboard_queries.list_groups_page, state.ctx.engine,
-                                   project_id=await project_scope(request), **found)
+    group_params, crash_params = split_group_params(params.multi_items())
+    found = query(group_query, group_params)
+    conditions = search_conditions(crash_params, ())
+    scope = await project_scope(request)
+    page = await run_in_threadpool(dashboard_queries.list_groups_page, state.ctx.engine, project_id=scope,
+                                   crashes=search.matching_groups(conditions, scope) if conditions else None, **found)
     rows = [{"id": g["group_id"], **g} for g in page["groups"]]
     return JSONResponse(jsonable({"groups": rows, "total": page["total"], "limit": found["limit"],
                                   "offset": found["offset"]}))

@@ -69,6 +69,13 @@ SCHEMAS: dict[str, Schema] = {
         merged_signatures=arr(obj(signature=S, actor=S, merged_at=T, crash_count=I)))]},
     "Regrouped": obj(group_id=I, into=I, crashes_moved=I, groups={"type": "object", "additionalProperties": I},
                      ticket_changes=arr(obj(ticket_id=I, action=S))),
+    "CrashHit": obj(crash_id=S, project_id=I, project=S, received_at=T, status=S, kind=KIND,
+                    build=nullable("string"), tester_id=nullable("string"), platform=nullable("string"),
+                    signature=nullable("string"), component=nullable("string"), group_id=nullable("integer"),
+                    hang_seconds=nullable("number"), annotations=ANY),
+    "CrashSearch": obj(crashes=arr(ref("CrashHit")), total=I, limit=I, offset=I),
+    "Facets": obj(total=I, facets=arr(obj(field=S, values=arr(obj(value=S, count=I)), other=I, distinct=I,
+                                          missing=nullable("integer")))),
     "Feedback": obj(id=S, project_id=I, group_id=nullable("integer"), category=S, message=S,
                     text_key=nullable("string"), tester_id=nullable("string"), build=nullable("string"),
                     platform=nullable("string"), crash_id=nullable("string"), event_id=nullable("string"),
@@ -157,6 +164,19 @@ DESCRIBED: dict[tuple[str, str], dict[str, Any]] = {
                                           "summary": "Upload a crash (Crashpad, sentry-native, Breakpad multipart)"},
     ("POST", "/submit"): {**UPLOAD, "id": "submitCrash", "summary": "Upload a crash, Socorro/Breakpad style (?key=)",
                           "ok": {"description": "CrashID=bp-<crash id>, or Discarded=rate_limited",
+SEARCH_OPERATORS = ("value equals; =v equals literally; ^v starts with; ~v contains (any case); !v, !^v, !~v not; "
+                    "repeat the parameter for OR")
+SEARCH_FIELDS = [
+    *((name, "string", f"{what}: {SEARCH_OPERATORS}") for name, what in (
+        ("build", "the build"), ("platform", "the OS"), ("os_version", "the OS version"),
+        ("cpu", "the CPU architecture"), ("cpu_info", "the CPU's vendor, family, model"),
+        ("component", "the component"), ("kind", "crash hang error message"), ("tester_id", "the tester"),
+        ("signature", "the signature (default: contains)"), ("module", "a module in the crashing thread's stack"),
+        ("status", "received processing processed failed"), ("annotations.<key>", "any annotation"))),
+    ("received", "string", ">=, >, <=, < an ISO time or 24h/7d/2w ago; or a date (that UTC day)"),
+    ("hang_seconds", "string", ">=, >, <=, < a number of seconds"),
+    ("group", "string", "a group id"),
+]
                                  "content": {"text/plain": {"schema": S}}},
                           "error_content": {"text/plain": {"schema": {**S, "description": "Discarded=<reason>"}}}},
     ("POST", "/api/{project}/envelope/"): {
@@ -272,9 +292,25 @@ DESCRIBED: dict[tuple[str, str], dict[str, Any]] = {
                   SINCE, ("sort", enum("last_seen first_seen crash_count tester_count build_count signature"),
                           "last_seen first_seen crash_count tester_count build_count signature; default tester_count"),
                   ("order", enum("asc desc"), "asc or desc"),
+    ("GET", "/api/crashes"): {
+        "id": "searchCrashes", "summary": "Crashes matching a search on any field (docs/search.md), paged and sorted",
+        "query": [PROJECT, *SEARCH_FIELDS,
+                  ("sort", enum("received build tester_id kind status signature platform component group hang_seconds"),
+                   "default received"),
+                  ("order", enum("asc desc"), "default desc"),
+                  ("limit", bounded(1), "1..1000, default 50; larger is cut to 1000"),
+                  ("offset", bounded(0, MAX_OFFSET), ">= 0")],
+        "errors": (400, 401, 404), "ok": json_ok(ref("CrashSearch"))},
+    ("GET", "/api/facets"): {
+        "id": "facets", "summary": "The most frequent values of fields among the crashes a search matches",
+        "query": [PROJECT, ("field", REQUIRED_TEXT, "required, up to 10 times: a search field to count "
+                            "(annotations.gpu, build, os_version, cpu, module, ...)"),
+                  ("limit", bounded(1, 100), "values per field, 1..100, default 10"), *SEARCH_FIELDS],
+        "errors": (400, 401, 404), "ok": json_ok(ref("Facets"))},
                   ("limit", bounded(1), "1..1000, default 100; larger is cut to 1000"),
                   ("offset", bounded(0, MAX_OFFSET), ">= 0"),
-                  ("days", bounded(1, 90), "sparkline days, 1..90, default 14")],
+                  ("days", bounded(1, 90), "sparkline days, 1..90, default 14"),
+                  *(p for p in SEARCH_FIELDS if p[0] not in ("build", "platform", "component", "kind", "status"))],
         "errors": (400, 401, 404), "ok": json_ok(ref("GroupList"))},
     ("GET", "/api/groups/{group_id:int}"): {
         "id": "getGroup", "summary": "A group: builds with crash rates, testers, crashes, ticket, stack",

@@ -1,0 +1,90 @@
+"""Searching crashes by any field (docs/search.md): GET /api/crashes (crashes matching the
+query, paged and sorted) and GET /api/facets (a field's most frequent values among them). The
+query language is storage/search_query.py's; /api/groups takes the same conditions
+(``search_conditions``). An unknown parameter or a malformed value is a 400 naming it."""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import QueryParams
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from server.api.access import requires
+from server.api.documents import jsonable
+from server.api.params import MAX_LIMIT, MAX_OFFSET, ORDERS, int_param, project_scope, query
+from server.state import state_of
+from storage import search
+from storage.search_query import Condition, SearchError, parse
+
+PAGING = ("project", "sort", "order", "limit", "offset")
+FACET_PARAMS = ("project", "field", "limit")
+MAX_FACET_FIELDS = 10
+
+
+def search_conditions(params: Iterable[tuple[str, str]], reserved: Iterable[str]) -> list[Condition]:
+    """The search conditions of query parameters other than reserved. Raises HTTPException(400,
+    "bad query parameter: ...") naming an unknown parameter or a malformed value."""
+    try:
+        return parse(params, reserved=reserved)
+    except SearchError as exc:
+        hint = " (an annotation is annotations.<key>; docs/search.md)" if "unknown" in str(exc) else ""
+        raise HTTPException(400, f"bad query parameter: {exc}{hint}") from None
+
+
+def _page(params: QueryParams) -> dict[str, Any]:
+    sort = params.get("sort") or "received"
+    if sort not in search.SORTS:
+        raise ValueError(f"sort must be one of {', '.join(search.SORTS)}")
+    order = params.get("order") or "desc"
+    if order not in ORDERS:
+        raise ValueError("order must be asc or desc")
+    return {"sort": sort, "descending": order == "desc",
+            "limit": int_param(params, "limit", 50, 1, MAX_LIMIT, clip=True),
+            "offset": int_param(params, "offset", 0, 0, MAX_OFFSET)}
+
+
+@requires("read")
+async def search_endpoint(request: Request) -> Response:
+    """GET /api/crashes?project=&<field>=<value>...&sort=&order=&limit=&offset=: ``{"crashes":
+    [...], "total", "limit", "offset"}``, newest first unless sorted otherwise."""
+    params = request.query_params
+    page = query(_page, params)
+    conditions = search_conditions(params.multi_items(), PAGING)
+    found = await run_in_threadpool(search.search_crashes, state_of(request).ctx.engine,
+                                    scope=await project_scope(request), conditions=conditions, **page)
+    return JSONResponse(jsonable({**found, "limit": page["limit"], "offset": page["offset"]}))
+
+
+@requires("read")
+async def facets_endpoint(request: Request) -> Response:
+    """GET /api/facets?project=&field=<field>[&field=...]&limit=&<field>=<value>...: for each
+    field its most frequent values among the matching crashes (``{"total", "facets": [{"field",
+    "values": [{"value", "count"}], "other", "distinct", "missing"}]}``)."""
+    params = request.query_params
+    fields = params.getlist("field")
+    if not fields:
+        raise HTTPException(400, "bad query parameter: field is required (annotations.gpu, build, ...)")
+    if len(fields) > MAX_FACET_FIELDS:
+        raise HTTPException(400, f"bad query parameter: field: at most {MAX_FACET_FIELDS}")
+    limit = query(int_param, params, "limit", 10, 1, search.MAX_FACET_VALUES)
+    conditions = search_conditions(params.multi_items(), FACET_PARAMS)
+    facets = await run_in_threadpool(count_fields, request, fields, conditions, limit, await project_scope(request))
+    total = facets[0].pop("total")
+    for facet in facets[1:]:
+        facet.pop("total")
+    return JSONResponse(jsonable({"total": total, "facets": facets}))
+
+
+def count_fields(request: Request, fields: list[str], conditions: list[Condition], limit: int,
+                 scope: Any) -> list[dict[str, Any]]:
+    """storage/search.facet for each field. Raises HTTPException(400) for a field that cannot
+    be counted."""
+    engine = state_of(request).ctx.engine
+    try:
+        return [search.facet(engine, scope=scope, field=f, conditions=conditions, limit=limit) for f in fields]
+    except ValueError as exc:
+        raise HTTPException(400, f"bad query parameter: field: {exc}") from None
