@@ -14,10 +14,11 @@ from __future__ import annotations
 from datetime import date, datetime, time, timedelta, timezone
 from typing import Any, overload
 
-from sqlalchemy import ColumnElement, Table, and_, distinct, func, or_, select
+from sqlalchemy import Table, and_, distinct, func, select
 from sqlalchemy.engine import Connection, Engine
 
-from schemas.tables import GameSession, Project, SymbolFile, utcnow
+from schemas.tables import Project, SymbolFile, utcnow
+from storage import trends
 from storage.groups import BUILDS, CRASHES, GROUPS, MISSING, PLATFORMS, TESTERS
 from storage.regroup import merged_signatures
 from storage.scope import ProjectScope, scoped
@@ -28,7 +29,6 @@ from triage.rates import sort_builds
 from triage.tickets.transitions import ACTIONS
 
 PROJECTS: Table = Project.__table__  # type: ignore[attr-defined]
-SESSIONS: Table = GameSession.__table__  # type: ignore[attr-defined]
 SYMBOL_FILES: Table = SymbolFile.__table__  # type: ignore[attr-defined]
 
 TICKET_STATES = ("open", "resolved", "verified", "regressed", "wontfix", "duplicate")
@@ -210,22 +210,26 @@ def group_page(engine: Engine, *, group_id: int, crash_limit: int = 50, days: in
 
 
 def _builds(conn: Connection, group_id: int, project_id: int) -> list[dict[str, Any]]:
-    """The group's crashes per build with the sessions of those builds and its rate in each."""
+    """The group's crashes per build with the sessions of those builds and its rate in each;
+    then the builds played since its first crash in which it never crashed (``crashes`` 0,
+    ``crash_rate`` 0.0, no first_seen or last_seen; at most trends.MAX_ZERO_BUILDS, the newest):
+    "0 in 300 sessions" is the fix build QA looks for. All in version order."""
     rows = {r.build: r for r in conn.execute(select(BUILDS).where(BUILDS.c.group_id == group_id))}
     if not rows:
         return []
-    named = [b for b in rows if b]
-    build = func.coalesce(SESSIONS.c.build, "")
-    in_builds: ColumnElement[bool] = SESSIONS.c.build.in_(named)
-    if "" in rows:  # sessions without a build count under ""
-        in_builds = or_(in_builds, SESSIONS.c.build.is_(None))
-    played = {b: int(n) for b, n in conn.execute(
-        select(build, func.count()).where(SESSIONS.c.project_id == project_id, in_builds).group_by(build))}
     first_seen = {b: as_utc(r.first_seen) for b, r in rows.items()}
-    return [{"build": b, "crashes": rows[b].crash_count, "sessions": played.get(b, 0),
-             "crash_rate": rows[b].crash_count / played[b] if played.get(b) else None,
-             "first_seen": first_seen[b], "last_seen": as_utc(rows[b].last_seen)}
-            for b in sort_builds(sorted(rows), first_seen)]
+    quiet = trends.played_since(conn, project_id=project_id, since=min(first_seen.values()), exclude=rows)
+    played = trends.sessions_per_build(conn, project_id=project_id, builds=[*rows, *quiet])
+    out = []
+    for b in sort_builds(sorted([*rows, *quiet]), {**quiet, **first_seen}):
+        if b in quiet:
+            out.append({"build": b, "crashes": 0, "sessions": played.get(b, 0), "crash_rate": 0.0,
+                        "first_seen": None, "last_seen": None})
+            continue
+        out.append({"build": b, "crashes": rows[b].crash_count, "sessions": played.get(b, 0),
+                    "crash_rate": rows[b].crash_count / played[b] if played.get(b) else None,
+                    "first_seen": first_seen[b], "last_seen": as_utc(rows[b].last_seen)})
+    return out
 
 
 def _crashes(conn: Connection, group_id: int, limit: int) -> list[dict[str, Any]]:

@@ -59,7 +59,9 @@ SCHEMAS: dict[str, Schema] = {
         history=arr(obj(id=I, at=T, actor=S, action=S, details=ANY))),
     "GroupPage": {"allOf": [ref("Group"), obj(
         builds=arr(obj(build=S, crashes=I, crash_count=I, sessions=I, crash_rate=nullable("number"),
-                       first_seen=T, last_seen=T)),
+                       first_seen={**T_NULL, "description": "null: a build played since the group's first crash "
+                                                            "in which it never crashed (crashes 0)"},
+                       last_seen=T_NULL)),
         platforms={"type": "object", "additionalProperties": I},
         testers=arr(obj(tester_id=S, crashes=I, first_seen=T, last_seen=T)),
         crashes=arr(obj(crash_id=S, build=nullable("string"), tester_id=nullable("string"),
@@ -109,6 +111,14 @@ SCHEMAS: dict[str, Schema] = {
                         last_seen=T, uploaded=B))),
     "Builds": obj(builds=arr(obj(build=S, sessions=I, crashed_sessions=I, crash_rate=nullable("number"),
                                  crashes=I, hang_count=I, hang_rate=nullable("number"), first_seen=T_NULL))),
+    "Trends": obj(
+        project=S, project_id=I, group_id=nullable("integer"), days=arr({"type": "string", "format": "date"}),
+        builds=arr(obj(build=S, series=arr(obj(
+            day={"type": "string", "format": "date"}, sessions=I,
+            session_hours=nullable("number", description="null where no session reported a duration"),
+            crashes=I, crashes_per_session=nullable("number", description="null without sessions"),
+            crashes_per_1k_session_hours=nullable("number"), hangs=I, hangs_per_session=nullable("number"),
+            feedback=I))))),
     "Turnaround": obj(
         tickets=arr(obj(id=I, project_id=I, title=S, priority=S, state=S, fixed_in=nullable("string"),
                         restricted=B, opened_at=T, resolved_at=T_NULL, deployed_at=T_NULL,
@@ -340,6 +350,14 @@ SEARCH_FIELDS = [
                                             "release with min_sessions sessions"), ("min_sessions", bounded(0), "default 200"),
                   ("alpha", {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1}, "default 0.05")],
         "errors": (400, 401, 404), "ok": json_ok(ref("BuildsCompare"))},
+    ("GET", "/api/trends"): {
+        "id": "trends", "summary": "Crashes per session and per 1,000 session-hours, hangs per session and feedback "
+                                   "per build and day (docs/rates.md, Trends)",
+        "query": [REQUIRED_PROJECT, ("days", bounded(1, 90), "UTC days ending today, 1..90, default 30"),
+                  ("group", bounded(1, 2**31 - 1), "only this crash group's crashes, hangs and feedback (404 when "
+                                                   "it is not the project's)"),
+                  ("build", "string", "comma-separated builds (at most 20); default: the 8 newest with data")],
+        "errors": (400, 401, 404), "ok": json_ok(ref("Trends"))},
     ("GET", "/api/tickets"): {
         "id": "listTickets", "summary": "Triage tickets, P0 first, then by due time",
         "query": [PROJECT, ("state", {"type": "string", "pattern": f"^{TICKET_STATES}(,{TICKET_STATES})*$"},

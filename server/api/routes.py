@@ -19,6 +19,7 @@ from server.api import (
     security,
     symbols,
     tickets,
+    trends,
     triage,
     turnaround,
 )
@@ -39,6 +40,7 @@ ROUTES = [
     Route("/api/groups/{group_id:int}/unmerge", groups.unmerge_endpoint, methods=["POST"]),
     Route("/api/builds", builds.list_endpoint, methods=["GET"]),
     Route("/api/builds/compare", builds.compare_endpoint, methods=["GET"]),
+    Route("/api/trends", trends.trends_endpoint, methods=["GET"]),  # docs/rates.md, Trends
     Route("/api/tickets", tickets.list_endpoint, methods=["GET"]),
     Route("/api/tickets/{ticket_id:int}", tickets.detail_endpoint, methods=["GET"]),
     Route("/api/tickets/{ticket_id:int}/timeline", security.timeline_endpoint, methods=["POST"]),  # before {action}
