@@ -1,6 +1,8 @@
 """The builds page for QA: ``GET /builds?project=&base=&target=``.
 
-Every build of the project with its sessions, crashes, crash rate, hangs and hang rate; with
+The project's trend chart (crashes and hangs per session and feedback, per build and day, the
+newest builds: server/dashboard/trend_chart.py); every build of the project with its sessions,
+crashes, crash rate, hangs and hang rate (rates on the fixed axis of trend_chart.rate_position); with
 two builds picked (or, without a pick, the newest staging deploy with enough sessions against
 the one before it: server/api/builds.auto_pair), per crash group their crashes and rates, the change and whether it is
 significant, and the same for the builds' hangs (server/api/builds.compare_builds: the exact
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from markupsafe import Markup
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
@@ -19,11 +22,14 @@ from server import auth
 from server.api.builds import auto_json, auto_pair, build_rows, compare_builds
 from server.dashboard import pages
 from server.dashboard.access import page, problem, project_filter
+from server.dashboard.trend_chart import AXIS_TICKS, rate_position, trend_chart
 from server.state import ServerState
+from storage import trends
 
 MIN_SESSIONS = 200
 ALPHA = 0.05
 PAGE_SIZE = 100  # rows of the comparison per page: all 2,000 groups took ~150 ms to render
+TREND_DAYS = 30  # the trend chart's days (GET /api/trends has the same series)
 
 
 def page_number(value: str | None) -> int:
@@ -53,6 +59,12 @@ def chart_top(comparison: dict[str, Any] | None) -> float:
     return max(rates, default=0.0)
 
 
+def project_trend(state: ServerState, project_id: int) -> Markup:
+    """The trend chart of the project's newest builds (storage/trends.py)."""
+    found = trends.trends(state.ctx.engine, project_id=project_id, days=TREND_DAYS)
+    return trend_chart(found, label="Crashes per session")
+
+
 @page
 async def builds_page(request: Request, state: ServerState, who: auth.Principal) -> Response:
     """GET /builds."""
@@ -75,11 +87,11 @@ async def builds_page(request: Request, state: ServerState, who: auth.Principal)
         comparison = await run_in_threadpool(compare_builds, state, project_id, base, target, MIN_SESSIONS, ALPHA)
         comparison["auto"] = auto_json(pair)
     top = chart_top(comparison)  # one scale for every page
+    chart = await run_in_threadpool(project_trend, state, project_id) if project_id is not None else None
     comparison, number, page_count = paged(comparison, page_number(params.get("page")))
     return pages.render(request, "builds.html", {
         "user": who, "projects": projects, "project": project, "builds": rows, "base": base, "target": target,
         "comparison": comparison, "chart_top": top, "page": number, "page_count": page_count, "params": params,
         "max_build_crashes": max((r["crashes"] for r in rows), default=0),
-        "max_build_rate": max((r["crash_rate"] or 0 for r in rows), default=0),
-        "max_build_hang_rate": max((r["hang_rate"] or 0 for r in rows), default=0),
+        "trend_chart": chart, "trend_days": TREND_DAYS, "rate_position": rate_position, "rate_ticks": AXIS_TICKS,
     })

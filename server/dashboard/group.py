@@ -1,7 +1,10 @@
 """A crash group's page and the ticket actions on it.
 
 - ``GET /groups/<id>``: signature, reason text, the representative crash's crashing stack,
-  crashes and crash rate per build, testers, crashes, the ticket and its history.
+  the trend chart (the group's crashes, hangs and feedback per session, per build and day:
+  server/dashboard/trend_chart.py), crashes and crash rate per build (also the builds played
+  since in which it never crashed, rates on a fixed axis), testers, crashes, the ticket and its
+  history.
 - ``GET /tickets/<id>``: 303 to its group's page (links to a ticket, e.g. "duplicate of"); a
   security report's restricted ticket has a page of its own, for those who may see it.
 - ``POST /tickets/<id>/<action>`` (the project's triagers and admins, CSRF): resolve
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from markupsafe import Markup
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 from starlette.requests import Request
@@ -28,8 +32,9 @@ from server.api.crashes import load_report
 from server.dashboard import pages, stack
 from server.dashboard.access import action, page, problem, refused
 from server.dashboard.feedback import group_feedback
+from server.dashboard.trend_chart import AXIS_TICKS, rate_position, trend_chart
 from server.state import ServerState
-from storage import dashboard_queries, queries, security
+from storage import dashboard_queries, queries, security, trends
 from storage.regroup import GroupNotFound, RegroupError
 from storage.scope import group_project
 from storage.triage_queries import get_ticket, list_tickets
@@ -43,6 +48,7 @@ SHOWN_ACTIONS = tuple(ACTION_LABELS)
 NOTE_MAX = 2000
 # The duplicate picker offers the project's other tickets that are not duplicates themselves.
 PICKER_STATES = ("open", "regressed", "resolved", "verified", "wontfix")
+TREND_DAYS = 30  # the trend chart's days (GET /api/trends?group= has the same series)
 
 
 def representative(state: ServerState, crash_id: str | None) -> dict[str, Any] | None:
@@ -58,6 +64,14 @@ def representative(state: ServerState, crash_id: str | None) -> dict[str, Any] |
             "rows": stack.crashing_rows(report, hung=stack.hung_index(report, crash.kind, crash.hang_thread)),
             "hang": stack.hang_text(crash.kind, crash.hang_seconds, crash.hang_thread),
             "processed": report is not None}
+
+
+def group_trend(state: ServerState, group: dict[str, Any]) -> Markup:
+    """The trend chart of the group's crashes, hangs and feedback per session, per build and
+    day (storage/trends.py)."""
+    found = trends.trends(state.ctx.engine, project_id=group["project_id"], group_id=group["group_id"],
+                          days=TREND_DAYS)
+    return trend_chart(found, label="Crashes of this group per session")
 
 
 @page
@@ -86,8 +100,9 @@ async def group_page(request: Request, state: ServerState, who: auth.Principal) 
         "user": who, "group": group, "crash": crash, "ticket": ticket, "actions": actions, "labels": ACTION_LABELS,
         "may_triage": may_triage,
         "other_tickets": others, "feedback": feedback,
+        "trend_chart": await run_in_threadpool(group_trend, state, group), "trend_days": TREND_DAYS,
+        "rate_position": rate_position, "rate_ticks": AXIS_TICKS,  # the per-build table's fixed rate axis
         "max_crashes": max((b["crashes"] for b in builds), default=0),
-        "max_rate": max((b["crash_rate"] or 0 for b in builds), default=0),
         "has_sessions": any(b["sessions"] for b in builds),
         "max_tester": max((t["crashes"] for t in group["testers"]), default=0),
     })
