@@ -9,6 +9,8 @@ screenshot of every page lands in tests/artifacts/<page>.png (ignored by git) fo
 
 from __future__ import annotations
 
+import tempfile
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Iterator
 
@@ -20,6 +22,7 @@ from dashboard_world import BETA1, BETA2, PASSWORD, XSS, World, add_ticket, crea
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).parent / "artifacts"
+TREND_SHOTS = Path(tempfile.gettempdir()) / "crashd-trends"  # the trend charts' screenshots, for review
 RC1 = "1.0.0-rc1"  # after both betas in version order; no sessions yet
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
         "--disable-component-update", "--disable-sync"]
@@ -188,3 +191,41 @@ def test_compare_two_builds_and_the_symbols_page(crashd: Crashd, world: World, p
     assert missing.count() == 1 and "libengine.so" in missing.inner_text()
     assert "game" in page.locator("#uploaded").inner_text()
     shot(page, "symbols")
+
+
+def played_days_ago(crashd: Crashd, build: str, days: range, per_day: int) -> None:
+    """per_day sessions of build (half an hour each) started on each of those days ago, at this time."""
+    now = datetime.now(timezone.utc)
+    body = [{"session_id": f"{build}-d{d}-{i}", "build": build, "started": (now - timedelta(days=d)).isoformat(),
+             "duration": 1800, "status": "exited"} for d in days for i in range(per_day)]
+    response = crashd.client.post(f"/api/{crashd.project.id}/sessions/?sentry_key={crashd.key}", json=body)
+    assert response.status_code == 200, response.text
+
+
+def test_trend_charts_and_the_fix_build(crashd: Crashd, world: World, page, monkeypatch) -> None:
+    """The group page's chart and per-build table, where the fix build RC1 shows as 0 crashes in
+    300 sessions; the builds page's chart. Screenshots go to TREND_SHOTS."""
+    played_days_ago(crashd, RC1, range(0, 1), 300)  # since World::tick's crashes: the fix build
+    played_days_ago(crashd, BETA1, range(1, 8), 20)
+    played_days_ago(crashd, BETA2, range(1, 4), 40)
+    TREND_SHOTS.mkdir(exist_ok=True)
+    group_id = world.groups["World::tick"]
+    sign_in(page, crashd, monkeypatch, "quinn", "viewer", f"/groups/{group_id}")
+    chart = page.locator("#trends svg.trend-chart")
+    assert chart.count() == 1 and chart.locator("circle").count() >= 3
+    assert (chart.bounding_box() or {"width": 0})["width"] > 600
+    assert [t.strip() for t in page.locator("#trends ul.trend-legend .mono").all_inner_texts()] == [BETA1, BETA2, RC1]
+    fix = page.locator("#per-build tr.no-crash")
+    assert fix.count() == 1 and RC1 in fix.inner_text() and "0 in 300 sessions" in fix.inner_text()
+    widths = page.locator("#per-build .bar.rate").evaluate_all("bars => bars.map(b => b.style.width)")
+    # 4 crashes in 240 sessions, 1 in 370, 0 in 300, on the fixed log axis (0.1 %, 1 %, 10 %, 100 %)
+    assert widths == ["40.7%", "14.4%", "0%"]
+    page.locator("#trends").screenshot(path=str(TREND_SHOTS / "group-trends.png"))
+    page.locator("#per-build").screenshot(path=str(TREND_SHOTS / "group-per-build.png"))
+    page.screenshot(path=str(TREND_SHOTS / "group.png"), full_page=True)
+
+    page.goto("/builds?project=game")
+    chart = page.locator("#trends svg.trend-chart")
+    assert chart.count() == 1 and "crashes in" in page.locator("#trends ul.trend-legend").inner_text()
+    page.locator("#trends").screenshot(path=str(TREND_SHOTS / "builds-trends.png"))
+    page.screenshot(path=str(TREND_SHOTS / "builds.png"), full_page=True)
