@@ -3,7 +3,8 @@
 - ``GET /crashes/<crash_id>``: reason and address, threads (crashing first) and modules with
   symbol status a page at a time (``?threads=N``, ``?modules=N``: server/dashboard/stack.py),
   annotations, attachments (text ones in a log viewer, escaped, with the ``GGML_ASSERT`` /
-  ``panicked at`` lines marked).
+  ``panicked at`` lines marked). Each annotation value, the build, platform, OS version and
+  CPU link to the search of all crashes with that value (``search_links``).
 - ``GET /crashes/<crash_id>/minidump`` and ``/crashes/<crash_id>/attachments/<name>``: the
   raw bytes for a signed-in user (the /api twins want the admin token).
 - ``POST /crashes/<crash_id>/reprocess`` (the project's triagers and admins, CSRF): enqueue it again, back to the page.
@@ -19,7 +20,7 @@ from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from schemas.tables import Attachment
+from schemas.tables import Attachment, Crash
 from server import auth
 from server.access_rules import may
 from server.api.crashes import _blob_response, _load_crash, crash_document, load_report
@@ -27,9 +28,12 @@ from server.api.dumps import DumpRefused, raw_dump_deleted, vendor_safe_download
 from server.dashboard import pages, stack
 from server.dashboard.access import action, page, problem, refused
 from server.dashboard.feedback import crash_feedback
+from server.dashboard.search import search_href
 from server.state import ServerState
 from storage import queries
 from storage.blobs import BlobNotFound
+from storage.search_index import crash_fields
+from storage.search_query import ANNOTATION_PREFIX, MAX_VALUE, is_field
 from workers.reprocess import enqueue_all
 
 LOG_VIEW_BYTES = 256 * 1024  # the tail of each log shown inline; the download has it all
@@ -81,6 +85,32 @@ def report_view(report: dict[str, Any] | None, params: Mapping[str, str], hung: 
     }
 
 
+def search_links(crash: Crash) -> dict[str, Any]:
+    """Links to the search page's "all crashes of the project with this value" (docs/search.md):
+    ``{"build", "platform", "os_version", "cpu": href or None, "annotations": {key: href}}``.
+    Each is ``<field>==<value>``, equals with the value taken literally (a value may begin with
+    ! ^ ~ < > =), and only where the search can find the value: build (a column) always, the
+    others as processing indexes them (storage/search_index.crash_fields: an annotation that is
+    a list, or whose key the search cannot name, has no link). A crash not processed yet is not
+    among the crashes its own links find, except by build."""
+    row = {"annotations": crash.annotations, "processed": crash.processed, "signature": crash.signature,
+           "platform": crash.platform, "component": crash.component}
+    indexed = {(field, value) for field, value in crash_fields(row) if is_field(field)}
+
+    def href(field: str, value: str | None) -> str | None:
+        searchable = field == "build" or (field, value) in indexed
+        if not value or len(value) > MAX_VALUE or not searchable:
+            return None
+        return search_href([("project", crash.project_id), (field, "=" + value)])
+
+    summary = crash.processed or {}
+    found = {field[len(ANNOTATION_PREFIX):]: href(field, value) for field, value in indexed
+             if field.startswith(ANNOTATION_PREFIX)}
+    return {"build": href("build", crash.build), "platform": href("platform", crash.platform),
+            "os_version": href("os_version", summary.get("os_version")), "cpu": href("cpu", summary.get("cpu_arch")),
+            "annotations": {key: link for key, link in found.items() if link}}
+
+
 def crash_view(state: ServerState, crash_id: str, params: Mapping[str, str]) -> dict[str, Any] | None:
     """Everything the crash page shows, or None for an unknown crash."""
     found = _load_crash(state, crash_id)
@@ -90,6 +120,7 @@ def crash_view(state: ServerState, crash_id: str, params: Mapping[str, str]) -> 
     report = load_report(state, crash)
     return {
         "doc": crash_document(crash, project, attachments),
+        "search": search_links(crash),
         "processed": crash.processed or {},
         **report_view(report, params, stack.hung_index(report, crash.kind, crash.hang_thread)),
         "hang": stack.hang_text(crash.kind, crash.hang_seconds, crash.hang_thread),

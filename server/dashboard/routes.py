@@ -6,10 +6,11 @@ from __future__ import annotations
 
 from starlette.routing import Route
 
-from server.dashboard import builds, crash, feedback, group, groups, symbols, triage
+from server.dashboard import builds, crash, feedback, group, groups, search, symbols, triage
 
 ROUTES = [
     Route("/", groups.groups_page, methods=["GET"]),
+    Route("/search", search.search_page, methods=["GET"]),
     Route("/groups/{group_id:int}", group.group_page, methods=["GET"]),
     Route("/groups/{group_id:int}/merge", group.group_merge, methods=["POST"]),
     Route("/groups/{group_id:int}/unmerge", group.group_unmerge, methods=["POST"]),
