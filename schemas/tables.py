@@ -285,12 +285,16 @@ class CrashField(SQLModel, table=True):
     """A searchable value of a crash (docs/search.md): an annotation (``annotations.gpu``), or a
     field the walk found (``os_version``, ``cpu``, ``module``: one row per module in the
     crashing thread's stack) or processing decided (``signature``, ``platform``,
-    ``component``). Written with the crash's processing result (storage/search_index.py);
-    fields that are columns of ``crashes`` (build, tester_id, kind, status, received_at) are
-    searched there. received_at is the crash's, so a search pages newest first from the index."""
+    ``component``, ``build``, ``tester_id``, ``kind``). Written with the crash's processing
+    result (storage/search_index.py). received_at and group_id are the crash's, so a search
+    pages newest first, and finds a group's values, from an index alone."""
 
     __tablename__ = "crash_fields"
-    __table_args__ = (Index("ix_crash_fields_search", "project_id", "field", "value", "received_at"),)
+    # A search reads one range of ix_crash_fields_search and nothing else (index-only: it holds
+    # every column); a group page's facets read ix_crash_fields_group.
+    __table_args__ = (Index("ix_crash_fields_search", "project_id", "field", "value", "received_at", "crash_id",
+                            "group_id"),
+                      Index("ix_crash_fields_group", "group_id", "field", "value"))
 
     crash_id: str = Field(foreign_key="crashes.crash_id", primary_key=True, max_length=36)
     field: str = Field(primary_key=True, max_length=100)
@@ -299,6 +303,7 @@ class CrashField(SQLModel, table=True):
                                         primary_key=True))
     project_id: int = Field(foreign_key="projects.id")
     received_at: datetime = _ts(nullable=False)
+    group_id: int | None = Field(default=None, description="the crash's group, kept with crashes.group_id")
 
 
 class GameSession(SQLModel, table=True):

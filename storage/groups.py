@@ -31,6 +31,7 @@ from schemas.tables import (
     GroupTester,
     SymbolFile,
 )
+from storage.search_index import regrouped
 from triage.kinds import CRASH, KINDS
 
 log = logging.getLogger(__name__)
@@ -282,6 +283,7 @@ def _drop(conn: Connection, table: Table, key: dict[str, Any]) -> int | None:
 
 
 def _update_crash(conn: Connection, g: Grouping, group_id: int) -> None:
+    regrouped(conn, group_id=group_id, crash_ids=[g.crash_id])  # its search rows (until finish_crash rewrites them)
     conn.execute(update(CRASHES).where(CRASHES.c.crash_id == g.crash_id).values(
         group_id=group_id, signature=g.signature, signature_version=g.signature_version,
         component=g.component, reason_text=g.reason_text, platform=g.platform,

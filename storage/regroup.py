@@ -43,6 +43,7 @@ from storage.groups import (
     retrying,
 )
 from storage.queries import as_utc
+from storage.search_index import regrouped
 from triage.kinds import FEEDBACK
 from triage.tickets.transitions import Change
 
@@ -121,6 +122,7 @@ def merge_groups(engine: Engine, *, settings: Settings, group_id: int, into: int
         conn.execute(update(REDIRECTS).where(REDIRECTS.c.group_id == source.id).values(group_id=target.id))
         conn.execute(update(GROUPS).where(GROUPS.c.merged_into == source.id).values(merged_into=target.id))
         conn.execute(update(GROUPS).where(GROUPS.c.id == source.id).values(merged_into=target.id))
+        regrouped(conn, group_id=target.id, crash_ids=select(CRASHES.c.crash_id).where(CRASHES.c.group_id == source.id))
         moved = conn.execute(update(CRASHES).where(CRASHES.c.group_id == source.id).values(group_id=target.id)).rowcount
         recount(conn, source.id)
         recount(conn, target.id)
@@ -153,6 +155,8 @@ def unmerge_signatures(engine: Engine, *, group_id: int, signatures: Sequence[st
             conn.execute(delete(REDIRECTS).where(REDIRECTS.c.project_id == group.project_id,
                                                  REDIRECTS.c.signature == signature))
             home = _home(conn, group, signature)
+            regrouped(conn, group_id=home, crash_ids=select(CRASHES.c.crash_id).where(
+                CRASHES.c.group_id == group.id, CRASHES.c.signature == signature))
             moved += conn.execute(update(CRASHES).where(CRASHES.c.group_id == group.id,
                                                         CRASHES.c.signature == signature)
                                   .values(group_id=home)).rowcount

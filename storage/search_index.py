@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Mapping
 
-from sqlalchemy import Table, delete, insert, select
+from sqlalchemy import Table, delete, insert, select, update
 from sqlalchemy.engine import Connection
 
 from schemas.tables import Crash, CrashField
@@ -24,7 +24,7 @@ MAX_MODULES = 64  # modules of the crashing thread's stack
 MAX_KEY = 100 - len(ANNOTATION_PREFIX)
 MAX_VALUE = 300
 # Fields the row of a processed crash decides, and fields its summary (workers/rules.summarize) holds.
-ROW_FIELDS = ("signature", "platform", "component")
+ROW_FIELDS = ("build", "tester_id", "kind", "signature", "platform", "component")
 SUMMARY_FIELDS = {"os_version": "os_version", "cpu": "cpu_arch", "cpu_info": "cpu_info"}
 
 
@@ -52,8 +52,7 @@ def _modules(processed: Mapping[str, Any]) -> Iterable[str]:
 
 
 def crash_fields(row: Mapping[str, Any]) -> set[tuple[str, str]]:
-    """(field, value) pairs of a crash row (its columns annotations, processed, signature,
-    platform, component)."""
+    """(field, value) pairs of a crash row (its columns annotations, processed and ROW_FIELDS)."""
     pairs: set[tuple[str, str]] = set()
     annotations = row.get("annotations")
     if isinstance(annotations, dict):
@@ -76,15 +75,23 @@ def crash_fields(row: Mapping[str, Any]) -> set[tuple[str, str]]:
 
 
 def field_rows(row: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The crash_fields rows of a crash row (crash_fields plus its ids and received_at)."""
+    """The crash_fields rows of a crash row (crash_fields plus its ids, group and received_at)."""
     return [{"crash_id": row["crash_id"], "project_id": row["project_id"], "received_at": row["received_at"],
-             "field": field, "value": value} for field, value in sorted(crash_fields(row))]
+             "group_id": row.get("group_id"), "field": field, "value": value}
+            for field, value in sorted(crash_fields(row))]
+
+
+def regrouped(conn: Connection, *, group_id: int, crash_ids: Any) -> None:
+    """Crashes moved to group_id (storage/groups.py, storage/regroup.py): their crash_fields
+    rows follow, in conn's transaction. crash_ids: a list or a subquery of crash ids."""
+    conn.execute(update(FIELDS).where(FIELDS.c.crash_id.in_(crash_ids)).values(group_id=group_id))
 
 
 def reindex(conn: Connection, *, crash_id: str) -> int:
     """Replace a crash's crash_fields rows with what its row says now, in conn's transaction
     (called where its processing result is saved). Returns the number of rows written."""
-    crash = conn.execute(select(CRASHES.c.crash_id, CRASHES.c.project_id, CRASHES.c.received_at,
+    crash = conn.execute(select(CRASHES.c.crash_id, CRASHES.c.project_id, CRASHES.c.received_at, CRASHES.c.group_id,
+                                CRASHES.c.build, CRASHES.c.tester_id, CRASHES.c.kind,
                                 CRASHES.c.annotations, CRASHES.c.processed, CRASHES.c.signature,
                                 CRASHES.c.platform, CRASHES.c.component)
                          .where(CRASHES.c.crash_id == crash_id)).first()

@@ -30,11 +30,12 @@ from triage.kinds import KINDS
 
 ANNOTATION_PREFIX = "annotations."
 ANNOTATION_KEY = re.compile(r"^[A-Za-z0-9_.\-:]{1,87}$")
-# Fields that are columns of ``crashes`` (searched there), and their kind of value.
-COLUMN_FIELDS = {"build": "text", "tester_id": "text", "kind": "text", "status": "text",
-                 "received": "time", "hang_seconds": "number", "group": "id"}
+# Fields searched as columns (storage/search.py): ``crashes``' status and hang_seconds, and
+# received and group, which crash_fields rows carry too; their kind of value.
+COLUMN_FIELDS = {"status": "text", "received": "time", "hang_seconds": "number", "group": "id"}
 # Fields written to crash_fields with the processing result (storage/search_index.py).
-INDEXED_FIELDS = ("signature", "platform", "component", "os_version", "cpu", "cpu_info", "module")
+INDEXED_FIELDS = ("build", "tester_id", "kind", "signature", "platform", "component", "os_version", "cpu",
+                  "cpu_info", "module")
 RANGE_KINDS = ("time", "number")
 OPERATORS = ("eq", "prefix", "contains", "gt", "ge", "lt", "le")
 RANGES = {">=": "ge", "<=": "le", ">": "gt", "<": "lt"}
@@ -79,8 +80,8 @@ def is_indexed(field: str) -> bool:
 
 
 def facetable(field: str) -> bool:
-    """Whether a facet can count the field's values (ranges, times and numbers cannot)."""
-    return is_field(field) and COLUMN_FIELDS.get(field, "text") == "text"
+    """Whether a facet can count the field's values: the indexed fields."""
+    return is_field(field) and is_indexed(field)
 
 
 def parse_condition(field: str, raw: str, now: datetime | None = None) -> Condition:

@@ -162,3 +162,49 @@ def test_indexed_values() -> None:
     assert {("os_version", "10.0.19045"), ("cpu", "amd64"), ("module", "nar.dll"),
             ("signature", "hang | nar_step")} <= pairs
     assert text_value("a\x00b") == "ab" and text_value("") is None
+
+
+def test_merged_crashes_are_found_in_their_new_group(crashd: Crashd) -> None:
+    ids = _seed(crashd)
+    into, other = crashd.crash(ids["a"])["group_id"], crashd.crash(ids["c"])["group_id"]
+    merged = crashd.client.post(f"/api/groups/{other}/merge", json={"into": into}, headers=crashd.admin)
+    assert merged.status_code == 200, merged.text
+    assert _found(crashd, f"group={into}") == set(ids.values())
+    gpus = crashd.client.get(f"/api/facets?project=game&field=annotations.gpu&group={into}",
+                             headers=crashd.admin).json()
+    assert gpus["total"] == 4 and {"value": "Radeon RX 6600", "count": 1} in gpus["facets"][0]["values"]
+    assert _found(crashd, f"group={other}") == set()
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+def test_migration_0018_indexes_crashes_processed_before(kind: str, tmp_path, request) -> None:
+    from alembic import command
+    from sqlalchemy import text
+
+    from schemas.settings import Settings
+    from storage.db import alembic_config, make_engine, migrate
+
+    url = request.getfixturevalue("pg_database") if kind == "postgres" else None
+    engine = make_engine(Settings(data_dir=tmp_path, database_url=url), pooled=False)
+    if url:
+        with engine.begin() as conn:  # start from an empty schema
+            conn.exec_driver_sql("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
+    command.upgrade(alembic_config(engine), "0017")
+    processed = '{"os": "Linux", "cpu_arch": "amd64", "top_frames": [{"module": "libgame.so"}]}'
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO projects (id, name, ingest_key, created_at) VALUES (1, 'p', 'k', :at)"),
+                     {"at": datetime.now(timezone.utc)})
+        for crash_id, status in (("c1", "processed"), ("c2", "received")):
+            conn.execute(text(
+                "INSERT INTO crashes (crash_id, project_id, status, received_at, updated_at, submitted_via,"
+                " annotations_key, annotations, processed, signature, build, kind, attempts)"
+                " VALUES (:id, 1, :status, :at, :at, 'minidump', 'k', :ann, :processed, 'crash_here', '1.0',"
+                " 'crash', 0)"),
+                {"id": crash_id, "status": status, "at": datetime.now(timezone.utc), "ann": '{"gpu": "RTX"}',
+                 "processed": processed})
+    migrate(engine)
+    with engine.connect() as conn:
+        rows = set(conn.execute(text("SELECT crash_id, field, value FROM crash_fields")).all())
+    engine.dispose()
+    assert rows == {("c1", "annotations.gpu", "RTX"), ("c1", "signature", "crash_here"), ("c1", "build", "1.0"),
+                    ("c1", "kind", "crash"), ("c1", "cpu", "amd64"), ("c1", "module", "libgame.so")}

@@ -69,8 +69,6 @@ SCHEMAS: dict[str, Schema] = {
         representative_crash_id=nullable("string"), ticket={"oneOf": [ref("Ticket"), {"type": "null"}]},
         representative_crash=nullable("object"), merged_into=nullable("integer"),
         merged_signatures=arr(obj(signature=S, actor=S, merged_at=T, crash_count=I)))]},
-    "Regrouped": obj(group_id=I, into=I, crashes_moved=I, groups={"type": "object", "additionalProperties": I},
-                     ticket_changes=arr(obj(ticket_id=I, action=S))),
     "CrashHit": obj(crash_id=S, project_id=I, project=S, received_at=T, status=S, kind=KIND,
                     build=nullable("string"), tester_id=nullable("string"), platform=nullable("string"),
                     signature=nullable("string"), component=nullable("string"), group_id=nullable("integer"),
@@ -78,6 +76,8 @@ SCHEMAS: dict[str, Schema] = {
     "CrashSearch": obj(crashes=arr(ref("CrashHit")), total=I, limit=I, offset=I),
     "Facets": obj(total=I, facets=arr(obj(field=S, values=arr(obj(value=S, count=I)), other=I, distinct=I,
                                           missing=nullable("integer")))),
+    "Regrouped": obj(group_id=I, into=I, crashes_moved=I, groups={"type": "object", "additionalProperties": I},
+                     ticket_changes=arr(obj(ticket_id=I, action=S))),
     "Feedback": obj(id=S, project_id=I, group_id=nullable("integer"), category=S, message=S,
                     text_key=nullable("string"), tester_id=nullable("string"), build=nullable("string"),
                     platform=nullable("string"), crash_id=nullable("string"), event_id=nullable("string"),
@@ -164,16 +164,6 @@ TICKET_STATES = "(open|resolved|verified|regressed|wontfix|duplicate)"
 PROJECT = ("project", "string", "a project id or name (404 when unknown)")
 REQUIRED_PROJECT = ("project", REQUIRED_TEXT, "required: a project id or name")
 SINCE = ("since", "string", "24h, 7d, 2w or an ISO date")
-UPLOAD = {"auth": "key", "errors": (400, 401, 413, 429, 503),
-          "body": ("multipart/form-data", {"type": "object", "description": "upload_file_minidump plus annotations"}),
-          "ok": {"description": "the crash id", "content": {"text/plain": {"schema": S}}}}
-BINARY = {"type": "string", "format": "binary"}
-
-DESCRIBED: dict[tuple[str, str], dict[str, Any]] = {
-    ("POST", "/api/{project}/minidump/"): {**UPLOAD, "id": "uploadMinidump",
-                                          "summary": "Upload a crash (Crashpad, sentry-native, Breakpad multipart)"},
-    ("POST", "/submit"): {**UPLOAD, "id": "submitCrash", "summary": "Upload a crash, Socorro/Breakpad style (?key=)",
-                          "ok": {"description": "CrashID=bp-<crash id>, or Discarded=rate_limited",
 SEARCH_OPERATORS = ("value equals; =v equals literally; ^v starts with; ~v contains (any case); !v, !^v, !~v not; "
                     "repeat the parameter for OR")
 SEARCH_FIELDS = [
@@ -187,6 +177,16 @@ SEARCH_FIELDS = [
     ("hang_seconds", "string", ">=, >, <=, < a number of seconds"),
     ("group", "string", "a group id"),
 ]
+UPLOAD = {"auth": "key", "errors": (400, 401, 413, 429, 503),
+          "body": ("multipart/form-data", {"type": "object", "description": "upload_file_minidump plus annotations"}),
+          "ok": {"description": "the crash id", "content": {"text/plain": {"schema": S}}}}
+BINARY = {"type": "string", "format": "binary"}
+
+DESCRIBED: dict[tuple[str, str], dict[str, Any]] = {
+    ("POST", "/api/{project}/minidump/"): {**UPLOAD, "id": "uploadMinidump",
+                                          "summary": "Upload a crash (Crashpad, sentry-native, Breakpad multipart)"},
+    ("POST", "/submit"): {**UPLOAD, "id": "submitCrash", "summary": "Upload a crash, Socorro/Breakpad style (?key=)",
+                          "ok": {"description": "CrashID=bp-<crash id>, or Discarded=rate_limited",
                                  "content": {"text/plain": {"schema": S}}},
                           "error_content": {"text/plain": {"schema": {**S, "description": "Discarded=<reason>"}}}},
     ("POST", "/api/{project}/envelope/"): {
@@ -292,16 +292,6 @@ SEARCH_FIELDS = [
         "id": "discards", "summary": "Refused uploads per reason, today and all time", "errors": (401,),
         "ok": json_ok(obj(today={"type": "object", "additionalProperties": I},
                           all_time={"type": "object", "additionalProperties": I}))},
-    ("GET", "/api/groups"): {
-        "id": "listGroups", "summary": "Crash groups with filters, sorting, paging and 14-day sparklines",
-        "query": [PROJECT, ("component", "string", "component name"), ("build", "string", "seen in this build"),
-                  ("platform", "string", "seen on this OS"),
-                  ("kind", enum(" ".join(KINDS)), "the group's kind: " + ", ".join(KINDS)),
-                  ("status", enum("open resolved verified regressed wontfix duplicate none"),
-                   "ticket state (open resolved verified regressed wontfix duplicate) or none"),
-                  SINCE, ("sort", enum("last_seen first_seen crash_count tester_count build_count signature"),
-                          "last_seen first_seen crash_count tester_count build_count signature; default tester_count"),
-                  ("order", enum("asc desc"), "asc or desc"),
     ("GET", "/api/crashes"): {
         "id": "searchCrashes", "summary": "Crashes matching a search on any field (docs/search.md), paged and sorted",
         "query": [PROJECT, *SEARCH_FIELDS,
@@ -317,6 +307,16 @@ SEARCH_FIELDS = [
                             "(annotations.gpu, build, os_version, cpu, module, ...)"),
                   ("limit", bounded(1, 100), "values per field, 1..100, default 10"), *SEARCH_FIELDS],
         "errors": (400, 401, 404), "ok": json_ok(ref("Facets"))},
+    ("GET", "/api/groups"): {
+        "id": "listGroups", "summary": "Crash groups with filters, sorting, paging and 14-day sparklines",
+        "query": [PROJECT, ("component", "string", "component name"), ("build", "string", "seen in this build"),
+                  ("platform", "string", "seen on this OS"),
+                  ("kind", enum(" ".join(KINDS)), "the group's kind: " + ", ".join(KINDS)),
+                  ("status", enum("open resolved verified regressed wontfix duplicate none"),
+                   "ticket state (open resolved verified regressed wontfix duplicate) or none"),
+                  SINCE, ("sort", enum("last_seen first_seen crash_count tester_count build_count signature"),
+                          "last_seen first_seen crash_count tester_count build_count signature; default tester_count"),
+                  ("order", enum("asc desc"), "asc or desc"),
                   ("limit", bounded(1), "1..1000, default 100; larger is cut to 1000"),
                   ("offset", bounded(0, MAX_OFFSET), ">= 0"),
                   ("days", bounded(1, 90), "sparkline days, 1..90, default 14"),

@@ -26,9 +26,9 @@ from server.api import (
 
 ROUTES = [
     Route("/api/symbols/{debug_file}/{debug_id}", symbols.lookup_endpoint, methods=["GET"]),
-    Route("/api/crashes/{crash_id}", crashes.crash_detail, methods=["GET"]),
     Route("/api/crashes", search.search_endpoint, methods=["GET"]),
     Route("/api/facets", search.facets_endpoint, methods=["GET"]),
+    Route("/api/crashes/{crash_id}", crashes.crash_detail, methods=["GET"]),
     Route("/api/crashes/{crash_id}/minidump", crashes.crash_minidump, methods=["GET"]),
     Route("/api/crashes/{crash_id}/attachments/{name:path}", crashes.crash_attachment, methods=["GET"]),
     Route("/api/discards", crashes.discards, methods=["GET"]),

@@ -72,19 +72,16 @@ async def facets_endpoint(request: Request) -> Response:
         raise HTTPException(400, f"bad query parameter: field: at most {MAX_FACET_FIELDS}")
     limit = query(int_param, params, "limit", 10, 1, search.MAX_FACET_VALUES)
     conditions = search_conditions(params.multi_items(), FACET_PARAMS)
-    facets = await run_in_threadpool(count_fields, request, fields, conditions, limit, await project_scope(request))
-    total = facets[0].pop("total")
-    for facet in facets[1:]:
-        facet.pop("total")
-    return JSONResponse(jsonable({"total": total, "facets": facets}))
+    found = await run_in_threadpool(count_fields, request, fields, conditions, limit, await project_scope(request))
+    return JSONResponse(jsonable(found))
 
 
 def count_fields(request: Request, fields: list[str], conditions: list[Condition], limit: int,
-                 scope: Any) -> list[dict[str, Any]]:
-    """storage/search.facet for each field. Raises HTTPException(400) for a field that cannot
-    be counted."""
+                 scope: Any) -> dict[str, Any]:
+    """storage/search.facets of fields. Raises HTTPException(400) for a field that cannot be
+    counted."""
     engine = state_of(request).ctx.engine
     try:
-        return [search.facet(engine, scope=scope, field=f, conditions=conditions, limit=limit) for f in fields]
+        return search.facets(engine, scope=scope, fields=fields, conditions=conditions, limit=limit)
     except ValueError as exc:
         raise HTTPException(400, f"bad query parameter: field: {exc}") from None

@@ -28,12 +28,15 @@ def upgrade() -> None:
     sa.Column('value', sa.String(300).with_variant(sa.String(300, collation='C'), 'postgresql'), nullable=False),
     sa.Column('project_id', sa.Integer(), nullable=False),
     sa.Column('received_at', TS, nullable=False),
+    sa.Column('group_id', sa.Integer(), nullable=True),
     sa.ForeignKeyConstraint(['crash_id'], ['crashes.crash_id'], ),
     sa.ForeignKeyConstraint(['project_id'], ['projects.id'], ),
     sa.PrimaryKeyConstraint('crash_id', 'field', 'value')
     )
     with op.batch_alter_table('crash_fields') as batch:
-        batch.create_index('ix_crash_fields_search', ['project_id', 'field', 'value', 'received_at'], unique=False)
+        batch.create_index('ix_crash_fields_search', ['project_id', 'field', 'value', 'received_at', 'crash_id',
+                                                      'group_id'], unique=False)
+        batch.create_index('ix_crash_fields_group', ['group_id', 'field', 'value'], unique=False)
     _backfill()
 
 
@@ -41,9 +44,10 @@ def _backfill() -> None:
     from storage.search_index import FIELDS, field_rows  # the same extraction new crashes get
 
     conn = op.get_bind()
-    crashes = sa.table('crashes', sa.column('crash_id'), sa.column('project_id'), sa.column('received_at'),
+    crashes = sa.table('crashes', sa.column('crash_id'), sa.column('project_id'), sa.column('received_at', TS),
                        sa.column('annotations', sa.JSON()), sa.column('processed', sa.JSON()),
-                       sa.column('signature'), sa.column('platform'), sa.column('component'), sa.column('status'))
+                       sa.column('signature'), sa.column('platform'), sa.column('component'), sa.column('status'),
+                       sa.column('group_id'), sa.column('build'), sa.column('tester_id'), sa.column('kind'))
     after = ''
     while True:
         rows = conn.execute(sa.select(crashes).where(crashes.c.crash_id > after, crashes.c.status.in_(
