@@ -33,7 +33,7 @@ from server.state import ServerState
 from storage import queries
 from storage.blobs import BlobNotFound
 from storage.search_index import crash_fields
-from storage.search_query import ANNOTATION_PREFIX, MAX_VALUE, is_field
+from storage.search_query import ANNOTATION_PREFIX, MAX_VALUE, is_field, is_indexed
 from workers.reprocess import enqueue_all
 
 LOG_VIEW_BYTES = 256 * 1024  # the tail of each log shown inline; the download has it all
@@ -89,16 +89,17 @@ def search_links(crash: Crash) -> dict[str, Any]:
     """Links to the search page's "all crashes of the project with this value" (docs/search.md):
     ``{"build", "platform", "os_version", "cpu": href or None, "annotations": {key: href}}``.
     Each is ``<field>==<value>``, equals with the value taken literally (a value may begin with
-    ! ^ ~ < > =), and only where the search can find the value: build (a column) always, the
-    others as processing indexes them (storage/search_index.crash_fields: an annotation that is
-    a list, or whose key the search cannot name, has no link). A crash not processed yet is not
-    among the crashes its own links find, except by build."""
+    ! ^ ~ < > =), and only where the search can find the value: a field searched as a column
+    of crashes always, the others as processing indexes them (storage/search_index.crash_fields:
+    an annotation that is a list, or whose key the search cannot name, has no link). A crash
+    not processed yet is not among the crashes its own indexed links find."""
     row = {"annotations": crash.annotations, "processed": crash.processed, "signature": crash.signature,
-           "platform": crash.platform, "component": crash.component}
+           "platform": crash.platform, "component": crash.component, "build": crash.build,
+           "tester_id": crash.tester_id, "kind": crash.kind}
     indexed = {(field, value) for field, value in crash_fields(row) if is_field(field)}
 
     def href(field: str, value: str | None) -> str | None:
-        searchable = field == "build" or (field, value) in indexed
+        searchable = not is_indexed(field) or (field, value) in indexed
         if not value or len(value) > MAX_VALUE or not searchable:
             return None
         return search_href([("project", crash.project_id), (field, "=" + value)])
