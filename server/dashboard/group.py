@@ -34,9 +34,10 @@ from server.dashboard.access import action, page, problem, refused
 from server.dashboard.feedback import group_feedback
 from server.dashboard.trend_chart import AXIS_TICKS, rate_position, trend_chart
 from server.state import ServerState
-from storage import dashboard_queries, queries, security, trends
+from storage import dashboard_queries, queries, search, security, trends
 from storage.regroup import GroupNotFound, RegroupError
 from storage.scope import group_project
+from storage.search_query import Condition, facetable
 from storage.triage_queries import get_ticket, list_tickets
 from triage.tickets.transitions import TicketNotFound, TransitionError
 from workers import regroup
@@ -48,6 +49,7 @@ SHOWN_ACTIONS = tuple(ACTION_LABELS)
 NOTE_MAX = 2000
 # The duplicate picker offers the project's other tickets that are not duplicates themselves.
 PICKER_STATES = ("open", "regressed", "resolved", "verified", "wontfix")
+FACET_VALUES = 5  # values shown per field in the group page's "Top values"
 TREND_DAYS = 30  # the trend chart's days (GET /api/trends?group= has the same series)
 
 
@@ -64,6 +66,22 @@ def representative(state: ServerState, crash_id: str | None) -> dict[str, Any] |
             "rows": stack.crashing_rows(report, hung=stack.hung_index(report, crash.kind, crash.hang_thread)),
             "hang": stack.hang_text(crash.kind, crash.hang_seconds, crash.hang_thread),
             "processed": report is not None}
+
+
+def facet_fields(settings: Any) -> list[str]:
+    """CRASHD_FACET_FIELDS as a list, without the fields a facet cannot count (unknown ones,
+    ranges): the page shows what it can rather than fail."""
+    return [f for f in (f.strip() for f in settings.facet_fields.split(",")) if f and facetable(f)][:10]
+
+
+def group_facets(state: ServerState, group: dict[str, Any]) -> dict[str, Any]:
+    """The top values of CRASHD_FACET_FIELDS among the group's crashes (storage/search.facets:
+    ix_crash_fields_group)."""
+    fields = facet_fields(state.ctx.settings)
+    if not fields:
+        return {"total": 0, "facets": []}
+    return search.facets(state.ctx.engine, scope=group["project_id"], fields=fields,
+                         conditions=[Condition("group", "eq", group["group_id"])], limit=FACET_VALUES)
 
 
 def group_trend(state: ServerState, group: dict[str, Any]) -> Markup:
@@ -101,6 +119,7 @@ async def group_page(request: Request, state: ServerState, who: auth.Principal) 
         "may_triage": may_triage,
         "other_tickets": others, "feedback": feedback,
         "trend_chart": await run_in_threadpool(group_trend, state, group), "trend_days": TREND_DAYS,
+        "facets": await run_in_threadpool(group_facets, state, group),
         "rate_position": rate_position, "rate_ticks": AXIS_TICKS,  # the per-build table's fixed rate axis
         "max_crashes": max((b["crashes"] for b in builds), default=0),
         "has_sessions": any(b["sessions"] for b in builds),
