@@ -229,3 +229,22 @@ def test_trend_charts_and_the_fix_build(crashd: Crashd, world: World, page, monk
     assert chart.count() == 1 and "crashes in" in page.locator("#trends ul.trend-legend").inner_text()
     page.locator("#trends").screenshot(path=str(TREND_SHOTS / "builds-trends.png"))
     page.screenshot(path=str(TREND_SHOTS / "builds.png"), full_page=True)
+
+
+def test_group_top_values_link_to_a_search(crashd: Crashd, world: World, page, monkeypatch) -> None:
+    """The group page's Top values (CRASHD_FACET_FIELDS): bars, then a click on a build's bar
+    opens the search page with the group's crashes of that build. Screenshot: TREND_SHOTS."""
+    TREND_SHOTS.mkdir(exist_ok=True)
+    group_id = world.groups["World::tick"]
+    sign_in(page, crashd, monkeypatch, "fay", "viewer", f"/groups/{group_id}")
+    facets = page.locator("#facets")
+    assert facets.locator(".facet").count() == 5
+    build = facets.locator('.facet[data-field="build"] a.facet-row').first
+    chosen = build.locator(".facet-value").inner_text()
+    facets.screenshot(path=str(TREND_SHOTS / "group-top-values.png"))
+    build.click()
+    page.wait_for_load_state()
+    assert page.url.split("?", 1)[0].endswith("/search")
+    cells = page.locator("table.results tbody tr td:nth-child(3)").all_inner_texts()
+    assert cells and {c.strip() for c in cells} == {chosen}
+    page.screenshot(path=str(TREND_SHOTS / "group-top-values-search.png"), full_page=True)
