@@ -138,7 +138,8 @@ def facet_fields(configured: str, chosen: str | None) -> list[str]:
         if not is_field(chosen):
             raise SearchError(f"facet: unknown search field {chosen!r}")
         if not facetable(chosen):
-            raise SearchError(f"facet: {chosen} cannot be counted by value (a range field)")
+            uncountable = ", ".join(f for f in field_names() if not facetable(f))
+            raise SearchError(f"facet: {chosen} cannot be counted by value (nor can {uncountable})")
         fields.insert(0, chosen)
     return list(dict.fromkeys(fields))[:MAX_FACETS]
 
@@ -178,9 +179,9 @@ def run_search(engine: Engine, scope: ProjectScope, query: SearchQuery) -> dict[
     """One page of matching crashes (``crashes``, ``total``) and each facet field's counts."""
     found = search.search_crashes(engine, scope=scope, conditions=query.conditions, sort=query.sort,
                                   descending=query.descending, limit=query.limit, offset=query.offset)
-    facets = [search.facet(engine, scope=scope, field=field, conditions=query.conditions, limit=FACET_VALUES)
-              for field in query.facets]
-    return {**found, "facets": facets}
+    counted = search.facets(engine, scope=scope, fields=query.facets, conditions=query.conditions,
+                            limit=FACET_VALUES) if query.facets else {"facets": []}
+    return {**found, "facets": counted["facets"]}
 
 
 def chips(annotations: Any, drill: Callable[[str], str], first: Sequence[str]) -> dict[str, Any]:
