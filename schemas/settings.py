@@ -40,6 +40,30 @@ class Settings(BaseSettings):
         Path("./crashd-data"),
         description="Folder for the SQLite database (default) and the local blob store.",
     )
+    blob_url: str | None = Field(
+        None,
+        description="Where blobs (dumps, attachments, processed reports; and uploaded symbol files when "
+        "it is s3) are kept: `file:///path` (default `<data_dir>/blobs`) or `s3://bucket/prefix` on any "
+        "S3-compatible store, with the usual AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_DEFAULT_REGION. "
+        "With s3, web and worker processes on different machines share nothing but it, PostgreSQL and "
+        "Redis (docs/deploy.md, scaling out).",
+    )
+    s3_endpoint_url: str | None = Field(
+        None,
+        description="An S3-compatible server's URL for an s3:// blob_url (MinIO, SeaweedFS, Garage, R2: "
+        "`http://minio:9000`); unset: AWS S3 itself.",
+    )
+    cache_dir: Path | None = Field(
+        None,
+        description="Local folder where this process keeps copies of symbol files fetched from the "
+        "object store and the symbol caches (SymCache, CFI index) built from them; default "
+        "`<data_dir>/cache`. Only used when blob_url is s3.",
+    )
+    cache_max_bytes: int = Field(
+        10 * 1024**3, gt=0,
+        description="Size cap of cache_dir: past it the least recently used modules are deleted "
+        "(and fetched again when a crash needs them).",
+    )
     database_url: str | None = Field(
         None,
         description="SQLAlchemy URL; default `sqlite:///<data_dir>/crashd.db`. "
@@ -307,6 +331,17 @@ class Settings(BaseSettings):
     def blob_dir(self) -> Path:
         """Root of the filesystem blob store."""
         return self.data_dir / "blobs"
+
+    @property
+    def blobs_on_s3(self) -> bool:
+        """True when blob_url is an object store: symbol files go there too, and caches are
+        local (cache_dir) rather than beside a shared symbols folder."""
+        return bool(self.blob_url) and str(self.blob_url).startswith("s3://")
+
+    @property
+    def local_cache_dir(self) -> Path:
+        """cache_dir, default ``<data_dir>/cache``."""
+        return self.cache_dir if self.cache_dir is not None else self.data_dir / "cache"
 
     @property
     def symbols_dir(self) -> Path:

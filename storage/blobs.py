@@ -1,7 +1,13 @@
-"""Blob store for raw uploads: minidumps, attachments and annotation documents.
+"""Blob store for raw uploads: minidumps, attachments and annotation documents (and, on an
+object store, uploaded symbol files: symbolicator/symbols/remote.py).
 
 Keys look like ``minidumps/2026-11-25/<crash_id>.dmp``: partitioned by the UTC day the crash
 was received, so old days can be archived or pruned folder by folder.
+
+Two backends behind BlobStore: FSBlobStore (a folder, ``CRASHD_BLOB_URL=file:///path``, the
+default ``<data dir>/blobs``) and S3BlobStore (``s3://bucket/prefix`` on any S3-compatible
+server, through obstore: bench/object_store.py measured it against boto3). make_blob_store
+picks one from the settings.
 """
 
 from __future__ import annotations
@@ -11,9 +17,17 @@ import os
 import shutil
 import tempfile
 from abc import ABC, abstractmethod
-from datetime import datetime
+from contextlib import contextmanager
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import IO, BinaryIO, Iterator
+from typing import IO, Any, BinaryIO, Iterator
+from urllib.parse import unquote, urlsplit
+
+import obstore
+from obstore.exceptions import BaseError as ObstoreError
+from obstore.store import S3Store
+
+from schemas.settings import Settings
 
 CHUNK = 1024 * 1024
 
@@ -24,6 +38,16 @@ class BlobStoreError(Exception):
 
 class BlobNotFound(BlobStoreError):
     """No blob under that key."""
+
+
+def checked_key(key: str) -> str:
+    """key itself, when it stays inside the store. Keys are ours (kind/day/name), but a name may
+    come from a client: anything that could leave the root (or name another key on S3, which
+    folds ``a//b``) raises BlobStoreError. A text check; resolve() per key was measurable."""
+    parts = key.split("/")
+    if not key or key.startswith("/") or "\\" in key or any(p in ("", ".", "..") for p in parts):
+        raise BlobStoreError(f"key escapes the blob root: {key!r}")
+    return key
 
 
 def day_key(kind: str, day: datetime, name: str) -> str:
@@ -85,12 +109,7 @@ class FSBlobStore(BlobStore):
         self.root = Path(root).resolve()
 
     def _path(self, key: str) -> Path:
-        # Keys are ours (kind/day/name), but a name may come from a client: refuse anything
-        # that could leave the root. A text check; resolve() per key was measurable.
-        parts = key.split("/")
-        if not key or key.startswith("/") or "\\" in key or any(p in ("", ".", "..") for p in parts):
-            raise BlobStoreError(f"key escapes the blob root: {key!r}")
-        return self.root.joinpath(*parts)
+        return self.root.joinpath(*checked_key(key).split("/"))
 
     def put_file(self, key: str, source: IO[bytes]) -> None:
         path = self._path(key)
@@ -169,3 +188,125 @@ def _walk(folder: Path, prefix: str, after: str) -> Iterator[tuple[str, float]]:
                 yield key, entry.stat().st_mtime
         except FileNotFoundError:  # deleted while listed
             continue
+
+
+# Retries of one S3 request: a hiccup is retried, an object store that is down is reported
+# within seconds (the upload then gets 503 + Retry-After) instead of obstore's default 3 min.
+S3_RETRY = {"max_retries": 2, "retry_timeout": timedelta(seconds=5),
+            "backoff": {"init_backoff": timedelta(milliseconds=100), "max_backoff": timedelta(seconds=1), "base": 2}}
+S3_SPOOL_BYTES = 8 * 1024 * 1024  # open(): a blob up to this size is held in memory, larger ones in a temp file
+
+
+class S3BlobStore(BlobStore):
+    """Blobs as objects under ``s3://bucket/prefix`` on any S3-compatible server. A PUT is
+    atomic (readers see the old object or the new one) and confirmed before put_file returns.
+    Credentials and region come from the usual AWS variables (AWS_ACCESS_KEY_ID,
+    AWS_SECRET_ACCESS_KEY, AWS_DEFAULT_REGION), read by obstore."""
+
+    def __init__(self, bucket: str, prefix: str = "", *, endpoint_url: str | None = None) -> None:
+        self.bucket, self.prefix = bucket, prefix.strip("/")
+        options: dict[str, Any] = {"timeout": timedelta(seconds=30), "connect_timeout": timedelta(seconds=3)}
+        config: dict[str, Any] = {}
+        if endpoint_url:
+            config["endpoint"] = endpoint_url
+            options["allow_http"] = endpoint_url.startswith("http://")
+        self.store = S3Store(bucket, prefix=self.prefix or None, config=config,  # type: ignore[arg-type]
+                             client_options=options, retry_config=S3_RETRY)  # type: ignore[arg-type]
+
+    def __repr__(self) -> str:
+        return f"S3BlobStore(s3://{self.bucket}/{self.prefix})"
+
+    def put_file(self, key: str, source: IO[bytes]) -> None:
+        with _s3_errors(key, "write"):
+            obstore.put(self.store, checked_key(key), source)
+
+    def open(self, key: str) -> BinaryIO:
+        spool = tempfile.SpooledTemporaryFile(max_size=S3_SPOOL_BYTES)  # noqa: SIM115 - handed to the caller
+        try:
+            for chunk in self._stream(key):
+                spool.write(chunk)
+        except BaseException:
+            spool.close()
+            raise
+        spool.seek(0)
+        return spool  # type: ignore[return-value]
+
+    def iter_chunks(self, key: str) -> Iterator[bytes]:
+        return self._stream(key)
+
+    def _stream(self, key: str) -> Iterator[bytes]:
+        """The object's bytes in chunks; the GET is sent (and BlobNotFound raised) before the
+        first chunk is asked for, so a caller answering HTTP learns of a missing blob in time."""
+        with _s3_errors(key, "read"):
+            result = obstore.get(self.store, checked_key(key))
+        return _guarded_chunks(key, result.stream(min_chunk_size=CHUNK))
+
+    def delete(self, key: str) -> None:
+        with _s3_errors(key, "delete"):
+            try:
+                obstore.delete(self.store, checked_key(key))
+            except FileNotFoundError:  # S3 answers 204 for a missing key; some servers 404
+                pass
+
+    def exists(self, key: str) -> bool:
+        try:
+            with _s3_errors(key, "read"):
+                obstore.head(self.store, checked_key(key))
+        except BlobNotFound:
+            return False
+        return True
+
+    def iter_keys(self, after: str = "") -> Iterator[tuple[str, float]]:
+        # S3 lists in key (byte) order; offset= is ListObjectsV2's StartAfter.
+        with _s3_errors(after or "<list>", "list"):
+            for batch in obstore.list(self.store, offset=after or None, chunk_size=1000):
+                for meta in batch:
+                    key = meta["path"]
+                    if "/" in key:  # blobs live in <kind>/...: root objects are probes
+                        yield key, meta["last_modified"].timestamp()
+
+    def check(self) -> None:
+        self.put_bytes(".heartbeat", b"ok")
+        self.delete(".heartbeat")
+
+
+@contextmanager
+def _s3_errors(key: str, what: str) -> Iterator[None]:
+    """Turn obstore's exceptions into ours: FileNotFoundError -> BlobNotFound, anything else
+    it raises (connection refused, timeouts, 5xx, access denied) -> BlobStoreError."""
+    try:
+        yield
+    except BlobStoreError:
+        raise
+    except FileNotFoundError as exc:
+        raise BlobNotFound(key) from exc
+    except (ObstoreError, OSError, ValueError, RuntimeError) as exc:
+        raise BlobStoreError(f"cannot {what} blob {key}: {_first_line(exc)}") from exc
+
+
+def _guarded_chunks(key: str, chunks: Iterator[Any]) -> Iterator[bytes]:
+    with _s3_errors(key, "read"):
+        for chunk in chunks:
+            yield bytes(chunk)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def make_blob_store(settings: Settings) -> BlobStore:
+    """The store CRASHD_BLOB_URL names: ``file:///path`` (default ``<data dir>/blobs``) or
+    ``s3://bucket/prefix`` (at CRASHD_S3_ENDPOINT_URL when set). Raises ValueError for any
+    other scheme or an s3 URL without a bucket."""
+    url = settings.blob_url
+    if not url:
+        return FSBlobStore(settings.blob_dir)
+    parts = urlsplit(url)
+    if parts.scheme == "file":
+        return FSBlobStore(Path(unquote(parts.netloc + parts.path)))
+    if parts.scheme == "s3":
+        if not parts.netloc:
+            raise ValueError(f"CRASHD_BLOB_URL names no bucket: {url}")
+        return S3BlobStore(parts.netloc, parts.path, endpoint_url=settings.s3_endpoint_url)
+    raise ValueError(f"CRASHD_BLOB_URL must be file:///path or s3://bucket/prefix, not {url}")

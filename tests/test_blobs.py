@@ -1,14 +1,16 @@
-"""The filesystem blob store: atomic writes, day-partitioned keys, clear errors."""
+"""The blob stores (filesystem and S3): atomic writes, day-partitioned keys, clear errors."""
 
 from __future__ import annotations
 
 import io
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 
-from storage.blobs import BlobNotFound, BlobStoreError, FSBlobStore, day_key
+from schemas.settings import Settings
+from storage.blobs import BlobNotFound, BlobStoreError, FSBlobStore, S3BlobStore, day_key, make_blob_store
 
 
 def test_day_partitioned_keys() -> None:
@@ -51,3 +53,68 @@ def test_check_reports_unwritable_root(tmp_path: Path) -> None:
     with pytest.raises(BlobStoreError):
         FSBlobStore(tmp_path / "file").check()
     FSBlobStore(tmp_path / "ok").check()
+
+
+# -- S3BlobStore against a real S3-compatible server (SeaweedFS) -----------------------------
+
+
+def s3_store(env: dict[str, str]) -> S3BlobStore:
+    store = make_blob_store(Settings(blob_url=env["CRASHD_BLOB_URL"], s3_endpoint_url=env["CRASHD_S3_ENDPOINT_URL"]))
+    assert isinstance(store, S3BlobStore)
+    return store
+
+
+def test_blob_url_picks_the_backend(tmp_path: Path) -> None:
+    default = make_blob_store(Settings(data_dir=tmp_path))
+    assert isinstance(default, FSBlobStore) and default.root == (tmp_path / "blobs").resolve()
+    there = make_blob_store(Settings(data_dir=tmp_path, blob_url=f"file://{tmp_path}/elsewhere"))
+    assert isinstance(there, FSBlobStore) and there.root == (tmp_path / "elsewhere").resolve()
+    for bad in ("s3:///prefix", "gs://bucket/x", "/plain/path"):
+        with pytest.raises(ValueError):
+            make_blob_store(Settings(blob_url=bad))
+
+
+def test_s3_round_trip_and_listing(s3_env: dict[str, str]) -> None:
+    store = s3_store(s3_env)
+    data = b"MDMP" + bytes(range(256)) * 5000
+    store.put_file("minidumps/2026-11-25/a.dmp", io.BytesIO(data))
+    store.put_bytes("attachments/2026-11-25/a/log.txt", b"log")
+    store.put_bytes("minidumps/2026-11-26/b.dmp", b"b")
+    assert store.read_bytes("minidumps/2026-11-25/a.dmp") == data
+    assert b"".join(store.iter_chunks("minidumps/2026-11-25/a.dmp")) == data
+    with store.open("minidumps/2026-11-25/a.dmp") as handle:
+        assert handle.read(4) == b"MDMP"
+    assert store.exists("minidumps/2026-11-26/b.dmp") and not store.exists("minidumps/2026-11-26/c.dmp")
+    store.check()  # the probe goes and leaves nothing listed
+    keys = [key for key, _ in store.iter_keys()]
+    assert keys == ["attachments/2026-11-25/a/log.txt", "minidumps/2026-11-25/a.dmp", "minidumps/2026-11-26/b.dmp"]
+    assert [key for key, _ in store.iter_keys(after="minidumps/2026-11-25/a.dmp")] == ["minidumps/2026-11-26/b.dmp"]
+    assert all(mtime > 1.7e9 for _, mtime in store.iter_keys())
+    store.delete("minidumps/2026-11-26/b.dmp")
+    store.delete("minidumps/2026-11-26/b.dmp")  # deleting a missing key is fine
+    assert not store.exists("minidumps/2026-11-26/b.dmp")
+
+
+def test_s3_missing_and_escaping_keys(s3_env: dict[str, str]) -> None:
+    store = s3_store(s3_env)
+    with pytest.raises(BlobNotFound):
+        store.open("nope/2026-11-25/c.dmp")
+    with pytest.raises(BlobNotFound):
+        store.iter_chunks("nope/2026-11-25/c.dmp")  # raised before the first chunk is asked for
+    for bad in ("../outside", "a//b", "/abs"):
+        with pytest.raises(BlobStoreError):
+            store.put_bytes(bad, b"x")
+
+
+def test_s3_down_is_a_store_error_within_seconds(s3_env: dict[str, str], tmp_path: Path) -> None:
+    from s3_server import free_ports
+
+    nobody = f"http://127.0.0.1:{free_ports(1)[0]}"
+    store = make_blob_store(Settings(blob_url=s3_env["CRASHD_BLOB_URL"], s3_endpoint_url=nobody))
+    started = time.monotonic()
+    for action in (lambda: store.put_bytes("minidumps/2026-11-25/a.dmp", b"x"),
+                   lambda: store.read_bytes("minidumps/2026-11-25/a.dmp"), store.check):
+        with pytest.raises(BlobStoreError) as caught:
+            action()
+        assert not isinstance(caught.value, BlobNotFound)
+    assert time.monotonic() - started < 30

@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from schemas.settings import Settings
-from storage.blobs import BlobStore, FSBlobStore
+from storage.blobs import BlobStore, make_blob_store
 from storage.db import make_engine
 from symbolicator.symbols.provider import CachedSymbolProvider
 
@@ -47,7 +47,7 @@ class WorkerContext:
 def build_context(settings: Settings, *, pooled: bool = True) -> WorkerContext:
     """Create the engine and blob store for settings (pooled=False: a one-shot command's,
     storage/db.make_engine)."""
-    return WorkerContext(settings, make_engine(settings, pooled=pooled), FSBlobStore(settings.blob_dir))
+    return WorkerContext(settings, make_engine(settings, pooled=pooled), make_blob_store(settings))
 
 
 _context: WorkerContext | None = None
