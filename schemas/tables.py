@@ -306,6 +306,20 @@ class CrashField(SQLModel, table=True):
     group_id: int | None = Field(default=None, description="the crash's group, kept with crashes.group_id")
 
 
+class FieldValue(SQLModel, table=True):
+    """The distinct values of each searchable field of a project (docs/search.md): where a
+    substring search (``signature=~nar``) finds its values before it reads crash_fields, and
+    the search page's suggestions. Added to with crash_fields; never shrinks (a value no crash
+    has any more finds nothing)."""
+
+    __tablename__ = "field_values"
+
+    project_id: int = Field(foreign_key="projects.id", primary_key=True)
+    field: str = Field(primary_key=True, max_length=100)
+    value: str = Field(sa_column=Column(String(300).with_variant(String(300, collation="C"), "postgresql"),
+                                        primary_key=True))
+
+
 class GameSession(SQLModel, table=True):
     """A play session reported by the client: the denominator of crash rates. Idempotent on
     session_id: a later report updates status and duration."""

@@ -13,15 +13,15 @@ storage/queries.py.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
-from sqlalchemy import ColumnElement, Select, Table, and_, exists, func, not_, or_, select
+from sqlalchemy import ColumnElement, Select, Table, and_, except_, exists, func, intersect, not_, or_, select, union
 from sqlalchemy.engine import Engine
 
 from schemas.tables import Project
 from storage.queries import as_utc
 from storage.scope import ProjectScope, scoped
-from storage.search_index import CRASHES, FIELDS
+from storage.search_index import CRASHES, FIELDS, VALUES
 from storage.search_query import Condition, by_field, facetable, is_field, is_indexed
 
 PROJECTS: Table = Project.__table__  # type: ignore[attr-defined]
@@ -68,50 +68,86 @@ def _fields_scope(table: Any, scope: ProjectScope) -> list[Any]:
     return scoped(table.c.project_id, scope)
 
 
-def _has(table: Any, field: str, conditions: Sequence[Condition]) -> list[ColumnElement[bool]]:
-    """table's row is a value of field matching any of conditions."""
-    return [table.c.field == field, or_(*(_text(table.c.value, c) for c in conditions))]
+def _has(table: Any, field: str, conditions: Sequence[Condition], scope: ProjectScope) -> list[ColumnElement[bool]]:
+    """table's row is a value of field matching any of conditions. A substring is looked up
+    among the field's distinct values (field_values) first, so it reads no crash's rows."""
+    def one(condition: Condition) -> ColumnElement[bool]:
+        if condition.op != "contains":
+            return _text(table.c.value, condition)
+        values = select(VALUES.c.value).where(*_fields_scope(VALUES, scope), VALUES.c.field == field,
+                                              _text(VALUES.c.value, condition))
+        return table.c.value.in_(values)
+    return [table.c.field == field, or_(*(one(c) for c in conditions))]
 
 
-def _probe(crash_id: Any, field: str, conditions: Sequence[Condition]) -> ColumnElement[bool]:
-    """The crash has a value of field matching any of conditions (a primary-key lookup)."""
-    other = FIELDS.alias()
-    return exists().where(other.c.crash_id == crash_id, *_has(other, field, conditions))
+def _flat(query: Any) -> Select[Any]:
+    """A compound (INTERSECT, EXCEPT, UNION) as a plain SELECT of its columns, so it can be a
+    member of another compound: SQLite takes no parenthesized compound members."""
+    inner = query.subquery()
+    return select(inner.c.crash_id, inner.c.received_at, inner.c.group_id)
+
+
+def _rows(table: Any) -> Select[Any]:
+    return select(table.c.crash_id, table.c.received_at, table.c.group_id)
+
+
+def _shared(table: Any, columns: Mapping[str, list[Condition]]) -> list[ColumnElement[bool]]:
+    """The received and group conditions on table (crash_fields and crashes both have them)."""
+    clauses: list[ColumnElement[bool]] = []
+    for field, group in columns.items():
+        if field not in ("received", "group"):
+            continue
+        target = table.c.received_at if field == "received" else table.c.group_id
+        if any(not c.negate for c in group):
+            clauses.append(or_(*(_ordered(target, c) for c in group if not c.negate)))
+        clauses += [or_(target.is_(None), not_(_ordered(target, c))) for c in group if c.negate]
+    return clauses
+
+
+def _on_crash(columns: Mapping[str, list[Condition]]) -> list[ColumnElement[bool]]:
+    """The status and hang_seconds conditions: columns of crashes only."""
+    clauses: list[ColumnElement[bool]] = []
+    for field, group in columns.items():
+        column = CRASH_COLUMNS.get(field)
+        if column is None:
+            continue
+        if any(not c.negate for c in group):
+            clauses.append(or_(*(_column(column, c) for c in group if not c.negate)))
+        clauses += [or_(column.is_(None), not_(_column(column, c))) for c in group if c.negate]
+    return clauses
 
 
 def matches(conditions: Sequence[Condition], scope: ProjectScope) -> Select[Any]:
     """The crashes matching conditions within scope, one row each: (crash_id, received_at,
-    group_id). A field's positive conditions are OR-ed, fields AND-ed, and each negation is a
-    NOT EXISTS (a crash without the field passes it)."""
+    group_id). Each indexed field's rows are one range of ix_crash_fields_search (its positive
+    conditions OR-ed); fields are AND-ed by INTERSECT, negations taken away by EXCEPT (a crash
+    without the field passes a negation); both hash the ranges instead of probing crash by
+    crash. Without a positive indexed condition the crashes table is the start."""
     fields = by_field(c for c in conditions if is_indexed(c.field))
     positive = [(f, [c for c in cs if not c.negate]) for f, cs in fields.items() if any(not c.negate for c in cs)]
     negative = [c for cs in fields.values() for c in cs if c.negate]
     columns = by_field(c for c in conditions if not is_indexed(c.field))
-    if positive:
-        driver = FIELDS.alias("d")
-        (field, first), rest = positive[0], positive[1:]
-        stmt = select(driver.c.crash_id, driver.c.received_at, driver.c.group_id).where(
-            *_fields_scope(driver, scope), *_has(driver, field, first))
-    else:
-        driver = CRASHES
-        stmt = select(CRASHES.c.crash_id, CRASHES.c.received_at, CRASHES.c.group_id).where(
-            *scoped(CRASHES.c.project_id, scope))
-        rest = []
-    for field, group in rest:
-        stmt = stmt.where(_probe(driver.c.crash_id, field, group))
-    stmt = stmt.where(*(not_(_probe(driver.c.crash_id, c.field, [c])) for c in negative))
-    on_crash: list[ColumnElement[bool]] = []  # status, hang_seconds: only crashes has them
-    for field, group in columns.items():
-        column = CRASH_COLUMNS.get(field)
-        target = column if column is not None else driver.c.group_id if field == "group" else driver.c.received_at
-        where = [or_(*(_column(target, c) for c in group if not c.negate))] if any(not c.negate for c in group) else []
-        where += [or_(target.is_(None), not_(_column(target, c))) for c in group if c.negate]
-        if column is not None and driver is not CRASHES:
-            on_crash.extend(where)
-        else:
-            stmt = stmt.where(*where)
+    on_crash = _on_crash(columns)
+    members = []
+    for field, group in positive:
+        table = FIELDS.alias()
+        members.append(_rows(table).where(*_fields_scope(table, scope), *_has(table, field, group, scope),
+                                          *_shared(table, columns)))
+    if not members:
+        members = [_rows(CRASHES).where(*scoped(CRASHES.c.project_id, scope), *_shared(CRASHES, columns), *on_crash)]
+        on_crash = []
+    stmt = members[0] if len(members) == 1 else _flat(intersect(*members))
+    if negative:
+        excluded = []
+        for condition in negative:
+            table = FIELDS.alias()
+            excluded.append(_rows(table).where(*_fields_scope(table, scope),
+                                               *_has(table, condition.field, [condition], scope),
+                                               *_shared(table, columns)))
+        stmt = _flat(except_(stmt, excluded[0] if len(excluded) == 1 else _flat(union(*excluded))))
     if on_crash:
-        stmt = stmt.where(exists().where(CRASHES.c.crash_id == driver.c.crash_id, *on_crash))
+        found = stmt.subquery()
+        stmt = _rows(found).where(exists().where(CRASHES.c.crash_id == found.c.crash_id, *on_crash))
     return stmt
 
 
@@ -163,27 +199,29 @@ def _group_only(conditions: Sequence[Condition]) -> int | None:
 
 
 def facets(engine: Engine, *, scope: ProjectScope, fields: Sequence[str], conditions: Sequence[Condition] = (),
-           limit: int = 10) -> dict[str, Any]:
-    """``{"total": crashes matched, "facets": [facet of each field, without its total]}``.
+           limit: int = 10, latest: int | None = None) -> dict[str, Any]:
+    """``{"total": crashes matched, "sample": crashes counted (None: all of them), "facets":
+    [facet of each field]}``; with latest, the values are counted among the latest that many
+    matched crashes only (a group page's Top values: exact for groups up to that size).
     Raises ValueError as facet does."""
-    found = [facet(engine, scope=scope, field=f, conditions=conditions, limit=limit, total=i == 0)
-             for i, f in enumerate(fields)]
-    total = found[0].pop("total") if found else 0
-    for one in found:
+    found = matches(conditions, scope).subquery()
+    with engine.connect() as conn:
+        total = int(conn.execute(select(func.count()).select_from(found)).scalar_one())
+    sample = min(total, latest) if latest is not None and total > latest else None
+    out = [facet(engine, scope=scope, field=f, conditions=conditions, limit=limit, latest=sample) for f in fields]
+    for one in out:
         counted = one.pop("counted")
-        if one["field"] != "module":
-            one["missing"] = max(total - counted, 0)
-    return {"total": total, "facets": found}
+        one["missing"] = None if one["field"] == "module" else max((sample or total) - counted, 0)
+    return {"total": total, "sample": sample, "facets": out}
 
 
 def facet(engine: Engine, *, scope: ProjectScope, field: str, conditions: Sequence[Condition] = (),
-          limit: int = 10, total: bool = True) -> dict[str, Any]:
-    """The most frequent values of field among the crashes matching conditions: ``{"field",
-    "values": [{"value", "count"}] (most first, at most limit), "other": crashes (module: crash
-    and module pairs) with the remaining values, "distinct": how many values, "total": crashes
-    matched, "missing": those without the field (None for module, which a crash has several
-    of), "counted": crashes (module: pairs) with a value}``; without total, no total and
-    missing None (facets counts the total once). Raises ValueError for an unknown field or one that cannot be counted."""
+          limit: int = 10, latest: int | None = None) -> dict[str, Any]:
+    """The most frequent values of field among the crashes matching conditions (with latest:
+    among the latest that many of them): ``{"field", "values": [{"value", "count"}] (most
+    first, at most limit), "other": crashes (module: crash and module pairs) with the
+    remaining values, "distinct": how many values, "counted": crashes (module: pairs) with a
+    value}``. Raises ValueError for an unknown field or one that cannot be counted."""
     if not is_field(field):
         raise ValueError(f"unknown search field {field!r}")
     if not facetable(field):
@@ -195,17 +233,17 @@ def facet(engine: Engine, *, scope: ProjectScope, field: str, conditions: Sequen
     group = _group_only(conditions)
     if group is not None:  # ix_crash_fields_group
         source = source.where(FIELDS.c.group_id == group)
-    elif conditions:
+    if latest is not None:
+        newest = select(found.c.crash_id).order_by(found.c.received_at.desc(), found.c.crash_id.desc()).limit(latest)
+        source = source.where(FIELDS.c.crash_id.in_(newest))
+    elif conditions and group is None:
         source = source.where(FIELDS.c.crash_id.in_(select(found.c.crash_id)))
     counted = source.group_by(FIELDS.c.value).subquery()
     stmt = (select(counted.c.value, counted.c.n, func.sum(counted.c.n).over().label("all_n"),
                    func.count().over().label("distinct")).order_by(counted.c.n.desc(), counted.c.value).limit(limit))
     with engine.connect() as conn:
         rows = conn.execute(stmt).all()
-        matched = int(conn.execute(select(func.count()).select_from(found)).scalar_one()) if total else None
     counted_all = int(rows[0].all_n) if rows else 0
     values = [{"value": r.value, "count": int(r.n)} for r in rows]
-    out = {"field": field, "values": values, "other": counted_all - sum(v["count"] for v in values),
-           "distinct": int(rows[0].distinct) if rows else 0,
-           "missing": None if field == "module" or matched is None else max(matched - counted_all, 0)}
-    return {**out, "total": matched, "counted": counted_all} if total else {**out, "counted": counted_all}
+    return {"field": field, "values": values, "other": counted_all - sum(v["count"] for v in values),
+            "distinct": int(rows[0].distinct) if rows else 0, "counted": counted_all}

@@ -12,27 +12,15 @@ from typing import Iterator
 
 import playwright.sync_api as playwright_api  # the dev extra: a missing browser driver fails, never skips
 import pytest
+from test_browser import browser  # noqa: F401 - the module-scoped Chromium of the dashboard's browser tests
 from test_search_page import ODD, seed_crashes
 
 from conftest import Crashd, LiveServer
 from dashboard_world import PASSWORD, create_user
 
-CHROMIUM = Path("/usr/bin/chromium")
 SHOTS = Path("/tmp/shots-search")
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync"]
 
 pytestmark = pytest.mark.parametrize("backend", ["postgres-rq"], indirect=True)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator["playwright_api.Browser"]:
-    if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} is missing: `make chromium` installs the Debian packages chromium chromium-driver")
-    with playwright_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture

@@ -208,3 +208,22 @@ def test_migration_0018_indexes_crashes_processed_before(kind: str, tmp_path, re
     engine.dispose()
     assert rows == {("c1", "annotations.gpu", "RTX"), ("c1", "signature", "crash_here"), ("c1", "build", "1.0"),
                     ("c1", "kind", "crash"), ("c1", "cpu", "amd64"), ("c1", "module", "libgame.so")}
+
+
+def test_facets_of_the_latest_crashes_and_substrings_from_field_values(crashd: Crashd) -> None:
+    ids = _seed(crashd)
+    latest = crashd.client.get("/api/facets?project=game&field=build&latest=2", headers=crashd.admin).json()
+    assert latest["total"] == 4 and latest["sample"] == 2
+    newest = crashd.client.get("/api/crashes?project=game&limit=2", headers=crashd.admin).json()["crashes"]
+    expected: dict[str, int] = {}
+    for crash in newest:
+        expected[crash["build"]] = expected.get(crash["build"], 0) + 1
+    assert {v["value"]: v["count"] for v in latest["facets"][0]["values"]} == expected
+    assert latest["facets"][0]["missing"] == 0
+    everything = crashd.client.get("/api/facets?project=game&field=build&latest=10", headers=crashd.admin).json()
+    assert everything["sample"] is None and sum(v["count"] for v in everything["facets"][0]["values"]) == 4
+    assert crashd.client.get("/api/facets?project=game&field=build&latest=0", headers=crashd.admin).status_code == 400
+    # a substring finds its values in field_values, then their crashes; AND by INTERSECT, NOT by EXCEPT
+    assert _found(crashd, "annotations.gpu=~rtx&annotations.gpu=!~ti") == {ids["a"], ids["b"]}
+    assert _found(crashd, "annotations.gpu=~rtx&tester_id=t1&status=processed") == {ids["a"], ids["d"]}
+    assert _found(crashd, "tester_id=!t1&status=!failed") == {ids["b"], ids["c"]}

@@ -74,8 +74,9 @@ SCHEMAS: dict[str, Schema] = {
                     signature=nullable("string"), component=nullable("string"), group_id=nullable("integer"),
                     hang_seconds=nullable("number"), annotations=ANY),
     "CrashSearch": obj(crashes=arr(ref("CrashHit")), total=I, limit=I, offset=I),
-    "Facets": obj(total=I, facets=arr(obj(field=S, values=arr(obj(value=S, count=I)), other=I, distinct=I,
-                                          missing=nullable("integer")))),
+    "Facets": obj(total=I, sample=nullable("integer"),
+                  facets=arr(obj(field=S, values=arr(obj(value=S, count=I)), other=I, distinct=I,
+                                 missing=nullable("integer")))),
     "Regrouped": obj(group_id=I, into=I, crashes_moved=I, groups={"type": "object", "additionalProperties": I},
                      ticket_changes=arr(obj(ticket_id=I, action=S))),
     "Feedback": obj(id=S, project_id=I, group_id=nullable("integer"), category=S, message=S,
@@ -305,7 +306,9 @@ DESCRIBED: dict[tuple[str, str], dict[str, Any]] = {
         "id": "facets", "summary": "The most frequent values of fields among the crashes a search matches",
         "query": [PROJECT, ("field", REQUIRED_TEXT, "required, up to 10 times: a search field to count "
                             "(annotations.gpu, build, os_version, cpu, module, ...)"),
-                  ("limit", bounded(1, 100), "values per field, 1..100, default 10"), *SEARCH_FIELDS],
+                  ("limit", bounded(1, 100), "values per field, 1..100, default 10"),
+                  ("latest", bounded(1, 1_000_000), "count among the latest N matched crashes only (sample: N)"),
+                  *SEARCH_FIELDS],
         "errors": (400, 401, 404), "ok": json_ok(ref("Facets"))},
     ("GET", "/api/groups"): {
         "id": "listGroups", "summary": "Crash groups with filters, sorting, paging and 14-day sparklines",

@@ -21,7 +21,8 @@ from storage import search
 from storage.search_query import Condition, SearchError, parse
 
 PAGING = ("project", "sort", "order", "limit", "offset")
-FACET_PARAMS = ("project", "field", "limit")
+FACET_PARAMS = ("project", "field", "limit", "latest")
+MAX_LATEST = 1_000_000
 MAX_FACET_FIELDS = 10
 
 
@@ -35,7 +36,10 @@ def search_conditions(params: Iterable[tuple[str, str]], reserved: Iterable[str]
         raise HTTPException(400, f"bad query parameter: {exc}{hint}") from None
 
 
-def _page(params: QueryParams) -> dict[str, Any]:
+def page_query(params: QueryParams, default_limit: int = 50) -> dict[str, Any]:
+    """search_crashes' paging arguments: ``sort`` (storage/search.SORTS, default received),
+    ``order`` (default desc), ``limit`` (1..1000, larger cut to 1000), ``offset``. Raises
+    ValueError naming the parameter. The search page reads its paging with it too."""
     sort = params.get("sort") or "received"
     if sort not in search.SORTS:
         raise ValueError(f"sort must be one of {', '.join(search.SORTS)}")
@@ -43,7 +47,7 @@ def _page(params: QueryParams) -> dict[str, Any]:
     if order not in ORDERS:
         raise ValueError("order must be asc or desc")
     return {"sort": sort, "descending": order == "desc",
-            "limit": int_param(params, "limit", 50, 1, MAX_LIMIT, clip=True),
+            "limit": int_param(params, "limit", default_limit, 1, MAX_LIMIT, clip=True),
             "offset": int_param(params, "offset", 0, 0, MAX_OFFSET)}
 
 
@@ -52,7 +56,7 @@ async def search_endpoint(request: Request) -> Response:
     """GET /api/crashes?project=&<field>=<value>...&sort=&order=&limit=&offset=: ``{"crashes":
     [...], "total", "limit", "offset"}``, newest first unless sorted otherwise."""
     params = request.query_params
-    page = query(_page, params)
+    page = query(page_query, params)
     conditions = search_conditions(params.multi_items(), PAGING)
     found = await run_in_threadpool(search.search_crashes, state_of(request).ctx.engine,
                                     scope=await project_scope(request), conditions=conditions, **page)
@@ -61,9 +65,10 @@ async def search_endpoint(request: Request) -> Response:
 
 @requires("read")
 async def facets_endpoint(request: Request) -> Response:
-    """GET /api/facets?project=&field=<field>[&field=...]&limit=&<field>=<value>...: for each
-    field its most frequent values among the matching crashes (``{"total", "facets": [{"field",
-    "values": [{"value", "count"}], "other", "distinct", "missing"}]}``)."""
+    """GET /api/facets?project=&field=<field>[&field=...]&limit=&latest=&<field>=<value>...: for
+    each field its most frequent values among the matching crashes, or among the latest
+    ``latest`` of them (``{"total", "sample", "facets": [{"field", "values": [{"value",
+    "count"}], "other", "distinct", "missing"}]}``)."""
     params = request.query_params
     fields = params.getlist("field")
     if not fields:
@@ -71,17 +76,19 @@ async def facets_endpoint(request: Request) -> Response:
     if len(fields) > MAX_FACET_FIELDS:
         raise HTTPException(400, f"bad query parameter: field: at most {MAX_FACET_FIELDS}")
     limit = query(int_param, params, "limit", 10, 1, search.MAX_FACET_VALUES)
+    latest = query(int_param, params, "latest", 0, 1, MAX_LATEST) if params.get("latest") else None
     conditions = search_conditions(params.multi_items(), FACET_PARAMS)
-    found = await run_in_threadpool(count_fields, request, fields, conditions, limit, await project_scope(request))
+    found = await run_in_threadpool(count_fields, request, fields, conditions, limit, latest,
+                                    await project_scope(request))
     return JSONResponse(jsonable(found))
 
 
 def count_fields(request: Request, fields: list[str], conditions: list[Condition], limit: int,
-                 scope: Any) -> dict[str, Any]:
+                 latest: int | None, scope: Any) -> dict[str, Any]:
     """storage/search.facets of fields. Raises HTTPException(400) for a field that cannot be
     counted."""
     engine = state_of(request).ctx.engine
     try:
-        return search.facets(engine, scope=scope, fields=fields, conditions=conditions, limit=limit)
+        return search.facets(engine, scope=scope, fields=fields, conditions=conditions, limit=limit, latest=latest)
     except ValueError as exc:
         raise HTTPException(400, f"bad query parameter: field: {exc}") from None

@@ -50,6 +50,7 @@ NOTE_MAX = 2000
 # The duplicate picker offers the project's other tickets that are not duplicates themselves.
 PICKER_STATES = ("open", "regressed", "resolved", "verified", "wontfix")
 FACET_VALUES = 5  # values shown per field in the group page's "Top values"
+FACET_SAMPLE = 10_000  # ... counted among the group's latest this many crashes (docs/search.md)
 TREND_DAYS = 30  # the trend chart's days (GET /api/trends?group= has the same series)
 
 
@@ -79,9 +80,10 @@ def group_facets(state: ServerState, group: dict[str, Any]) -> dict[str, Any]:
     ix_crash_fields_group)."""
     fields = facet_fields(state.ctx.settings)
     if not fields:
-        return {"total": 0, "facets": []}
+        return {"total": 0, "sample": None, "facets": []}
     return search.facets(state.ctx.engine, scope=group["project_id"], fields=fields,
-                         conditions=[Condition("group", "eq", group["group_id"])], limit=FACET_VALUES)
+                         conditions=[Condition("group", "eq", group["group_id"])], limit=FACET_VALUES,
+                         latest=FACET_SAMPLE)
 
 
 def group_trend(state: ServerState, group: dict[str, Any]) -> Markup:

@@ -28,7 +28,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from server import auth
-from server.api.params import MAX_LIMIT, MAX_OFFSET, ORDERS, int_param
+from server.api.search import page_query
 from server.dashboard import pages
 from server.dashboard.access import page, project_filter
 from server.state import ServerState
@@ -146,21 +146,14 @@ def facet_fields(configured: str, chosen: str | None) -> list[str]:
 
 def read_query(params: QueryParams, rows: Sequence[Row], configured_facets: str) -> SearchQuery:
     """The request checked. Raises ValueError (SearchError too) naming what is wrong."""
-    sort = params.get("sort") or "received"
-    if sort not in search.SORTS:
-        raise ValueError(f"sort must be one of {', '.join(search.SORTS)}")
-    order = params.get("order") or "desc"
-    if order not in ORDERS:
-        raise ValueError("order must be asc or desc")
+    paging = page_query(params, PAGE_SIZE)
     pairs = [p for row in rows if (p := row.pair()) is not None]
     try:
         conditions = parse(pairs)
     except SearchError as exc:
         hint = " (an annotation is annotations.<key>)" if "unknown search field" in str(exc) else ""
         raise SearchError(f"{exc}{hint}") from None
-    return SearchQuery(pairs, conditions, sort, order == "desc",
-                       int_param(params, "limit", PAGE_SIZE, 1, MAX_LIMIT, clip=True),
-                       int_param(params, "offset", 0, 0, MAX_OFFSET),
+    return SearchQuery(pairs, conditions, paging["sort"], paging["descending"], paging["limit"], paging["offset"],
                        facet_fields(configured_facets, (params.get("facet") or "").strip() or None))
 
 
@@ -175,13 +168,16 @@ def value_link(base: str, field: str, value: str) -> str:
     return base + urlencode([(field, "=" + value)], quote_via=quote)
 
 
+FACET_SAMPLE = 10_000  # facet bars count the latest this many matched crashes (docs/search.md)
+
+
 def run_search(engine: Engine, scope: ProjectScope, query: SearchQuery) -> dict[str, Any]:
     """One page of matching crashes (``crashes``, ``total``) and each facet field's counts."""
     found = search.search_crashes(engine, scope=scope, conditions=query.conditions, sort=query.sort,
                                   descending=query.descending, limit=query.limit, offset=query.offset)
     counted = search.facets(engine, scope=scope, fields=query.facets, conditions=query.conditions,
-                            limit=FACET_VALUES) if query.facets else {"facets": []}
-    return {**found, "facets": counted["facets"]}
+                            limit=FACET_VALUES, latest=FACET_SAMPLE) if query.facets else {"facets": [], "sample": None}
+    return {**found, "facets": counted["facets"], "facet_sample": counted["sample"]}
 
 
 def chips(annotations: Any, drill: Callable[[str], str], first: Sequence[str]) -> dict[str, Any]:

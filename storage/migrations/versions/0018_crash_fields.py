@@ -1,4 +1,4 @@
-"""crash_fields: the searchable values of each crash (docs/search.md)
+"""crash_fields and field_values: the searchable values of each crash (docs/search.md)
 
 The rows of crashes processed before this migration are written from what their rows hold
 (annotations, signature, platform, component, the summary's OS, CPU and top frames);
@@ -37,7 +37,16 @@ def upgrade() -> None:
         batch.create_index('ix_crash_fields_search', ['project_id', 'field', 'value', 'received_at', 'crash_id',
                                                       'group_id'], unique=False)
         batch.create_index('ix_crash_fields_group', ['group_id', 'field', 'value'], unique=False)
+    op.create_table('field_values',
+    sa.Column('project_id', sa.Integer(), nullable=False),
+    sa.Column('field', sqlmodel.sql.sqltypes.AutoString(length=100), nullable=False),
+    sa.Column('value', sa.String(300).with_variant(sa.String(300, collation='C'), 'postgresql'), nullable=False),
+    sa.ForeignKeyConstraint(['project_id'], ['projects.id'], ),
+    sa.PrimaryKeyConstraint('project_id', 'field', 'value')
+    )
     _backfill()
+    op.execute("INSERT INTO field_values (project_id, field, value) SELECT DISTINCT project_id, field, value"
+               " FROM crash_fields")
 
 
 def _backfill() -> None:
@@ -61,4 +70,5 @@ def _backfill() -> None:
 
 
 def downgrade() -> None:
+    op.drop_table('field_values')
     op.drop_table('crash_fields')
