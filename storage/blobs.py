@@ -83,6 +83,11 @@ class BlobStore(ABC):
         """Every key (unfinished writes included) with its modification time (seconds since
         the epoch), in key order, starting after the key ``after``."""
 
+    @abstractmethod
+    def iter_folder(self, folder: str) -> Iterator[tuple[str, str]]:
+        """Every key under ``folder/`` (at any depth) with its version, a string that changes
+        whenever the key is written again (S3: the ETag; files: mtime and size), in key order."""
+
     def put_bytes(self, key: str, data: bytes) -> None:
         """Store data under key."""
         self.put_file(key, io.BytesIO(data))
@@ -146,6 +151,19 @@ class FSBlobStore(BlobStore):
         for kind in _sorted_entries(self.root):
             if kind.is_dir():  # blobs live in <kind>/...: root files are probes
                 yield from _walk(Path(kind.path), f"{kind.name}/", after)
+
+    def iter_folder(self, folder: str) -> Iterator[tuple[str, str]]:
+        base = self._path(folder.rstrip("/"))
+        found = []
+        for parent, _, names in os.walk(base):
+            for name in names:
+                path = Path(parent) / name
+                try:
+                    st = path.stat()
+                except FileNotFoundError:  # deleted while listed
+                    continue
+                found.append((path.relative_to(self.root).as_posix(), f"{st.st_mtime_ns}-{st.st_size}"))
+        return iter(sorted(found))
 
     def check(self) -> None:
         try:
@@ -264,6 +282,14 @@ class S3BlobStore(BlobStore):
                     key = meta["path"]
                     if "/" in key:  # blobs live in <kind>/...: root objects are probes
                         yield key, meta["last_modified"].timestamp()
+
+    def iter_folder(self, folder: str) -> Iterator[tuple[str, str]]:
+        prefix = checked_key(folder.rstrip("/"))
+        found: list[tuple[str, str]] = []
+        with _s3_errors(folder, "list"):  # a prefix listing: only the folder's objects are sent
+            for batch in obstore.list(self.store, prefix=prefix, chunk_size=1000):
+                found += [(m["path"], f"{m['e_tag']}-{m['size']}") for m in batch]
+        return iter(sorted(found))
 
     def check(self) -> None:
         self.put_bytes(".heartbeat", b"ok")

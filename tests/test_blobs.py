@@ -25,6 +25,10 @@ def test_round_trip_and_no_temp_files_left(tmp_path: Path) -> None:
     assert store.read_bytes("minidumps/2026-11-25/a.dmp") == data
     assert b"".join(store.iter_chunks("minidumps/2026-11-25/a.dmp")) == data
     assert [p.name for p in (tmp_path / "minidumps" / "2026-11-25").iterdir()] == ["a.dmp"]
+    before = list(store.iter_folder("minidumps/2026-11-25"))
+    assert [key for key, _ in before] == ["minidumps/2026-11-25/a.dmp"]
+    store.put_bytes("minidumps/2026-11-25/a.dmp", b"new")
+    assert list(store.iter_folder("minidumps/2026-11-25/"))[0][1] != before[0][1]  # its version changed
 
 
 def test_failed_write_leaves_nothing(tmp_path: Path) -> None:
@@ -90,6 +94,11 @@ def test_s3_round_trip_and_listing(s3_env: dict[str, str]) -> None:
     assert keys == ["attachments/2026-11-25/a/log.txt", "minidumps/2026-11-25/a.dmp", "minidumps/2026-11-26/b.dmp"]
     assert [key for key, _ in store.iter_keys(after="minidumps/2026-11-25/a.dmp")] == ["minidumps/2026-11-26/b.dmp"]
     assert all(mtime > 1.7e9 for _, mtime in store.iter_keys())
+    before = list(store.iter_folder("minidumps/2026-11-25"))
+    assert [key for key, _ in before] == ["minidumps/2026-11-25/a.dmp"]
+    store.put_bytes("minidumps/2026-11-25/a.dmp", b"new")
+    assert list(store.iter_folder("minidumps/2026-11-25/"))[0][1] != before[0][1]  # its version changed
+    assert list(store.iter_folder("minidumps/2026-11")) == []  # a folder, not a prefix of names
     store.delete("minidumps/2026-11-26/b.dmp")
     store.delete("minidumps/2026-11-26/b.dmp")  # deleting a missing key is fine
     assert not store.exists("minidumps/2026-11-26/b.dmp")

@@ -40,7 +40,7 @@ class WorkerContext:
     def symbols(self) -> Any:
         """The SymbolProvider over the symbol store and CRASHD_SYMBOL_URLS."""
         if self._symbols is None:
-            self._symbols = CachedSymbolProvider.from_settings(self.settings)
+            self._symbols = CachedSymbolProvider.from_settings(self.settings, blobs=self.blobs)
         return self._symbols
 
 

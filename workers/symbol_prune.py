@@ -19,7 +19,9 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from schemas.tables import utcnow
+from storage.blobs import BlobStoreError
 from storage.symbol_use import UnusedModule, forget_module, unused_modules
+from symbolicator.symbols import remote
 from symbolicator.symbols.cache import MalformedSymbols, module_cache_dir
 from symbolicator.symbols.sources import bump_generation
 from workers.context import WorkerContext
@@ -49,7 +51,7 @@ def prune_symbols(ctx: WorkerContext, *, before: datetime, dry_run: bool = False
             continue
         try:
             _delete_files(ctx, module)
-        except OSError as exc:
+        except (OSError, BlobStoreError) as exc:
             result.failed.append(f"{module.debug_file}/{module.debug_id}: {exc}")
             log.warning("symbols prune: %s/%s kept: %s", module.debug_file, module.debug_id, exc)
             continue
@@ -58,6 +60,8 @@ def prune_symbols(ctx: WorkerContext, *, before: datetime, dry_run: bool = False
         result.bytes += module.size
     if result.modules and not dry_run:
         bump_generation(ctx.settings.symbols_dir)
+        if ctx.settings.blobs_on_s3:
+            remote.bump_shared_generation(ctx.blobs)
         log.info("symbols prune: deleted %d modules (%d bytes) unused since %s", result.modules, result.bytes,
                  before.isoformat())
     return result
@@ -65,7 +69,12 @@ def prune_symbols(ctx: WorkerContext, *, before: datetime, dry_run: bool = False
 
 def _delete_files(ctx: WorkerContext, module: UnusedModule) -> None:
     """Remove the module's store folder(s) and cache folder, and a ``<debug_file>/`` folder
-    they leave empty. Only ever below the store's and the cache's roots."""
+    they leave empty. Only ever below the store's and the cache's roots. On an object store,
+    its objects go first (raises BlobStoreError); local copies of other processes are left to
+    their LocalCache's eviction."""
+    if ctx.settings.blobs_on_s3:
+        for path in module.paths:
+            ctx.blobs.delete(remote.blob_key(path))
     store, cache = Path(ctx.settings.symbols_dir).resolve(), Path(ctx.settings.symbol_cache_dir).resolve()
     folders = [(store, (store / path).parent.resolve()) for path in module.paths]
     # The caches mirror the store's layout: a project's store and caches are under .projects/<id>/.

@@ -25,6 +25,7 @@ from server.ingest.discard import Discarded
 from server.ingest.symbols import store_project
 from server.state import ServerState, state_of
 from storage import dashboard_queries, queries
+from symbolicator.symbols import remote
 from symbolicator.symbols.sources import breakpad_layout
 
 
@@ -44,7 +45,7 @@ async def lookup_endpoint(request: Request) -> Response:
                                    debug_id=module[1], sha256=request.query_params.get("sha256"))
     # A row whose file is gone (a wiped symbols folder) is not "stored": the CLI uploads again.
     files = [row_dict(row) for row in rows if (stores is None or row.project_id in stores)
-             and (state.settings.symbols_dir / row.path).is_file()]
+             and remote.is_stored(state.settings, state.ctx.blobs, row.path)]
     if not files:  # an answer, not an HTTPException: the body carries the empty list too
         return JSONResponse({"detail": "not_found", "files": []}, status_code=404)
     return JSONResponse({"files": files})

@@ -46,7 +46,8 @@ from server.ingest.upload_parser import (
 )
 from server.state import ServerState, state_of
 from storage import queries, symbol_use
-from symbolicator.symbols import store
+from storage.blobs import BlobStoreError
+from symbolicator.symbols import remote, store
 from symbolicator.symbols.cache import MalformedSymbols
 from symbolicator.symbols.sources import bump_generation
 from symbolicator.symbols.ziptree import is_zip, unpack_zip
@@ -62,7 +63,7 @@ NAME_FIELDS = {"debug_file": ("debug_file",), "debug_id": ("debug_identifier", "
                "cpu": ("cpu", "arch")}
 
 
-STORE_ERRORS = (OSError, SQLAlchemyError)  # the symbols folder or the database failed: 503
+STORE_ERRORS = (OSError, SQLAlchemyError, BlobStoreError)  # the symbols folder, database or object store failed: 503
 
 
 @refusing(SYMBOLS, outages=STORE_ERRORS)
@@ -224,6 +225,8 @@ def _store_staged(state: ServerState, project: Project | None, staged: store.Sta
             stored = store.store_file(staged, identity, name=store.stored_name(identity, name),
                                       symbols_dir=settings.symbols_dir, cache_dir=settings.symbol_cache_dir,
                                       project_id=project_id, room=room)
+            if settings.blobs_on_s3:  # workers on other machines read it from there (symbols/remote.py)
+                remote.publish(state.ctx.blobs, settings.symbols_dir, stored.stored_as, changed=stored.status == "stored")
             queries.record_symbol_file(state.ctx.engine, row=symbol_row(stored, project))
             if stored.status == "stored":
                 forget(state, identity)
@@ -249,11 +252,13 @@ def symbol_row(stored: store.StoredFile, project: Project | None) -> SymbolFile:
 def forget(state: ServerState, identity: store.Identity) -> None:
     """Tell symbol providers that the module changed: the in-process worker's at once (if it
     has one: one is never built here), those of other processes (RQ workers) through the
-    store's generation file, which they poll."""
+    store's generation file (on an object store, its generation blob), which they poll."""
     provider = state.ctx._symbols
     if provider is not None:
         provider.forget(identity.debug_file, identity.debug_id)
     bump_generation(state.settings.symbols_dir)
+    if state.settings.blobs_on_s3:
+        remote.bump_shared_generation(state.ctx.blobs)
     # Crashes processed without these symbols go through processing again by themselves,
     # and move to the group of their symbolicated signature.
     reprocess_for_symbols(state.ctx, state.queue, debug_file=identity.debug_file, debug_id=identity.debug_id)

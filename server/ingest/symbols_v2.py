@@ -32,7 +32,7 @@ from server.ingest.refusal import SYMBOLS, refusing
 from server.ingest.symbols import STORE_ERRORS, _store_staged, authenticate_upload, read_files
 from server.state import ServerState, state_of
 from storage import queries
-from symbolicator.symbols import store
+from symbolicator.symbols import remote, store
 from symbolicator.symbols.sources import breakpad_layout
 
 _UPLOAD_KEY = re.compile(r"[A-Za-z0-9_-]{43}")
@@ -123,7 +123,7 @@ def _has(state: ServerState, request: Request, module: tuple[str, str]) -> bool:
     project = authenticate_upload(state, request)
     rows = queries.symbol_files(state.ctx.engine, debug_file=module[0], debug_id=module[1])
     wanted = project.id if project else None
-    return any(row.project_id == wanted and (state.settings.symbols_dir / row.path).is_file() for row in rows)
+    return any(row.project_id == wanted and remote.is_stored(state.settings, state.ctx.blobs, row.path) for row in rows)
 
 
 def _json(body: dict[str, str]) -> Response:

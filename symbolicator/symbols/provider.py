@@ -13,11 +13,13 @@ import threading
 import time
 from collections import OrderedDict
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 from schemas.settings import Settings
 from schemas.stack import Module, SourceLocation
+from storage.blobs import BlobStore
 from symbolicator.symbols import cache as _cache
+from symbolicator.symbols import remote as _remote
 from symbolicator.symbols import sources as _sources
 from symbolicator.symbols.types import FunctionInfo, SymbolProvider, SymbolStatus, WinFrameInfo
 
@@ -47,16 +49,22 @@ class CachedSymbolProvider:
 
     def __init__(self, sources: Sequence[_sources.SymbolSource], cache_dir: Path, *, max_loaded: int = 64,
                  recheck_seconds: float = 60.0, generation_file: Path | None = None,
-                 projects_root: Path | None = None) -> None:
+                 projects_root: Path | None = None,
+                 project_sources: Callable[[int], _sources.SymbolSource] | None = None,
+                 generation: Callable[[], int] | None = None) -> None:
         self.sources = list(sources)
         self.cache_dir = Path(cache_dir)
         self.projects_root = projects_root
+        # A project's own store: a folder under projects_root, or (object store) what
+        # project_sources(project_id) returns.
+        self.project_sources = project_sources
         self.max_loaded = max_loaded
         self.recheck_seconds = recheck_seconds
         # Another process (the web server taking a symbol upload) touches generation_file;
         # remembered failures older than its change are forgotten, so a worker sees new
         # symbols at once instead of after recheck_seconds.
         self.generation_file = generation_file
+        self.generation = generation  # instead of the file: a token read from the object store
         self._generation = (0, -1.0)  # (mtime_ns seen, when it was last read)
         self.generation_poll_seconds = 1.0
         self._loaded: OrderedDict[ScopedKey, _cache.ModuleSymbols] = OrderedDict()
@@ -65,8 +73,12 @@ class CachedSymbolProvider:
         self._build_locks = [threading.Lock() for _ in range(BUILD_LOCKS)]  # one module loads once
 
     @classmethod
-    def from_settings(cls, settings: Settings, *, max_loaded: int = 64, recheck_seconds: float = 60.0) -> CachedSymbolProvider:
-        """Uploaded symbols (settings.symbols_dir) first, then each of settings.symbol_urls."""
+    def from_settings(cls, settings: Settings, *, max_loaded: int = 64, recheck_seconds: float = 60.0,
+                      blobs: BlobStore | None = None) -> CachedSymbolProvider:
+        """Uploaded symbols (settings.symbols_dir, or the object store's when blob_url is s3
+        and blobs given) first, then each of settings.symbol_urls."""
+        if settings.blobs_on_s3 and blobs is not None:
+            return cls.from_object_store(settings, blobs, max_loaded=max_loaded, recheck_seconds=recheck_seconds)
         downloads = settings.symbol_cache_dir / "_http"
         sources: list[_sources.SymbolSource] = [_sources.LocalDirSource(settings.symbols_dir)]
         sources += [_sources.HttpSource(url, downloads, miss_ttl_seconds=settings.symbol_miss_ttl_seconds)
@@ -74,10 +86,23 @@ class CachedSymbolProvider:
         return cls(sources, settings.symbol_cache_dir, generation_file=_sources.generation_file(settings.symbols_dir),
                    projects_root=settings.symbols_dir, max_loaded=max_loaded, recheck_seconds=recheck_seconds)
 
+    @classmethod
+    def from_object_store(cls, settings: Settings, blobs: BlobStore, *, max_loaded: int = 64,
+                          recheck_seconds: float = 60.0) -> CachedSymbolProvider:
+        """Uploaded symbols from the object store (remote.py), copied and converted into the
+        bounded local cache folder (CRASHD_CACHE_DIR), then each of settings.symbol_urls."""
+        local = _remote.LocalCache(settings.local_cache_dir, settings.cache_max_bytes)
+        sources: list[_sources.SymbolSource] = [_remote.BlobSymbolSource(blobs, _remote.PREFIX, local.files, local)]
+        sources += [_sources.HttpSource(url, local.caches / "_http", miss_ttl_seconds=settings.symbol_miss_ttl_seconds)
+                    for url in settings.symbol_urls]
+        return cls(sources, local.caches, max_loaded=max_loaded, recheck_seconds=recheck_seconds,
+                   project_sources=lambda project_id: _remote.project_source(blobs, project_id, local),
+                   generation=lambda: _remote.shared_generation(blobs))
+
     def for_project(self, project_id: int | None) -> SymbolProvider:
         """The provider for a crash of project_id: its own store, then the shared sources
         (this provider itself when there are no project stores or no project)."""
-        if project_id is None or self.projects_root is None:
+        if project_id is None or (self.projects_root is None and self.project_sources is None):
             return self
         return ProjectSymbols(self, project_id)
 
@@ -181,16 +206,14 @@ class CachedSymbolProvider:
         return None
 
     def _current_generation(self) -> int:
-        """The generation file's mtime, read at most once a second; called with _lock held."""
-        if self.generation_file is None:
+        """The generation file's mtime (or the generation callable's token), read at most once
+        a second; called with _lock held."""
+        if self.generation_file is None and self.generation is None:
             return 0
         seen, read_at = self._generation
         now = time.monotonic()
         if now - read_at >= self.generation_poll_seconds:
-            try:
-                seen = self.generation_file.stat().st_mtime_ns
-            except OSError:
-                seen = 0
+            seen = self.generation() if self.generation is not None else _file_generation(self.generation_file)
             self._generation = (seen, now)
         return seen
 
@@ -208,6 +231,8 @@ class CachedSymbolProvider:
 
     def _sources_of(self, project_id: int | None) -> tuple[list[_sources.SymbolSource], Path]:
         """The sources of one scope and the cache folder of the files they find."""
+        if project_id is not None and self.project_sources is not None:
+            return [self.project_sources(project_id)], _sources.store_root(self.cache_dir, project_id)
         if project_id is None or self.projects_root is None:
             return self.sources, self.cache_dir
         store = _sources.LocalDirSource(_sources.store_root(self.projects_root, project_id))
@@ -254,6 +279,14 @@ class CachedSymbolProvider:
         except Exception:
             log.exception("converting symbols %s for %s/%s failed", path, *key)
             return SymbolStatus.corrupt, None, "conversion_failed"
+
+
+def _file_generation(path: Path | None) -> int:
+    """A generation file's mtime in ns (0 when there is none)."""
+    try:
+        return path.stat().st_mtime_ns if path is not None else 0
+    except OSError:
+        return 0
 
 
 class ProjectSymbols:

@@ -1,0 +1,219 @@
+"""Uploaded symbol files in the object store (``CRASHD_BLOB_URL=s3://...``), and the bounded
+local folder each worker keeps copies and caches in (``CRASHD_CACHE_DIR``).
+
+With an object store, no two crashd processes share a disk: the web process that takes a
+symbol upload stores and converts it in its own ``symbols/`` folder (store.py, as with a
+local store), then publishes the file to the blob store under ``symbols/<stored_as>`` (the
+same Breakpad layout, a project's under ``symbols/.projects/<id>/``). A worker that needs a
+module asks BlobSymbolSource, which downloads the file into ``<cache dir>/symbols/`` and
+hands the provider its local path; the provider builds SymCache and index beside it in
+``<cache dir>/symcache/``. LocalCache keeps that folder under ``CRASHD_CACHE_MAX_BYTES``,
+evicting the least recently used modules (a module's folder mtime is touched on each use).
+
+The store's generation (sources.bump_generation's file, polled by workers) is a blob too,
+``symbols/.generation``, rewritten with a new token on each change.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import shutil
+import tempfile
+import threading
+import zlib
+from pathlib import Path
+
+from schemas.settings import Settings
+from storage.blobs import BlobNotFound, BlobStore, BlobStoreError
+from symbolicator.symbols.sources import (
+    PROJECTS_DIR,
+    FetchResult,
+    FetchStatus,
+    SymbolSource,
+    breakpad_layout,
+    store_root,
+    sym_file_name,
+)
+
+log = logging.getLogger(__name__)
+
+PREFIX = "symbols/"
+GENERATION_KEY = PREFIX + ".generation"
+_SKIPPED_SUFFIXES = (".tmp", ".part", ".json")
+
+
+def blob_key(stored_as: str) -> str:
+    """The blob key of a file stored at stored_as (relative to the symbols folder)."""
+    return PREFIX + stored_as
+
+
+def publish(blobs: BlobStore, symbols_dir: Path, stored_as: str, *, changed: bool) -> None:
+    """Copy the stored file to the object store (changed: new content; else only when the
+    object is missing, e.g. a retry after a failed put). Raises BlobStoreError, OSError."""
+    key = blob_key(stored_as)
+    if not changed and blobs.exists(key):
+        return
+    with open(symbols_dir / stored_as, "rb") as source:
+        blobs.put_file(key, source)
+
+
+def is_stored(settings: Settings, blobs: BlobStore, stored_as: str) -> bool:
+    """Whether the file recorded at stored_as is still there: in the object store when blob_url
+    is s3 (another web process may have taken the upload), else in the symbols folder."""
+    if settings.blobs_on_s3:
+        return blobs.exists(blob_key(stored_as))
+    return (settings.symbols_dir / stored_as).is_file()
+
+
+def bump_shared_generation(blobs: BlobStore) -> None:
+    """Tell workers on every machine that the symbol store changed. Raises BlobStoreError."""
+    blobs.put_bytes(GENERATION_KEY, secrets.token_hex(8).encode())
+
+
+def shared_generation(blobs: BlobStore) -> int:
+    """The current generation token as a number (0: never bumped, or the store is down)."""
+    try:
+        return zlib.crc32(blobs.read_bytes(GENERATION_KEY)) or 1
+    except BlobStoreError:
+        return 0
+
+
+class LocalCache:
+    """The worker's local folder: downloaded files under ``files``, caches under ``caches``,
+    at most max_bytes in all; evict() deletes least recently used modules (by the mtime of
+    their folder under ``files``, touched on each use) and their caches."""
+
+    def __init__(self, root: Path, max_bytes: int) -> None:
+        self.root, self.max_bytes = Path(root), max_bytes
+        self.files, self.caches = self.root / "symbols", self.root / "symcache"
+        self._lock = threading.Lock()
+
+    def evict(self, keep: Path | None = None) -> int:
+        """Delete modules, oldest use first, until the folder is under max_bytes; never keep
+        (the module in use). Returns the bytes freed."""
+        with self._lock:
+            total = _tree_bytes(self.root)
+            freed = 0
+            for _, folder in sorted(self._modules()):
+                if total - freed <= self.max_bytes:
+                    break
+                if keep is not None and folder == keep:
+                    continue
+                cached = self.caches / folder.relative_to(self.files)
+                freed += _tree_bytes(folder) + _tree_bytes(cached)
+                shutil.rmtree(folder, ignore_errors=True)
+                shutil.rmtree(cached, ignore_errors=True)
+            if freed:
+                log.info("symbol cache: evicted %d bytes (cap %d)", freed, self.max_bytes)
+            return freed
+
+    def _modules(self) -> list[tuple[float, Path]]:
+        """(last use, folder) of every ``[.projects/<id>/]<debug_file>/<DEBUG_ID>`` folder."""
+        roots = [self.files] + sorted((self.files / PROJECTS_DIR).glob("*"))
+        found = []
+        for root in roots:
+            for folder in root.glob("*/*"):
+                if folder.is_dir() and not folder.parent.name.startswith("."):
+                    try:
+                        found.append((folder.stat().st_mtime, folder))
+                    except FileNotFoundError:
+                        continue
+        return found
+
+
+class BlobSymbolSource(SymbolSource):
+    """Uploaded symbols in the object store under ``prefix`` (``symbols/`` or a project's
+    ``symbols/.projects/<id>/``), downloaded on first use into local_root (LocalCache.files,
+    same layout). A local copy is used while the object's version (its ETag) is unchanged.
+    Like LocalDirSource, ``<name>.sym`` is preferred, then any .sym, then a native file; the
+    debug file name must match the upload's case exactly (S3 keys are case-sensitive)."""
+
+    def __init__(self, blobs: BlobStore, prefix: str, local_root: Path, cache: LocalCache | None = None) -> None:
+        self.blobs, self.prefix, self.local_root, self.cache = blobs, prefix, Path(local_root), cache
+        self.name = f"blobs:{prefix}"
+
+    def fetch(self, debug_file: str, debug_id: str) -> FetchResult:
+        key = breakpad_layout(debug_file, debug_id)
+        if key is None:
+            return FetchResult(FetchStatus.not_found, reason="no_debug_id")
+        folder = f"{self.prefix}{key[0]}/{key[1]}/"
+        try:
+            listed = list(self.blobs.iter_folder(folder))
+        except BlobStoreError as exc:
+            log.warning("symbols in the object store: cannot list %s: %s", folder, exc)
+            return FetchResult(FetchStatus.unavailable, reason="object_store")
+        picked = _pick(listed, folder, key[0])
+        if picked is None:
+            return FetchResult(FetchStatus.not_found, reason="no_file")
+        return self._local_copy(picked[0], picked[1], self.local_root / key[0] / key[1])
+
+    def _local_copy(self, blob: str, version: str, folder: Path) -> FetchResult:
+        local = folder / blob.rsplit("/", 1)[-1]
+        stamp = folder / f".{local.name}.version"  # the object's version the local copy is of
+        try:
+            if not (local.is_file() and _read(stamp) == version):
+                self._download(blob, local)
+                stamp.write_text(version)
+            os.utime(folder)  # the module's last use, for LocalCache's eviction
+        except BlobNotFound:
+            return FetchResult(FetchStatus.not_found, reason="no_file")
+        except BlobStoreError as exc:
+            log.warning("symbols in the object store: cannot read %s: %s", blob, exc)
+            return FetchResult(FetchStatus.unavailable, reason="object_store")
+        except OSError as exc:
+            log.warning("symbol cache: cannot write %s: %s", local, exc)
+            return FetchResult(FetchStatus.unavailable, reason=f"os_error_{exc.errno}")
+        if self.cache is not None:
+            self.cache.evict(keep=folder)
+        return FetchResult(FetchStatus.found, local)
+
+    def _download(self, blob: str, local: Path) -> None:
+        """blob into local, atomically."""
+        local.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=local.parent, prefix=f".{local.name}-", suffix=".part")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                for chunk in self.blobs.iter_chunks(blob):
+                    out.write(chunk)
+            os.replace(tmp, local)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+
+
+def project_source(blobs: BlobStore, project_id: int, cache: LocalCache) -> BlobSymbolSource:
+    """The source of one project's own store in the object store."""
+    return BlobSymbolSource(blobs, f"{PREFIX}{PROJECTS_DIR}/{project_id}/", store_root(cache.files, project_id), cache)
+
+
+def _pick(listed: list[tuple[str, str]], folder: str, debug_file: str) -> tuple[str, str] | None:
+    """The file LocalDirSource would pick among the objects directly in folder."""
+    files = [(key, modified) for key, modified in listed
+             if "/" not in (name := key[len(folder):]) and name and not name.startswith(".")
+             and not name.endswith(_SKIPPED_SUFFIXES)]
+    preferred = sym_file_name(debug_file).lower()
+
+    def rank(item: tuple[str, str]) -> tuple[bool, bool, str]:
+        name = item[0][len(folder):].lower()
+        return name != preferred, not name.endswith(".sym"), name
+
+    return min(files, key=rank) if files else None
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text()
+    except OSError:
+        return None
+
+
+def _tree_bytes(root: Path) -> int:
+    total = 0
+    for folder, _, names in os.walk(root):
+        for name in names:
+            try:
+                total += os.lstat(os.path.join(folder, name)).st_size
+            except FileNotFoundError:
+                continue
+    return total

@@ -1,0 +1,99 @@
+"""Uploaded symbols in the object store (symbolicator/symbols/remote.py), against a real
+S3-compatible server: published on upload, found by a worker that shares no disk with the web
+process, converted into its bounded local cache, evicted least recently used first."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+
+from test_symbols_api import TINY_ID, tiny_sym
+
+from schemas.settings import Settings
+from schemas.stack import Module
+from storage.blobs import make_blob_store
+from symbolicator.symbols import remote
+from symbolicator.symbols.provider import CachedSymbolProvider
+from symbolicator.symbols.types import SymbolStatus
+
+from conftest import Crashd
+
+
+def module(debug_id: str = TINY_ID) -> Module:
+    return Module(base_addr=0x400000, size=0x10000, code_file="libtiny.so", debug_file="libtiny.so", debug_id=debug_id)
+
+
+def upload(crashd: Crashd, sym: bytes, project: str = "_") -> dict:
+    token = crashd.upload_token if project != "_" else crashd.admin["Authorization"].split()[1]
+    response = crashd.client.post(f"/api/{project}/symbols/", content=sym, headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 200, response.text
+    return response.json()["files"][0]
+
+
+def worker_settings(crashd: Crashd, tmp_path: Path, **extra) -> Settings:
+    """A worker's settings on another machine: its own data dir, the same object store."""
+    fields = {"blob_url": crashd.settings.blob_url, "s3_endpoint_url": crashd.settings.s3_endpoint_url, **extra}
+    return Settings(data_dir=tmp_path / "worker", **fields)
+
+
+def test_an_upload_is_published_and_a_worker_elsewhere_loads_it(s3_crashd: Crashd, tmp_path: Path) -> None:
+    shared = upload(s3_crashd, tiny_sym())
+    own = upload(s3_crashd, tiny_sym(TINY_ID[:-1] + "1"), project=str(s3_crashd.project.id))
+    blobs = s3_crashd.state.ctx.blobs
+    assert blobs.read_bytes(f"symbols/libtiny.so/{TINY_ID}/libtiny.so.sym") == tiny_sym()
+    assert own["stored_as"].startswith(f".projects/{s3_crashd.project.id}/") and blobs.exists(f"symbols/{own['stored_as']}")
+    # Another web process has none of it on disk: the lookup answers from the object store.
+    shutil.rmtree(s3_crashd.settings.symbols_dir)
+    found = s3_crashd.client.get(f"/api/symbols/libtiny.so/{TINY_ID}?key={s3_crashd.key}")
+    assert found.status_code == 200 and found.json()["files"][0]["sha256"] == shared["sha256"]
+    settings = worker_settings(s3_crashd, tmp_path)
+    provider = CachedSymbolProvider.from_settings(settings, blobs=make_blob_store(settings))
+    assert provider.status(module()) is SymbolStatus.loaded
+    assert provider.function_at(module(), 0x1000).name == "tiny_function"  # type: ignore[union-attr]
+    project = provider.for_project(s3_crashd.project.id)
+    assert project.status(module(TINY_ID[:-1] + "1")) is SymbolStatus.loaded
+    assert provider.status(module(TINY_ID[:-1] + "1")) is SymbolStatus.missing  # not in the shared store
+    cache = settings.data_dir / "cache"
+    assert (cache / "symbols" / "libtiny.so" / TINY_ID / "libtiny.so.sym").read_bytes() == tiny_sym()
+    assert (cache / "symcache" / "libtiny.so" / TINY_ID / "symbols.symcache").is_file()
+    assert (cache / "symbols" / ".projects" / str(s3_crashd.project.id) / "libtiny.so").is_dir()
+
+
+def test_a_late_upload_reaches_a_worker_through_the_shared_generation(s3_crashd: Crashd, tmp_path: Path) -> None:
+    settings = worker_settings(s3_crashd, tmp_path)
+    provider = CachedSymbolProvider.from_settings(settings, blobs=make_blob_store(settings), recheck_seconds=3600)
+    provider.generation_poll_seconds = 0
+    assert provider.status(module()) is SymbolStatus.missing  # remembered for an hour...
+    upload(s3_crashd, tiny_sym())
+    assert provider.status(module()) is SymbolStatus.loaded  # ...unless the store's generation moves
+    # New content under the same name replaces the local copy.
+    upload(s3_crashd, tiny_sym(body="FILE 0 tiny.c\nFUNC 1000 20 0 renamed_function\n1000 20 3 0\n"))
+    provider.forget("libtiny.so", TINY_ID)
+    assert provider.function_at(module(), 0x1000).name == "renamed_function"  # type: ignore[union-attr]
+
+
+def test_the_object_store_down_is_unavailable_not_missing(s3_crashd: Crashd, tmp_path: Path) -> None:
+    settings = worker_settings(s3_crashd, tmp_path, s3_endpoint_url="http://127.0.0.1:9")
+    provider = CachedSymbolProvider.from_settings(settings, blobs=make_blob_store(settings))
+    assert provider.status(module()) is SymbolStatus.unavailable
+    assert provider.reason(module()) == "object_store"
+
+
+def test_local_cache_evicts_least_recently_used_modules(tmp_path: Path) -> None:
+    cache = remote.LocalCache(tmp_path / "cache", max_bytes=2500)
+    folders = []
+    for i, name in enumerate(("a.so", "b.so", "c.so")):
+        folder = cache.files / name / TINY_ID
+        folder.mkdir(parents=True)
+        (folder / f"{name}.sym").write_bytes(b"x" * 1000)
+        (cache.caches / name / TINY_ID).mkdir(parents=True)
+        (cache.caches / name / TINY_ID / "symbols.symcache").write_bytes(b"y" * 100)
+        os.utime(folder, (time.time() - 100 + i, time.time() - 100 + i))
+        folders.append(folder)
+    os.utime(folders[0])  # a.so used just now: b.so is the oldest
+    assert cache.evict(keep=folders[2]) == 1100
+    assert [f.exists() for f in folders] == [True, False, True]
+    assert not (cache.caches / "b.so" / TINY_ID).exists()
+    assert cache.evict() == 0  # under the cap
