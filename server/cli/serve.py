@@ -12,6 +12,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from schemas.settings import Settings
+from schemas.tables import Project
 from server import log_redaction
 from server.app import create_app
 from server.cli.context import rules_ok
@@ -41,8 +42,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     log_redaction.install()  # our own log lines (the root logger's handlers)
     init_sentry(settings)
     state = build_state(settings)
-    projects = queries.list_projects(state.ctx.engine)
-    project = projects[0] if projects else queries.create_project(state.ctx.engine, name="default")
+    project = first_project(state.ctx.engine)
     urls = project_urls(settings, project, _base_url(args.host, args.port))
     record_server_url(settings, _base_url(args.host, args.port))  # for `crashd project create`'s URLs
     mode = "RQ on " + settings.redis_url if settings.redis_url else "in-process worker"
@@ -108,3 +108,15 @@ def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
     migrate(make_engine(settings))
     print("database is up to date")
     return 0
+
+
+def first_project(engine: Engine) -> Project:
+    """The first project, or a new one named ``default`` when there is none. Two servers started
+    together (scaled out) may both find none: the one whose insert loses reads the winner's."""
+    projects = queries.list_projects(engine)
+    if projects:
+        return projects[0]
+    try:
+        return queries.create_project(engine, name="default")
+    except ValueError:  # another server created it a moment ago
+        return queries.list_projects(engine)[0]

@@ -101,7 +101,11 @@ class CachedSymbolProvider:
 
     def for_project(self, project_id: int | None) -> SymbolProvider:
         """The provider for a crash of project_id: its own store, then the shared sources
-        (this provider itself when there are no project stores or no project)."""
+        (this provider itself when there are no project stores or no project). Called once
+        per crash: the store's generation is read again before its first lookup, so a crash
+        reprocessed for symbols uploaded a moment ago never meets a failure remembered before."""
+        with self._lock:
+            self._generation = (self._generation[0], float("-inf"))
         if project_id is None or (self.projects_root is None and self.project_sources is None):
             return self
         return ProjectSymbols(self, project_id)
