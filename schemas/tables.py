@@ -49,6 +49,8 @@ class Crash(SQLModel, table=True):
         # crashes; crash reports and first crash per build from the index alone
         Index("ix_crashes_group_id_received_at", "group_id", "received_at"),
         Index("ix_crashes_project_id_build_received_at", "project_id", "build", "received_at"),
+        # a project's latest crashes from the index alone (the search's sample for facets: migration 0018)
+        Index("ix_crashes_project_id_received_at", "project_id", "received_at", "crash_id"),
     )
 
     crash_id: str = Field(primary_key=True, max_length=36)
@@ -291,10 +293,10 @@ class CrashField(SQLModel, table=True):
 
     __tablename__ = "crash_fields"
     # A search reads one range of ix_crash_fields_search and nothing else (index-only: it holds
-    # every column); a group page's facets read ix_crash_fields_group.
+    # every column); a group's crashes, newest first, and its values are ix_crash_fields_group.
     __table_args__ = (Index("ix_crash_fields_search", "project_id", "field", "value", "received_at", "crash_id",
                             "group_id"),
-                      Index("ix_crash_fields_group", "group_id", "field", "value"))
+                      Index("ix_crash_fields_group", "group_id", "field", "received_at", "crash_id", "project_id", "value"))
 
     crash_id: str = Field(foreign_key="crashes.crash_id", primary_key=True, max_length=36)
     field: str = Field(primary_key=True, max_length=100)

@@ -1,13 +1,16 @@
 """Searching crashes by any field and counting a field's values (facets): docs/search.md.
 
 A search is one set of matching crashes (``matches``), read from ``crash_fields`` wherever a
-condition is on an indexed field: the first such field drives (one range of
-ix_crash_fields_search, which holds every column: no table row is read), each other one is an
-EXISTS on the primary key (crash_id, field, value), each negation a NOT EXISTS. Only status
-and hang_seconds are read from ``crashes``; a search with no indexed condition reads
-``crashes`` alone. The page's rows come from ``crashes`` by id afterwards. bench/search.py
-measures it at 1,000,000 crashes. Keyword-only functions taking an Engine first, like
-storage/queries.py.
+condition is on an indexed field: each such field is one range of ix_crash_fields_search
+(which holds every column: no table row is read), fields are AND-ed by INTERSECT and
+negations taken away by EXCEPT; a substring finds its values in ``field_values`` first. A
+group's crashes come from ix_crash_fields_group. Only status and hang_seconds are read from
+``crashes``; a search with no indexed or group condition reads ``crashes`` alone. The page's
+rows come from ``crashes`` by id afterwards. bench/search.py
+measures it at 1,000,000 crashes. A facet counts the values of the matched crashes' rows of
+one field; with ``latest`` it takes the newest N matched crashes from an index (the search
+index, ix_crash_fields_group, ix_crashes_project_id_received_at) and each one's value by
+primary key. Keyword-only functions taking an Engine first, like storage/queries.py.
 """
 
 from __future__ import annotations
@@ -122,17 +125,23 @@ def matches(conditions: Sequence[Condition], scope: ProjectScope) -> Select[Any]
     group_id). Each indexed field's rows are one range of ix_crash_fields_search (its positive
     conditions OR-ed); fields are AND-ed by INTERSECT, negations taken away by EXCEPT (a crash
     without the field passes a negation); both hash the ranges instead of probing crash by
-    crash. Without a positive indexed condition the crashes table is the start."""
+    crash. Without a positive indexed condition a group's crashes (group=<id>) or else the
+    crashes table are the start."""
     fields = by_field(c for c in conditions if is_indexed(c.field))
     positive = [(f, [c for c in cs if not c.negate]) for f, cs in fields.items() if any(not c.negate for c in cs)]
     negative = [c for cs in fields.values() for c in cs if c.negate]
     columns = by_field(c for c in conditions if not is_indexed(c.field))
     on_crash = _on_crash(columns)
     members = []
-    for field, group in positive:
+    for field, alternatives in positive:
         table = FIELDS.alias()
-        members.append(_rows(table).where(*_fields_scope(table, scope), *_has(table, field, group, scope),
+        members.append(_rows(table).where(*_fields_scope(table, scope), *_has(table, field, alternatives, scope),
                                           *_shared(table, columns)))
+    group = _group_only([c for c in conditions if c.field == "group"])
+    if not members and group is not None:  # a group's crashes, newest first, from ix_crash_fields_group
+        table = FIELDS.alias()  # every grouped crash has crash_fields rows, one of them its kind
+        members = [_rows(table).where(table.c.group_id == group, table.c.field == "kind",
+                                      *_fields_scope(table, scope), *_shared(table, columns))]
     if not members:
         members = [_rows(CRASHES).where(*scoped(CRASHES.c.project_id, scope), *_shared(CRASHES, columns), *on_crash)]
         on_crash = []
@@ -231,12 +240,14 @@ def facet(engine: Engine, *, scope: ProjectScope, field: str, conditions: Sequen
     source = select(FIELDS.c.value, func.count().label("n")).where(*_fields_scope(FIELDS, scope),
                                                                    FIELDS.c.field == field)
     group = _group_only(conditions)
-    if group is not None:  # ix_crash_fields_group
+    if latest is not None:  # the sample from an index, newest first, then each crash's value by primary key
+        newest = (select(found.c.crash_id).order_by(found.c.received_at.desc(), found.c.crash_id.desc())
+                  .limit(latest).subquery())
+        source = select(FIELDS.c.value, func.count().label("n")).select_from(newest.join(
+            FIELDS, and_(FIELDS.c.crash_id == newest.c.crash_id, FIELDS.c.field == field)))
+    elif group is not None:  # ix_crash_fields_group
         source = source.where(FIELDS.c.group_id == group)
-    if latest is not None:
-        newest = select(found.c.crash_id).order_by(found.c.received_at.desc(), found.c.crash_id.desc()).limit(latest)
-        source = source.where(FIELDS.c.crash_id.in_(newest))
-    elif conditions and group is None:
+    elif conditions:
         source = source.where(FIELDS.c.crash_id.in_(select(found.c.crash_id)))
     counted = source.group_by(FIELDS.c.value).subquery()
     stmt = (select(counted.c.value, counted.c.n, func.sum(counted.c.n).over().label("all_n"),

@@ -36,7 +36,10 @@ def upgrade() -> None:
     with op.batch_alter_table('crash_fields') as batch:
         batch.create_index('ix_crash_fields_search', ['project_id', 'field', 'value', 'received_at', 'crash_id',
                                                       'group_id'], unique=False)
-        batch.create_index('ix_crash_fields_group', ['group_id', 'field', 'value'], unique=False)
+        batch.create_index('ix_crash_fields_group', ['group_id', 'field', 'received_at', 'crash_id', 'project_id',
+                                                     'value'], unique=False)
+    with op.batch_alter_table('crashes') as batch:
+        batch.create_index('ix_crashes_project_id_received_at', ['project_id', 'received_at', 'crash_id'], unique=False)
     op.create_table('field_values',
     sa.Column('project_id', sa.Integer(), nullable=False),
     sa.Column('field', sqlmodel.sql.sqltypes.AutoString(length=100), nullable=False),
@@ -70,5 +73,7 @@ def _backfill() -> None:
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('crashes') as batch:
+        batch.drop_index('ix_crashes_project_id_received_at')
     op.drop_table('field_values')
     op.drop_table('crash_fields')
