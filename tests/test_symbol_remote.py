@@ -97,3 +97,27 @@ def test_local_cache_evicts_least_recently_used_modules(tmp_path: Path) -> None:
     assert [f.exists() for f in folders] == [True, False, True]
     assert not (cache.caches / "b.so" / TINY_ID).exists()
     assert cache.evict() == 0  # under the cap
+
+
+def test_symupload_v2_steps_may_each_reach_another_web_process(s3_crashd: Crashd) -> None:
+    """create, PUT and complete go to three web processes that share no disk: between the steps
+    this process's staging folder is wiped, as if another one had answered."""
+    base, token = f"/api/{s3_crashd.project.id}/symbols/v1", s3_crashd.upload_token
+    staging = s3_crashd.settings.symbols_dir / ".staging"
+    created = s3_crashd.client.post(f"{base}/uploads:create?key={token}")
+    assert created.status_code == 200, created.text
+    upload_key = created.json()["uploadKey"]
+    shutil.rmtree(staging, ignore_errors=True)
+    put = s3_crashd.client.put(f"{base}/uploads/{upload_key}", content=tiny_sym())
+    assert put.status_code == 200, put.text
+    shutil.rmtree(staging, ignore_errors=True)
+    body = f'{{symbol_id: {{debug_file: "libtiny.so", debug_id: "{TINY_ID}"}}, symbol_upload_type: "BREAKPAD"}}'
+    done = s3_crashd.client.post(f"{base}/uploads/{upload_key}:complete?key={token}", content=body)
+    assert (done.status_code, done.json()) == (200, {"result": "OK"}), done.text
+    blobs = s3_crashd.state.ctx.blobs
+    assert blobs.read_bytes(f"symbols/.projects/{s3_crashd.project.id}/libtiny.so/{TINY_ID}/libtiny.so.sym") == tiny_sym()
+    assert [key for key, _ in blobs.iter_folder("symbols/.staging")] == []  # nothing left waiting
+    status = s3_crashd.client.get(f"{base}/symbols/libtiny.so/{TINY_ID}:checkStatus?key={token}")
+    assert status.json() == {"status": "FOUND"}
+    again = s3_crashd.client.post(f"{base}/uploads/{upload_key}:complete?key={token}", content=body)
+    assert again.status_code == 404  # the key was used up

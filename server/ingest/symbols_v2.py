@@ -11,8 +11,10 @@ speaks it:
 
 ``-k`` puts the API token in ``?key=``: the same tokens, stores, refusals and quota as a v1
 upload (server/ingest/symbols.py). Between 2 and 4 the upload waits in the staging folder as
-``v2-<uploadKey>.json`` (who may complete it) and its file. The client matches the answers with
-regexes that expect ``"name": "value"``, as json.dumps writes them.
+``v2-<uploadKey>.json`` (who may complete it) and its file. With an object store
+(``CRASHD_BLOB_URL=s3://...``) both wait there instead, under ``symbols/.staging/``: the
+create, the PUT and the complete may each reach another web process. The client matches the
+answers with regexes that expect ``"name": "value"``, as json.dumps writes them.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from server.ingest.refusal import SYMBOLS, refusing
 from server.ingest.symbols import STORE_ERRORS, _store_staged, authenticate_upload, read_files
 from server.state import ServerState, state_of
 from storage import queries
+from storage.blobs import BlobNotFound
 from symbolicator.symbols import remote, store
 from symbolicator.symbols.sources import breakpad_layout
 
@@ -59,7 +62,7 @@ async def create_endpoint(request: Request) -> Response:
     def create() -> dict[str, str]:
         project = authenticate_upload(state, request)
         key = secrets.token_urlsafe(32)
-        _record_path(state, key).write_text(json.dumps({"project_id": project.id if project else None}))
+        _write_record(state, key, {"project_id": project.id if project else None})
         url = request.url.replace(path=f"{request.url.path.rsplit('/', 1)[0]}/uploads/{key}", query="")
         return {"uploadUrl": str(url), "uploadKey": key}
 
@@ -71,7 +74,7 @@ async def upload_endpoint(request: Request) -> Response:
     """PUT .../v1/uploads/<key> (the file) or POST .../v1/uploads/<key>:complete (store it)."""
     state = state_of(request)
     key, _, verb = request.path_params["upload"].partition(":")
-    if not _UPLOAD_KEY.fullmatch(key) or not _record_path(state, key).is_file():
+    if not _UPLOAD_KEY.fullmatch(key) or await run_in_threadpool(_read_record, state, key) is None:
         return JSONResponse({"detail": "unknown_upload"}, status_code=404)
     if request.method == "PUT" and not verb:
         return await _receive(state, request, key)
@@ -89,25 +92,41 @@ async def _receive(state: ServerState, request: Request, key: str) -> Response:
     finally:
         for part in parts:
             part.close()
-    record = json.loads(_record_path(state, key).read_text())
+    await run_in_threadpool(_keep_staged, state, key, staged)
+    return _json({})
+
+
+def _keep_staged(state: ServerState, key: str, staged: store.StagedFile) -> None:
+    """Record staged as the upload's file; on an object store, the file goes there too."""
+    record = _read_record(state, key) or {}
     if record.get("path"):
         Path(record["path"]).unlink(missing_ok=True)
-    record.update(path=str(staged.path), sha256=staged.sha256, size=staged.size)
-    _record_path(state, key).write_text(json.dumps(record))
-    return _json({})
+    if state.settings.blobs_on_s3:
+        with open(staged.path, "rb") as source:
+            state.ctx.blobs.put_file(_blob(key, ".upload"), source)
+        staged.path.unlink(missing_ok=True)
+        record.update(path=None, in_blobs=True)
+    else:
+        record.update(path=str(staged.path))
+    record.update(sha256=staged.sha256, size=staged.size)
+    _write_record(state, key, record)
 
 
 def _complete(state: ServerState, request: Request, key: str, body: str) -> dict[str, str]:
     """Store the PUT file for the module the body names; ``DUPLICATE_DATA`` when it was there."""
     project = authenticate_upload(state, request)
-    record = json.loads(_record_path(state, key).read_text())
-    if record["project_id"] != (project.id if project else None):
+    record = _read_record(state, key) or {}
+    if record.get("project_id") != (project.id if project else None):
         raise Discarded(403, "wrong_project", "the upload was created for another store")
-    if not record.get("path"):
+    if not record.get("path") and not record.get("in_blobs"):
         raise Discarded(400, "malformed_no_symbol_file", "nothing was PUT to the upload URL")
     names = dict(_COMPLETE_FIELD.findall(body))
-    staged = store.StagedFile(Path(record["path"]), record["sha256"], record["size"])
-    _record_path(state, key).unlink(missing_ok=True)  # done, whatever the outcome: the client starts over
+    if record.get("in_blobs"):  # PUT to another web process: fetch it into this one's staging
+        with state.ctx.blobs.open(_blob(key, ".upload")) as source:
+            staged = store.stage(source, state.settings.symbols_dir)
+    else:
+        staged = store.StagedFile(Path(record["path"]), record["sha256"], record["size"])
+    _drop_record(state, key)  # done, whatever the outcome: the client starts over
     try:
         stored = _store_staged(state, project, staged, names.get("debug_file"),
                                store.Names(debug_file=names.get("debug_file"), debug_id=names.get("debug_id")))
@@ -136,6 +155,36 @@ def _record_path(state: ServerState, key: str) -> Path:
     folder = state.settings.symbols_dir / store.STAGING
     folder.mkdir(parents=True, exist_ok=True)
     return folder / f"v2-{key}.json"
+
+
+def _blob(key: str, suffix: str) -> str:
+    """The object of an upload key's record (``.json``) or file (``.upload``) on an object store."""
+    return f"{remote.PREFIX}{store.STAGING}/v2-{key}{suffix}"
+
+
+def _read_record(state: ServerState, key: str) -> dict | None:
+    """The upload's record (None: no such upload). Raises BlobStoreError, OSError."""
+    try:
+        if state.settings.blobs_on_s3:
+            return dict(json.loads(state.ctx.blobs.read_bytes(_blob(key, ".json"))))
+        return dict(json.loads(_record_path(state, key).read_text()))
+    except (BlobNotFound, FileNotFoundError):
+        return None
+
+
+def _write_record(state: ServerState, key: str, record: dict) -> None:
+    if state.settings.blobs_on_s3:
+        state.ctx.blobs.put_bytes(_blob(key, ".json"), json.dumps(record).encode())
+    else:
+        _record_path(state, key).write_text(json.dumps(record))
+
+
+def _drop_record(state: ServerState, key: str) -> None:
+    if state.settings.blobs_on_s3:
+        state.ctx.blobs.delete(_blob(key, ".json"))
+        state.ctx.blobs.delete(_blob(key, ".upload"))
+    else:
+        _record_path(state, key).unlink(missing_ok=True)
 
 
 async def _answer(work: Callable[[], dict[str, str]]) -> Response:
