@@ -214,20 +214,36 @@ def facets(engine: Engine, *, scope: ProjectScope, fields: Sequence[str], condit
     matched crashes only (a group page's Top values: exact for groups up to that size).
     Raises ValueError as facet does."""
     found = matches(conditions, scope).subquery()
+    since = None
     with engine.connect() as conn:
         total = int(conn.execute(select(func.count()).select_from(found)).scalar_one())
-    sample = min(total, latest) if latest is not None and total > latest else None
-    out = [facet(engine, scope=scope, field=f, conditions=conditions, limit=limit, latest=sample) for f in fields]
+        sample = min(total, latest) if latest is not None and total > latest else None
+        group = _group_only(conditions)
+        if sample is not None and group is not None:  # the group's crashes since its latest's Nth
+            since, sample = _group_since(conn, group, scope, sample)
+    out = [facet(engine, scope=scope, field=f, conditions=conditions, limit=limit,
+                 latest=sample if since is None else None, since=since) for f in fields]
     for one in out:
         counted = one.pop("counted")
         one["missing"] = None if one["field"] == "module" else max((sample or total) - counted, 0)
     return {"total": total, "sample": sample, "facets": out}
 
 
+def _group_since(conn: Any, group: int, scope: ProjectScope, latest: int) -> tuple[Any, int]:
+    """When the group's latest-th newest crash came, and how many came since (latest, or more
+    on a tie): a sample its facets read from ix_crash_fields_group alone."""
+    kinds = select(FIELDS.c.received_at).where(FIELDS.c.group_id == group, FIELDS.c.field == "kind",
+                                               *_fields_scope(FIELDS, scope))
+    since = conn.execute(kinds.order_by(FIELDS.c.received_at.desc()).offset(latest - 1).limit(1)).scalar_one()
+    count = conn.execute(select(func.count()).select_from(kinds.where(FIELDS.c.received_at >= since).subquery()))
+    return since, int(count.scalar_one())
+
+
 def facet(engine: Engine, *, scope: ProjectScope, field: str, conditions: Sequence[Condition] = (),
-          limit: int = 10, latest: int | None = None) -> dict[str, Any]:
+          limit: int = 10, latest: int | None = None, since: Any = None) -> dict[str, Any]:
     """The most frequent values of field among the crashes matching conditions (with latest:
-    among the latest that many of them): ``{"field", "values": [{"value", "count"}] (most
+    among the latest that many of them; for a group, since: those received since then):
+    ``{"field", "values": [{"value", "count"}] (most
     first, at most limit), "other": crashes (module: crash and module pairs) with the
     remaining values, "distinct": how many values, "counted": crashes (module: pairs) with a
     value}``. Raises ValueError for an unknown field or one that cannot be counted."""
@@ -245,8 +261,8 @@ def facet(engine: Engine, *, scope: ProjectScope, field: str, conditions: Sequen
                   .limit(latest).subquery())
         source = select(FIELDS.c.value, func.count().label("n")).select_from(newest.join(
             FIELDS, and_(FIELDS.c.crash_id == newest.c.crash_id, FIELDS.c.field == field)))
-    elif group is not None:  # ix_crash_fields_group
-        source = source.where(FIELDS.c.group_id == group)
+    elif group is not None:  # ix_crash_fields_group; since: its latest crashes only
+        source = source.where(FIELDS.c.group_id == group, *([FIELDS.c.received_at >= since] if since is not None else []))
     elif conditions:
         source = source.where(FIELDS.c.crash_id.in_(select(found.c.crash_id)))
     counted = source.group_by(FIELDS.c.value).subquery()

@@ -227,3 +227,15 @@ def test_facets_of_the_latest_crashes_and_substrings_from_field_values(crashd: C
     assert _found(crashd, "annotations.gpu=~rtx&annotations.gpu=!~ti") == {ids["a"], ids["b"]}
     assert _found(crashd, "annotations.gpu=~rtx&tester_id=t1&status=processed") == {ids["a"], ids["d"]}
     assert _found(crashd, "tester_id=!t1&status=!failed") == {ids["b"], ids["c"]}
+
+
+def test_a_groups_facets_of_its_latest_crashes(crashd: Crashd) -> None:
+    ids = _seed(crashd)
+    group = crashd.crash(ids["c"])["group_id"]  # c and d: builds 1.5.0 both, gpus differ
+    newest = crashd.client.get(f"/api/crashes?project=game&group={group}&limit=1", headers=crashd.admin).json()
+    sampled = crashd.client.get(f"/api/facets?project=game&group={group}&field=annotations.gpu&field=build&latest=1",
+                                headers=crashd.admin).json()
+    assert sampled["total"] == 2 and sampled["sample"] == 1
+    gpu, build = sampled["facets"]
+    assert gpu["values"] == [{"value": newest["crashes"][0]["annotations"]["gpu"], "count": 1}]
+    assert build["values"] == [{"value": "1.5.0", "count": 1}] and build["missing"] == 0
