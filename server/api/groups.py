@@ -74,8 +74,9 @@ async def list_endpoint(request: Request) -> Response:
     found = query(group_query, group_params)
     conditions = search_conditions(crash_params, ())
     scope = await project_scope(request)
+    crashes = search.matching_groups(conditions, scope, search.probes(state.ctx.engine)) if conditions else None
     page = await run_in_threadpool(dashboard_queries.list_groups_page, state.ctx.engine, project_id=scope,
-                                   crashes=search.matching_groups(conditions, scope) if conditions else None, **found)
+                                   crashes=crashes, **found)
     rows = [{"id": g["group_id"], **g} for g in page["groups"]]
     return JSONResponse(jsonable({"groups": rows, "total": page["total"], "limit": found["limit"],
                                   "offset": found["offset"]}))
