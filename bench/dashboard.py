@@ -39,6 +39,8 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from scratch_db import drop_scratch, open_scratch
+
 from schemas.settings import Settings
 from server.app import build_state, create_app
 from storage import queries
@@ -227,18 +229,12 @@ def main() -> int:
     parser.add_argument("--explain", action="store_true", help="print EXPLAIN ANALYZE of the sparkline query")
     args = parser.parse_args()
     url = f"{args.postgres_url}/{args.database}"
-    with psycopg.connect(f"{args.postgres_url}/postgres", autocommit=True) as admin:
-        existing = admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (args.database,)).fetchone()
-        fresh = not (existing and args.keep)
-        if fresh:
-            admin.execute(f'DROP DATABASE IF EXISTS "{args.database}" WITH (FORCE)')
-            admin.execute(f'CREATE DATABASE "{args.database}"')
+    fresh = open_scratch(args.postgres_url, args.database, args.keep)
     try:
         return run(args, url, fresh)
     finally:
         if not args.keep:
-            with psycopg.connect(f"{args.postgres_url}/postgres", autocommit=True) as admin:
-                admin.execute(f'DROP DATABASE IF EXISTS "{args.database}" WITH (FORCE)')
+            drop_scratch(args.postgres_url, args.database)
 
 
 def run(args: argparse.Namespace, url: str, fresh: bool) -> int:

@@ -41,6 +41,8 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from scratch_db import drop_scratch, open_scratch
+
 from schemas.settings import Settings
 from server.app import build_state, create_app
 from storage import queries
@@ -338,12 +340,7 @@ def _time_sql(conn: psycopg.Connection, statements: tuple[str, ...], args: tuple
 
 def run_postgres(args: argparse.Namespace, plan: list[tuple[str, str | None, str]]) -> None:
     url = f"{args.postgres_url}/{args.database}"
-    with psycopg.connect(f"{args.postgres_url}/postgres", autocommit=True) as admin:
-        existing = admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (args.database,)).fetchone()
-        fresh = not (existing and args.keep)
-        if fresh:
-            admin.execute(f'DROP DATABASE IF EXISTS "{args.database}" WITH (FORCE)')
-            admin.execute(f'CREATE DATABASE "{args.database}"')
+    fresh = open_scratch(args.postgres_url, args.database, args.keep)
     try:
         with tempfile.TemporaryDirectory(prefix="crashd-bench-search-") as tmp:
             settings = Settings(database_url=url, data_dir=Path(tmp), admin_token=TOKEN, sweeper_interval_seconds=3600)
@@ -362,8 +359,7 @@ def run_postgres(args: argparse.Namespace, plan: list[tuple[str, str | None, str
             jsonb_comparator(url, args.requests)
     finally:
         if not args.keep:
-            with psycopg.connect(f"{args.postgres_url}/postgres", autocommit=True) as admin:
-                admin.execute(f'DROP DATABASE IF EXISTS "{args.database}" WITH (FORCE)')
+            drop_scratch(args.postgres_url, args.database)
 
 
 def run_sqlite(args: argparse.Namespace, plan: list[tuple[str, str | None, str]]) -> None:
