@@ -121,3 +121,18 @@ def test_symupload_v2_steps_may_each_reach_another_web_process(s3_crashd: Crashd
     assert status.json() == {"status": "FOUND"}
     again = s3_crashd.client.post(f"{base}/uploads/{upload_key}:complete?key={token}", content=body)
     assert again.status_code == 404  # the key was used up
+
+
+def test_a_web_process_keeps_its_local_symbol_copies_under_the_cap(s3_crashd: Crashd, tmp_path: Path) -> None:
+    """With an object store, the web process's symbols folder is only where uploads are converted:
+    past CRASHD_CACHE_MAX_BYTES its least recently stored modules go, and stay findable."""
+    s3_crashd.settings.cache_max_bytes = 1500
+    ids = [TINY_ID[:-1] + str(i) for i in range(3)]
+    for debug_id in ids:
+        upload(s3_crashd, tiny_sym(debug_id))
+    local = [s3_crashd.settings.symbols_dir / "libtiny.so" / debug_id for debug_id in ids]
+    assert local[-1].is_dir() and not local[0].exists()
+    assert s3_crashd.client.get(f"/api/symbols/libtiny.so/{ids[0]}?key={s3_crashd.key}").status_code == 200
+    settings = worker_settings(s3_crashd, tmp_path)
+    provider = CachedSymbolProvider.from_settings(settings, blobs=make_blob_store(settings))
+    assert provider.status(module(ids[0])) is SymbolStatus.loaded

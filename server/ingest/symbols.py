@@ -228,6 +228,8 @@ def _store_staged(state: ServerState, project: Project | None, staged: store.Sta
             if settings.blobs_on_s3:  # workers on other machines read it from there (symbols/remote.py)
                 remote.publish(state.ctx.blobs, settings.symbols_dir, stored.stored_as, changed=stored.status == "stored")
             queries.record_symbol_file(state.ctx.engine, row=symbol_row(stored, project))
+            if settings.blobs_on_s3:  # the local copy is a cache now: keep it under CRASHD_CACHE_MAX_BYTES
+                remote.LocalCache.of_web(settings).evict(keep=(settings.symbols_dir / stored.stored_as).parent)
             if stored.status == "stored":
                 forget(state, identity)
             log.info("symbols %s: %s (%d bytes)", stored.status, stored.stored_as, stored.size)

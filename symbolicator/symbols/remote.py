@@ -83,18 +83,28 @@ def shared_generation(blobs: BlobStore) -> int:
 class LocalCache:
     """The worker's local folder: downloaded files under ``files``, caches under ``caches``,
     at most max_bytes in all; evict() deletes least recently used modules (by the mtime of
-    their folder under ``files``, touched on each use) and their caches."""
+    their folder under ``files``, touched on each use) and their caches.
 
-    def __init__(self, root: Path, max_bytes: int) -> None:
+    A web process's own ``symbols/`` and ``symcache/`` (where uploads are converted before
+    they are published) are held the same way: ``LocalCache.of_web(settings)``."""
+
+    def __init__(self, root: Path, max_bytes: int, *, files: Path | None = None, caches: Path | None = None) -> None:
         self.root, self.max_bytes = Path(root), max_bytes
-        self.files, self.caches = self.root / "symbols", self.root / "symcache"
+        self.files = Path(files) if files is not None else self.root / "symbols"
+        self.caches = Path(caches) if caches is not None else self.root / "symcache"
         self._lock = threading.Lock()
+
+    @classmethod
+    def of_web(cls, settings: Settings) -> "LocalCache":
+        """A web process's symbols folder and caches, once every file is in the object store."""
+        return cls(settings.data_dir, settings.cache_max_bytes, files=settings.symbols_dir,
+                   caches=settings.symbol_cache_dir)
 
     def evict(self, keep: Path | None = None) -> int:
         """Delete modules, oldest use first, until the folder is under max_bytes; never keep
         (the module in use). Returns the bytes freed."""
         with self._lock:
-            total = _tree_bytes(self.root)
+            total = _tree_bytes(self.files) + _tree_bytes(self.caches)
             freed = 0
             for _, folder in sorted(self._modules()):
                 if total - freed <= self.max_bytes:
