@@ -9,6 +9,7 @@ it: CRASHD_BLOB_URL, CRASHD_S3_ENDPOINT_URL and the AWS credential variables.
 
 from __future__ import annotations
 
+import glob
 import os
 import shutil
 import socket
@@ -118,3 +119,8 @@ class S3Server:
         except ProcessLookupError:
             pass
         self.proc.wait(timeout=10)
+        # weed puts a Unix socket per listener in /tmp (/tmp/seaweedfs-<what>-<port>.sock, no
+        # flag moves the gRPC ones): remove ours, named by our ports.
+        for port in self.ports.values():
+            for sock in glob.glob(f"/tmp/seaweedfs-*-{port}.sock"):
+                Path(sock).unlink(missing_ok=True)
