@@ -219,7 +219,12 @@ class S3BlobStore(BlobStore):
     """Blobs as objects under ``s3://bucket/prefix`` on any S3-compatible server. A PUT is
     atomic (readers see the old object or the new one) and confirmed before put_file returns.
     Credentials and region come from the usual AWS variables (AWS_ACCESS_KEY_ID,
-    AWS_SECRET_ACCESS_KEY, AWS_DEFAULT_REGION), read by obstore."""
+    AWS_SECRET_ACCESS_KEY, AWS_DEFAULT_REGION), read by obstore.
+
+    Fork folklore: obstore runs requests on a tokio runtime started by the first request; a
+    child forked after that inherits a runtime without its threads, and its requests hang
+    (seen with obstore 0.12). So a process that forks (``crashd worker --fork``) never makes
+    a request itself: each child builds its own store (tests/test_scale_out.py checks it)."""
 
     def __init__(self, bucket: str, prefix: str = "", *, endpoint_url: str | None = None) -> None:
         self.bucket, self.prefix = bucket, prefix.strip("/")

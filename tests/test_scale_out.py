@@ -169,3 +169,26 @@ def test_two_servers_two_workers_share_only_postgres_redis_and_the_object_store(
 
 def _base_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith(("CRASHD_", "AWS_"))}
+
+
+def test_a_forking_worker_reads_the_object_store(tmp_path: Path, database: str, s3_server: S3Server) -> None:
+    """`crashd worker --fork`: each job runs in a child of the worker. obstore's runtime does not
+    survive a fork once used, so the parent must never touch the object store; the children
+    build their own store (workers/context.current_context) and process the crash."""
+    queue = f"crashd-scale-{uuid.uuid4().hex[:8]}"
+    env = {"CRASHD_DATABASE_URL": database, "CRASHD_REDIS_URL": REDIS_URL, "CRASHD_QUEUE_NAME": queue,
+           "CRASHD_ADMIN_TOKEN": ADMIN, "CRASHD_SWEEPER_INTERVAL_SECONDS": "3600", **s3_server.env(prefix=queue)}
+    server = CrashdProcess("serve", {**env, "CRASHD_DATA_DIR": str(tmp_path / "web")}, tmp_path)
+    try:
+        server.start()
+        key = ingest_key(database)
+        ids = [upload(server, key, SEGV, f"tester-{i}") for i in range(2)]
+        worker = subprocess.run([sys.executable, "-m", "server.cli", "worker", "--fork", "--burst"], cwd=REPO,
+                                env={**_base_env(), **env, "CRASHD_DATA_DIR": str(tmp_path / "worker")},
+                                capture_output=True, text=True, timeout=120)
+        assert worker.returncode == 0, worker.stderr[-3000:]
+        assert statuses(database) == {"processed": 2}
+        assert all(api(server, f"/api/crashes/{crash_id}")["processed"]["signature"] for crash_id in ids)
+    finally:
+        server.stop()
+        clean_queue(Queue(queue, connection=Redis.from_url(REDIS_URL)))
