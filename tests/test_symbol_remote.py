@@ -9,16 +9,19 @@ import shutil
 import time
 from pathlib import Path
 
+import pytest
 from test_symbols_api import TINY_ID, tiny_sym
 
 from schemas.settings import Settings
 from schemas.stack import Module
+from storage import queries
 from storage.blobs import make_blob_store
 from symbolicator.symbols import remote
 from symbolicator.symbols.provider import CachedSymbolProvider
 from symbolicator.symbols.types import SymbolStatus
 
-from conftest import Crashd
+from conftest import Crashd, _crashd, make_settings
+from s3_server import S3Server
 
 
 def module(debug_id: str = TINY_ID) -> Module:
@@ -30,6 +33,10 @@ def upload(crashd: Crashd, sym: bytes, project: str = "_") -> dict:
     response = crashd.client.post(f"/api/{project}/symbols/", content=sym, headers={"Authorization": f"Bearer {token}"})
     assert response.status_code == 200, response.text
     return response.json()["files"][0]
+
+
+def stored_rows(crashd: Crashd) -> int:
+    return len(queries.symbol_files(crashd.state.ctx.engine, debug_file="libtiny.so", debug_id=TINY_ID))
 
 
 def worker_settings(crashd: Crashd, tmp_path: Path, **extra) -> Settings:
@@ -136,3 +143,30 @@ def test_a_web_process_keeps_its_local_symbol_copies_under_the_cap(s3_crashd: Cr
     settings = worker_settings(s3_crashd, tmp_path)
     provider = CachedSymbolProvider.from_settings(settings, blobs=make_blob_store(settings))
     assert provider.status(module(ids[0])) is SymbolStatus.loaded
+
+
+def test_a_symbol_upload_while_the_object_store_is_down_is_503_and_its_retry_publishes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The file converts and is kept locally, but the put fails: 503 + Retry-After and no row.
+    The retry finds the local copy unchanged and still puts it (our own SeaweedFS, killed)."""
+    server = S3Server.start(tmp_path / "s3")
+    try:
+        for name, value in server.env(prefix="down").items():
+            monkeypatch.setenv(name, value)
+        settings = make_settings("sqlite-inprocess", tmp_path, None, None, blob_url="s3://crashd/down",
+                                 s3_endpoint_url=server.endpoint)
+        for crashd in _crashd("sqlite-s3", settings):
+            server.stop()
+            headers = {"Authorization": f"Bearer {crashd.admin['Authorization'].split()[1]}"}
+            refused = crashd.client.post("/api/_/symbols/", content=tiny_sym(), headers=headers)
+            assert (refused.status_code, refused.json()) == (503, {"detail": "storage_unavailable"})
+            assert refused.headers["Retry-After"]
+            assert stored_rows(crashd) == 0  # not recorded: nobody is told it is there
+            server.restart()
+            retry = crashd.client.post("/api/_/symbols/", content=tiny_sym(), headers=headers)
+            assert retry.status_code == 200, retry.text
+            assert crashd.state.ctx.blobs.read_bytes(f"symbols/libtiny.so/{TINY_ID}/libtiny.so.sym") == tiny_sym()
+            assert crashd.client.get(f"/api/symbols/libtiny.so/{TINY_ID}", headers=crashd.admin).status_code == 200
+            assert stored_rows(crashd) == 1
+    finally:
+        server.stop()
