@@ -104,7 +104,8 @@ class LocalCache:
         """Delete modules, oldest use first, until the folder is under max_bytes; never keep
         (the module in use). Returns the bytes freed."""
         with self._lock:
-            total = _tree_bytes(self.files) + _tree_bytes(self.caches)
+            # downloads from symbol servers (symcache/_http/) are not this cache's to evict
+            total = _tree_bytes(self.files) + _tree_bytes(self.caches) - _tree_bytes(self.caches / "_http")
             freed = 0
             for _, folder in sorted(self._modules()):
                 if total - freed <= self.max_bytes:
