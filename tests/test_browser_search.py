@@ -8,11 +8,10 @@ Full-page screenshots land in /tmp/shots-search/ for review.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterator
 
 import playwright.sync_api as playwright_api  # the dev extra: a missing browser driver fails, never skips
 import pytest
-from test_browser import browser  # noqa: F401 - the module-scoped Chromium of the dashboard's browser tests
+from test_browser import browser, page  # noqa: F401 - the dashboard browser tests' Chromium and page
 from test_search_page import ODD, seed_crashes
 
 from conftest import Crashd, LiveServer
@@ -26,23 +25,6 @@ pytestmark = pytest.mark.parametrize("backend", ["postgres-rq"], indirect=True)
 @pytest.fixture
 def crashes(crashd: Crashd, live: LiveServer) -> dict[str, str]:
     return seed_crashes(crashd)
-
-
-@pytest.fixture
-def page(browser: "playwright_api.Browser", live: LiveServer) -> Iterator["playwright_api.Page"]:
-    """A fresh context that fails the test on a script or console error (a CSP refusal is one)
-    and on a request to another host."""
-    context = browser.new_context(base_url=live.url, viewport={"width": 1400, "height": 900})
-    page = context.new_page()
-    errors: list[str] = []
-    outside: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" and "400" not in msg.text else None)
-    page.on("request", lambda req: None if req.url.startswith(live.url) else outside.append(req.url))
-    yield page
-    context.close()
-    assert not errors, f"script errors: {errors}"
-    assert not outside, f"requests to other hosts: {outside}"
 
 
 def shot(page: "playwright_api.Page", name: str) -> None:
