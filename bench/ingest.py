@@ -251,6 +251,9 @@ def crashd_server(label: str, work: Path, **crashd: str) -> Iterator[Server]:
     """``crashd serve`` on a data dir under work; crashd holds more settings (database_url=...)."""
     port, bin_dir = free_port(), Path(sys.executable).parent
     env = server_env(data_dir=str(work / "data"), **crashd)
+    # the CLI refuses a database that does not exist yet (docs: friction 1 of issue 17): make it
+    subprocess.run([str(bin_dir / "crashd"), "migrate"], env=env, cwd=REPO, check=True, capture_output=True,
+                   timeout=60)
     created = subprocess.run([str(bin_dir / "crashd"), "project", "create", "bench", "--json",
                               "--base-url", f"http://{HOST}:{port}"],
                              env=env, cwd=REPO, check=True, capture_output=True, text=True, timeout=60)

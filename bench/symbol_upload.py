@@ -158,6 +158,7 @@ def main() -> int:
         env = {k: v for k, v in os.environ.items() if not k.startswith("CRASHD_")}
         env.update(CRASHD_DATA_DIR=str(data), CRASHD_ADMIN_TOKEN=ADMIN_TOKEN,
                    CRASHD_MAX_UPLOAD_BYTES=str(size + MiB), CRASHD_MAX_DECOMPRESSED_BYTES=str(size + MiB))
+        crashd(env, "migrate")  # the CLI refuses a database that does not exist yet
         project = json.loads(crashd(env, "project", "create", "bench", "--json"))
         token = crashd(env, "token", "create", "bench-uploader", "--role", "uploader", "--project", "bench").strip()
         port = free_port()
