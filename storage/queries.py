@@ -6,7 +6,9 @@ import secrets
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Sequence, TypeVar, overload
 
-from sqlalchemy import delete, func, update
+from sqlalchemy import Table, delete, func, update
+from sqlalchemy import insert as sa_insert
+from sqlalchemy import select as sa_select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
@@ -26,6 +28,9 @@ from storage.db import session
 from storage.search_index import reindex
 
 T = TypeVar("T")
+CRASHES: Table = Crash.__table__  # type: ignore[attr-defined]
+ATTACHMENTS: Table = Attachment.__table__  # type: ignore[attr-defined]
+FINGERPRINTS: Table = UploadFingerprint.__table__  # type: ignore[attr-defined]
 
 
 @overload
@@ -115,15 +120,23 @@ def project_by_key(engine: Engine, *, ingest_key: str) -> Project | None:
 
 def find_recent_duplicate(engine: Engine, *, fingerprint: str, window: timedelta) -> str | None:
     """The crash id first stored for fingerprint within window, or None."""
-    since = utcnow() - window
-    with session(engine) as s:
-        row = s.exec(
-            select(UploadFingerprint).where(
-                UploadFingerprint.fingerprint == fingerprint,
-                UploadFingerprint.created_at >= since,
-            )
-        ).first()
-        return row.crash_id if row else None
+    with engine.connect() as conn:
+        return conn.execute(sa_select(FINGERPRINTS.c.crash_id).where(
+            FINGERPRINTS.c.fingerprint == fingerprint,
+            FINGERPRINTS.c.created_at >= utcnow() - window)).scalar_one_or_none()
+
+
+class _Taken(Exception):
+    """The fingerprint is another crash's (crash_id; None: find out who won)."""
+
+    def __init__(self, crash_id: str | None) -> None:
+        self.crash_id = crash_id
+
+
+def _values(table: Table, row: Any) -> dict[str, Any]:
+    """The column values of a SQLModel object, without an autoincrement id it does not have yet."""
+    return {c.name: getattr(row, c.name) for c in table.columns
+            if not (c.primary_key and getattr(row, c.name) is None)}
 
 
 def insert_crash(
@@ -137,47 +150,42 @@ def insert_crash(
     """Insert a crash, its attachments and its dedupe fingerprint in one transaction.
 
     Returns (crash_id, True) when inserted, or (existing_crash_id, False) when another upload
-    with the same fingerprint won within window (also when it won concurrently).
+    with the same fingerprint won within window (also when it won concurrently). Core
+    statements, not an ORM session: this runs for every upload (bench/ingest.py).
     """
     now = crash.received_at
-    with session(engine) as s:
-        s.add(crash)
-        s.flush()  # the crash row first: attachments reference it
-        s.add_all(attachments)
-        s.flush()
-        stale = s.get(UploadFingerprint, fingerprint)
-        if stale is None:
-            s.add(UploadFingerprint(fingerprint=fingerprint, crash_id=crash.crash_id, created_at=now))
-        elif as_utc(stale.created_at) >= now - window:
-            s.rollback()
-            return stale.crash_id, False
-        else:
-            # An old retry window: take the fingerprint over, but only if nobody else did.
-            result = s.execute(
-                update(UploadFingerprint)
-                .where(
-                    col(UploadFingerprint.fingerprint) == fingerprint,
-                    col(UploadFingerprint.crash_id) == stale.crash_id,
-                )
-                .values(crash_id=crash.crash_id, created_at=now)
-            )
-            if result.rowcount != 1:  # type: ignore[attr-defined]
-                s.rollback()
-                return _winner(engine, fingerprint), False
-        try:
-            s.commit()
-        except IntegrityError:
-            s.rollback()
-            return _winner(engine, fingerprint), False
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa_insert(CRASHES), [_values(CRASHES, crash)])
+            if attachments:  # the crash row first: attachments reference it
+                conn.execute(sa_insert(ATTACHMENTS), [_values(ATTACHMENTS, a) for a in attachments])
+            stale = conn.execute(sa_select(FINGERPRINTS.c.crash_id, FINGERPRINTS.c.created_at)
+                                 .where(FINGERPRINTS.c.fingerprint == fingerprint)).first()
+            if stale is None:
+                conn.execute(sa_insert(FINGERPRINTS).values(fingerprint=fingerprint, crash_id=crash.crash_id,
+                                                            created_at=now))
+            elif as_utc(stale.created_at) >= now - window:
+                raise _Taken(stale.crash_id)
+            else:  # an old retry window: take the fingerprint over, but only if nobody else did
+                result = conn.execute(update(FINGERPRINTS).where(
+                    FINGERPRINTS.c.fingerprint == fingerprint, FINGERPRINTS.c.crash_id == stale.crash_id)
+                    .values(crash_id=crash.crash_id, created_at=now))
+                if result.rowcount != 1:
+                    raise _Taken(None)
+    except _Taken as taken:
+        return taken.crash_id or _winner(engine, fingerprint), False
+    except IntegrityError:  # a concurrent upload with this fingerprint committed first
+        return _winner(engine, fingerprint), False
     return crash.crash_id, True
 
 
 def _winner(engine: Engine, fingerprint: str) -> str:
-    with session(engine) as s:
-        row = s.get(UploadFingerprint, fingerprint)
-        if row is None:  # pragma: no cover - the row we collided with cannot vanish
-            raise RuntimeError(f"fingerprint {fingerprint} vanished")
-        return row.crash_id
+    with engine.connect() as conn:
+        winner = conn.execute(sa_select(FINGERPRINTS.c.crash_id).where(
+            FINGERPRINTS.c.fingerprint == fingerprint)).scalar_one_or_none()
+    if winner is None:  # pragma: no cover - the row we collided with cannot vanish
+        raise RuntimeError(f"fingerprint {fingerprint} vanished")
+    return str(winner)
 
 
 def get_crash(engine: Engine, *, crash_id: str) -> Crash | None:
