@@ -16,7 +16,7 @@ primary key. Keyword-only functions taking an Engine first, like storage/queries
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from sqlalchemy import ColumnElement, Select, Table, and_, except_, exists, func, intersect, not_, or_, select, union
 from sqlalchemy.engine import Engine
@@ -94,16 +94,20 @@ def _rows(table: Any) -> Select[Any]:
     return select(table.c.crash_id, table.c.received_at, table.c.group_id)
 
 
+def _either(target: Any, group: Sequence[Condition],
+            match: Callable[[Any, Condition], ColumnElement[bool]]) -> list[ColumnElement[bool]]:
+    """A column field's conditions on target: its positive ones OR-ed, each negation AND-ed (a
+    crash without a value, NULL, passes a negation)."""
+    clauses = [or_(*(match(target, c) for c in group if not c.negate))] if any(not c.negate for c in group) else []
+    return clauses + [or_(target.is_(None), not_(match(target, c))) for c in group if c.negate]
+
+
 def _shared(table: Any, columns: Mapping[str, list[Condition]]) -> list[ColumnElement[bool]]:
     """The received and group conditions on table (crash_fields and crashes both have them)."""
     clauses: list[ColumnElement[bool]] = []
     for field, group in columns.items():
-        if field not in ("received", "group"):
-            continue
-        target = table.c.received_at if field == "received" else table.c.group_id
-        if any(not c.negate for c in group):
-            clauses.append(or_(*(_ordered(target, c) for c in group if not c.negate)))
-        clauses += [or_(target.is_(None), not_(_ordered(target, c))) for c in group if c.negate]
+        if field in ("received", "group"):
+            clauses += _either(table.c.received_at if field == "received" else table.c.group_id, group, _ordered)
     return clauses
 
 
@@ -111,12 +115,8 @@ def _on_crash(columns: Mapping[str, list[Condition]]) -> list[ColumnElement[bool
     """The status and hang_seconds conditions: columns of crashes only."""
     clauses: list[ColumnElement[bool]] = []
     for field, group in columns.items():
-        column = CRASH_COLUMNS.get(field)
-        if column is None:
-            continue
-        if any(not c.negate for c in group):
-            clauses.append(or_(*(_column(column, c) for c in group if not c.negate)))
-        clauses += [or_(column.is_(None), not_(_column(column, c))) for c in group if c.negate]
+        if field in CRASH_COLUMNS:
+            clauses += _either(CRASH_COLUMNS[field], group, _column)
     return clauses
 
 

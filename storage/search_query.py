@@ -74,6 +74,12 @@ def field_names() -> list[str]:
     return sorted([*COLUMN_FIELDS, *INDEXED_FIELDS])
 
 
+def configured_facets(configured: str) -> list[str]:
+    """CRASHD_FACET_FIELDS (a comma list) as fields, each once, without those a facet cannot
+    count (unknown names, ranges): the pages show what they can rather than fail."""
+    return list(dict.fromkeys(f for f in (f.strip() for f in configured.split(",")) if facetable(f)))
+
+
 def is_indexed(field: str) -> bool:
     """Whether the field's values are rows of crash_fields (else a column of crashes)."""
     return field not in COLUMN_FIELDS
@@ -87,7 +93,7 @@ def facetable(field: str) -> bool:
 def parse_condition(field: str, raw: str, now: datetime | None = None) -> Condition:
     """One parameter as a Condition. Raises SearchError naming the field."""
     if not is_field(field):
-        raise SearchError(f"unknown search field {field!r}")
+        raise SearchError(f"unknown search field {field!r} (an annotation is annotations.<key>; docs/search.md)")
     text, negate = raw, False
     if text.startswith("!"):
         text, negate = text[1:], True

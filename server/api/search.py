@@ -32,8 +32,7 @@ def search_conditions(params: Iterable[tuple[str, str]], reserved: Iterable[str]
     try:
         return parse(params, reserved=reserved)
     except SearchError as exc:
-        hint = " (an annotation is annotations.<key>; docs/search.md)" if "unknown" in str(exc) else ""
-        raise HTTPException(400, f"bad query parameter: {exc}{hint}") from None
+        raise HTTPException(400, f"bad query parameter: {exc}") from None
 
 
 def page_query(params: QueryParams, default_limit: int = 50) -> dict[str, Any]:

@@ -37,7 +37,7 @@ from server.state import ServerState
 from storage import dashboard_queries, queries, search, security, trends
 from storage.regroup import GroupNotFound, RegroupError
 from storage.scope import group_project
-from storage.search_query import Condition, facetable
+from storage.search_query import Condition, configured_facets
 from storage.triage_queries import get_ticket, list_tickets
 from triage.tickets.transitions import TicketNotFound, TransitionError
 from workers import regroup
@@ -50,6 +50,7 @@ NOTE_MAX = 2000
 # The duplicate picker offers the project's other tickets that are not duplicates themselves.
 PICKER_STATES = ("open", "regressed", "resolved", "verified", "wontfix")
 FACET_VALUES = 5  # values shown per field in the group page's "Top values"
+MAX_FACET_FIELDS = 10  # ... of at most this many fields
 FACET_SAMPLE = 10_000  # ... counted among the group's latest this many crashes (docs/search.md)
 TREND_DAYS = 30  # the trend chart's days (GET /api/trends?group= has the same series)
 
@@ -69,16 +70,10 @@ def representative(state: ServerState, crash_id: str | None) -> dict[str, Any] |
             "processed": report is not None}
 
 
-def facet_fields(settings: Any) -> list[str]:
-    """CRASHD_FACET_FIELDS as a list, without the fields a facet cannot count (unknown ones,
-    ranges): the page shows what it can rather than fail."""
-    return [f for f in (f.strip() for f in settings.facet_fields.split(",")) if f and facetable(f)][:10]
-
-
 def group_facets(state: ServerState, group: dict[str, Any]) -> dict[str, Any]:
     """The top values of CRASHD_FACET_FIELDS among the group's crashes (storage/search.facets:
     ix_crash_fields_group)."""
-    fields = facet_fields(state.ctx.settings)
+    fields = configured_facets(state.ctx.settings.facet_fields)[:MAX_FACET_FIELDS]
     if not fields:
         return {"total": 0, "sample": None, "facets": []}
     return search.facets(state.ctx.engine, scope=group["project_id"], fields=fields,

@@ -40,6 +40,7 @@ from storage.search_query import (
     RANGES,
     Condition,
     SearchError,
+    configured_facets,
     facetable,
     field_names,
     is_field,
@@ -133,7 +134,7 @@ class SearchQuery:
 def facet_fields(configured: str, chosen: str | None) -> list[str]:
     """The fields to draw facets of: the chosen one first, then CRASHD_FACET_FIELDS (entries
     that cannot be counted are skipped). Raises SearchError for a chosen field that cannot."""
-    fields = [f.strip() for f in configured.split(",") if facetable(f.strip())]
+    fields = configured_facets(configured)
     if chosen:
         if not is_field(chosen):
             raise SearchError(f"facet: unknown search field {chosen!r}")
@@ -148,11 +149,7 @@ def read_query(params: QueryParams, rows: Sequence[Row], configured_facets: str)
     """The request checked. Raises ValueError (SearchError too) naming what is wrong."""
     paging = page_query(params, PAGE_SIZE)
     pairs = [p for row in rows if (p := row.pair()) is not None]
-    try:
-        conditions = parse(pairs)
-    except SearchError as exc:
-        hint = " (an annotation is annotations.<key>)" if "unknown search field" in str(exc) else ""
-        raise SearchError(f"{exc}{hint}") from None
+    conditions = parse(pairs)
     return SearchQuery(pairs, conditions, paging["sort"], paging["descending"], paging["limit"], paging["offset"],
                        facet_fields(configured_facets, (params.get("facet") or "").strip() or None))
 
