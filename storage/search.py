@@ -234,20 +234,35 @@ def _group_only(conditions: Sequence[Condition]) -> int | None:
 
 def facets(engine: Engine, *, scope: ProjectScope, fields: Sequence[str], conditions: Sequence[Condition] = (),
            limit: int = 10, latest: int | None = None) -> dict[str, Any]:
-    """``{"total": crashes matched, "sample": crashes counted (None: all of them), "facets":
-    [facet of each field]}``; with latest, the values are counted among the latest that many
-    matched crashes only (a group page's Top values: exact for groups up to that size).
-    Raises ValueError as facet does."""
+    """The most frequent values of each of fields among the crashes matching conditions:
+    ``{"total": crashes matched, "sample": crashes counted (None: all of them), "facets":
+    [{"field", "values": [{"value", "count"}] (most first, at most limit), "other": crashes
+    (module: crash and module pairs) with the remaining values, "distinct": how many values,
+    "missing": crashes without the field (None for module, which a crash has several of)}]}``.
+    With latest, the values are counted among the latest that many matched crashes only (a
+    group page's Top values: exact for groups up to that size). The matched crashes are one
+    query, counted once. Raises ValueError for an unknown field or one that cannot be counted."""
+    for field in fields:
+        if not is_field(field):
+            raise ValueError(f"unknown search field {field!r}")
+        if not facetable(field):
+            raise ValueError(f"field {field!r} cannot be counted by value (only indexed fields can)")
+    limit = max(1, min(limit, MAX_FACET_VALUES))
     found = matches(conditions, scope, probes(engine)).subquery()
-    since = None
+    group = _group_only(conditions)
     with engine.connect() as conn:
         total = int(conn.execute(select(func.count()).select_from(found)).scalar_one())
         sample = min(total, latest) if latest is not None and total > latest else None
-        group = _group_only(conditions)
         if sample is not None and group is not None:  # the group's crashes since its latest's Nth
             since, sample = _group_since(conn, group, scope, sample)
-    out = [facet(engine, scope=scope, field=f, conditions=conditions, limit=limit,
-                 latest=sample if since is None else None, since=since) for f in fields]
+            source = _group_values(scope, group, since)
+        elif sample is not None:  # the sample from an index, newest first, then each one's value by primary key
+            source = _sample_values(found, sample)
+        elif group is not None:  # ix_crash_fields_group
+            source = _group_values(scope, group, None)
+        else:
+            source = _values_of(scope, found if conditions else None)
+        out = [_count(conn, source(field), field, limit) for field in fields]
     for one in out:
         counted = one.pop("counted")
         one["missing"] = None if one["field"] == "module" else max((sample or total) - counted, 0)
@@ -264,38 +279,45 @@ def _group_since(conn: Any, group: int, scope: ProjectScope, latest: int) -> tup
     return since, int(count.scalar_one())
 
 
-def facet(engine: Engine, *, scope: ProjectScope, field: str, conditions: Sequence[Condition] = (),
-          limit: int = 10, latest: int | None = None, since: Any = None) -> dict[str, Any]:
-    """The most frequent values of field among the crashes matching conditions (with latest:
-    among the latest that many of them; for a group, since: those received since then):
-    ``{"field", "values": [{"value", "count"}] (most
-    first, at most limit), "other": crashes (module: crash and module pairs) with the
-    remaining values, "distinct": how many values, "counted": crashes (module: pairs) with a
-    value}``. Raises ValueError for an unknown field or one that cannot be counted."""
-    if not is_field(field):
-        raise ValueError(f"unknown search field {field!r}")
-    if not facetable(field):
-        raise ValueError(f"field {field!r} cannot be counted by value (only indexed fields can)")
-    limit = max(1, min(limit, MAX_FACET_VALUES))
-    found = matches(conditions, scope, probes(engine)).subquery()
-    source = select(FIELDS.c.value, func.count().label("n")).where(*_fields_scope(FIELDS, scope),
-                                                                   FIELDS.c.field == field)
-    group = _group_only(conditions)
-    if latest is not None:  # the sample from an index, newest first, then each crash's value by primary key
-        newest = (select(found.c.crash_id).order_by(found.c.received_at.desc(), found.c.crash_id.desc())
-                  .limit(latest).subquery())
-        source = select(FIELDS.c.value, func.count().label("n")).select_from(newest.join(
-            FIELDS, and_(FIELDS.c.crash_id == newest.c.crash_id, FIELDS.c.field == field)))
-    elif group is not None:  # ix_crash_fields_group; since: its latest crashes only
-        source = source.where(FIELDS.c.group_id == group, *([FIELDS.c.received_at >= since] if since is not None else []))
-    elif conditions:
-        source = source.where(FIELDS.c.crash_id.in_(select(found.c.crash_id)))
-    counted = source.group_by(FIELDS.c.value).subquery()
+Source = Callable[[str], Select[Any]]  # a field -> (value, n) rows of the crashes counted, not yet grouped
+
+
+def _values_of(scope: ProjectScope, found: Any) -> Source:
+    """The field's rows of every crash in scope, or of those in found."""
+    def source(field: str) -> Select[Any]:
+        rows = select(FIELDS.c.value, func.count().label("n")).where(*_fields_scope(FIELDS, scope),
+                                                                     FIELDS.c.field == field)
+        return rows if found is None else rows.where(FIELDS.c.crash_id.in_(select(found.c.crash_id)))
+    return source
+
+
+def _group_values(scope: ProjectScope, group: int, since: Any) -> Source:
+    """The field's rows of the group's crashes (since then, when given): ix_crash_fields_group."""
+    def source(field: str) -> Select[Any]:
+        return _values_of(scope, None)(field).where(
+            FIELDS.c.group_id == group, *([FIELDS.c.received_at >= since] if since is not None else []))
+    return source
+
+
+def _sample_values(found: Any, latest: int) -> Source:
+    """The field's rows of the newest latest crashes of found, each by primary key."""
+    newest = select(found.c.crash_id).order_by(found.c.received_at.desc(), found.c.crash_id.desc()).limit(latest)
+    sample = newest.subquery()
+
+    def source(field: str) -> Select[Any]:
+        return select(FIELDS.c.value, func.count().label("n")).select_from(sample.join(
+            FIELDS, and_(FIELDS.c.crash_id == sample.c.crash_id, FIELDS.c.field == field)))
+    return source
+
+
+def _count(conn: Any, rows: Select[Any], field: str, limit: int) -> dict[str, Any]:
+    """One facet of rows (``{"field", "values", "other", "distinct", "counted"}``, counted: the
+    rows with a value, which facets turns into missing)."""
+    counted = rows.group_by(FIELDS.c.value).subquery()
     stmt = (select(counted.c.value, counted.c.n, func.sum(counted.c.n).over().label("all_n"),
                    func.count().over().label("distinct")).order_by(counted.c.n.desc(), counted.c.value).limit(limit))
-    with engine.connect() as conn:
-        rows = conn.execute(stmt).all()
-    counted_all = int(rows[0].all_n) if rows else 0
-    values = [{"value": r.value, "count": int(r.n)} for r in rows]
+    found = conn.execute(stmt).all()
+    counted_all = int(found[0].all_n) if found else 0
+    values = [{"value": r.value, "count": int(r.n)} for r in found]
     return {"field": field, "values": values, "other": counted_all - sum(v["count"] for v in values),
-            "distinct": int(rows[0].distinct) if rows else 0, "counted": counted_all}
+            "distinct": int(found[0].distinct) if found else 0, "counted": counted_all}
