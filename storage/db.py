@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import psycopg
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import event, text
+from sqlalchemy import Table, event, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Dialect, Engine, ExceptionContext
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.pool import ConnectionPoolEntry, NullPool
@@ -150,6 +151,11 @@ def _no_timeouts(conn: Connection) -> None:
     dbapi = conn.connection.dbapi_connection
     if isinstance(dbapi, DeadlineConnection):
         dbapi.answer_timeout = None
+
+
+def dialect_insert(bind: Engine | Connection) -> Callable[[Table], postgresql.Insert | sqlite.Insert]:
+    """The INSERT of bind's database (PostgreSQL's or SQLite's), which has ``on_conflict_do_*``."""
+    return (postgresql if bind.dialect.name == "postgresql" else sqlite).insert
 
 
 def session(engine: Engine) -> Session:

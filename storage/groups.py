@@ -16,7 +16,6 @@ from datetime import datetime
 from typing import Any, Callable, Iterator, TypeVar
 
 from sqlalchemy import Table, and_, case, delete, func, literal, or_, select, text, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import OperationalError
 
@@ -31,6 +30,7 @@ from schemas.tables import (
     GroupTester,
     SymbolFile,
 )
+from storage.db import dialect_insert
 from storage.search_index import regrouped
 from triage.kinds import CRASH, KINDS
 
@@ -119,10 +119,6 @@ def _write_transaction(engine: Engine) -> Iterator[Connection]:
         conn.exec_driver_sql("COMMIT")
 
 
-def _insert(conn: Connection) -> Callable[[Table], postgresql.Insert | sqlite.Insert]:
-    return (postgresql if conn.dialect.name == "postgresql" else sqlite).insert
-
-
 def _greatest(conn: Connection, a: Any, b: Any) -> Any:
     return func.greatest(a, b) if conn.dialect.name == "postgresql" else func.max(a, b)
 
@@ -185,7 +181,7 @@ def more_severe_kind(current: Any, new: Any) -> Any:
 
 
 def _count(conn: Connection, g: Grouping, build: str | None, tester_id: str | None) -> int:
-    insert = _insert(conn)
+    insert = dialect_insert(conn)
     stmt = insert(GROUPS).values(
         project_id=g.project_id, signature=g.signature, signature_version=g.signature_version,
         component=g.component, reason_text=g.reason_text, first_seen=g.seen_at, last_seen=g.seen_at,
@@ -226,7 +222,7 @@ def _count_rows(conn: Connection, group_id: int, g: Grouping, build: str | None,
 
 def _bump(conn: Connection, table: Table, key: dict[str, Any], seen: dict[str, Any]) -> int:
     """Upsert a counter row; returns its new crash_count (1: it was just created)."""
-    insert = _insert(conn)
+    insert = dialect_insert(conn)
     stmt = insert(table).values(**key, crash_count=1, **seen)
     changes: dict[str, Any] = {"crash_count": table.c.crash_count + 1}
     if seen:

@@ -9,7 +9,6 @@ from typing import Any, Callable, Sequence, TypeVar, overload
 from sqlalchemy import Table, delete, func, update
 from sqlalchemy import insert as sa_insert
 from sqlalchemy import select as sa_select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
@@ -24,7 +23,7 @@ from schemas.tables import (
     UploadFingerprint,
     utcnow,
 )
-from storage.db import session
+from storage.db import dialect_insert, session
 from storage.search_index import reindex
 
 T = TypeVar("T")
@@ -324,8 +323,7 @@ def count_by_status(engine: Engine) -> dict[str, int]:
 def count_discard(engine: Engine, *, reason: str) -> None:
     """Add one to today's counter for reason (an atomic upsert, safe across processes)."""
     table = DiscardCount.__table__  # type: ignore[attr-defined]
-    dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
-    stmt = dialect.insert(table).values(reason=reason, day=utcnow().strftime("%Y-%m-%d"), count=1)
+    stmt = dialect_insert(engine)(table).values(reason=reason, day=utcnow().strftime("%Y-%m-%d"), count=1)
     stmt = stmt.on_conflict_do_update(
         index_elements=["reason", "day"], set_={"count": table.c["count"] + 1}
     )
@@ -349,9 +347,8 @@ def record_symbol_file(engine: Engine, *, row: SymbolFile) -> None:
     """Record a stored debug file. Rows of other content at the same path (the file it
     replaced) are deleted; the same content uploaded again keeps its first row."""
     table = SymbolFile.__table__  # type: ignore[attr-defined]
-    dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
     values = row.model_dump(exclude={"id"})
-    insert = dialect.insert(table).values(**values).on_conflict_do_nothing(
+    insert = dialect_insert(engine)(table).values(**values).on_conflict_do_nothing(
         index_elements=["path", "sha256"]
     )
     with engine.begin() as conn:

@@ -29,13 +29,13 @@ from sqlalchemy.engine import Connection, Engine, Row
 from schemas.settings import Settings
 from schemas.tables import utcnow
 from storage import tickets
+from storage.db import dialect_insert
 from storage.groups import (
     CRASHES,
     GROUPS,
     MOVES,
     REDIRECTS,
     Grouping,
-    _insert,
     lock_moves,
     more_severe_kind,
     place,
@@ -203,7 +203,7 @@ def _group(conn: Connection, group_id: int, project_id: int | None) -> Row[Any]:
 
 
 def _redirect(conn: Connection, project_id: int, signature: str, group_id: int, actor: str) -> None:
-    stmt = _insert(conn)(REDIRECTS).values(project_id=project_id, signature=signature, group_id=group_id,
+    stmt = dialect_insert(conn)(REDIRECTS).values(project_id=project_id, signature=signature, group_id=group_id,
                                            actor=actor[:200], created_at=utcnow())
     conn.execute(stmt.on_conflict_do_update(index_elements=["project_id", "signature"], set_={
         "group_id": group_id, "actor": stmt.excluded.actor, "created_at": stmt.excluded.created_at}))

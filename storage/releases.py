@@ -14,7 +14,8 @@ from sqlalchemy import Table, or_, select, update
 from sqlalchemy.engine import Connection, Engine
 
 from schemas.tables import Release, Ticket, utcnow
-from storage.groups import _insert, retrying
+from storage.db import dialect_insert
+from storage.groups import retrying
 from storage.queries import as_utc
 from triage.releases import ReleaseIn
 
@@ -39,7 +40,7 @@ def record(engine: Engine, *, project_id: int, release: ReleaseIn, claim_notes: 
     set), so a concurrent duplicate post finds them taken."""
     def work(conn: Connection) -> tuple[dict[str, Any], bool]:
         now = utcnow()
-        row = conn.execute(_insert(conn)(RELEASES).values(
+        row = conn.execute(dialect_insert(conn)(RELEASES).values(
             project_id=project_id, version=release.version, environment=release.environment,
             deployed_at=release.deployed_at or now, url=release.url,
             commits=[c.as_json() for c in release.commits], created_at=now,

@@ -11,10 +11,10 @@ from __future__ import annotations
 from typing import Any, Iterable, Mapping
 
 from sqlalchemy import Table, delete, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from schemas.tables import Crash, CrashField, FieldValue
+from storage.db import dialect_insert
 
 FIELDS: Table = CrashField.__table__  # type: ignore[attr-defined]
 VALUES: Table = FieldValue.__table__  # type: ignore[attr-defined]
@@ -109,7 +109,6 @@ def reindex(conn: Connection, *, crash_id: str) -> int:
 
 def add_values(conn: Connection, rows: list[dict[str, Any]]) -> None:
     """Record the (project, field, value) of rows in field_values; those there already stay."""
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
     distinct = sorted({(r["project_id"], r["field"], r["value"]) for r in rows})  # one lock order for every writer
-    conn.execute(dialect.insert(VALUES).on_conflict_do_nothing(),
+    conn.execute(dialect_insert(conn)(VALUES).on_conflict_do_nothing(),
                  [{"project_id": p, "field": f, "value": v} for p, f, v in distinct])

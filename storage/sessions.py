@@ -14,10 +14,10 @@ from datetime import datetime, timezone
 from typing import Any
 
 from sqlalchemy import Table, and_, case, func, select, union
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 
 from schemas.tables import Crash, CrashGroup, GameSession, GroupBuild, utcnow
+from storage.db import dialect_insert
 from triage.kinds import RATE_KINDS
 
 SESSIONS: Table = GameSession.__table__  # type: ignore[attr-defined]
@@ -54,14 +54,14 @@ def upsert_sessions(engine: Engine, *, project_id: int, sessions: list[dict[str,
         "build": s.get("build"), "started": _utc(s["started"]), "duration": s.get("duration"),
         "status": s["status"], "updated_at": now,
     } for _, s in sorted(latest.items())]  # sorted: concurrent batches lock rows in one order
-    insert = (postgresql if engine.dialect.name == "postgresql" else sqlite).insert
+    insert = dialect_insert(engine)
     written = 0
     with engine.begin() as conn:
         for start in range(0, len(rows), BATCH):
             stmt = insert(SESSIONS).values(rows[start:start + BATCH])
             new = stmt.excluded
             stale = and_(new.status == "ok", SESSIONS.c.status.in_(FINAL))
-            stmt = stmt.on_conflict_do_update(
+            upsert = stmt.on_conflict_do_update(
                 index_elements=["session_id"],
                 set_={
                     "status": case((stale, SESSIONS.c.status), else_=new.status),
@@ -71,7 +71,7 @@ def upsert_sessions(engine: Engine, *, project_id: int, sessions: list[dict[str,
                 },
                 where=SESSIONS.c.project_id == new.project_id,
             ).returning(SESSIONS.c.session_id)
-            written += len(conn.execute(stmt).all())
+            written += len(conn.execute(upsert).all())
     return written
 
 

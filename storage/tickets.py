@@ -21,7 +21,8 @@ from sqlalchemy.engine import Connection, Engine, Row
 
 from schemas.settings import Settings
 from schemas.tables import CrashGroup, SecurityReport, Ticket, TicketEvent, utcnow
-from storage.groups import _insert, _least, retrying
+from storage.db import dialect_insert
+from storage.groups import _least, retrying
 from storage.outbox import enqueue_notifications
 from storage.queries import as_utc
 from storage.scope import ProjectScope, scoped
@@ -71,7 +72,7 @@ def _open_or_escalate(conn: Connection, settings: Settings, group_id: int, firin
     now, stats, priority = utcnow(), firing.stats, firing.rule.priority
     numbers = {"rule": firing.rule.name, "reason_text": firing.reason, "testers_at_firing": stats.testers,
                "crashes_at_firing": stats.crashes, "builds_at_firing": list(stats.builds)}
-    stmt = _insert(conn)(TICKETS).values(
+    stmt = dialect_insert(conn)(TICKETS).values(
         project_id=group.project_id, group_id=group_id, priority=priority, state="open",
         title=title_of(group.component, group.signature), due_at=_due(settings, now, priority),
         created_at=now, updated_at=now, **numbers,
