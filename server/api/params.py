@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Mapping, TypedDict, TypeVar
+from typing import Any, Callable, Collection, Mapping, TypedDict, TypeVar
 
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
@@ -131,12 +131,7 @@ def group_query(params: Mapping[str, str], *, default_sort: str = "tester_count"
     (``asc``/``desc``; default desc, asc for signature), ``limit`` (1..1000; larger is cut to
     1000), ``offset`` (0..2**63-1), ``days`` (sparkline length, 1..90). Raises ValueError with
     the reason."""
-    sort = params.get("sort") or default_sort
-    if sort not in dashboard_queries.SORTS:
-        raise ValueError(f"sort must be one of {', '.join(dashboard_queries.SORTS)}")
-    order = params.get("order") or ("asc" if sort == "signature" else "desc")
-    if order not in ORDERS:
-        raise ValueError("order must be asc or desc")
+    page = sorted_page(params, dashboard_queries.SORTS, default_sort, default_limit, ascending=("signature",))
     status = params.get("status") or None
     if status is not None and status not in dashboard_queries.STATUSES:
         raise ValueError(f"status must be one of {', '.join(dashboard_queries.STATUSES)}")
@@ -145,9 +140,25 @@ def group_query(params: Mapping[str, str], *, default_sort: str = "tester_count"
         raise ValueError(f"kind must be one of {', '.join(KINDS)}")
     since = parse_since(params.get("since"))
     return {"component": params.get("component") or None, "build": params.get("build"), "kind": kind,
-            "platform": params.get("platform") or None, "status": status, "since": since, "sort": sort,
-            "descending": order == "desc", "limit": int_param(params, "limit", default_limit, 1, MAX_LIMIT, clip=True),
-            "offset": int_param(params, "offset", 0, 0, MAX_OFFSET), "days": int_param(params, "days", 14, 1, MAX_DAYS)}
+            "platform": params.get("platform") or None, "status": status, "since": since, **page,
+            "days": int_param(params, "days", 14, 1, MAX_DAYS)}
+
+
+def sorted_page(params: Mapping[str, str], sorts: Collection[str], default_sort: str, default_limit: int,
+                ascending: Collection[str] = ()) -> dict[str, Any]:
+    """A list's ``sort`` (one of sorts), ``order`` (``asc``/``desc``; default desc, asc for the
+    sorts in ascending), ``limit`` (1..1000; larger is cut to 1000) and ``offset``
+    (0..2**63-1) as ``{"sort", "descending", "limit", "offset"}``. Raises ValueError naming
+    the parameter."""
+    sort = params.get("sort") or default_sort
+    if sort not in sorts:
+        raise ValueError(f"sort must be one of {', '.join(sorts)}")
+    order = params.get("order") or ("asc" if sort in ascending else "desc")
+    if order not in ORDERS:
+        raise ValueError("order must be asc or desc")
+    return {"sort": sort, "descending": order == "desc",
+            "limit": int_param(params, "limit", default_limit, 1, MAX_LIMIT, clip=True),
+            "offset": int_param(params, "offset", 0, 0, MAX_OFFSET)}
 
 
 class PageQuery(TypedDict):

@@ -15,7 +15,7 @@ from starlette.responses import JSONResponse, Response
 
 from server.api.access import requires
 from server.api.documents import jsonable
-from server.api.params import MAX_LIMIT, MAX_OFFSET, ORDERS, int_param, project_scope, query
+from server.api.params import int_param, project_scope, query, sorted_page
 from server.state import state_of
 from storage import search
 from storage.search_query import Condition, SearchError, parse
@@ -35,19 +35,11 @@ def search_conditions(params: Iterable[tuple[str, str]], reserved: Iterable[str]
         raise HTTPException(400, f"bad query parameter: {exc}") from None
 
 
-def page_query(params: QueryParams, default_limit: int = 50) -> dict[str, Any]:
-    """search_crashes' paging arguments: ``sort`` (storage/search.SORTS, default received),
-    ``order`` (default desc), ``limit`` (1..1000, larger cut to 1000), ``offset``. Raises
-    ValueError naming the parameter. The search page reads its paging with it too."""
-    sort = params.get("sort") or "received"
-    if sort not in search.SORTS:
-        raise ValueError(f"sort must be one of {', '.join(search.SORTS)}")
-    order = params.get("order") or "desc"
-    if order not in ORDERS:
-        raise ValueError("order must be asc or desc")
-    return {"sort": sort, "descending": order == "desc",
-            "limit": int_param(params, "limit", default_limit, 1, MAX_LIMIT, clip=True),
-            "offset": int_param(params, "offset", 0, 0, MAX_OFFSET)}
+def crash_page_query(params: QueryParams, default_limit: int = 50) -> dict[str, Any]:
+    """search_crashes' paging arguments (params.sorted_page: ``sort`` one of storage/search.SORTS,
+    default received, newest first). Raises ValueError naming the parameter. The search page
+    reads its paging with it too."""
+    return sorted_page(params, search.SORTS, "received", default_limit)
 
 
 @requires("read")
@@ -55,7 +47,7 @@ async def search_endpoint(request: Request) -> Response:
     """GET /api/crashes?project=&<field>=<value>...&sort=&order=&limit=&offset=: ``{"crashes":
     [...], "total", "limit", "offset"}``, newest first unless sorted otherwise."""
     params = request.query_params
-    page = query(page_query, params)
+    page = query(crash_page_query, params)
     conditions = search_conditions(params.multi_items(), PAGING)
     found = await run_in_threadpool(search.search_crashes, state_of(request).ctx.engine,
                                     scope=await project_scope(request), conditions=conditions, **page)

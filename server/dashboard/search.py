@@ -28,7 +28,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from server import auth
-from server.api.search import page_query
+from server.api.search import crash_page_query
 from server.dashboard import pages
 from server.dashboard.access import page, project_filter
 from server.state import ServerState
@@ -147,7 +147,7 @@ def facet_fields(configured: str, chosen: str | None) -> list[str]:
 
 def read_query(params: QueryParams, rows: Sequence[Row], configured_facets: str) -> SearchQuery:
     """The request checked. Raises ValueError (SearchError too) naming what is wrong."""
-    paging = page_query(params, PAGE_SIZE)
+    paging = crash_page_query(params, PAGE_SIZE)
     pairs = [p for row in rows if (p := row.pair()) is not None]
     conditions = parse(pairs)
     return SearchQuery(pairs, conditions, paging["sort"], paging["descending"], paging["limit"], paging["offset"],
