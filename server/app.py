@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from typing import AsyncIterator
 
 from starlette.applications import Starlette
@@ -56,15 +57,16 @@ def session_middleware(settings: Settings) -> Middleware:
                       same_site="lax", https_only=settings.cookies_secure)
 
 
-def create_app(settings: Settings, state: ServerState | None = None) -> Starlette:
-    """The ASGI app. State is built at start-up (lifespan) unless handed in."""
+def create_app(settings: Settings, state: ServerState | None = None, *, database_queue: bool = False) -> Starlette:
+    """The ASGI app. State is built at start-up (lifespan) unless handed in (database_queue:
+    server/state.build_state's)."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         own = app.state.crashd is None
         if own:
             init_sentry(settings)
-            app.state.crashd = await run_in_threadpool(build_state, settings)
+            app.state.crashd = await run_in_threadpool(functools.partial(build_state, settings, database_queue=database_queue))
         sweeper = asyncio.create_task(sweeper_loop(app.state.crashd))
         try:
             yield

@@ -70,6 +70,12 @@ class ProjectKeys:
         self.engine = engine
         self._cache: ExpiringCache[str, Project | None] = ExpiringCache(self.TTL_SECONDS)
 
+    def cached(self, ingest_key: str | None) -> Project | None:
+        """The remembered project of ingest_key, without asking the database (None: not
+        remembered)."""
+        found, project = self._cache.lookup(ingest_key) if ingest_key else (False, None)
+        return project if found else None
+
     def get(self, ingest_key: str) -> Project | None:
         """The project of ingest_key (None when unknown; unknown keys are not cached)."""
         return self._cache.get_or_load(ingest_key, lambda: queries.project_by_key(self.engine, ingest_key=ingest_key),

@@ -19,6 +19,7 @@ from server.dashboard.signin_throttle import SignInThrottle
 from server.ingest.ratelimit import MemoryRateLimiter, RateLimiter, make_rate_limiter
 from storage.db import migrate
 from workers import jobs
+from workers.db_queue import DatabaseJobQueue
 from workers.queue import InProcessJobQueue, JobQueue, make_queue
 
 
@@ -38,13 +39,16 @@ class ServerState:
     live_sessions: LiveSessions | None = None  # dashboard sessions, remembered briefly (server/caches.py)
 
 
-def build_state(settings: Settings) -> ServerState:
-    """Create engine, blob store and queue, and run migrations."""
+def build_state(settings: Settings, *, database_queue: bool = False) -> ServerState:
+    """Create engine, blob store and queue, and run migrations. database_queue (no Redis):
+    a worker process takes the crashes from the database (workers/db_queue.py, what
+    ``crashd serve`` runs) instead of a worker thread in this process."""
     ctx = jobs.build_context(settings)
     migrate(ctx.engine)
     tmp_dir = settings.data_dir / "tmp"
     tmp_dir.mkdir(parents=True, exist_ok=True)
-    queue = make_queue(settings)
+    queue: JobQueue = (DatabaseJobQueue(ctx.engine) if database_queue and not settings.redis_url
+                       else make_queue(settings))
     if isinstance(queue, InProcessJobQueue):
         jobs.install_context(ctx)  # the in-process worker shares the server's engine
     return ServerState(settings, ctx, queue, settings.resolve_admin_token(), tmp_dir, ProjectKeys(ctx.engine),

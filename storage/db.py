@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
+import weakref
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, ContextManager
 
 import psycopg
 from alembic import command
@@ -114,6 +117,26 @@ def _sqlite_pragmas(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEn
     cursor.close()
 
 
+def derived_data_writes(engine: Engine) -> None:
+    """For the embedded default's worker process (workers/db_queue.py): its SQLite commits do
+    not wait for an fsync (``synchronous=NORMAL``, safe with WAL: the database stays
+    consistent). What it writes is derived from stored uploads, and the next commit of the
+    web process, which keeps FULL, syncs the log with it. A power cut in between can only
+    take back the last results, and their crashes are processed again (the sweeper). Without
+    this the worker held SQLite's one write lock through an fsync per transaction, and the
+    uploads waited for it. PostgreSQL: nothing changes."""
+    if engine.dialect.name != "sqlite":
+        return
+
+    def _relaxed(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    event.listen(engine, "connect", _relaxed)
+    engine.dispose()  # connections made before this have FULL
+
+
 def alembic_config(engine: Engine) -> Config:
     """An Alembic Config pointing at our migrations, bound to engine."""
     config = Config()
@@ -161,3 +184,22 @@ def dialect_insert(bind: Engine | Connection) -> Callable[[Table], postgresql.In
 def session(engine: Engine) -> Session:
     """A new Session; objects stay readable after commit."""
     return Session(engine, expire_on_commit=False)
+
+
+_write_locks: "weakref.WeakKeyDictionary[Engine, threading.Lock]" = weakref.WeakKeyDictionary()
+_write_locks_guard = threading.Lock()
+
+
+def write_lock(engine: Engine) -> ContextManager[object]:
+    """Hold around a hot write transaction (each upload's insert, the worker's claim): on
+    SQLite one such transaction of a process at a time. SQLite lets one writer in and makes
+    the others wait in its busy handler, which sleeps 1, 2, 5 ... 100 ms between tries: with
+    16 uploads in flight those sleeps were the p99 (docs/benchmarks.md, Ingest). PostgreSQL
+    needs no lock (a null context)."""
+    if engine.dialect.name != "sqlite":
+        return contextlib.nullcontext()
+    with _write_locks_guard:
+        lock = _write_locks.get(engine)
+        if lock is None:
+            lock = _write_locks[engine] = threading.Lock()
+    return lock

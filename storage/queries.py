@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import secrets
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Sequence, TypeVar, overload
 
 from sqlalchemy import Table, delete, func, update
 from sqlalchemy import insert as sa_insert
 from sqlalchemy import select as sa_select
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
@@ -23,7 +24,8 @@ from schemas.tables import (
     UploadFingerprint,
     utcnow,
 )
-from storage.db import dialect_insert, session
+from storage.db import dialect_insert, session, write_lock
+from storage.group_commit import GroupCommitter, committer
 from storage.search_index import reindex
 
 T = TypeVar("T")
@@ -125,17 +127,20 @@ def find_recent_duplicate(engine: Engine, *, fingerprint: str, window: timedelta
             FINGERPRINTS.c.created_at >= utcnow() - window)).scalar_one_or_none()
 
 
-class _Taken(Exception):
-    """The fingerprint is another crash's (crash_id; None: find out who won)."""
-
-    def __init__(self, crash_id: str | None) -> None:
-        self.crash_id = crash_id
-
-
 def _values(table: Table, row: Any) -> dict[str, Any]:
     """The column values of a SQLModel object, without an autoincrement id it does not have yet."""
     return {c.name: getattr(row, c.name) for c in table.columns
             if not (c.primary_key and getattr(row, c.name) is None)}
+
+
+@dataclass(frozen=True)
+class NewCrash:
+    """What insert_crash stores: a crash, its attachments and its dedupe fingerprint."""
+
+    crash: Crash
+    attachments: Sequence[Attachment]
+    fingerprint: str
+    window: timedelta
 
 
 def insert_crash(
@@ -150,32 +155,101 @@ def insert_crash(
 
     Returns (crash_id, True) when inserted, or (existing_crash_id, False) when another upload
     with the same fingerprint won within window (also when it won concurrently). Core
-    statements, not an ORM session: this runs for every upload (bench/ingest.py).
+    statements, not an ORM session: this runs for every upload (bench/ingest.py). On SQLite
+    the inserts of concurrent uploads share one transaction (storage/group_commit.py).
     """
-    now = crash.received_at
+    new = NewCrash(crash, attachments, fingerprint, window)
+    if engine.dialect.name != "sqlite":
+        return _insert_alone(engine, new)
+    batches: GroupCommitter[NewCrash, tuple[str, bool]] = committer(
+        engine, "crashes", lambda batch: _insert_together(engine, batch))
+    return batches.submit(new)
+
+
+def _insert_together(engine: Engine, batch: Sequence[NewCrash]) -> list[tuple[str, bool]]:
+    """Insert a batch in one transaction with a statement per table, not per crash; should
+    that fail on a constraint (another process stored one of the fingerprints a moment ago),
+    each one alone."""
     try:
         with engine.begin() as conn:
-            conn.execute(sa_insert(CRASHES), [_values(CRASHES, crash)])
-            if attachments:  # the crash row first: attachments reference it
-                conn.execute(sa_insert(ATTACHMENTS), [_values(ATTACHMENTS, a) for a in attachments])
-            stale = conn.execute(sa_select(FINGERPRINTS.c.crash_id, FINGERPRINTS.c.created_at)
-                                 .where(FINGERPRINTS.c.fingerprint == fingerprint)).first()
-            if stale is None:
-                conn.execute(sa_insert(FINGERPRINTS).values(fingerprint=fingerprint, crash_id=crash.crash_id,
-                                                            created_at=now))
-            elif as_utc(stale.created_at) >= now - window:
-                raise _Taken(stale.crash_id)
-            else:  # an old retry window: take the fingerprint over, but only if nobody else did
-                result = conn.execute(update(FINGERPRINTS).where(
-                    FINGERPRINTS.c.fingerprint == fingerprint, FINGERPRINTS.c.crash_id == stale.crash_id)
-                    .values(crash_id=crash.crash_id, created_at=now))
-                if result.rowcount != 1:
-                    raise _Taken(None)
-    except _Taken as taken:
-        return taken.crash_id or _winner(engine, fingerprint), False
+            return _insert_many(conn, batch)
+    except IntegrityError:
+        return [_insert_alone(engine, new) for new in batch]
+
+
+def _insert_many(conn: Connection, batch: Sequence[NewCrash]) -> list[tuple[str, bool]]:
+    """What _insert does for one crash, for a batch: rows first (SQLite's write lock before
+    any read), then one read of their fingerprints; a crash whose fingerprint is taken within
+    its window (by an earlier crash or one earlier in the batch) is removed again."""
+    conn.execute(sa_insert(CRASHES), [_values(CRASHES, new.crash) for new in batch])
+    attachments = [_values(ATTACHMENTS, a) for new in batch for a in new.attachments]
+    if attachments:
+        conn.execute(sa_insert(ATTACHMENTS), attachments)
+    stored = {row.fingerprint: (str(row.crash_id), as_utc(row.created_at)) for row in conn.execute(
+        sa_select(FINGERPRINTS.c.fingerprint, FINGERPRINTS.c.crash_id, FINGERPRINTS.c.created_at)
+        .where(FINGERPRINTS.c.fingerprint.in_({new.fingerprint for new in batch})))}
+    answers: list[tuple[str, bool]] = []
+    fresh: list[dict[str, Any]] = []
+    stale: list[dict[str, Any]] = []  # a fingerprint stored before the window: taken over
+    taken: list[str] = []
+    for new in batch:
+        crash_id, now = new.crash.crash_id, new.crash.received_at
+        held = stored.get(new.fingerprint)
+        if held is not None and held[1] >= now - new.window:
+            answers.append((held[0], False))
+            taken.append(crash_id)
+            continue
+        row = {"fingerprint": new.fingerprint, "crash_id": crash_id, "created_at": now}
+        (stale if held is not None else fresh).append(row)  # held here: stored before this batch
+        stored[new.fingerprint] = (crash_id, now)
+        answers.append((crash_id, True))
+    if fresh:
+        conn.execute(sa_insert(FINGERPRINTS), fresh)
+    for row in stale:  # an old retry window: take the fingerprint over
+        conn.execute(update(FINGERPRINTS).where(FINGERPRINTS.c.fingerprint == row["fingerprint"])
+                     .values(crash_id=row["crash_id"], created_at=row["created_at"]))
+    if taken:
+        conn.execute(delete(ATTACHMENTS).where(ATTACHMENTS.c.crash_id.in_(taken)))
+        conn.execute(delete(CRASHES).where(CRASHES.c.crash_id.in_(taken)))
+    return answers
+
+
+def _insert_alone(engine: Engine, new: NewCrash) -> tuple[str, bool]:
+    """One crash in its own transaction (PostgreSQL, and SQLite's fallback)."""
+    try:
+        with engine.begin() as conn:
+            return _insert(conn, new)
     except IntegrityError:  # a concurrent upload with this fingerprint committed first
-        return _winner(engine, fingerprint), False
-    return crash.crash_id, True
+        return _winner(engine, new.fingerprint), False
+
+
+def _insert(conn: Connection, new: NewCrash) -> tuple[str, bool]:
+    """Insert new in conn's transaction: the crash row first (its first write, so SQLite takes
+    the write lock before anything is read), then its attachments and fingerprint; when the
+    fingerprint is another crash's within the window, remove them again and answer that one.
+    Raises IntegrityError when a concurrent transaction took the fingerprint."""
+    crash, now = new.crash, new.crash.received_at
+    conn.execute(sa_insert(CRASHES), [_values(CRASHES, crash)])
+    if new.attachments:  # the crash row first: attachments reference it
+        conn.execute(sa_insert(ATTACHMENTS), [_values(ATTACHMENTS, a) for a in new.attachments])
+    stale = conn.execute(sa_select(FINGERPRINTS.c.crash_id, FINGERPRINTS.c.created_at)
+                         .where(FINGERPRINTS.c.fingerprint == new.fingerprint)).first()
+    if stale is None:
+        conn.execute(sa_insert(FINGERPRINTS).values(fingerprint=new.fingerprint, crash_id=crash.crash_id,
+                                                    created_at=now))
+        return crash.crash_id, True
+    winner = str(stale.crash_id)
+    if as_utc(stale.created_at) < now - new.window:  # an old retry window: take the fingerprint over,
+        taken = conn.execute(update(FINGERPRINTS).where(  # but only if nobody else did
+            FINGERPRINTS.c.fingerprint == new.fingerprint, FINGERPRINTS.c.crash_id == stale.crash_id)
+            .values(crash_id=crash.crash_id, created_at=now))
+        if taken.rowcount == 1:
+            return crash.crash_id, True
+        winner = conn.execute(sa_select(FINGERPRINTS.c.crash_id)
+                              .where(FINGERPRINTS.c.fingerprint == new.fingerprint)).scalar_one()
+    conn.execute(delete(ATTACHMENTS).where(ATTACHMENTS.c.crash_id == crash.crash_id))
+    conn.execute(delete(CRASHES).where(CRASHES.c.crash_id == crash.crash_id))
+    return winner, False
 
 
 def _winner(engine: Engine, fingerprint: str) -> str:
@@ -214,6 +288,37 @@ def claim_crash(engine: Engine, *, crash_id: str) -> Crash | None:
         s.add(crash)
         s.commit()
         return crash
+
+
+def due_received_ids(engine: Engine, *, limit: int) -> list[str]:
+    """Up to limit `received` crashes that are due (no retry waiting), oldest first: the
+    database queue of the embedded default (workers/db_queue.py)."""
+    now = utcnow()
+    with engine.connect() as conn:
+        return list(conn.execute(
+            sa_select(CRASHES.c.crash_id)
+            .where(CRASHES.c.status == CrashStatus.received.value,
+                   (CRASHES.c.retry_after.is_(None)) | (CRASHES.c.retry_after <= now))
+            .order_by(CRASHES.c.received_at).limit(limit)).scalars())
+
+
+def take_received(engine: Engine, *, crash_id: str) -> bool:
+    """Mark a `received` crash `processing`; False when it is not `received` (another worker
+    took it). Starts its lease as claim_crash does."""
+    with write_lock(engine), engine.begin() as conn:
+        taken = conn.execute(update(CRASHES).where(CRASHES.c.crash_id == crash_id,
+                                                   CRASHES.c.status == CrashStatus.received.value)
+                             .values(status=CrashStatus.processing.value, updated_at=utcnow(), retry_after=None))
+        return bool(taken.rowcount == 1)
+
+
+def requeue_crash(engine: Engine, *, crash_id: str) -> None:
+    """Put a crash back to `received` for the database queue (processed or failed: processing
+    again; one being processed is left alone; its failed attempts start again from 0)."""
+    with write_lock(engine), engine.begin() as conn:
+        conn.execute(update(CRASHES).where(CRASHES.c.crash_id == crash_id,
+                                           CRASHES.c.status != CrashStatus.processing.value)
+                     .values(status=CrashStatus.received.value, attempts=0, retry_after=None, updated_at=utcnow()))
 
 
 def finish_crash(

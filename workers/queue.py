@@ -47,6 +47,10 @@ def job_id(crash_id: str) -> str:
 class JobQueue(ABC):
     """Where crashes wait for processing."""
 
+    # True: a worker takes every `received` crash by itself (the database queue), so an
+    # upload needs no enqueue (server/ingest/crashmover.py)
+    polls_received = False
+
     @abstractmethod
     def enqueue(self, crash_id: str) -> None:
         """Schedule processing of crash_id. Raises on a queue failure (callers decide)."""
@@ -143,12 +147,18 @@ def resolve(dotted: str) -> Callable[..., Any]:
     return function
 
 
-_worker_thread = threading.local()  # .queue: the InProcessJobQueue whose thread this is
+_worker_thread = threading.local()  # .queue: the queue whose worker thread this is
 
 
-def running_in_process() -> "InProcessJobQueue | None":
-    """The in-process queue whose worker thread runs the calling job, else None (RQ workers,
-    the server's request threads, tests calling a job directly)."""
+def serve_jobs_from(queue: JobQueue) -> None:
+    """Say that the calling thread runs the jobs of queue (the in-process worker's thread, the
+    embedded default's worker process, workers/db_queue.py): their follow-up work goes there."""
+    _worker_thread.queue = queue
+
+
+def running_in_process() -> JobQueue | None:
+    """The queue whose worker thread runs the calling job, else None (RQ workers, the
+    server's request threads, tests calling a job directly)."""
     return getattr(_worker_thread, "queue", None)
 
 
@@ -177,7 +187,7 @@ class InProcessJobQueue(JobQueue):
 
     def _run(self) -> None:
         process_crash = resolve(JOB_FUNCTION)
-        _worker_thread.queue = self
+        serve_jobs_from(self)
         while True:
             crash_id = self._queue.get()
             try:

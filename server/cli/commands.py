@@ -37,8 +37,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--log-level", default="info")
+    serve.add_argument("--workers", type=int, default=1, metavar="N",
+                       help="web processes on the one port (uvicorn's); the processing worker is separate")
     serve.set_defaults(func=cmd_serve)
-    worker = sub.add_parser("worker", help="run an RQ worker (needs CRASHD_REDIS_URL)")
+    worker = sub.add_parser("worker", help="run a processing worker: RQ's with CRASHD_REDIS_URL, else one that "
+                            "takes crashes from the database (`crashd serve` starts that one itself)")
     worker.add_argument("--burst", action="store_true", help="exit when the queue is empty")
     worker.add_argument("--fork", action="store_true",
                         help="run each job in a forked process (isolation; every job starts cold)")

@@ -5,11 +5,13 @@ database they share.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 import uvicorn
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
+from starlette.applications import Starlette
 
 from schemas.settings import Settings
 from schemas.tables import Project
@@ -17,11 +19,13 @@ from server import log_redaction
 from server.app import create_app
 from server.cli.context import rules_ok
 from server.cli.projects import project_urls, record_server_url
+from server.cli.supervisor import PARENT_VARIABLE, WORKER_NICENESS, WorkerSupervisor, die_with_supervisor
 from server.lifespan import init_sentry
 from server.state import build_state
 from storage import queries, users
-from storage.db import make_engine, migrate
+from storage.db import derived_data_writes, make_engine, migrate
 from workers import jobs
+from workers.db_queue import DatabaseWorker
 from workers.rq_worker import OutageLog, StopSignal, run_worker, wait_for
 
 
@@ -31,8 +35,12 @@ def _base_url(host: str, port: int) -> str:
 
 
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
-    """Run the HTTP server (and, without Redis, the in-process worker)."""
+    """Run the HTTP server: --workers web processes and, without Redis, the worker process
+    that takes crashes from the database (server/cli/supervisor.py)."""
     if not rules_ok(settings):
+        return 2
+    if args.workers < 1:
+        print("--workers must be at least 1", file=sys.stderr)
         return 2
     try:
         settings.resolve_session_secret()  # the dashboard's cookie key; production must set it
@@ -41,12 +49,13 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         return 2
     log_redaction.install()  # our own log lines (the root logger's handlers)
     init_sentry(settings)
-    state = build_state(settings)
+    state = build_state(settings, database_queue=True)
     project = first_project(state.ctx.engine)
     urls = project_urls(settings, project, _base_url(args.host, args.port))
     record_server_url(settings, _base_url(args.host, args.port))  # for `crashd project create`'s URLs
-    mode = "RQ on " + settings.redis_url if settings.redis_url else "in-process worker"
-    print(f"crashd listening on {_base_url(args.host, args.port)}  ({state.ctx.engine.dialect.name}, {mode})")
+    mode = "RQ on " + settings.redis_url if settings.redis_url else "a worker process on the database queue"
+    web = f", {args.workers} web processes" if args.workers > 1 else ""
+    print(f"crashd listening on {_base_url(args.host, args.port)}  ({state.ctx.engine.dialect.name}, {mode}{web})")
     print(f"  project '{project.name}' minidump upload URL: {urls['minidump_url']}")
     print(f"  project '{project.name}' Breakpad submit URL: {urls['submit_url']}")
     if settings.environment == "development":
@@ -57,16 +66,32 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     print(f"  project '{project.name}' DSN for sentry-native / sentry-sdk: {urls['dsn']}")
     print(f"  dashboard: {_base_url(args.host, args.port)}/" + dashboard_hint(state.ctx.engine))
     sys.stdout.flush()
+    supervisor = None if settings.redis_url else WorkerSupervisor()
+    # X-Forwarded-For only from CRASHD_TRUSTED_PROXIES: uvicorn's default believes any
+    # 127.0.0.1 peer, which let anyone behind a local proxy pick the address the sign-in
+    # throttle counts; and no ingest key or token in the access log (server/log_redaction.py)
+    options = {"host": args.host, "port": args.port, "log_level": args.log_level,
+               "proxy_headers": bool(settings.trusted_proxies), "forwarded_allow_ips": settings.trusted_proxies,
+               "log_config": log_redaction.uvicorn_log_config()}
     try:
-        # X-Forwarded-For only from CRASHD_TRUSTED_PROXIES: uvicorn's default believes any
-        # 127.0.0.1 peer, which let anyone behind a local proxy pick the address the sign-in
-        # throttle counts; and no ingest key or token in the access log (server/log_redaction.py)
-        uvicorn.run(create_app(settings, state), host=args.host, port=args.port, log_level=args.log_level,
-                    proxy_headers=bool(settings.trusted_proxies), forwarded_allow_ips=settings.trusted_proxies,
-                    log_config=log_redaction.uvicorn_log_config())
+        if supervisor is not None:
+            supervisor.start()
+        if args.workers == 1:
+            uvicorn.run(create_app(settings, state), **options)
+        else:  # each web process builds its own state (web_app) from the same environment
+            state.ctx.engine.dispose()
+            uvicorn.run("server.cli.serve:web_app", factory=True, workers=args.workers, **options)
     finally:
+        if supervisor is not None:
+            supervisor.stop()
         state.queue.close()
     return 0
+
+
+def web_app() -> Starlette:
+    """One web process of ``crashd serve --workers N`` (uvicorn imports this factory in each)."""
+    log_redaction.install()
+    return create_app(Settings(), database_queue=True)
 
 
 def dashboard_hint(engine: "Engine") -> str:
@@ -77,13 +102,11 @@ def dashboard_hint(engine: "Engine") -> str:
 
 
 def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
-    """Run an RQ worker for the processing queue."""
-    if not settings.redis_url:
-        print("crashd worker needs CRASHD_REDIS_URL; without it `crashd serve` runs the jobs itself",
-              file=sys.stderr)
-        return 2
+    """Run a worker: RQ's with CRASHD_REDIS_URL, else the database queue's (workers/db_queue.py)."""
     if not rules_ok(settings):
         return 2
+    if not settings.redis_url:
+        return database_worker(settings, args)
 
     ctx = jobs.build_context(settings)
     stop = StopSignal()
@@ -101,6 +124,26 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
         jobs.install_context(ctx)
     # Redis down (at start or later): the worker waits and resumes (workers/rq_worker.py)
     return run_worker(settings, fork=args.fork, burst=args.burst, max_jobs=args.max_jobs)
+
+
+def database_worker(settings: Settings, args: argparse.Namespace) -> int:
+    """The embedded default's worker: jobs in this process, crashes from the database."""
+    if args.fork:
+        print("--fork needs CRASHD_REDIS_URL (RQ's forking worker)", file=sys.stderr)
+        return 2
+    if not die_with_supervisor():
+        return 0
+    if os.environ.get(PARENT_VARIABLE):  # the server's own worker: uploads first (docs/processing.md)
+        os.nice(WORKER_NICENESS)
+    ctx = jobs.build_context(settings)
+    stop = StopSignal()
+    stop.install()
+    if not wait_for(lambda: migrate(ctx.engine), (SQLAlchemyError,), OutageLog(what="the database"), stop):
+        return 0
+    derived_data_writes(ctx.engine)
+    jobs.install_context(ctx)
+    worker = DatabaseWorker(ctx.engine, stop.event)
+    return worker.run(max_jobs=args.max_jobs, burst=args.burst)
 
 
 def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:

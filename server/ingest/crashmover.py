@@ -203,7 +203,11 @@ def delete_quietly(state: ServerState, keys: list[str]) -> None:
 
 
 def enqueue_quietly(state: ServerState, crash_id: str) -> None:
-    """Enqueue processing; a failure is logged and left to the sweeper, never raised."""
+    """Enqueue the processing of a new crash; a failure is logged and left to the sweeper,
+    never raised. Nothing to do when the worker takes `received` crashes from the database
+    itself (workers/db_queue.py)."""
+    if state.queue.polls_received:
+        return
     try:
         state.queue.enqueue(crash_id)
     except Exception as exc:  # noqa: BLE001 - the upload is safe; the sweeper retries

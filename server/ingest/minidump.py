@@ -10,21 +10,24 @@ from __future__ import annotations
 import logging
 import re
 import uuid
+from dataclasses import dataclass
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
-from server.auth import INGEST_KEY_PARAMS
+from schemas.tables import Project
+from server.auth import INGEST_KEY_PARAMS, ingest_key
 from server.ingest.crashmover import persist_and_enqueue
 from server.ingest.discard import MalformedUpload, UploadTooLarge
-from server.ingest.keys import authenticate
+from server.ingest.keys import authenticate, project_for_key
 from server.ingest.refusal import MINIDUMP, SUBMIT, count_quietly, refusing
 from server.ingest.sentry_native import apply_native_parts
 from server.ingest.upload_parser import (
     Budget,
     ParsedUpload,
     SpoolWriter,
+    UploadPart,
     assemble,
     decoded_body,
     parse_multipart,
@@ -49,20 +52,39 @@ async def submit_endpoint(request: Request) -> Response:
 
 async def ingest(request: Request, via: str, project_ref: str | None) -> Response:
     """Authenticate, read, persist, acknowledge, enqueue; via is the endpoint (``submit``
-    answers Breakpad's ``CrashID=bp-<uuid>``). Raises Discarded (@refusing answers it)."""
+    answers Breakpad's ``CrashID=bp-<uuid>``). Raises Discarded (@refusing answers it).
+    Thread-pool hops cost CPU under load (bench/ingest.py): a known key and the in-memory
+    rate limit are answered on the event loop, and everything after the body is read runs
+    in one hop."""
     state = state_of(request)
-    project = await run_in_threadpool(authenticate, state, request, project_ref)
+    project = state.projects.cached(ingest_key(request))
+    if project is None:  # not remembered (or a bad key): the database tells
+        project = await run_in_threadpool(authenticate, state, request, project_ref)
+    else:
+        project = project_for_key(state, ingest_key(request), project_ref)
     assert project.id is not None  # a stored project has its id
-    if await run_in_threadpool(state.limiter.hit, project.id, project.rate_limit_per_minute) is not None:
+    if state.limiter.blocking:
+        over = await run_in_threadpool(state.limiter.hit, project.id, project.rate_limit_per_minute)
+    else:
+        over = state.limiter.hit(project.id, project.rate_limit_per_minute)
+    if over is not None:
         return await _drop_rate_limited(request, state, via)
-    parsed = await read_upload(request, state)
-    try:
-        crash_id = await run_in_threadpool(persist_and_enqueue, state, project, parsed, via, query_annotations(request))
-    finally:
-        parsed.close()
+    read = await read_body(request, state)
+    crash_id = await run_in_threadpool(_persist, state, project, read, via, query_annotations(request))
     if via == "submit":
         return PlainTextResponse(f"CrashID=bp-{crash_id}\n")
     return PlainTextResponse(crash_id)
+
+
+def _persist(state: ServerState, project: Project, read: BodyParts | ParsedUpload, via: str,
+             from_query: dict[str, str]) -> str:
+    """The body's parts into a ParsedUpload, then persist_and_enqueue; the files are closed
+    whatever happens."""
+    parsed = finish_upload(read, state)
+    try:
+        return persist_and_enqueue(state, project, parsed, via, from_query)
+    finally:
+        parsed.close()
 
 
 async def _drop_rate_limited(request: Request, state: ServerState, via: str) -> Response:
@@ -82,8 +104,17 @@ async def _drop_rate_limited(request: Request, state: ServerState, via: str) -> 
     return PlainTextResponse(str(uuid.UUID(int=0)), headers=headers)
 
 
-async def read_upload(request: Request, state: ServerState) -> ParsedUpload:
-    """Stream and parse the body into a ParsedUpload. Raises MalformedUpload/UploadTooLarge."""
+@dataclass
+class BodyParts:
+    """A multipart body as read: its (headers, part) pairs and what is left of its budget."""
+
+    parts: list[tuple[dict[str, str], UploadPart]]
+    budget: Budget
+
+
+async def read_body(request: Request, state: ServerState) -> BodyParts | ParsedUpload:
+    """Stream the body: a multipart body's parts (finish_upload makes them a ParsedUpload),
+    or the ParsedUpload of a bare minidump body. Raises MalformedUpload/UploadTooLarge."""
     settings = state.settings
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > settings.max_upload_bytes:
@@ -98,13 +129,8 @@ async def read_upload(request: Request, state: ServerState) -> ParsedUpload:
     media_type = media_type.strip().lower()
     if media_type.startswith("multipart/"):
         boundary = _boundary(params)
-        parts = await parse_multipart(body, boundary=boundary, tmp_dir=state.tmp_dir, budget=budget)
-        parsed = await run_in_threadpool(assemble, parts, tmp_dir=state.tmp_dir, budget=budget)
-        try:  # sentry-native's __sentry-event / breadcrumb parts, sentry[...] fields
-            return await run_in_threadpool(apply_native_parts, parsed, state.tmp_dir, budget)
-        except BaseException:
-            parsed.close()
-            raise
+        return BodyParts(await parse_multipart(body, boundary=boundary, tmp_dir=state.tmp_dir, budget=budget),
+                         budget)
     # A bare minidump body (sentry-native, curl --data-binary).
     writer = SpoolWriter(state.tmp_dir, budget)
     try:
@@ -114,6 +140,19 @@ async def read_upload(request: Request, state: ServerState) -> ParsedUpload:
         return ParsedUpload(await run_in_threadpool(prepare_minidump, part, "", state.tmp_dir, budget))
     except BaseException:
         writer.file.close()
+        raise
+
+
+def finish_upload(read: BodyParts | ParsedUpload, state: ServerState) -> ParsedUpload:
+    """A multipart body's parts as a ParsedUpload (sentry-native's __sentry-event and
+    breadcrumb parts and sentry[...] fields applied). Closes the parts when it raises."""
+    if isinstance(read, ParsedUpload):
+        return read
+    parsed = assemble(read.parts, tmp_dir=state.tmp_dir, budget=read.budget)
+    try:
+        return apply_native_parts(parsed, state.tmp_dir, read.budget)
+    except BaseException:
+        parsed.close()
         raise
 
 

@@ -31,6 +31,8 @@ WINDOW_SECONDS = 60
 class RateLimiter:
     """Counts reports per project in the current window; ``hit`` says when to come back."""
 
+    blocking = True  # hit() may wait for I/O: call it in a thread
+
     def __init__(self, per_minute: int, clock: Callable[[], float] = time.time) -> None:
         self.per_minute = per_minute
         self.clock = clock
@@ -54,6 +56,8 @@ class RateLimiter:
 
 class MemoryRateLimiter(RateLimiter):
     """Counts in this process (no Redis): exact for one server process."""
+
+    blocking = False
 
     def __init__(self, per_minute: int, clock: Callable[[], float] = time.time) -> None:
         super().__init__(per_minute, clock)

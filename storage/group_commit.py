@@ -1,0 +1,77 @@
+"""Group commit on SQLite: uploads that arrive while one transaction commits share the next.
+
+SQLite has one writer at a time, and each commit waits for its fsync. With 16 uploads in
+flight every insert waited for the others' commits in turn; here the thread that gets the
+write lock (storage/db.write_lock) commits its own insert and every insert queued behind it
+in one transaction, one fsync, and each waiting thread gets its own answer (a leader/follower
+scheme, as PostgreSQL's WAL writer or a database's group commit does). Every upload is still
+committed before it is answered.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from dataclasses import dataclass
+from typing import Any, Callable, Generic, Sequence, TypeVar
+
+from sqlalchemy.engine import Engine
+
+from storage.db import write_lock
+
+Item = TypeVar("Item")
+Answer = TypeVar("Answer")
+
+
+@dataclass
+class _Waiting(Generic[Item, Answer]):
+    item: Item
+    done: bool = False
+    answer: Any = None
+    error: BaseException | None = None
+
+
+class GroupCommitter(Generic[Item, Answer]):
+    """Runs batches of items through write(items) -> answers (one transaction per batch)."""
+
+    def __init__(self, engine: Engine, write: Callable[[Sequence[Item]], list[Answer]]) -> None:
+        self.lock = write_lock(engine)
+        self.write = write
+        self._queued: list[_Waiting[Item, Answer]] = []
+        self._guard = threading.Lock()
+
+    def submit(self, item: Item) -> Answer:
+        """Write item (with whatever else is queued) and return its answer, or raise what
+        writing its batch raised."""
+        waiting: _Waiting[Item, Answer] = _Waiting(item)
+        with self._guard:
+            self._queued.append(waiting)
+        with self.lock:
+            if not waiting.done:  # nobody took it: this thread writes the queue
+                with self._guard:
+                    batch, self._queued = self._queued, []
+                try:
+                    answers = self.write([w.item for w in batch])
+                except BaseException as exc:  # noqa: BLE001 - each waiting thread raises it
+                    for w in batch:
+                        w.done, w.error = True, exc
+                else:
+                    for w, given in zip(batch, answers, strict=True):
+                        w.done, w.answer = True, given
+        if waiting.error is not None:
+            raise waiting.error
+        answer: Answer = waiting.answer
+        return answer
+
+
+_committers: "weakref.WeakKeyDictionary[Engine, dict[str, GroupCommitter[Any, Any]]]" = weakref.WeakKeyDictionary()
+_committers_guard = threading.Lock()
+
+
+def committer(engine: Engine, name: str, write: Callable[[Sequence[Item]], list[Answer]]) -> GroupCommitter[Item, Answer]:
+    """The engine's GroupCommitter called name (made with write on first use)."""
+    with _committers_guard:
+        named = _committers.setdefault(engine, {})
+        if name not in named:
+            named[name] = GroupCommitter(engine, write)
+        return named[name]
