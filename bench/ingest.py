@@ -1,13 +1,16 @@
 """Ingest benchmark: concurrent 400 KB minidump uploads against crashd and against a ceiling.
 
-Run from the repository root: ``.venv/bin/python bench/ingest.py [--uploads N] [--concurrency C]``
+Run from the repository root: ``.venv/bin/python bench/ingest.py [--seconds S] [--rounds R]``
 (``--help`` for the rest). Results and how to read them: docs/benchmarks.md.
 
-Each target gets a fresh server on 127.0.0.1 (one uvicorn process, as ``crashd serve`` runs),
-a warm-up, then N uploads with C in flight. Every upload is a distinct dump (its header
-timestamp changes) with a distinct ``guid``, so crashd's retry dedupe never short-cuts one.
-Targets:
-- ``crashd sqlite``: ``crashd serve`` with its defaults, SQLite + the in-process worker.
+The load comes from wrk (Debian's package ``wrk``; ``--client httpx`` uses this process
+instead, which eats the server's CPU) with bench/ingest_wrk.lua: C connections (16), a
+warm-up, then S seconds (15); R rounds (3) interleave the targets, each round on fresh
+servers. Every upload is a distinct dump (its header timestamp changes) with a distinct
+``guid``, so crashd's retry dedupe never short-cuts one, and the crashes stored are counted
+against the 200s wrk saw. Server CPU is that of the whole process tree (web processes and
+the worker), read from /proc; wrk's own CPU is printed apart. Targets:
+- ``crashd sqlite``: ``crashd serve`` with its defaults, SQLite + its worker process.
 - ``crashd postgres`` (``--backend postgres|both``): PostgreSQL + RQ on Redis, in a scratch
   database and queue that are removed afterwards; no worker runs, jobs wait in the queue.
 - ``ceiling``: a Starlette endpoint in this file that streams the body as sent to a temp file,
@@ -71,7 +74,7 @@ class Server:
     url: str
     process: subprocess.Popen[bytes]
     database_url: str | None = None
-    in_process_worker: bool = False
+    in_process_worker: bool = False  # crashd's own worker (process) takes the crashes
 
 
 @dataclass
@@ -203,6 +206,168 @@ def machine_cpu() -> tuple[int, int] | None:
     return sum(ticks) - ticks[3] - ticks[4], sum(ticks)
 
 
+# -- wrk ------------------------------------------------------------------------------------
+
+WRK_SCRIPT = REPO / "bench" / "ingest_wrk.lua"
+GUID_HOLE = "G" * 36
+
+
+@dataclass
+class WrkResult:
+    """One timed wrk run against one target, and what the server stored."""
+
+    target: str
+    round: int
+    seconds: float
+    ok: int
+    errors: int
+    p50_ms: float
+    p99_ms: float
+    server_cpu: float | None  # CPU seconds of the server's process tree
+    wrk_cpu: float
+    box_busy: float | None
+    stored: int | None = None  # crashes in crashd's database after the run (warm-up included)
+    answered: int = 0  # 200s of the warm-up and the timed run
+    rss_mb: float | None = None  # the server tree's resident memory after the run
+    processes: int = 1
+
+    @property
+    def rate(self) -> float:
+        return self.ok / self.seconds
+
+    @property
+    def cpu_ms(self) -> float:
+        return math.nan if self.server_cpu is None else self.server_cpu * 1000 / max(1, self.ok)
+
+
+def write_pieces(template: bytearray, folder: Path) -> None:
+    """The body's pieces for bench/ingest_wrk.lua: a, b, c around the guid and the dump's
+    header timestamp, and the content type."""
+    body, content_type = minidump_upload(bytes(template), guid=GUID_HOLE, prod="BenchGame", ver="1.0.0")
+    hole = body.index(GUID_HOLE.encode())
+    dump_at = body.index(bytes(template[:TIMESTAMP_OFFSET]))
+    stamp = dump_at + TIMESTAMP_OFFSET
+    assert hole < dump_at, "the guid field must come before the dump"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "a").write_bytes(body[:hole])
+    (folder / "b").write_bytes(body[hole + len(GUID_HOLE):stamp])
+    (folder / "c").write_bytes(body[stamp + 4:])
+    (folder / "ctype").write_text(content_type)
+
+
+def run_wrk(url: str, pieces: Path, seconds: float, concurrency: int, tag: int) -> tuple[dict[str, int], float]:
+    """Run wrk (one thread) for seconds; (its WRK_JSON summary, its CPU seconds)."""
+    command = ["wrk", "-t1", f"-c{concurrency}", f"-d{seconds:g}s", "--timeout", "30s", "-s", str(WRK_SCRIPT),
+               url, "--", str(pieces), str(tag)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    output = process.stdout.read() if process.stdout else ""
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    line = next((x for x in output.splitlines() if x.startswith("WRK_JSON ")), None)
+    if process.returncode != 0 or line is None:
+        raise RuntimeError(f"wrk failed ({process.returncode}):\n{output[-2000:]}")
+    return json.loads(line.removeprefix("WRK_JSON ")), usage.ru_utime + usage.ru_stime
+
+
+def tree_pids(pid: int) -> list[int]:
+    """pid and every process under it (web processes, crashd's worker), from /proc."""
+    parents: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            parents.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        todo.extend(parents.get(current, []))
+    return found
+
+
+def tree_cpu(pid: int) -> float | None:
+    """CPU seconds of pid's whole process tree (processes that ended are not counted)."""
+    values = [process_cpu(p) for p in tree_pids(pid)]
+    return None if values[0] is None else sum(v for v in values if v is not None)
+
+
+def tree_rss_mb(pid: int) -> float:
+    """Resident memory (MB) of pid's process tree."""
+    total = 0
+    for p in tree_pids(pid):
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+    return total / 1024
+
+
+def measure_wrk(server: Server, args: argparse.Namespace, pieces: Path, round_no: int, tags: Iterator[int]) -> WrkResult:
+    """Warm up, then one timed wrk run; count what crashd stored."""
+    warm, _ = run_wrk(server.url, pieces, args.warmup_seconds, args.concurrency, next(tags))
+    pid = server.process.pid
+    before, box_before = tree_cpu(pid), machine_cpu()
+    summary, wrk_cpu = run_wrk(server.url, pieces, args.seconds, args.concurrency, next(tags))
+    after, box_after = tree_cpu(pid), machine_cpu()
+    box_busy = None
+    if box_before and box_after and box_after[1] > box_before[1]:
+        box_busy = (box_after[0] - box_before[0]) / (box_after[1] - box_before[1])
+    errors = (summary["non_2xx"] + summary["connect_errors"] + summary["read_errors"] + summary["write_errors"]
+              + summary["timeouts"])
+    ok = summary["requests"] - summary["non_2xx"]
+    result = WrkResult(server.label, round_no, summary["duration_us"] / 1e6, ok, errors, summary["p50_us"] / 1000,
+                       summary["p99_us"] / 1000, None if before is None or after is None else after - before,
+                       wrk_cpu, box_busy, answered=ok + warm["requests"] - warm["non_2xx"],
+                       rss_mb=tree_rss_mb(pid), processes=len(tree_pids(pid)))
+    if server.database_url is not None:
+        result.stored = sum(crash_status_counts(server.database_url).values())
+    return result
+
+
+def print_wrk_table(results: list[WrkResult]) -> None:
+    """A Markdown table; `vs ceiling` is crashd's uploads/s over the ceiling's of the same round."""
+    ceilings = {r.round: r.rate for r in results if r.target == "ceiling"}
+    rows = [("round", "target", "uploads", "errors", "uploads/s", "p50 ms", "p99 ms", "srv CPU ms/up",
+             "wrk CPU ms/up", "box CPU %", "RSS MB", "stored/200s", "vs ceiling")]
+    for r in results:
+        ratio = f"{r.rate / ceilings[r.round]:.2f}" if r.round in ceilings and r.target != "ceiling" else "-"
+        rows.append((str(r.round), r.target, str(r.ok), str(r.errors), f"{r.rate:.1f}", f"{r.p50_ms:.1f}",
+                     f"{r.p99_ms:.1f}", f"{r.cpu_ms:.2f}", f"{r.wrk_cpu * 1000 / max(1, r.ok):.2f}",
+                     "-" if r.box_busy is None else f"{r.box_busy * 100:.0f}",
+                     "-" if r.rss_mb is None else f"{r.rss_mb:.0f}",
+                     "-" if r.stored is None else f"{r.stored}/{r.answered}", ratio))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for index, row in enumerate(rows):
+        print("| " + " | ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)) + " |")
+        if index == 0:
+            print("|" + "|".join("-" * (width + 2) for width in widths) + "|")
+
+
+def run_wrk_rounds(args: argparse.Namespace, template: bytearray) -> int:
+    """R rounds, each a fresh server of every target in turn; prints each run and the table.
+    Exit status 1 when an upload was not answered 200 or crashd stored a different count."""
+    tags = itertools.count(random.Random().randrange(1, 60_000) * 1000)
+    backends = ("sqlite", "postgres") if args.backend == "both" else (args.backend,)
+    results = []
+    with tempfile.TemporaryDirectory(prefix="crashd-bench-wrk-") as folder:
+        pieces = Path(folder)
+        write_pieces(template, pieces)
+        for round_no in range(1, args.rounds + 1):
+            for kind in ("ceiling", *backends):
+                with contextlib.ExitStack() as stack:
+                    work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="crashd-bench-")))
+                    server = stack.enter_context(target_server(kind, work, args, stack))
+                    result = measure_wrk(server, args, pieces, round_no, tags)
+                    results.append(result)
+                    print(f"  round {round_no} {result.target}: {result.ok} ok, {result.errors} errors, "
+                          f"{result.rate:.1f}/s, p99 {result.p99_ms:.0f} ms, {result.processes} processes"
+                          + ("" if result.stored is None else f", {result.stored} stored of {result.answered}"),
+                          flush=True)
+    print()
+    print_wrk_table(results)
+    bad = [r for r in results if r.errors or (r.stored is not None and r.stored != r.answered)]
+    return 1 if bad else 0
+
+
 # -- the servers ----------------------------------------------------------------------------
 
 
@@ -250,6 +415,7 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 def crashd_server(label: str, work: Path, **crashd: str) -> Iterator[Server]:
     """``crashd serve`` on a data dir under work; crashd holds more settings (database_url=...)."""
     port, bin_dir = free_port(), Path(sys.executable).parent
+    web = ["--workers", crashd.pop("serve_workers")] if "serve_workers" in crashd else []
     env = server_env(data_dir=str(work / "data"), **crashd)
     # the CLI refuses a database that does not exist yet (docs: friction 1 of issue 17): make it
     subprocess.run([str(bin_dir / "crashd"), "migrate"], env=env, cwd=REPO, check=True, capture_output=True,
@@ -258,7 +424,7 @@ def crashd_server(label: str, work: Path, **crashd: str) -> Iterator[Server]:
                               "--base-url", f"http://{HOST}:{port}"],
                              env=env, cwd=REPO, check=True, capture_output=True, text=True, timeout=60)
     url = json.loads(created.stdout)["minidump_url"]
-    process = start([str(bin_dir / "crashd"), "serve", "--host", HOST, "--port", str(port)],
+    process = start([str(bin_dir / "crashd"), "serve", "--host", HOST, "--port", str(port), *web],
                     env, work / "server.log", f"http://{HOST}:{port}")
     database_url = crashd.get("database_url") or f"sqlite:///{work / 'data' / 'crashd.db'}"
     try:
@@ -371,6 +537,19 @@ def serve_ceiling(root: Path, port: int) -> int:
 # -- the run --------------------------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def target_server(kind: str, work: Path, args: argparse.Namespace, stack: contextlib.ExitStack) -> Iterator[Server]:
+    """A fresh server of kind (ceiling, sqlite, postgres) on a data dir under work."""
+    extra = {"serve_workers": str(args.web_processes)} if args.web_processes > 1 else {}
+    if kind == "ceiling":
+        yield stack.enter_context(ceiling_server(work))
+    elif kind == "sqlite":
+        yield stack.enter_context(crashd_server("crashd sqlite", work, **extra))
+    else:
+        settings = stack.enter_context(scratch_postgres_and_queue(args.postgres_url, args.redis_url))
+        yield stack.enter_context(crashd_server("crashd postgres", work, **settings, **extra))
+
+
 def run_target(kind: str, encoding: str, args: argparse.Namespace, template: bytearray,
                tags: Iterator[int]) -> Result:
     """Start a fresh server of kind (ceiling, sqlite, postgres), measure it, stop it."""
@@ -378,13 +557,7 @@ def run_target(kind: str, encoding: str, args: argparse.Namespace, template: byt
     uploads = build_uploads(template, args.uploads, encoding, tags)
     with contextlib.ExitStack() as stack:
         work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="crashd-bench-")))
-        if kind == "ceiling":
-            server = stack.enter_context(ceiling_server(work))
-        elif kind == "sqlite":
-            server = stack.enter_context(crashd_server("crashd sqlite", work))
-        else:
-            settings = stack.enter_context(scratch_postgres_and_queue(args.postgres_url, args.redis_url))
-            server = stack.enter_context(crashd_server("crashd postgres", work, **settings))
+        server = stack.enter_context(target_server(kind, work, args, stack))
         result = asyncio.run(measure(server, encoding, warmup, uploads, args.concurrency, args.max_seconds))
         report_run(server, result)
     return result
@@ -435,7 +608,15 @@ def percentile(values: list[float], q: float) -> float:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
-    parser.add_argument("--uploads", type=int, default=500, help="timed uploads per target (500)")
+    parser.add_argument("--client", choices=("wrk", "httpx"), default="wrk",
+                        help="wrk (identity bodies, --seconds, --rounds) or this process with httpx "
+                        "(--uploads, --encoding gzip too)")
+    parser.add_argument("--seconds", type=float, default=15, help="wrk: timed seconds per run (15)")
+    parser.add_argument("--warmup-seconds", type=float, default=5, help="wrk: untimed seconds first (5)")
+    parser.add_argument("--rounds", type=int, default=3, help="wrk: rounds over the targets (3)")
+    parser.add_argument("--web-processes", type=int, default=1,
+                        help="crashd serve --workers N (web processes; 1, the default)")
+    parser.add_argument("--uploads", type=int, default=500, help="httpx: timed uploads per target (500)")
     parser.add_argument("--concurrency", type=int, default=16, help="uploads in flight (16)")
     parser.add_argument("--warmup", type=int, default=32, help="untimed uploads first (32)")
     parser.add_argument("--encoding", choices=("gzip", "identity", "both"), default="both",
@@ -457,6 +638,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.serve_ceiling:
         return serve_ceiling(args.serve_ceiling, args.port)
     template, tags = template_dump(), itertools.count(1)
+    if args.client == "wrk":
+        print(f"dump {DUMP_SIZE} bytes; {os.cpu_count()} CPUs; Python {sys.version.split()[0]}; wrk, "
+              f"{args.concurrency} connections, {args.seconds:g} s a run, {args.rounds} rounds", flush=True)
+        return run_wrk_rounds(args, template)
     plain, gzipped = minidump_upload(bytes(template))[0], build_uploads(template, 1, "gzip", tags)[0][0]
     print(f"dump {DUMP_SIZE} bytes; multipart body {len(plain)} bytes, {len(gzipped)} gzipped; "
           f"{os.cpu_count()} CPUs; Python {sys.version.split()[0]}", flush=True)

@@ -115,14 +115,14 @@ def create_database(path: Path) -> str:
 def spy_on_uploads(monkeypatch: pytest.MonkeyPatch) -> list[SeenUpload]:
     """Record each authenticated upload request crashd reads (headers, query, peer)."""
     seen: list[SeenUpload] = []
-    read_upload = ingest.read_upload
+    read_body = ingest.read_body
 
     async def recording(request, state):
         host = request.client.host if request.client else ""
         seen.append(SeenUpload(dict(request.headers), dict(request.query_params), host))
-        return await read_upload(request, state)
+        return await read_body(request, state)
 
-    monkeypatch.setattr(ingest, "read_upload", recording)
+    monkeypatch.setattr(ingest, "read_body", recording)
     return seen
 
 

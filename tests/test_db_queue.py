@@ -69,7 +69,7 @@ def status(crashd: Crashd, crash_id: str) -> str:
 
 def work(crashd: Crashd, **options: object) -> DatabaseWorker:
     worker = DatabaseWorker(crashd.state.ctx.engine, threading.Event(), poll_seconds=0.01)
-    worker.run(burst=True, **options)  # type: ignore[arg-type]
+    worker.run(burst=True, **options)
     return worker
 
 
@@ -81,6 +81,10 @@ def test_an_upload_waits_received_until_a_worker_takes_it(db_crashd: Crashd) -> 
     for crash_id in crash_ids:
         crash = queries.get_crash(db_crashd.state.ctx.engine, crash_id=crash_id)
         assert crash is not None and crash.status == "processed" and crash.group_id is not None, crash
+
+
+def test_version_says_the_database_is_the_queue(db_crashd: Crashd) -> None:
+    assert db_crashd.client.get("/__version__").json()["queue"] == "database"
 
 
 def test_max_jobs_leaves_the_rest_received_oldest_first(db_crashd: Crashd) -> None:
@@ -150,7 +154,7 @@ def test_group_commit_answers_every_upload_and_dedupes_within_a_batch(tmp_path: 
         def insert(index: int) -> tuple[str, bool]:
             now = utcnow()
             crash_id = str(uuid.uuid4())
-            crash = Crash(crash_id=crash_id, project_id=project.id, received_at=now,  # type: ignore[arg-type]
+            crash = Crash(crash_id=crash_id, project_id=project.id, received_at=now,
                           updated_at=now, submitted_via="minidump", annotations_key=f"annotations/{crash_id}.json")
             fingerprint = f"retry-{index % 8}" if index < 32 else f"unique-{index}"
             return queries.insert_crash(engine, crash=crash, attachments=[], fingerprint=fingerprint,
@@ -262,7 +266,7 @@ def test_serve_with_two_web_processes_shares_one_database(tmp_path: Path) -> Non
     proc = subprocess.Popen([sys.executable, "-m", "server.cli", "serve", "--port", str(port), "--workers", "2"],
                             cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        banner = "".join(proc.stdout.readline() for _ in range(4))  # type: ignore[union-attr]
+        banner = "".join(proc.stdout.readline() for _ in range(4))
         assert "2 web processes" in banner, banner
         upload_url = re.search(r"minidump upload URL: (\S+)", banner)
         token = re.search(r"admin token: (\S+)", banner)

@@ -91,6 +91,8 @@ async def version(request: Request) -> Response:
     return JSONResponse({
         "name": "crashd",
         "version": VERSION,
-        "queue": "rq" if state.settings.redis_url else "in-process",
+        # rq; database: `crashd serve`'s worker process takes crashes from the database
+        # (workers/db_queue.py); in-process: a worker thread (tests, an app built in-process)
+        "queue": "rq" if state.settings.redis_url else "database" if state.queue.polls_received else "in-process",
         "database": state.ctx.engine.dialect.name,
     })
