@@ -69,6 +69,9 @@ class Crash(SQLModel, table=True):
     minidump_sha256: str | None = Field(default=None, max_length=64)
     event_key: str | None = Field(default=None, max_length=300,
                                   description="The Sentry event JSON in the blob store (envelopes, store)")
+    # The annotations document in the blob store of a crash stored before 2026-12-05; "" since:
+    # the annotations are in this row only (writing the same JSON as a file as well cost an
+    # upload a fifth of its CPU, docs/benchmarks.md, Ingest)
     annotations_key: str = Field(max_length=300)
     annotations: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
     processing_error: str | None = Field(default=None)

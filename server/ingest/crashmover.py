@@ -7,7 +7,6 @@ failing the upload: the sweeper re-enqueues what is stuck in ``received``.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import math
 import re
@@ -105,8 +104,8 @@ def store_crash(state: ServerState, project: Project, annotations: dict[str, str
                 via: str, key: str, put_primary: Callable[[Crash], str],
                 kind: tuple[str, str | None]) -> tuple[str, bool]:
     """Store one crash: its primary blob (put_primary fills the crash's key fields, writes
-    the blob and returns its key: the minidump, or a Sentry event's JSON), attachments, the
-    annotations document and the rows; kind is the crash's (kind, level) (triage/kinds.py).
+    the blob and returns its key: the minidump, or a Sentry event's JSON), attachments and
+    the rows (the annotations are in the crash row); kind is the crash's (kind, level) (triage/kinds.py).
     A retry with the same dedupe key within the window returns the first crash.
     Annotations and text attachments are scrubbed first (docs/privacy.md): the dedupe key,
     made by the caller from what was received, is not. Returns (crash_id, created). Raises
@@ -114,7 +113,7 @@ def store_crash(state: ServerState, project: Project, annotations: dict[str, str
     rules = project_rules(state, project.name)
     annotations = {k: str(v) for k, v in scrub_fields(rules, annotations).items()}
     window = timedelta(hours=state.settings.dedupe_window_hours)
-    engine, blobs = state.ctx.engine, state.ctx.blobs
+    engine = state.ctx.engine
     written: list[str] = []
     try:
         existing = queries.find_recent_duplicate(engine, fingerprint=key, window=window)
@@ -125,18 +124,13 @@ def store_crash(state: ServerState, project: Project, annotations: dict[str, str
             crash_id=crash_id, project_id=project.id, received_at=now, updated_at=now,  # type: ignore[arg-type]
             submitted_via=via, product=first_of(annotations, PRODUCT_KEYS),
             build=first_of(annotations, BUILD_KEYS), tester_id=first_of(annotations, TESTER_KEYS),
-            annotations_key=day_key("annotations", now, f"{crash_id}.json"), annotations=annotations,
+            annotations_key="", annotations=annotations,  # in the row only (schemas/tables.Crash)
             kind=kind[0], level=kind[1],
         )
         if kind[0] == HANG:
             crash.hang_seconds, crash.hang_thread = hang_details(annotations)
         written.append(put_primary(crash))
         attachments = put_attachments(state, "attachments", crash_id, now, parts, written, rules)
-        document = {"crash_id": crash_id, "project": project.name, "received_at": now.isoformat(),
-                    "submitted_via": via, "annotations": annotations,
-                    "attachments": [a.model_dump(exclude={"id"}) for a in attachments]}
-        blobs.put_bytes(crash.annotations_key, json.dumps(document, indent=1).encode())
-        written.append(crash.annotations_key)
         stored_id, created = queries.insert_crash(
             engine, crash=crash, attachments=attachments, fingerprint=key, window=window
         )
