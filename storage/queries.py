@@ -24,7 +24,7 @@ from schemas.tables import (
     UploadFingerprint,
     utcnow,
 )
-from storage.db import dialect_insert, session, write_lock
+from storage.db import dialect_insert, polling_for_the_write_lock, session, write_lock
 from storage.group_commit import GroupCommitter, committer
 from storage.search_index import reindex
 
@@ -171,8 +171,8 @@ def _insert_together(engine: Engine, batch: Sequence[NewCrash]) -> list[tuple[st
     that fail on a constraint (another process stored one of the fingerprints a moment ago),
     each one alone."""
     try:
-        with engine.begin() as conn:
-            return _insert_many(conn, batch)
+        with engine.connect() as conn:
+            return polling_for_the_write_lock(conn, lambda: _insert_many(conn, batch))
     except IntegrityError:
         return [_insert_alone(engine, new) for new in batch]
 

@@ -5,7 +5,6 @@ database they share.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 import uvicorn
@@ -19,7 +18,7 @@ from server import log_redaction
 from server.app import create_app
 from server.cli.context import rules_ok
 from server.cli.projects import project_urls, record_server_url
-from server.cli.supervisor import PARENT_VARIABLE, WORKER_NICENESS, WorkerSupervisor, die_with_supervisor
+from server.cli.supervisor import WorkerSupervisor, die_with_supervisor
 from server.lifespan import init_sentry
 from server.state import build_state
 from storage import queries, users
@@ -133,8 +132,6 @@ def database_worker(settings: Settings, args: argparse.Namespace) -> int:
         return 2
     if not die_with_supervisor():
         return 0
-    if os.environ.get(PARENT_VARIABLE):  # the server's own worker: uploads first (docs/processing.md)
-        os.nice(WORKER_NICENESS)
     ctx = jobs.build_context(settings)
     stop = StopSignal()
     stop.install()

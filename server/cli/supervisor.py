@@ -24,9 +24,6 @@ MAX_RESTART_SECONDS = 30.0
 YOUNG_SECONDS = 10.0  # a worker that exits sooner than this counts as dying young
 STOP_SECONDS = 30.0  # SIGTERM, then SIGKILL after this (a job in flight finishes first)
 PR_SET_PDEATHSIG = 1
-# The worker runs at this niceness: on a machine that is busy with uploads, answering them
-# comes first and the worker catches up after (a worker the server did not start keeps 0).
-WORKER_NICENESS = 10
 PARENT_VARIABLE = "_CRASHD_SUPERVISOR_PID"  # set for the child: the server it must die with
 
 
