@@ -53,6 +53,21 @@ class Settings(BaseSettings):
         description="An S3-compatible server's URL for an s3:// blob_url (MinIO, SeaweedFS, Garage, R2: "
         "`http://minio:9000`); unset: AWS S3 itself.",
     )
+    s3_connect_timeout_seconds: float = Field(
+        3.0, gt=0, description="Object store: give up opening a connection after this long."
+    )
+    s3_request_timeout_seconds: float = Field(
+        30.0, gt=0, description="Object store: give up on one request (PUT, GET, HEAD, DELETE, a page of a "
+        "listing) after this long, its body included: raise it when large dumps or symbol files cross a slow link."
+    )
+    s3_max_retries: int = Field(
+        2, ge=0, description="Object store: retries of a request that failed for a reason worth retrying "
+        "(a timeout, a refused connection, a 5xx)."
+    )
+    s3_retry_timeout_seconds: float = Field(
+        5.0, gt=0, description="Object store: no retry starts later than this after a request's first attempt, "
+        "so an upload meeting a store that is down is answered 503 within seconds."
+    )
     cache_dir: Path | None = Field(
         None,
         description="Local folder where this process keeps copies of symbol files fetched from the "

@@ -18,6 +18,7 @@ import shutil
 import tempfile
 from abc import ABC, abstractmethod
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import IO, Any, BinaryIO, Iterator
@@ -40,6 +41,15 @@ class BlobNotFound(BlobStoreError):
     """No blob under that key."""
 
 
+@dataclass(frozen=True)
+class BlobInfo:
+    """What the store says of a blob without reading it: its size, and the sha256 given to
+    put_file when it was written (None: none was given, or the store keeps none)."""
+
+    size: int
+    sha256: str | None
+
+
 def checked_key(key: str) -> str:
     """key itself, when it stays inside the store. Keys are ours (kind/day/name), but a name may
     come from a client: anything that could leave the root (or name another key on S3, which
@@ -59,8 +69,10 @@ class BlobStore(ABC):
     """Where raw uploads live. Writes are atomic: a reader sees the whole blob or none."""
 
     @abstractmethod
-    def put_file(self, key: str, source: IO[bytes]) -> None:
-        """Copy source (read from its current position) into key. Raises BlobStoreError."""
+    def put_file(self, key: str, source: IO[bytes], *, sha256: str | None = None) -> None:
+        """Copy source (read from its current position) into key; sha256 (the hex digest of
+        source, when the caller knows it) is kept with the blob where the store can keep it,
+        for info(). Raises BlobStoreError."""
 
     @abstractmethod
     def open(self, key: str) -> BinaryIO:
@@ -73,6 +85,10 @@ class BlobStore(ABC):
     @abstractmethod
     def exists(self, key: str) -> bool:
         """True when key holds a blob."""
+
+    @abstractmethod
+    def info(self, key: str) -> BlobInfo:
+        """The blob's size and recorded sha256, without reading it. Raises BlobNotFound."""
 
     @abstractmethod
     def check(self) -> None:
@@ -116,8 +132,8 @@ class FSBlobStore(BlobStore):
     def _path(self, key: str) -> Path:
         return self.root.joinpath(*checked_key(key).split("/"))
 
-    def put_file(self, key: str, source: IO[bytes]) -> None:
-        path = self._path(key)
+    def put_file(self, key: str, source: IO[bytes], *, sha256: str | None = None) -> None:
+        path = self._path(key)  # sha256 is not kept: files have nowhere to put it
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".part")
@@ -146,6 +162,14 @@ class FSBlobStore(BlobStore):
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
+
+    def info(self, key: str) -> BlobInfo:
+        try:
+            return BlobInfo(self._path(key).stat().st_size, None)
+        except FileNotFoundError as exc:
+            raise BlobNotFound(key) from exc
+        except OSError as exc:
+            raise BlobStoreError(f"cannot read blob {key}: {exc}") from exc
 
     def iter_keys(self, after: str = "") -> Iterator[tuple[str, float]]:
         for kind in _sorted_entries(self.root):
@@ -208,10 +232,10 @@ def _walk(folder: Path, prefix: str, after: str) -> Iterator[tuple[str, float]]:
             continue
 
 
-# Retries of one S3 request: a hiccup is retried, an object store that is down is reported
-# within seconds (the upload then gets 503 + Retry-After) instead of obstore's default 3 min.
-S3_RETRY = {"max_retries": 2, "retry_timeout": timedelta(seconds=5),
-            "backoff": {"init_backoff": timedelta(milliseconds=100), "max_backoff": timedelta(seconds=1), "base": 2}}
+# Backoff between retries of one S3 request (their number and time bound are settings:
+# CRASHD_S3_MAX_RETRIES, CRASHD_S3_RETRY_TIMEOUT_SECONDS).
+S3_BACKOFF = {"init_backoff": timedelta(milliseconds=100), "max_backoff": timedelta(seconds=1), "base": 2}
+S3_SHA256 = "sha256"  # user metadata (x-amz-meta-sha256) holding the digest given to put_file
 S3_SPOOL_BYTES = 8 * 1024 * 1024  # open(): a blob up to this size is held in memory, larger ones in a temp file
 
 
@@ -226,22 +250,30 @@ class S3BlobStore(BlobStore):
     (seen with obstore 0.12). So a process that forks (``crashd worker --fork``) never makes
     a request itself: each child builds its own store (tests/test_scale_out.py checks it)."""
 
-    def __init__(self, bucket: str, prefix: str = "", *, endpoint_url: str | None = None) -> None:
+    def __init__(self, bucket: str, prefix: str = "", *, endpoint_url: str | None = None,
+                 connect_timeout: float = 3.0, request_timeout: float = 30.0, max_retries: int = 2,
+                 retry_timeout: float = 5.0) -> None:
+        """The bounds (seconds) are CRASHD_S3_CONNECT_TIMEOUT_SECONDS, _REQUEST_TIMEOUT_SECONDS,
+        _MAX_RETRIES and _RETRY_TIMEOUT_SECONDS: a hiccup is retried, an object store that is down
+        is reported within seconds (the upload then gets 503 + Retry-After), not after obstore's
+        default 3 min."""
         self.bucket, self.prefix = bucket, prefix.strip("/")
-        options: dict[str, Any] = {"timeout": timedelta(seconds=30), "connect_timeout": timedelta(seconds=3)}
+        options: dict[str, Any] = {"timeout": timedelta(seconds=request_timeout),
+                                   "connect_timeout": timedelta(seconds=connect_timeout)}
+        retry = {"max_retries": max_retries, "retry_timeout": timedelta(seconds=retry_timeout), "backoff": S3_BACKOFF}
         config: dict[str, Any] = {}
         if endpoint_url:
             config["endpoint"] = endpoint_url
             options["allow_http"] = endpoint_url.startswith("http://")
         self.store = S3Store(bucket, prefix=self.prefix or None, config=config,  # type: ignore[arg-type]
-                             client_options=options, retry_config=S3_RETRY)  # type: ignore[arg-type]
+                             client_options=options, retry_config=retry)  # type: ignore[arg-type]
 
     def __repr__(self) -> str:
         return f"S3BlobStore(s3://{self.bucket}/{self.prefix})"
 
-    def put_file(self, key: str, source: IO[bytes]) -> None:
+    def put_file(self, key: str, source: IO[bytes], *, sha256: str | None = None) -> None:
         with _s3_errors(key, "write"):
-            obstore.put(self.store, checked_key(key), source)
+            obstore.put(self.store, checked_key(key), source, attributes={S3_SHA256: sha256} if sha256 else None)
 
     def open(self, key: str) -> BinaryIO:
         spool = tempfile.SpooledTemporaryFile(max_size=S3_SPOOL_BYTES)  # noqa: SIM115 - handed to the caller
@@ -278,6 +310,12 @@ class S3BlobStore(BlobStore):
         except BlobNotFound:
             return False
         return True
+
+    def info(self, key: str) -> BlobInfo:
+        # A HEAD request: obstore.head's ObjectMeta has no user metadata, a GET's head has.
+        with _s3_errors(key, "read"):
+            result = obstore.get(self.store, checked_key(key), options={"head": True})
+            return BlobInfo(result.meta["size"], result.attributes.get(S3_SHA256))
 
     def iter_keys(self, after: str = "") -> Iterator[tuple[str, float]]:
         # S3 lists in key (byte) order; offset= is ListObjectsV2's StartAfter.
@@ -339,5 +377,8 @@ def make_blob_store(settings: Settings) -> BlobStore:
     if parts.scheme == "s3":
         if not parts.netloc:
             raise ValueError(f"CRASHD_BLOB_URL names no bucket: {url}")
-        return S3BlobStore(parts.netloc, parts.path, endpoint_url=settings.s3_endpoint_url)
+        return S3BlobStore(parts.netloc, parts.path, endpoint_url=settings.s3_endpoint_url,
+                           connect_timeout=settings.s3_connect_timeout_seconds,
+                           request_timeout=settings.s3_request_timeout_seconds,
+                           max_retries=settings.s3_max_retries, retry_timeout=settings.s3_retry_timeout_seconds)
     raise ValueError(f"CRASHD_BLOB_URL must be file:///path or s3://bucket/prefix, not {url}")

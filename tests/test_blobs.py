@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
+import socket
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -10,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from schemas.settings import Settings
-from storage.blobs import BlobNotFound, BlobStoreError, FSBlobStore, S3BlobStore, day_key, make_blob_store
+from storage.blobs import BlobInfo, BlobNotFound, BlobStoreError, FSBlobStore, S3BlobStore, day_key, make_blob_store
 
 
 def test_day_partitioned_keys() -> None:
@@ -127,3 +129,42 @@ def test_s3_down_is_a_store_error_within_seconds(s3_env: dict[str, str], tmp_pat
             action()
         assert not isinstance(caught.value, BlobNotFound)
     assert time.monotonic() - started < 30
+
+
+def test_info_is_the_size_and_the_sha256_given_at_put(s3_env: dict[str, str], tmp_path: Path) -> None:
+    """What decides whether a symbol upload is new (symbols/remote.holds): an object's size and
+    the sha256 kept with it, read without reading the object."""
+    data = b"MODULE " + bytes(range(256)) * 100
+    digest = hashlib.sha256(data).hexdigest()
+    store = s3_store(s3_env)
+    store.put_file("symbols/a.so/AB/a.so.sym", io.BytesIO(data), sha256=digest)
+    store.put_bytes("symbols/b.so/AB/b.so.sym", b"plain")
+    assert store.info("symbols/a.so/AB/a.so.sym") == BlobInfo(len(data), digest)
+    assert store.info("symbols/b.so/AB/b.so.sym") == BlobInfo(5, None)
+    with pytest.raises(BlobNotFound):
+        store.info("symbols/c.so/AB/c.so.sym")
+    files = FSBlobStore(tmp_path)
+    files.put_file("symbols/a.so/AB/a.so.sym", io.BytesIO(data), sha256=digest)
+    assert files.info("symbols/a.so/AB/a.so.sym") == BlobInfo(len(data), None)  # files keep no digest
+    with pytest.raises(BlobNotFound):
+        files.info("symbols/c.so/AB/c.so.sym")
+
+
+def test_s3_timeouts_and_retries_are_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """CRASHD_S3_REQUEST_TIMEOUT_SECONDS and CRASHD_S3_MAX_RETRIES bound a request to an object
+    store that accepts connections and never answers (hung): 1 s without a retry here, where the
+    defaults (30 s a request) would hold the caller half a minute."""
+    for name, value in {"CRASHD_S3_REQUEST_TIMEOUT_SECONDS": "1", "CRASHD_S3_MAX_RETRIES": "0",
+                        "CRASHD_S3_CONNECT_TIMEOUT_SECONDS": "0.5", "CRASHD_S3_RETRY_TIMEOUT_SECONDS": "2",
+                        "AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s", "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        monkeypatch.setenv(name, value)
+    with socket.create_server(("127.0.0.1", 0)) as hung:  # the kernel accepts; nobody reads or answers
+        settings = Settings(blob_url="s3://crashd/hung", s3_endpoint_url=f"http://127.0.0.1:{hung.getsockname()[1]}")
+        assert (settings.s3_connect_timeout_seconds, settings.s3_request_timeout_seconds) == (0.5, 1.0)
+        assert (settings.s3_max_retries, settings.s3_retry_timeout_seconds) == (0, 2.0)
+        store = make_blob_store(settings)
+        started = time.monotonic()
+        with pytest.raises(BlobStoreError) as caught:
+            store.read_bytes("minidumps/2026-11-25/a.dmp")
+        assert not isinstance(caught.value, BlobNotFound)
+        assert 0.9 < time.monotonic() - started < 5
