@@ -150,7 +150,8 @@ class Settings(BaseSettings):
     )
     orphan_blob_grace_seconds: float = Field(
         3600.0, gt=0, description="Blobs without a crash row (an upload killed before its 200) older than "
-        "this are deleted by the sweeper, a batch per tick. Longer than storing one upload takes."
+        "this are deleted by the sweeper, a batch per tick; so are symupload v2 uploads never completed "
+        "(docs/symbols.md). Longer than storing one upload takes."
     )
     db_connect_timeout_seconds: int = Field(
         3, ge=2, description="PostgreSQL: give up opening a connection after this long (libpq "

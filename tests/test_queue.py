@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -12,6 +14,7 @@ import pytest
 from redis import Redis
 from rq import Queue
 from rq.job import Job
+from test_symbols_api import TINY_ID, tiny_sym
 
 from workers.queue import RQJobQueue, job_id
 from workers.sweeper import sweep
@@ -245,6 +248,35 @@ def test_sweeper_deletes_orphan_blobs_after_the_grace_period(crashd: Crashd) -> 
     assert not any(p.exists() for p in doomed)
     assert all(p.exists() for p in alive + kept)
     assert crashd.crash(crash_id)["status"] == "processed"
+
+
+def test_sweeper_deletes_abandoned_symbol_uploads(crashd: Crashd) -> None:
+    """symupload v2: an upload created and PUT but never completed leaves its record and file in
+    the symbols folder's .staging/ (so does a conversion killed midway, its scratch folder):
+    deleted once older than CRASHD_ORPHAN_BLOB_GRACE_SECONDS; a young upload is left alone."""
+    crashd.settings.orphan_blob_grace_seconds = 600
+    base, token = f"/api/{crashd.project.id}/symbols/v1", crashd.upload_token
+    staging = crashd.settings.symbols_dir / ".staging"
+    keys = []
+    for _ in range(2):
+        key = crashd.client.post(f"{base}/uploads:create?key={token}").json()["uploadKey"]
+        assert crashd.client.put(f"{base}/uploads/{key}", content=tiny_sym()).status_code == 200
+        keys.append(key)
+    abandoned = [staging / f"v2-{keys[0]}.json", Path(json.loads((staging / f"v2-{keys[0]}.json").read_text())["path"])]
+    scratch = staging / "tmp-killed"
+    scratch.mkdir()
+    (scratch / "symbols.index").write_bytes(b"x")
+    then = time.time() - 700
+    for path in [*abandoned, scratch]:
+        os.utime(path, (then, then))
+    young = sorted(set(staging.iterdir()) - {*abandoned, scratch})
+    assert len(young) == 2  # the other upload's record and file
+    sweep(crashd.state.ctx, crashd.state.queue)
+    assert sorted(staging.iterdir()) == young
+    body = f'{{symbol_id: {{debug_file: "libtiny.so", debug_id: "{TINY_ID}"}}, symbol_upload_type: "BREAKPAD"}}'
+    assert crashd.client.post(f"{base}/uploads/{keys[0]}:complete?key={token}", content=body).status_code == 404
+    done = crashd.client.post(f"{base}/uploads/{keys[1]}:complete?key={token}", content=body)
+    assert (done.status_code, done.json()) == (200, {"result": "OK"}), done.text
 
 
 def test_blob_keys_are_listed_in_order_from_a_cursor(tmp_path: Path) -> None:

@@ -7,18 +7,25 @@ same for operators.
 2. A crash `received` for longer than CRASHD_SWEEPER_STUCK_AFTER_SECONDS (its enqueue failed),
    or whose retry is due, is enqueued unless its job is already queued or running.
 3. Blobs without a crash row (an upload killed before its 200) older than
-   CRASHD_ORPHAN_BLOB_GRACE_SECONDS are deleted, ORPHAN_BATCH keys examined per tick.
+   CRASHD_ORPHAN_BLOB_GRACE_SECONDS are deleted, ORPHAN_BATCH keys examined per tick; so are
+   symupload v2 uploads created and never completed (``symbols/.staging/`` on an object store,
+   the symbols folder's ``.staging/`` on this machine) as old.
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
+import os
 import re
+import shutil
 from datetime import datetime, timedelta
+from pathlib import Path
 
 from schemas.tables import utcnow
 from storage import queries
+from symbolicator.symbols import remote
+from symbolicator.symbols.store import STAGING
 from workers.context import WorkerContext
 from workers.queue import JobQueue
 from workers.retries import WORKER_LOST, retry_later
@@ -30,14 +37,17 @@ ORPHAN_KINDS = ("minidumps/", "attachments/", "annotations/", "events/", "proces
 # <kind>/<YYYY-MM-DD>/<crash_id>.<ext> or <kind>/<YYYY-MM-DD>/<crash_id>/<attachment>
 CRASH_KEY = re.compile(r"^[a-z]+/\d{4}-\d{2}-\d{2}/([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})[./]")
 TEMP_PREFIX = ".tmp-"  # FSBlobStore's unfinished writes
+# symupload v2's uploads waiting for their :complete on an object store (server/ingest/symbols_v2.py)
+STAGING_PREFIX = f"{remote.PREFIX}{STAGING}/"
 
 
 def sweep(ctx: WorkerContext, queue: JobQueue) -> list[str]:
     """One tick: count lost workers' crashes as failed attempts, enqueue stuck and due crashes,
-    delete a batch of orphan blobs. Returns the crash ids enqueued."""
+    delete a batch of orphan blobs and abandoned symbol uploads. Returns the crash ids enqueued."""
     expire_lost(ctx, queue, utcnow())
     enqueued = enqueue_stuck(ctx, queue, utcnow())  # retries due by now, those just counted included
     delete_orphans(ctx, utcnow())
+    delete_stale_staging(ctx, utcnow())
     return enqueued
 
 
@@ -74,27 +84,63 @@ def enqueue_stuck(ctx: WorkerContext, queue: JobQueue, now: datetime) -> list[st
 
 
 def delete_orphans(ctx: WorkerContext, now: datetime) -> list[str]:
-    """Delete blobs older than the grace period whose crash has no row, and unfinished
-    writes (temp files) as old; examines ORPHAN_BATCH keys from where the last tick stopped.
-    Keys of another shape are left alone. Returns the keys deleted."""
+    """Delete blobs older than the grace period whose crash has no row, unfinished writes
+    (temp files) and abandoned symupload v2 uploads (STAGING_PREFIX) as old; examines
+    ORPHAN_BATCH keys from where the last tick stopped (a listing that starts there: a tick
+    costs the same however large the store). Keys of another shape are left alone. Returns
+    the keys deleted."""
     oldest = now.timestamp() - ctx.settings.orphan_blob_grace_seconds
     batch = list(itertools.islice(ctx.blobs.iter_keys(after=ctx.orphan_cursor), ORPHAN_BATCH))
     # a full batch: resume after its last key; fewer: the whole store was seen, start again
     ctx.orphan_cursor = batch[-1][0] if len(batch) == ORPHAN_BATCH else ""
     candidates: dict[str, list[str]] = {}  # crash_id -> its old keys
-    temp: list[str] = []
+    loose: list[str] = []  # no row to ask about: temp files, staged symbol uploads
     for key, modified in batch:
-        if modified >= oldest or not key.startswith(ORPHAN_KINDS):
+        if modified >= oldest:
             continue
-        if key.rsplit("/", 1)[-1].startswith(TEMP_PREFIX):
-            temp.append(key)
+        if key.startswith(STAGING_PREFIX):
+            loose.append(key)
+        elif not key.startswith(ORPHAN_KINDS):
+            continue
+        elif key.rsplit("/", 1)[-1].startswith(TEMP_PREFIX):
+            loose.append(key)
         elif match := CRASH_KEY.match(key):
             candidates.setdefault(match.group(1), []).append(key)
     known = queries.existing_crash_ids(ctx.engine, crash_ids=list(candidates)) if candidates else set()
-    doomed = temp + [key for crash_id, keys in candidates.items() if crash_id not in known for key in keys]
+    doomed = loose + [key for crash_id, keys in candidates.items() if crash_id not in known for key in keys]
     for key in doomed:
         ctx.blobs.delete(key)
     if doomed:
-        log.info("sweeper deleted %d orphan blobs (no crash row, older than %.0f s)", len(doomed),
+        log.info("sweeper deleted %d orphan blobs (no crash row, or an abandoned upload; older than %.0f s)",
+                 len(doomed), ctx.settings.orphan_blob_grace_seconds)
+    return doomed
+
+
+def delete_stale_staging(ctx: WorkerContext, now: datetime) -> list[Path]:
+    """Delete what this machine's symbols folder keeps in ``.staging/`` for longer than the
+    orphan grace period: symupload v2 uploads never completed (``v2-<key>.json`` and the file
+    it names), and files or scratch folders of an upload whose process was killed. An upload
+    being stored keeps its files for seconds, and writing them moves their mtime. Returns the
+    paths deleted."""
+    oldest = now.timestamp() - ctx.settings.orphan_blob_grace_seconds
+    try:
+        with os.scandir(ctx.settings.symbols_dir / STAGING) as scan:
+            entries = list(scan)
+    except FileNotFoundError:
+        return []
+    doomed = []
+    for entry in entries:
+        try:
+            if entry.stat(follow_symlinks=False).st_mtime >= oldest:
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path)
+            else:
+                os.unlink(entry.path)
+        except FileNotFoundError:  # its upload finished meanwhile
+            continue
+        doomed.append(Path(entry.path))
+    if doomed:
+        log.info("sweeper deleted %d abandoned symbol uploads' files (older than %.0f s)", len(doomed),
                  ctx.settings.orphan_blob_grace_seconds)
     return doomed

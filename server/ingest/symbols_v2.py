@@ -13,7 +13,8 @@ speaks it:
 upload (server/ingest/symbols.py). Between 2 and 4 the upload waits in the staging folder as
 ``v2-<uploadKey>.json`` (who may complete it) and its file. With an object store
 (``CRASHD_BLOB_URL=s3://...``) both wait there instead, under ``symbols/.staging/``: the
-create, the PUT and the complete may each reach another web process. The client matches the
+create, the PUT and the complete may each reach another web process. An upload never completed
+is deleted by the sweeper (workers/sweeper.py) once older than CRASHD_ORPHAN_BLOB_GRACE_SECONDS. The client matches the
 answers with regexes that expect ``"name": "value"``, as json.dumps writes them.
 """
 
