@@ -73,8 +73,9 @@ def _delete_files(ctx: WorkerContext, module: UnusedModule) -> None:
     its objects go first (raises BlobStoreError); local copies of other processes are left to
     their LocalCache's eviction."""
     if ctx.settings.blobs_on_s3:
-        for path in module.paths:
-            ctx.blobs.delete(remote.blob_key(path))
+        for path in module.paths:  # and the key of the upload's case, where it went before names were folded
+            for key in dict.fromkeys((remote.blob_key(path), remote.PREFIX + path)):
+                ctx.blobs.delete(key)
     store, cache = Path(ctx.settings.symbols_dir).resolve(), Path(ctx.settings.symbol_cache_dir).resolve()
     folders = [(store, (store / path).parent.resolve()) for path in module.paths]
     # The caches mirror the store's layout: a project's store and caches are under .projects/<id>/.

@@ -20,7 +20,7 @@ and are counted as discards under ``symbols_<code>`` (server/ingest/refusal.py).
 from __future__ import annotations
 
 import logging
-from dataclasses import fields
+from dataclasses import fields, replace
 from typing import Mapping
 
 from python_multipart.multipart import parse_options_header
@@ -219,18 +219,11 @@ def _store_staged(state: ServerState, project: Project | None, staged: store.Sta
     try:
         out = []
         for identity in store.identify(staged.path, name=name, names=names):
-            # The store's quota, counted again for each file (a zip's files are stored one by
-            # one). A file replacing another of its path is counted whole, like the old one.
-            room = settings.symbol_quota_bytes - symbol_use.store_bytes(state.ctx.engine, project_id=project_id)
-            stored = store.store_file(staged, identity, name=store.stored_name(identity, name),
-                                      symbols_dir=settings.symbols_dir, cache_dir=settings.symbol_cache_dir,
-                                      project_id=project_id, room=room)
-            if settings.blobs_on_s3:  # workers on other machines read it from there (symbols/remote.py)
-                remote.publish(state.ctx.blobs, settings.symbols_dir, stored.stored_as, changed=stored.status == "stored")
+            stored = _store_module(state, project_id, staged, identity, store.stored_name(identity, name))
             queries.record_symbol_file(state.ctx.engine, row=symbol_row(stored, project))
-            if settings.blobs_on_s3:  # the local copy is a cache now: keep it under CRASHD_CACHE_MAX_BYTES
-                remote.LocalCache.of_web(settings).evict(keep=(settings.symbols_dir / stored.stored_as).parent)
             if stored.status == "stored":
+                if settings.blobs_on_s3:  # the local copy is a cache now: keep it under CRASHD_CACHE_MAX_BYTES
+                    remote.LocalCache.of_web(settings).evict(keep=(settings.symbols_dir / stored.stored_as).parent)
                 forget(state, identity)
             log.info("symbols %s: %s (%d bytes)", stored.status, stored.stored_as, stored.size)
             out.append(stored.as_dict())
@@ -240,6 +233,32 @@ def _store_staged(state: ServerState, project: Project | None, staged: store.Sta
         raise
     finally:
         staged.path.unlink(missing_ok=True)
+
+
+def _store_module(state: ServerState, project_id: int | None, staged: store.StagedFile, identity: store.Identity,
+                  name: str) -> store.StoredFile:
+    """Store and convert staged as identity's file called name in project_id's store.
+
+    On an object store, whether the content is new is for the object store to say, not this
+    process's own folder (any web process may have taken the first upload): the same size and
+    sha256 there is ``unchanged``, neither converted nor put again; anything else is converted
+    here and put, ``stored`` even when this folder had it (the retry of a failed put).
+    Raises store.TooLarge, MalformedSymbols, OSError, BlobStoreError."""
+    settings = state.settings
+    if settings.blobs_on_s3:
+        stored_as = store.stored_path(identity, name, project_id)
+        if remote.holds(state.ctx.blobs, stored_as, size=staged.size, sha256=staged.sha256):
+            return store.StoredFile(identity, staged.size, staged.sha256, stored_as, "unchanged")
+    # The store's quota, counted again for each file (a zip's files are stored one by one).
+    # A file replacing another of its path is counted whole, like the old one.
+    room = settings.symbol_quota_bytes - symbol_use.store_bytes(state.ctx.engine, project_id=project_id)
+    stored = store.store_file(staged, identity, name=name, symbols_dir=settings.symbols_dir,
+                              cache_dir=settings.symbol_cache_dir, project_id=project_id, room=room)
+    if not settings.blobs_on_s3:
+        return stored
+    # workers on other machines read it from there (symbols/remote.py)
+    remote.publish(state.ctx.blobs, settings.symbols_dir, stored.stored_as, sha256=stored.sha256)
+    return replace(stored, status="stored")
 
 
 def symbol_row(stored: store.StoredFile, project: Project | None) -> SymbolFile:

@@ -90,10 +90,11 @@ class CachedSymbolProvider:
     def from_object_store(cls, settings: Settings, blobs: BlobStore, *, max_loaded: int = 64,
                           recheck_seconds: float = 60.0) -> CachedSymbolProvider:
         """Uploaded symbols from the object store (remote.py), copied and converted into the
-        bounded local cache folder (CRASHD_CACHE_DIR), then each of settings.symbol_urls."""
+        bounded local cache folder (CRASHD_CACHE_DIR), then each of settings.symbol_urls, whose
+        downloads are kept in that folder under the same cap."""
         local = _remote.LocalCache(settings.local_cache_dir, settings.cache_max_bytes)
         sources: list[_sources.SymbolSource] = [_remote.BlobSymbolSource(blobs, _remote.PREFIX, local.files, local)]
-        sources += [_sources.HttpSource(url, local.caches / "_http", miss_ttl_seconds=settings.symbol_miss_ttl_seconds)
+        sources += [_remote.HttpCacheSource(url, local, miss_ttl_seconds=settings.symbol_miss_ttl_seconds)
                     for url in settings.symbol_urls]
         return cls(sources, local.caches, max_loaded=max_loaded, recheck_seconds=recheck_seconds,
                    project_sources=lambda project_id: _remote.project_source(blobs, project_id, local),

@@ -4,11 +4,13 @@ local folder each worker keeps copies and caches in (``CRASHD_CACHE_DIR``).
 With an object store, no two crashd processes share a disk: the web process that takes a
 symbol upload stores and converts it in its own ``symbols/`` folder (store.py, as with a
 local store), then publishes the file to the blob store under ``symbols/<stored_as>`` (the
-same Breakpad layout, a project's under ``symbols/.projects/<id>/``). A worker that needs a
+same Breakpad layout, a project's under ``symbols/.projects/<id>/``, with the debug file's
+folder in lower case: blob_key). A worker that needs a
 module asks BlobSymbolSource, which downloads the file into ``<cache dir>/symbols/`` and
 hands the provider its local path; the provider builds SymCache and index beside it in
 ``<cache dir>/symcache/``. LocalCache keeps that folder under ``CRASHD_CACHE_MAX_BYTES``,
-evicting the least recently used modules (a module's folder mtime is touched on each use).
+evicting the least recently used modules (a module's folder mtime is touched on each use),
+downloads from symbol servers (``CRASHD_SYMBOL_URLS``, HttpCacheSource) included.
 
 The store's generation (sources.bump_generation's file, polled by workers) is a blob too,
 ``symbols/.generation``, rewritten with a new token on each change.
@@ -31,6 +33,7 @@ from symbolicator.symbols.sources import (
     PROJECTS_DIR,
     FetchResult,
     FetchStatus,
+    HttpSource,
     SymbolSource,
     breakpad_layout,
     store_root,
@@ -42,21 +45,39 @@ log = logging.getLogger(__name__)
 PREFIX = "symbols/"
 GENERATION_KEY = PREFIX + ".generation"
 _SKIPPED_SUFFIXES = (".tmp", ".part", ".json")
+HTTP_DIR = "_http"  # under LocalCache.caches: downloads from symbol servers, one folder per URL
 
 
 def blob_key(stored_as: str) -> str:
-    """The blob key of a file stored at stored_as (relative to the symbols folder)."""
-    return PREFIX + stored_as
+    """The blob key of a file stored at stored_as (relative to the symbols folder:
+    ``[.projects/<id>/]<debug_file>/<DEBUG_ID>/<file>``), its debug file folder in lower case.
+
+    The local store finds a module whatever the case of its name (LocalDirSource: minidumps
+    of one game name ``Game.pdb`` and ``game.pdb``, Windows being case-blind); S3 keys are
+    case-sensitive, so the folder is folded once, on the way in, and a lookup folds its name
+    the same way (BlobSymbolSource) rather than list every folder of the store. DEBUG_IDs are
+    upper case everywhere already; the file name keeps its case (ranked ignoring case: _pick)."""
+    parts = stored_as.split("/")
+    parts[-3] = parts[-3].lower()
+    return PREFIX + "/".join(parts)
 
 
-def publish(blobs: BlobStore, symbols_dir: Path, stored_as: str, *, changed: bool) -> None:
-    """Copy the stored file to the object store (changed: new content; else only when the
-    object is missing, e.g. a retry after a failed put). Raises BlobStoreError, OSError."""
-    key = blob_key(stored_as)
-    if not changed and blobs.exists(key):
-        return
+def holds(blobs: BlobStore, stored_as: str, *, size: int, sha256: str) -> bool:
+    """Whether the object store already has this content at stored_as: the object's size and
+    the sha256 recorded when it was put (an object put without one is never the same).
+    Raises BlobStoreError."""
+    try:
+        info = blobs.info(blob_key(stored_as))
+    except BlobNotFound:
+        return False
+    return info.size == size and info.sha256 == sha256
+
+
+def publish(blobs: BlobStore, symbols_dir: Path, stored_as: str, *, sha256: str) -> None:
+    """Copy the stored file (whose content has digest sha256) to the object store, the digest
+    kept with it for holds(). Raises BlobStoreError, OSError."""
     with open(symbols_dir / stored_as, "rb") as source:
-        blobs.put_file(key, source)
+        blobs.put_file(blob_key(stored_as), source, sha256=sha256)
 
 
 def is_stored(settings: Settings, blobs: BlobStore, stored_as: str) -> bool:
@@ -83,7 +104,9 @@ def shared_generation(blobs: BlobStore) -> int:
 class LocalCache:
     """The worker's local folder: downloaded files under ``files``, caches under ``caches``,
     at most max_bytes in all; evict() deletes least recently used modules (by the mtime of
-    their folder under ``files``, touched on each use) and their caches.
+    their folder under ``files``, touched on each use) and their caches. Downloads from symbol
+    servers (``caches/_http/<url hash>/<debug_file>/<DEBUG_ID>``, HttpCacheSource) are modules
+    too: counted, touched on use and evicted with their caches like the others.
 
     A web process's own ``symbols/`` and ``symcache/`` (where uploads are converted before
     they are published) are held the same way: ``LocalCache.of_web(settings)``."""
@@ -104,15 +127,14 @@ class LocalCache:
         """Delete modules, oldest use first, until the folder is under max_bytes; never keep
         (the module in use). Returns the bytes freed."""
         with self._lock:
-            # downloads from symbol servers (symcache/_http/) are not this cache's to evict
-            total = _tree_bytes(self.files) + _tree_bytes(self.caches) - _tree_bytes(self.caches / "_http")
+            total = _tree_bytes(self.files) + _tree_bytes(self.caches)
             freed = 0
             for _, folder in sorted(self._modules()):
                 if total - freed <= self.max_bytes:
                     break
                 if keep is not None and folder == keep:
                     continue
-                cached = self.caches / folder.relative_to(self.files)
+                cached = self._caches_of(folder)
                 freed += _tree_bytes(folder) + _tree_bytes(cached)
                 shutil.rmtree(folder, ignore_errors=True)
                 shutil.rmtree(cached, ignore_errors=True)
@@ -120,9 +142,17 @@ class LocalCache:
                 log.info("symbol cache: evicted %d bytes (cap %d)", freed, self.max_bytes)
             return freed
 
+    def _caches_of(self, folder: Path) -> Path:
+        """The cache folder of a module folder: the same path under ``caches``; a symbol server
+        download's caches are the shared store's (``caches/<debug_file>/<DEBUG_ID>``)."""
+        if folder.is_relative_to(self.caches / HTTP_DIR):
+            return self.caches / folder.parent.name / folder.name
+        return self.caches / folder.relative_to(self.files)
+
     def _modules(self) -> list[tuple[float, Path]]:
-        """(last use, folder) of every ``[.projects/<id>/]<debug_file>/<DEBUG_ID>`` folder."""
-        roots = [self.files] + sorted((self.files / PROJECTS_DIR).glob("*"))
+        """(last use, folder) of every ``[.projects/<id>/]<debug_file>/<DEBUG_ID>`` folder, and
+        of every symbol server's ``_http/<url hash>/<debug_file>/<DEBUG_ID>``."""
+        roots = [self.files] + sorted((self.files / PROJECTS_DIR).glob("*")) + sorted((self.caches / HTTP_DIR).glob("*"))
         found = []
         for root in roots:
             for folder in root.glob("*/*"):
@@ -138,8 +168,8 @@ class BlobSymbolSource(SymbolSource):
     """Uploaded symbols in the object store under ``prefix`` (``symbols/`` or a project's
     ``symbols/.projects/<id>/``), downloaded on first use into local_root (LocalCache.files,
     same layout). A local copy is used while the object's version (its ETag) is unchanged.
-    Like LocalDirSource, ``<name>.sym`` is preferred, then any .sym, then a native file; the
-    debug file name must match the upload's case exactly (S3 keys are case-sensitive)."""
+    Like LocalDirSource, ``<name>.sym`` is preferred, then any .sym, then a native file, and
+    the debug file name matches whatever its case (its folder is lower case: blob_key)."""
 
     def __init__(self, blobs: BlobStore, prefix: str, local_root: Path, cache: LocalCache | None = None) -> None:
         self.blobs, self.prefix, self.local_root, self.cache = blobs, prefix, Path(local_root), cache
@@ -149,13 +179,18 @@ class BlobSymbolSource(SymbolSource):
         key = breakpad_layout(debug_file, debug_id)
         if key is None:
             return FetchResult(FetchStatus.not_found, reason="no_debug_id")
-        folder = f"{self.prefix}{key[0]}/{key[1]}/"
-        try:
-            listed = list(self.blobs.iter_folder(folder))
-        except BlobStoreError as exc:
-            log.warning("symbols in the object store: cannot list %s: %s", folder, exc)
-            return FetchResult(FetchStatus.unavailable, reason="object_store")
-        picked = _pick(listed, folder, key[0])
+        picked = None
+        # The lower-case folder (blob_key); then, for a name with capitals, the folder of the
+        # same case, where objects were put before names were folded.
+        for name in dict.fromkeys((key[0].lower(), key[0])):
+            folder = f"{self.prefix}{name}/{key[1]}/"
+            try:
+                picked = _pick(list(self.blobs.iter_folder(folder)), folder, key[0])
+            except BlobStoreError as exc:
+                log.warning("symbols in the object store: cannot list %s: %s", folder, exc)
+                return FetchResult(FetchStatus.unavailable, reason="object_store")
+            if picked is not None:
+                break
         if picked is None:
             return FetchResult(FetchStatus.not_found, reason="no_file")
         return self._local_copy(picked[0], picked[1], self.local_root / key[0] / key[1])
@@ -191,6 +226,27 @@ class BlobSymbolSource(SymbolSource):
             os.replace(tmp, local)
         finally:
             Path(tmp).unlink(missing_ok=True)
+
+
+class HttpCacheSource(HttpSource):
+    """A symbol server (``CRASHD_SYMBOL_URLS``) whose downloads are kept in LocalCache's
+    ``caches/_http/``, under the same cap: a module's folder is touched each time it is found,
+    and the cache is evicted down to its cap after, this module kept."""
+
+    def __init__(self, url: str, cache: LocalCache, *, miss_ttl_seconds: float) -> None:
+        super().__init__(url, cache.caches / HTTP_DIR, miss_ttl_seconds=miss_ttl_seconds)
+        self.cache = cache
+
+    def fetch(self, debug_file: str, debug_id: str) -> FetchResult:
+        result = super().fetch(debug_file, debug_id)
+        if result.status is FetchStatus.found and result.path is not None:
+            folder = result.path.parent
+            try:
+                os.utime(folder)  # the module's last use
+            except OSError:
+                pass  # evicted by another thread meanwhile: it is fetched again next time
+            self.cache.evict(keep=folder)
+        return result
 
 
 def project_source(blobs: BlobStore, project_id: int, cache: LocalCache) -> BlobSymbolSource:

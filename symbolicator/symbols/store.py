@@ -215,6 +215,12 @@ def stored_name(identity: Identity, name: str | None) -> str:
     return base if ok else identity.debug_file
 
 
+def stored_path(identity: Identity, name: str, project_id: int | None = None) -> str:
+    """Where store_file puts identity's file called name, relative to the symbols folder:
+    ``[.projects/<id>/]<debug_file>/<DEBUG_ID>/<name>``."""
+    return (store_root(Path(), project_id) / identity.debug_file / identity.debug_id / name).as_posix()
+
+
 def store_file(staged: StagedFile, identity: Identity, *, name: str, symbols_dir: Path,
                cache_dir: Path, project_id: int | None = None, room: int | None = None) -> StoredFile:
     """Put staged at its place for identity in the store of project_id (None: the shared one;
@@ -226,9 +232,9 @@ def store_file(staged: StagedFile, identity: Identity, *, name: str, symbols_dir
     OSError when the store cannot be written.
     """
     root, cache_dir = store_root(symbols_dir, project_id), store_root(cache_dir, project_id)
-    folder = root / identity.debug_file / identity.debug_id
-    final = folder / name
-    rel = final.relative_to(symbols_dir).as_posix()
+    rel = stored_path(identity, name, project_id)
+    final = symbols_dir / rel
+    folder = final.parent
     if final.is_file() and file_sha256(final) == staged.sha256:
         return StoredFile(identity, staged.size, staged.sha256, rel, "unchanged")
     if room is not None and staged.size > room:
