@@ -33,6 +33,7 @@ import math
 import os
 import random
 import secrets
+import shutil
 import signal
 import socket
 import struct
@@ -641,6 +642,9 @@ def main(argv: list[str] | None = None) -> int:
         return serve_ceiling(args.serve_ceiling, args.port)
     template, tags = template_dump(), itertools.count(1)
     if args.client == "wrk":
+        if shutil.which("wrk") is None:
+            print("wrk is not installed (Debian: apt-get install wrk); or use --client httpx", file=sys.stderr)
+            return 2
         print(f"dump {DUMP_SIZE} bytes; {os.cpu_count()} CPUs; Python {sys.version.split()[0]}; wrk, "
               f"{args.concurrency} connections, {args.seconds:g} s a run, {args.rounds} rounds", flush=True)
         return run_wrk_rounds(args, template)
