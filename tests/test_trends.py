@@ -28,12 +28,16 @@ from storage.groups import Grouping, assign_group
 from conftest import Crashd
 from dashboard_world import PASSWORD, create_user, csrf_of
 
-TODAY = datetime.now(timezone.utc).date()
+
+def today() -> date:
+    """Today (UTC) when asked: a constant taken at import went stale when the suite crossed
+    midnight, and every test here failed."""
+    return datetime.now(timezone.utc).date()
 
 
 def at(days_ago: int, hour: int = 12) -> datetime:
     """hour o'clock UTC, days_ago days before today."""
-    return datetime.combine(TODAY - timedelta(days=days_ago), time(hour), tzinfo=timezone.utc)
+    return datetime.combine(today() - timedelta(days=days_ago), time(hour), tzinfo=timezone.utc)
 
 
 @dataclass
@@ -120,7 +124,7 @@ def series(document: dict) -> dict[str, list[tuple]]:
 def test_project_series_per_build_and_day(crashd: Crashd, world: World) -> None:
     found = get(crashd, "project=game&days=3")
     assert (found["project"], found["project_id"], found["group_id"]) == ("game", crashd.project.id, None)
-    assert found["days"] == [(TODAY - timedelta(days=n)).isoformat() for n in (2, 1, 0)]
+    assert found["days"] == [(today() - timedelta(days=n)).isoformat() for n in (2, 1, 0)]
     assert [p["day"] for p in found["builds"][0]["series"]] == found["days"]
     assert series(found) == {
         # 10 sessions of 30 min: 5 h; 2 of 4 timed at 1 h: the other 2 at that mean, 4 h
@@ -150,10 +154,10 @@ def test_window_and_builds(crashd: Crashd, world: World) -> None:
 
 
 def test_the_newest_builds_by_first_day_then_version() -> None:
-    first = {f"1.{i}": TODAY - timedelta(days=20 - i) for i in range(12)}
-    first.update({"0.1": TODAY - timedelta(days=29), "0.2": TODAY - timedelta(days=29)})
+    first = {f"1.{i}": today() - timedelta(days=20 - i) for i in range(12)}
+    first.update({"0.1": today() - timedelta(days=29), "0.2": today() - timedelta(days=29)})
     assert trends.newest_builds(first) == [f"1.{i}" for i in range(4, 12)]
-    assert trends.newest_builds({"0.2": TODAY, "0.10": TODAY, "0.9": TODAY}, limit=2) == ["0.9", "0.10"]
+    assert trends.newest_builds({"0.2": today(), "0.10": today(), "0.9": today()}, limit=2) == ["0.9", "0.10"]
     assert trends.newest_builds({}) == []
 
 
@@ -209,7 +213,7 @@ def test_pages_show_the_charts_and_the_zero_crash_build(crashd: Crashd, world: W
     page = viewer.get(f"/groups/{world.alpha}").text
     trend = page.split('id="trends"')[1].split("</section>")[0]
     assert '<svg class="trend-chart"' in trend and trend.count("<polyline") == 2  # 1.0's crashes, hangs
-    assert "1.0 · " + (TODAY - timedelta(days=2)).isoformat() + ": 2 crashes in 10 sessions (20 %), 400 per 1,000" in trend
+    assert "1.0 · " + (today() - timedelta(days=2)).isoformat() + ": 2 crashes in 10 sessions (20 %), 400 per 1,000" in trend
     per_build = page.split("<h2>Per build</h2>")[1].split("</table>")[0]
     zero = re.search(r'<tr class="no-crash">.*?</tr>', per_build, re.S)
     assert zero and ">1.1</a>" in zero.group(0) and "0 in 300 sessions" in zero.group(0)
@@ -225,7 +229,7 @@ def test_pages_show_the_charts_and_the_zero_crash_build(crashd: Crashd, world: W
 
 def a_trend(build: str, values: list[tuple[int, int]]) -> dict:
     """A storage/trends result of one build: (sessions, crashes) a day."""
-    days = [TODAY - timedelta(days=len(values) - 1 - i) for i in range(len(values))]
+    days = [today() - timedelta(days=len(values) - 1 - i) for i in range(len(values))]
     points = [trends.point(day, trends.Played(sessions), crashes, 0, 0)
               for day, (sessions, crashes) in zip(days, values, strict=True)]
     return {"days": days, "builds": [{"build": build, "series": points}]}
