@@ -8,8 +8,8 @@ the table. docs/processing.md, "The embedded default", says the rest.
   which is the queue. Enqueueing a crash again (late symbols, ``crashd reprocess``) puts it
   back to `received`.
 - DatabaseWorker polls for due `received` crashes, oldest first, claims each with a
-  conditional update (two workers never take one crash) and runs the same job as RQ and the
-  in-process thread (workers.jobs.process_crash). It delivers due notifications after a job
+  conditional update (two workers never take one crash) and runs the same pipeline as RQ and
+  the in-process thread (workers.jobs.process_taken_crash: without claiming it again). It delivers due notifications after a job
   that made some and once every NOTIFY_EVERY_SECONDS.
 - The sweeper still puts crashes whose worker died back to `received`; nothing else of it is
   needed, since a `received` crash is always pending here.
@@ -26,10 +26,12 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from storage import queries
-from workers.queue import JOB_FUNCTION, NOTIFY_JOB_FUNCTION, JobQueue, resolve, serve_jobs_from
+from workers.queue import NOTIFY_JOB_FUNCTION, JobQueue, resolve, serve_jobs_from
 
 log = logging.getLogger("crashd.worker")
 
+# The job of a crash this worker took (named like workers/queue.py's jobs: no import of them)
+TAKEN_JOB_FUNCTION = "workers.jobs.process_taken_crash"
 POLL_SECONDS = 0.05  # an idle worker looks again this often: the crash-to-grouped latency's floor
 BATCH = 16  # crashes read per poll
 NOTIFY_EVERY_SECONDS = 5.0  # notifications the web process committed wait at most this long
@@ -80,7 +82,7 @@ class DatabaseWorker:
     def run(self, max_jobs: int | None = None, burst: bool = False) -> int:
         """Work until stop is set, max_jobs crashes ran or (burst) none is due. Returns the
         exit code."""
-        process_crash = resolve(JOB_FUNCTION)
+        process_crash = resolve(TAKEN_JOB_FUNCTION)
         serve_jobs_from(self.queue)  # workers/triage_jobs.worker_queue finds it
         while not self.stop.is_set():
             try:

@@ -17,12 +17,18 @@ from workers.pipeline import run_pipeline
 # WorkerContext, build_context and install_context are imported for the callers that name
 # them here (server, tests, bench); workers/context.py owns them.
 __all__ = ["WorkerContext", "build_context", "current_context", "deliver_notifications", "install_context",
-           "process_crash"]
+           "process_crash", "process_taken_crash"]
 
 
 def process_crash(crash_id: str) -> dict[str, Any]:
     """RQ job ``process:<crash_id>``: run the processing pipeline on one crash."""
     return run_pipeline(current_context(), crash_id)
+
+
+def process_taken_crash(crash_id: str) -> dict[str, Any]:
+    """The database queue's job (workers/db_queue.py): the pipeline on a crash its worker has
+    already marked `processing`, which it therefore does not claim a second time."""
+    return run_pipeline(current_context(), crash_id, taken=True)
 
 
 def deliver_notifications() -> dict[str, Any]:

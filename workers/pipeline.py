@@ -54,12 +54,17 @@ def incomplete(state: ProcessingState) -> str | None:
     return None
 
 
-def run_pipeline(ctx: WorkerContext, crash_id: str, rules: tuple[Rule, ...] = DEFAULT_RULES) -> dict[str, Any]:
+def run_pipeline(ctx: WorkerContext, crash_id: str, rules: tuple[Rule, ...] = DEFAULT_RULES, *,
+                 taken: bool = False) -> dict[str, Any]:
     """Process one crash and save the result: `processed`, `failed` (a bad dump), or back to
     `received` for a retry after an infrastructure failure. Returns a short summary (the RQ
     job result). Raises when the database fails while saving (the job's failure callback,
-    else the sweeper, retries the crash)."""
-    crash = queries.claim_crash(ctx.engine, crash_id=crash_id)
+    else the sweeper, retries the crash). taken: the caller already marked it `processing`
+    (the database queue's worker, queries.take_received), so it is only read."""
+    if taken:
+        crash = queries.get_crash(ctx.engine, crash_id=crash_id)
+    else:
+        crash = queries.claim_crash(ctx.engine, crash_id=crash_id)
     if crash is None:
         log.warning("process: no crash %s", crash_id)
         return {"crash_id": crash_id, "status": "missing"}
