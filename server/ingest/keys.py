@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
 from schemas.tables import Project
@@ -11,9 +12,18 @@ from server.ingest.discard import Discarded
 from server.state import ServerState
 
 
-def authenticate(state: ServerState, request: Request, project_ref: str | None) -> Project:
+async def authenticate(state: ServerState, request: Request, project_ref: str | None) -> Project:
     """The project whose ingest key the request carries. Raises Discarded (401 missing_key / bad_key)."""
-    return project_for_key(state, ingest_key(request), project_ref)
+    return await project_of(state, ingest_key(request), project_ref)
+
+
+async def project_of(state: ServerState, key: str | None, project_ref: str | None) -> Project:
+    """project_for_key, answered on the event loop when the key's project is remembered (no
+    database), else in a thread: a thread-pool hop costs an upload CPU (bench/ingest.py).
+    Raises Discarded (401 missing_key / bad_key)."""
+    if state.projects.cached(key) is not None:
+        return project_for_key(state, key, project_ref)
+    return await run_in_threadpool(project_for_key, state, key, project_ref)
 
 
 def project_for_key(state: ServerState, key: str | None, project_ref: str | None) -> Project:

@@ -17,10 +17,10 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
 from schemas.tables import Project
-from server.auth import INGEST_KEY_PARAMS, ingest_key
+from server.auth import INGEST_KEY_PARAMS
 from server.ingest.crashmover import persist_and_enqueue
 from server.ingest.discard import MalformedUpload, UploadTooLarge
-from server.ingest.keys import authenticate, project_for_key
+from server.ingest.keys import authenticate
 from server.ingest.refusal import MINIDUMP, SUBMIT, count_quietly, refusing
 from server.ingest.sentry_native import apply_native_parts
 from server.ingest.upload_parser import (
@@ -53,21 +53,13 @@ async def submit_endpoint(request: Request) -> Response:
 async def ingest(request: Request, via: str, project_ref: str | None) -> Response:
     """Authenticate, read, persist, acknowledge, enqueue; via is the endpoint (``submit``
     answers Breakpad's ``CrashID=bp-<uuid>``). Raises Discarded (@refusing answers it).
-    Thread-pool hops cost CPU under load (bench/ingest.py): a known key and the in-memory
-    rate limit are answered on the event loop, and everything after the body is read runs
-    in one hop."""
+    Thread-pool hops cost CPU under load (bench/ingest.py): a remembered key and the
+    in-memory rate limit are answered on the event loop, and everything after the body is
+    read runs in one hop."""
     state = state_of(request)
-    project = state.projects.cached(ingest_key(request))
-    if project is None:  # not remembered (or a bad key): the database tells
-        project = await run_in_threadpool(authenticate, state, request, project_ref)
-    else:
-        project = project_for_key(state, ingest_key(request), project_ref)
+    project = await authenticate(state, request, project_ref)
     assert project.id is not None  # a stored project has its id
-    if state.limiter.blocking:
-        over = await run_in_threadpool(state.limiter.hit, project.id, project.rate_limit_per_minute)
-    else:
-        over = state.limiter.hit(project.id, project.rate_limit_per_minute)
-    if over is not None:
+    if await state.limiter.over_limit(project.id, project.rate_limit_per_minute) is not None:
         return await _drop_rate_limited(request, state, via)
     read = await read_body(request, state)
     crash_id = await run_in_threadpool(_persist, state, project, read, via, query_annotations(request))

@@ -21,6 +21,7 @@ from typing import Callable
 
 from redis import Redis
 from redis.exceptions import RedisError
+from starlette.concurrency import run_in_threadpool
 
 from schemas.settings import Settings
 
@@ -31,7 +32,7 @@ WINDOW_SECONDS = 60
 class RateLimiter:
     """Counts reports per project in the current window; ``hit`` says when to come back."""
 
-    blocking = True  # hit() may wait for I/O: call it in a thread
+    blocking = True  # hit() may wait for I/O: over_limit calls it in a thread
 
     def __init__(self, per_minute: int, clock: Callable[[], float] = time.time) -> None:
         self.per_minute = per_minute
@@ -49,6 +50,13 @@ class RateLimiter:
         if self._incr(project_id, window) <= limit:
             return None
         return max(1, int((window + 1) * WINDOW_SECONDS - now + 0.999))
+
+    async def over_limit(self, project_id: int, own_limit: int | None = None) -> int | None:
+        """hit() from the event loop: in a thread when it may wait for I/O (Redis), else right
+        here (a thread-pool hop costs an upload CPU, bench/ingest.py)."""
+        if self.blocking:
+            return await run_in_threadpool(self.hit, project_id, own_limit)
+        return self.hit(project_id, own_limit)
 
     def _incr(self, project_id: int, window: int) -> int:
         raise NotImplementedError

@@ -95,9 +95,9 @@ async def take_report(request: Request, text_fields: Mapping[str, int | None], w
     report, then save (run in a thread) stores it; returns what save returns (its id).
     Raises Discarded (401 bad key, 429 rate_limited, bad input) as the refusal handler expects."""
     state = state_of(request)
-    project = await run_in_threadpool(authenticate, state, request, request.path_params["project"])
+    project = await authenticate(state, request, request.path_params["project"])
     assert project.id is not None  # a stored project has its id
-    retry_after = await run_in_threadpool(state.limiter.hit, project.id, project.rate_limit_per_minute)
+    retry_after = await state.limiter.over_limit(project.id, project.rate_limit_per_minute)
     if retry_after is not None:
         raise Discarded(429, "rate_limited", retry_after=retry_after)
     report = await read_report(request, state, text_fields, what)

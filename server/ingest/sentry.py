@@ -30,7 +30,7 @@ from schemas.tables import Project
 from server.auth import can_write, ingest_key
 from server.ingest.discard import Discarded, MalformedUpload, UploadTooLarge
 from server.ingest.envelope import Envelope, EnvelopeItemTooLarge, Item, MalformedEnvelope, parse_envelope
-from server.ingest.keys import project_for_key
+from server.ingest.keys import project_of
 from server.ingest.refusal import ENVELOPE, refusing
 from server.ingest.sentry_store import store_envelope
 from server.ingest.upload_parser import MAX_JSON_DEPTH, OUT_CHUNK, read_whole_body, too_deep
@@ -61,7 +61,7 @@ async def receive(request: Request, via: str) -> Response:
     project, envelope, problem = await read_envelope(request, state, via)
     if envelope.of_type(*LIMITED_TYPES):
         assert project.id is not None  # a stored project has its id
-        retry_after = await run_in_threadpool(state.limiter.hit, project.id, project.rate_limit_per_minute)
+        retry_after = await state.limiter.over_limit(project.id, project.rate_limit_per_minute)
         if retry_after is not None:
             raise Discarded(429, "rate_limited", retry_after=retry_after)
     stored_problem = await run_in_threadpool(store_envelope, state, project, envelope, via)
@@ -78,7 +78,7 @@ async def read_envelope(request: Request, state: ServerState,
     first, then the envelope header's ``dsn``. Raises Discarded, MalformedUpload."""
     project_ref = request.path_params["project"]
     key = ingest_key(request)
-    project = await run_in_threadpool(project_for_key, state, key, project_ref) if key else None
+    project = await project_of(state, key, project_ref) if key else None
     body = await read_body(request, state)  # held whole: docs/sentry.md, known gaps
     problem: MalformedUpload | None = None
     try:
@@ -89,7 +89,7 @@ async def read_envelope(request: Request, state: ServerState,
         if project is None and not envelope.headers:  # nothing to authenticate with: say why
             raise
     if project is None:
-        project = await run_in_threadpool(project_for_key, state, dsn_key(envelope), project_ref)
+        project = await project_of(state, dsn_key(envelope), project_ref)
     return project, envelope, problem
 
 

@@ -40,7 +40,7 @@ async def upload_endpoint(request: Request) -> Response:
     """POST /api/<project>/sessions/: store the sessions; 200 ``{"accepted": n}``. Raises
     Discarded (UploadTooLarge too: 413 too_large), SQLAlchemyError (503 storage_unavailable)."""
     state = state_of(request)
-    project = await run_in_threadpool(authenticate, state, request, request.path_params["project"])
+    project = await authenticate(state, request, request.path_params["project"])
     payload = parse_json(await read_body(request, state))
     reports = parse_sessions(payload)
     assert project.id is not None  # a stored project has its id
