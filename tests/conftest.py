@@ -326,6 +326,7 @@ class ServeProcess:
     port: int
     upload_url: str
     admin_token: str
+    banner: str
 
     @property
     def url(self) -> str:
@@ -333,11 +334,12 @@ class ServeProcess:
 
 
 @contextlib.contextmanager
-def serve_process(data_dir: Path, **env: str) -> Iterator[ServeProcess]:
-    """Run `crashd serve` with only the given CRASHD_* variables; wait until it answers."""
+def serve_process(data_dir: Path, *args: str, **env: str) -> Iterator[ServeProcess]:
+    """Run `crashd serve` (with args, e.g. ``--workers 2``) with only the given CRASHD_*
+    variables; wait until it answers."""
     port = free_port()
     base = {k: v for k, v in os.environ.items() if not k.startswith("CRASHD_")}
-    proc = subprocess.Popen([sys.executable, "-m", "server.cli", "serve", "--port", str(port)], cwd=REPO,
+    proc = subprocess.Popen([sys.executable, "-m", "server.cli", "serve", "--port", str(port), *args], cwd=REPO,
                             env={**base, "CRASHD_DATA_DIR": str(data_dir), **env},
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
@@ -354,7 +356,7 @@ def serve_process(data_dir: Path, **env: str) -> Iterator[ServeProcess]:
                 pass
             assert time.monotonic() < deadline and proc.poll() is None, f"crashd serve did not start: {banner}"
             time.sleep(0.1)
-        yield ServeProcess(proc, port, upload.group(1), token.group(1))
+        yield ServeProcess(proc, port, upload.group(1), token.group(1), banner)
     finally:
         proc.terminate()
         proc.wait(timeout=20)
@@ -385,6 +387,23 @@ def s3_env(s3_server: S3Server, monkeypatch: pytest.MonkeyPatch) -> dict[str, st
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     return env
+
+
+@contextlib.contextmanager
+def own_s3_crashd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, prefix: str) -> Iterator[tuple[S3Server, Crashd]]:
+    """crashd (SQLite, in-process worker) on an S3 server of the test's own, which it may stop
+    and restart (the shared one's other users must not see it go); stopped at the end."""
+    server = S3Server.start(tmp_path / "s3")
+    try:
+        env = server.env(prefix=prefix)
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        settings = make_settings("sqlite-inprocess", tmp_path, None, None, blob_url=env["CRASHD_BLOB_URL"],
+                                 s3_endpoint_url=server.endpoint)
+        for crashd in _crashd("sqlite-s3", settings):
+            yield server, crashd
+    finally:
+        server.stop()
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ group commit of uploads on SQLite (storage/group_commit.py)."""
 from __future__ import annotations
 
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -27,7 +26,7 @@ from storage import queries
 from workers import jobs
 from workers.db_queue import DatabaseJobQueue, DatabaseWorker
 
-from conftest import REPO, Crashd, _reset_postgres, free_port, make_settings, serve_process
+from conftest import REPO, Crashd, _reset_postgres, make_settings, serve_process
 from minidump_writer import small_dump
 from uploads import minidump_upload
 
@@ -256,33 +255,11 @@ def _alive(pid: int) -> bool:
 def test_serve_with_two_web_processes_shares_one_database(tmp_path: Path) -> None:
     """`crashd serve --workers 2`: both web processes answer on one port, every upload is
     stored once and processed, and the counts add up."""
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CRASHD_")}
-    env["CRASHD_DATA_DIR"] = str(tmp_path / "data")
-    proc = subprocess.Popen([sys.executable, "-m", "server.cli", "serve", "--port", str(port), "--workers", "2"],
-                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        banner = "".join(proc.stdout.readline() for _ in range(4))
-        assert "2 web processes" in banner, banner
-        upload_url = re.search(r"minidump upload URL: (\S+)", banner)
-        token = re.search(r"admin token: (\S+)", banner)
-        assert upload_url and token, banner
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{base}/__lbheartbeat__").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline and proc.poll() is None, banner
-            time.sleep(0.1)
+    with serve_process(tmp_path / "data", "--workers", "2") as server:
+        assert "2 web processes" in server.banner, server.banner
         with ThreadPoolExecutor(8) as pool:
-            crash_ids = list(pool.map(lambda tag: _post(upload_url.group(1), tag), range(40)))
+            crash_ids = list(pool.map(lambda tag: _post(server.upload_url, tag), range(40)))
         assert len(set(crash_ids)) == 40
-        _wait_processed(base, token.group(1), crash_ids, seconds=120)
-        web = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
+        _wait_processed(server.url, server.admin_token, crash_ids, seconds=120)
+        web = subprocess.run(["pgrep", "-P", str(server.proc.pid)], capture_output=True, text=True).stdout.split()
         assert len(web) >= 3  # two web processes (and uvicorn's) plus the worker
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)

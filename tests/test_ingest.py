@@ -16,9 +16,8 @@ import zstandard
 
 from storage.blobs import make_blob_store
 
-from conftest import Crashd, _crashd, make_settings
+from conftest import Crashd, own_s3_crashd
 from minidump_writer import small_dump
-from s3_server import S3Server
 from uploads import gzipped, minidump_upload, multipart
 
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
@@ -600,29 +599,21 @@ def test_object_store_down_answers_503_and_the_retry_is_kept(tmp_path, monkeypat
     """Persist, then acknowledge, on S3: the 200 comes once the object store holds the dump; with
     the store down (our own SeaweedFS killed mid-test) the upload is a 503 + Retry-After, no row is
     left, and the client's retry once it is back is stored and processed."""
-    server = S3Server.start(tmp_path / "s3")
-    try:
-        for name, value in server.env(prefix="ack").items():
-            monkeypatch.setenv(name, value)
-        settings = make_settings("sqlite-inprocess", tmp_path, None, None, blob_url="s3://crashd/ack",
-                                 s3_endpoint_url=server.endpoint)
-        for crashd in _crashd("sqlite-s3", settings):
-            body, ctype = minidump_upload(small_dump(44), guid="s3-a")
-            first = post_minidump(crashd, body, ctype)
-            assert first.status_code == 200
-            store = make_blob_store(settings)
-            dumps = [key for key, _ in store.iter_keys() if key.startswith("minidumps/")]
-            assert dumps == [dumps[0]] and dumps[0].endswith(f"/{first.text}.dmp")
-            assert store.read_bytes(dumps[0]) == small_dump(44)
-            server.stop()
-            body, ctype = minidump_upload(small_dump(45), guid="s3-b")
-            for refused in (post_minidump(crashd, body, ctype), post_submit(crashd, body, ctype)):
-                assert refused.status_code == 503 and refused.headers["Retry-After"], refused.text
-            assert crashd.crash_count() == 1
-            server.restart()
-            retry = post_minidump(crashd, body, ctype)
-            assert retry.status_code == 200 and crashd.crash_count() == 2
-            crashd.drain()
-            assert crashd.crash(retry.text)["status"] == "processed"
-    finally:
+    with own_s3_crashd(tmp_path, monkeypatch, "ack") as (server, crashd):
+        body, ctype = minidump_upload(small_dump(44), guid="s3-a")
+        first = post_minidump(crashd, body, ctype)
+        assert first.status_code == 200
+        store = make_blob_store(crashd.settings)
+        dumps = [key for key, _ in store.iter_keys() if key.startswith("minidumps/")]
+        assert dumps == [dumps[0]] and dumps[0].endswith(f"/{first.text}.dmp")
+        assert store.read_bytes(dumps[0]) == small_dump(44)
         server.stop()
+        body, ctype = minidump_upload(small_dump(45), guid="s3-b")
+        for refused in (post_minidump(crashd, body, ctype), post_submit(crashd, body, ctype)):
+            assert refused.status_code == 503 and refused.headers["Retry-After"], refused.text
+        assert crashd.crash_count() == 1
+        server.restart()
+        retry = post_minidump(crashd, body, ctype)
+        assert retry.status_code == 200 and crashd.crash_count() == 2
+        crashd.drain()
+        assert crashd.crash(retry.text)["status"] == "processed"

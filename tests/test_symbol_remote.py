@@ -27,8 +27,7 @@ from symbolicator.symbols.sources import LocalDirSource
 from symbolicator.symbols.types import SymbolStatus
 from workers.sweeper import delete_orphans
 
-from conftest import Crashd, _crashd, make_settings
-from s3_server import S3Server
+from conftest import Crashd, own_s3_crashd
 
 
 def module(debug_id: str = TINY_ID, debug_file: str = "libtiny.so") -> Module:
@@ -157,28 +156,20 @@ def test_a_symbol_upload_while_the_object_store_is_down_is_503_and_its_retry_pub
     """The file converts and is kept locally, but the put fails: 503 + Retry-After and no row.
     The retry finds the local copy unchanged and still puts it, `stored`: new to the object store
     and to the workers (our own SeaweedFS, killed)."""
-    server = S3Server.start(tmp_path / "s3")
-    try:
-        for name, value in server.env(prefix="down").items():
-            monkeypatch.setenv(name, value)
-        settings = make_settings("sqlite-inprocess", tmp_path, None, None, blob_url="s3://crashd/down",
-                                 s3_endpoint_url=server.endpoint)
-        for crashd in _crashd("sqlite-s3", settings):
-            server.stop()
-            headers = {"Authorization": f"Bearer {crashd.admin['Authorization'].split()[1]}"}
-            refused = crashd.client.post("/api/_/symbols/", content=tiny_sym(), headers=headers)
-            assert (refused.status_code, refused.json()) == (503, {"detail": "storage_unavailable"})
-            assert refused.headers["Retry-After"]
-            assert stored_rows(crashd) == 0  # not recorded: nobody is told it is there
-            server.restart()
-            retry = crashd.client.post("/api/_/symbols/", content=tiny_sym(), headers=headers)
-            assert retry.status_code == 200, retry.text
-            assert retry.json()["files"][0]["status"] == "stored"
-            assert crashd.state.ctx.blobs.read_bytes(f"symbols/libtiny.so/{TINY_ID}/libtiny.so.sym") == tiny_sym()
-            assert crashd.client.get(f"/api/symbols/libtiny.so/{TINY_ID}", headers=crashd.admin).status_code == 200
-            assert stored_rows(crashd) == 1
-    finally:
+    with own_s3_crashd(tmp_path, monkeypatch, "down") as (server, crashd):
         server.stop()
+        headers = {"Authorization": f"Bearer {crashd.admin['Authorization'].split()[1]}"}
+        refused = crashd.client.post("/api/_/symbols/", content=tiny_sym(), headers=headers)
+        assert (refused.status_code, refused.json()) == (503, {"detail": "storage_unavailable"})
+        assert refused.headers["Retry-After"]
+        assert stored_rows(crashd) == 0  # not recorded: nobody is told it is there
+        server.restart()
+        retry = crashd.client.post("/api/_/symbols/", content=tiny_sym(), headers=headers)
+        assert retry.status_code == 200, retry.text
+        assert retry.json()["files"][0]["status"] == "stored"
+        assert crashd.state.ctx.blobs.read_bytes(f"symbols/libtiny.so/{TINY_ID}/libtiny.so.sym") == tiny_sym()
+        assert crashd.client.get(f"/api/symbols/libtiny.so/{TINY_ID}", headers=crashd.admin).status_code == 200
+        assert stored_rows(crashd) == 1
 
 
 def test_debug_file_names_match_ignoring_case_as_in_a_local_store(s3_crashd: Crashd, tmp_path: Path) -> None:
