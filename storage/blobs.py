@@ -123,6 +123,27 @@ class BlobStore(ABC):
             handle.close()
 
 
+def _temp_beside(path: Path) -> tuple[int, str]:
+    """A new temp file in path's folder (made when missing: tried first, as it mostly exists)."""
+    try:
+        return tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".part")
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".part")
+
+
+def _copy(source: IO[bytes], out: BinaryIO) -> None:
+    """source (from its position) into out; an upload spooled in memory (a BytesIO inside
+    a SpooledTemporaryFile) is written from its buffer without a copy."""
+    buffer = getattr(getattr(source, "_file", source), "getbuffer", None)
+    if buffer is None:
+        shutil.copyfileobj(source, out, CHUNK)
+        return
+    with buffer() as view:
+        out.write(view[source.tell():])
+    source.seek(0, os.SEEK_END)
+
+
 class FSBlobStore(BlobStore):
     """Blobs as files under a root folder; temp file + fsync + rename for atomicity."""
 
@@ -135,11 +156,10 @@ class FSBlobStore(BlobStore):
     def put_file(self, key: str, source: IO[bytes], *, sha256: str | None = None) -> None:
         path = self._path(key)  # sha256 is not kept: files have nowhere to put it
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".part")
+            fd, tmp = _temp_beside(path)
             try:
                 with os.fdopen(fd, "wb") as out:
-                    shutil.copyfileobj(source, out, CHUNK)
+                    _copy(source, out)
                     out.flush()
                     os.fsync(out.fileno())
                 os.replace(tmp, path)

@@ -119,25 +119,59 @@ def project_by_key(engine: Engine, *, ingest_key: str) -> Project | None:
 # -- crashes --------------------------------------------------------------------------------
 
 
-def find_recent_duplicate(engine: Engine, *, fingerprint: str, window: timedelta) -> str | None:
-    """The crash id first stored for fingerprint within window, or None."""
-    with engine.connect() as conn:
-        return conn.execute(sa_select(FINGERPRINTS.c.crash_id).where(
-            FINGERPRINTS.c.fingerprint == fingerprint,
-            FINGERPRINTS.c.created_at >= utcnow() - window)).scalar_one_or_none()
-
-
 def _values(table: Table, row: Any) -> dict[str, Any]:
-    """The column values of a SQLModel object, without an autoincrement id it does not have yet."""
+    """The column values of a SQLModel object (a dict of crash_row: itself), without an
+    autoincrement id it does not have yet."""
+    if isinstance(row, dict):
+        return row
     return {c.name: getattr(row, c.name) for c in table.columns
             if not (c.primary_key and getattr(row, c.name) is None)}
 
 
+def _crash_defaults() -> tuple[dict[str, Any], dict[str, Callable[[], Any]], frozenset[str]]:
+    """schemas/tables.Crash's column defaults: (constant ones, factories, required columns)."""
+    constant: dict[str, Any] = {}
+    factories: dict[str, Callable[[], Any]] = {}
+    required = set()
+    for column in CRASHES.columns:
+        field = Crash.model_fields[column.name]
+        if field.default_factory is not None:
+            factories[column.name] = field.default_factory  # type: ignore[assignment]
+        elif field.is_required() and not column.nullable:
+            required.add(column.name)
+        elif field.is_required():  # a nullable column without a default (processed_at ...)
+            constant[column.name] = None
+        else:
+            constant[column.name] = field.default
+    return constant, factories, frozenset(required)
+
+
+_CRASH_DEFAULTS = _crash_defaults()
+
+
+def crash_row(**values: Any) -> dict[str, Any]:
+    """A new crash's column values for insert_crash: values over schemas/tables.Crash's
+    defaults. Built without the ORM: a Crash(...) of SQLModel cost each upload about as much
+    CPU as its SQL statements (bench/ingest.py). Raises TypeError for a column it does not
+    know or a required one missing."""
+    constant, factories, required = _CRASH_DEFAULTS
+    unknown = values.keys() - constant.keys() - factories.keys() - required
+    missing = required - values.keys()
+    if unknown or missing:
+        raise TypeError(f"crash_row: unknown columns {sorted(unknown)}, missing {sorted(missing)}")
+    row = {**constant, **values}
+    for name, factory in factories.items():
+        if name not in row:
+            row[name] = factory()
+    return row
+
+
 @dataclass(frozen=True)
 class NewCrash:
-    """What insert_crash stores: a crash, its attachments and its dedupe fingerprint."""
+    """What insert_crash stores: a crash's column values, its attachments and its dedupe
+    fingerprint."""
 
-    crash: Crash
+    crash: dict[str, Any]
     attachments: Sequence[Attachment]
     fingerprint: str
     window: timedelta
@@ -146,7 +180,7 @@ class NewCrash:
 def insert_crash(
     engine: Engine,
     *,
-    crash: Crash,
+    crash: Crash | dict[str, Any],
     attachments: Sequence[Attachment],
     fingerprint: str,
     window: timedelta,
@@ -158,7 +192,7 @@ def insert_crash(
     statements, not an ORM session: this runs for every upload (bench/ingest.py). On SQLite
     the inserts of concurrent uploads share one transaction (storage/group_commit.py).
     """
-    new = NewCrash(crash, attachments, fingerprint, window)
+    new = NewCrash(_values(CRASHES, crash), attachments, fingerprint, window)
     if engine.dialect.name != "sqlite":
         return _insert_alone(engine, new)
     batches: GroupCommitter[NewCrash, tuple[str, bool]] = committer(
@@ -181,7 +215,7 @@ def _insert_many(conn: Connection, batch: Sequence[NewCrash]) -> list[tuple[str,
     """What _insert does for one crash, for a batch: rows first (SQLite's write lock before
     any read), then one read of their fingerprints; a crash whose fingerprint is taken within
     its window (by an earlier crash or one earlier in the batch) is removed again."""
-    conn.execute(sa_insert(CRASHES), [_values(CRASHES, new.crash) for new in batch])
+    conn.execute(sa_insert(CRASHES), [new.crash for new in batch])
     attachments = [_values(ATTACHMENTS, a) for new in batch for a in new.attachments]
     if attachments:
         conn.execute(sa_insert(ATTACHMENTS), attachments)
@@ -193,7 +227,7 @@ def _insert_many(conn: Connection, batch: Sequence[NewCrash]) -> list[tuple[str,
     stale: list[dict[str, Any]] = []  # a fingerprint stored before the window: taken over
     taken: list[str] = []
     for new in batch:
-        crash_id, now = new.crash.crash_id, new.crash.received_at
+        crash_id, now = new.crash["crash_id"], new.crash["received_at"]
         held = stored.get(new.fingerprint)
         if held is not None and held[1] >= now - new.window:
             answers.append((held[0], False))
@@ -228,27 +262,27 @@ def _insert(conn: Connection, new: NewCrash) -> tuple[str, bool]:
     the write lock before anything is read), then its attachments and fingerprint; when the
     fingerprint is another crash's within the window, remove them again and answer that one.
     Raises IntegrityError when a concurrent transaction took the fingerprint."""
-    crash, now = new.crash, new.crash.received_at
-    conn.execute(sa_insert(CRASHES), [_values(CRASHES, crash)])
+    crash_id, now = new.crash["crash_id"], new.crash["received_at"]
+    conn.execute(sa_insert(CRASHES), [new.crash])
     if new.attachments:  # the crash row first: attachments reference it
         conn.execute(sa_insert(ATTACHMENTS), [_values(ATTACHMENTS, a) for a in new.attachments])
     stale = conn.execute(sa_select(FINGERPRINTS.c.crash_id, FINGERPRINTS.c.created_at)
                          .where(FINGERPRINTS.c.fingerprint == new.fingerprint)).first()
     if stale is None:
-        conn.execute(sa_insert(FINGERPRINTS).values(fingerprint=new.fingerprint, crash_id=crash.crash_id,
+        conn.execute(sa_insert(FINGERPRINTS).values(fingerprint=new.fingerprint, crash_id=crash_id,
                                                     created_at=now))
-        return crash.crash_id, True
+        return crash_id, True
     winner = str(stale.crash_id)
     if as_utc(stale.created_at) < now - new.window:  # an old retry window: take the fingerprint over,
         taken = conn.execute(update(FINGERPRINTS).where(  # but only if nobody else did
             FINGERPRINTS.c.fingerprint == new.fingerprint, FINGERPRINTS.c.crash_id == stale.crash_id)
-            .values(crash_id=crash.crash_id, created_at=now))
+            .values(crash_id=crash_id, created_at=now))
         if taken.rowcount == 1:
-            return crash.crash_id, True
+            return crash_id, True
         winner = conn.execute(sa_select(FINGERPRINTS.c.crash_id)
                               .where(FINGERPRINTS.c.fingerprint == new.fingerprint)).scalar_one()
-    conn.execute(delete(ATTACHMENTS).where(ATTACHMENTS.c.crash_id == crash.crash_id))
-    conn.execute(delete(CRASHES).where(CRASHES.c.crash_id == crash.crash_id))
+    conn.execute(delete(ATTACHMENTS).where(ATTACHMENTS.c.crash_id == crash_id))
+    conn.execute(delete(CRASHES).where(CRASHES.c.crash_id == crash_id))
     return winner, False
 
 

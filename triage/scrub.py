@@ -24,6 +24,7 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -32,6 +33,7 @@ WORDS = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|\d+")
 RULE_FIELDS = {"description", "pattern", "key_words", "key_names", "paths", "skip_words", "skip_names",
                "skip_paths"}
 PROJECT_FIELDS = {"disable", "rules"}
+KEY_RULE_ANSWERS = 4096
 
 
 class ScrubRulesError(ValueError):
@@ -104,13 +106,26 @@ class Rules:
     """The rules that apply to one project, in file order."""
 
     rules: tuple[Rule, ...] = ()
+    # key_rule's answers by path: the same few annotation names come with every upload
+    _answers: dict[tuple[str, ...], str | None] = field(default_factory=dict, compare=False, repr=False)
 
-    @property
+    @cached_property
     def patterns(self) -> tuple[Rule, ...]:
         return tuple(r for r in self.rules if r.pattern is not None)
 
     def key_rule(self, path: tuple[str, ...]) -> str | None:
-        """``<rule>:<selector>`` of the first key rule filtering the value at path, else None."""
+        """``<rule>:<selector>`` of the first key rule filtering the value at path, else None
+        (remembered for up to KEY_RULE_ANSWERS paths: the names come from clients)."""
+        try:
+            return self._answers[path]
+        except KeyError:
+            pass
+        if len(self._answers) >= KEY_RULE_ANSWERS:
+            self._answers.clear()
+        answer = self._answers[path] = self._key_rule(path)
+        return answer
+
+    def _key_rule(self, path: tuple[str, ...]) -> str | None:
         for rule in self.rules:
             if rule.keys and not rule.skip.match(path):
                 hit = rule.keys.match(path)
@@ -138,7 +153,7 @@ def scrub_text(rules: Rules, text: str, path: tuple[str, ...] = ()) -> str:
     """text with every pattern's matches filtered (a pattern whose skip selector matches path
     is not applied). Keys play no part: use scrub_fields for named values."""
     for rule in rules.patterns:
-        if not (path and rule.skip.match(path)):
+        if not (path and rule.skip and rule.skip.match(path)):
             text = rule.replace(text)
     return text
 

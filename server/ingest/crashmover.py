@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from schemas.tables import Attachment, Crash, Project, utcnow
+from schemas.tables import Attachment, Project, utcnow
 from server.ingest.discard import StorageUnavailable
 from server.ingest.scrubbing import project_rules, scrubbed_reader
 from server.ingest.upload_parser import ParsedUpload, UploadPart
@@ -90,23 +90,25 @@ def persist_upload(
     annotations = {**from_query, **parsed.annotations}  # form fields win over the query
     key = fingerprint(project, first_of(annotations, CLIENT_KEYS), parsed.minidump.sha256)
 
-    def put_minidump(crash: Crash) -> str:
-        crash.minidump_key = day_key("minidumps", crash.received_at, f"{crash.crash_id}.dmp")
-        crash.minidump_size, crash.minidump_sha256 = parsed.minidump.size, parsed.minidump.sha256
-        state.ctx.blobs.put_file(crash.minidump_key, parsed.minidump.file)
-        return crash.minidump_key
+    def put_minidump(crash: dict[str, Any]) -> str:
+        key = crash["minidump_key"] = day_key("minidumps", crash["received_at"], f"{crash['crash_id']}.dmp")
+        crash["minidump_size"], crash["minidump_sha256"] = parsed.minidump.size, parsed.minidump.sha256
+        state.ctx.blobs.put_file(key, parsed.minidump.file)
+        return key
 
     kind = (kind_of_minidump(annotations, event), MINIDUMP_LEVEL)
     return store_crash(state, project, annotations, parsed.attachments, via, key, put_minidump, kind)
 
 
 def store_crash(state: ServerState, project: Project, annotations: dict[str, str], parts: list[UploadPart],
-                via: str, key: str, put_primary: Callable[[Crash], str],
+                via: str, key: str, put_primary: Callable[[dict[str, Any]], str],
                 kind: tuple[str, str | None]) -> tuple[str, bool]:
-    """Store one crash: its primary blob (put_primary fills the crash's key fields, writes
+    """Store one crash: its primary blob (put_primary fills the crash row's key fields, writes
     the blob and returns its key: the minidump, or a Sentry event's JSON), attachments and
     the rows (the annotations are in the crash row); kind is the crash's (kind, level) (triage/kinds.py).
-    A retry with the same dedupe key within the window returns the first crash.
+    A retry with the same dedupe key within the window returns the first crash (its blobs,
+    written before insert_crash told, are deleted again: retries are rare, and a read of the
+    fingerprints before every upload cost each upload a query).
     Annotations and text attachments are scrubbed first (docs/privacy.md): the dedupe key,
     made by the caller from what was received, is not. Returns (crash_id, created). Raises
     StorageUnavailable."""
@@ -115,20 +117,17 @@ def store_crash(state: ServerState, project: Project, annotations: dict[str, str
     window = timedelta(hours=state.settings.dedupe_window_hours)
     engine = state.ctx.engine
     written: list[str] = []
-    try:
-        existing = queries.find_recent_duplicate(engine, fingerprint=key, window=window)
-        if existing is not None:
-            return existing, False
+    try:  # a retry is found by insert_crash, which answers the first crash: no read before
         now, crash_id = utcnow(), str(uuid.uuid4())
-        crash = Crash(
-            crash_id=crash_id, project_id=project.id, received_at=now, updated_at=now,  # type: ignore[arg-type]
+        crash = queries.crash_row(
+            crash_id=crash_id, project_id=project.id, received_at=now, updated_at=now,
             submitted_via=via, product=first_of(annotations, PRODUCT_KEYS),
             build=first_of(annotations, BUILD_KEYS), tester_id=first_of(annotations, TESTER_KEYS),
             annotations_key="", annotations=annotations,  # in the row only (schemas/tables.Crash)
             kind=kind[0], level=kind[1],
         )
         if kind[0] == HANG:
-            crash.hang_seconds, crash.hang_thread = hang_details(annotations)
+            crash["hang_seconds"], crash["hang_thread"] = hang_details(annotations)
         written.append(put_primary(crash))
         attachments = put_attachments(state, "attachments", crash_id, now, parts, written, rules)
         stored_id, created = queries.insert_crash(

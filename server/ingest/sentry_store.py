@@ -23,7 +23,7 @@ from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from schemas.tables import Crash, Project
+from schemas.tables import Project
 from server.ingest.crashmover import enqueue_quietly, fingerprint, persist_upload, store_crash
 from server.ingest.discard import Discarded, MalformedUpload, StorageUnavailable
 from server.ingest.envelope import Envelope, Item
@@ -151,10 +151,10 @@ def persist_event(state: ServerState, project: Project, event: dict[str, Any], a
     StorageUnavailable."""
     key = fingerprint(project, f"sentry-event:{event['event_id']}", hashlib.sha256(b"event").hexdigest())
 
-    def put_event(crash: Crash) -> str:
-        crash.event_key = day_key("events", crash.received_at, f"{crash.crash_id}.json")
-        state.ctx.blobs.put_bytes(crash.event_key, json.dumps(event, separators=(",", ":")).encode())
-        return crash.event_key
+    def put_event(crash: dict[str, Any]) -> str:
+        key = crash["event_key"] = day_key("events", crash["received_at"], f"{crash['crash_id']}.json")
+        state.ctx.blobs.put_bytes(key, json.dumps(event, separators=(",", ":")).encode())
+        return key
 
     return store_crash(state, project, annotations, parts, via, key, put_event, (kind_of_event(event), level_of(event)))
 
