@@ -11,6 +11,8 @@ the table. docs/processing.md, "The embedded default", says the rest.
   conditional update (two workers never take one crash) and runs the same pipeline as RQ and
   the in-process thread (workers.jobs.process_taken_crash: without claiming it again). It delivers due notifications after a job
   that made some and once every NOTIFY_EVERY_SECONDS.
+- While the web processes are busy (more than half a core), the worker pauses after each
+  job for three times its length: uploads first (workers/ingest_pressure.py).
 - The sweeper still puts crashes whose worker died back to `received`; nothing else of it is
   needed, since a `received` crash is always pending here.
 """
@@ -26,6 +28,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from storage import queries
+from workers.ingest_pressure import IngestPressure
 from workers.queue import NOTIFY_JOB_FUNCTION, JobQueue, resolve, serve_jobs_from
 
 log = logging.getLogger("crashd.worker")
@@ -66,8 +69,10 @@ class DatabaseJobQueue(JobQueue):
 class DatabaseWorker:
     """The worker process's loop (``crashd worker`` without Redis)."""
 
-    def __init__(self, engine: Engine, stop: threading.Event, *, poll_seconds: float = POLL_SECONDS) -> None:
+    def __init__(self, engine: Engine, stop: threading.Event, *, poll_seconds: float = POLL_SECONDS,
+                 pressure: IngestPressure | None = None) -> None:
         self.engine = engine
+        self.pressure = pressure or IngestPressure(None)  # gives way to busy web processes
         self.queue = DatabaseJobQueue(engine, on_notify=self.enqueue_notify)  # what its jobs enqueue on
         self.stop = stop
         self.poll_seconds = poll_seconds
@@ -110,6 +115,7 @@ class DatabaseWorker:
                 continue  # another worker took it
             worked = True
             self.jobs += 1
+            started = time.monotonic()
             try:
                 process_crash(crash_id)
             except SQLAlchemyError:
@@ -117,6 +123,9 @@ class DatabaseWorker:
             except Exception:
                 log.exception("job failed for %s", crash_id)
             self.deliver_if_due()
+            pause = self.pressure.pause_after(time.monotonic() - started)
+            if pause:  # the uploads come first (workers/ingest_pressure.py)
+                self.stop.wait(pause)
         return worked
 
     def deliver_if_due(self) -> None:

@@ -18,13 +18,14 @@ from server import log_redaction
 from server.app import create_app
 from server.cli.context import rules_ok
 from server.cli.projects import project_urls, record_server_url
-from server.cli.supervisor import WorkerSupervisor, die_with_supervisor
+from server.cli.supervisor import PARENT_VARIABLE, WorkerSupervisor, die_with_supervisor
 from server.lifespan import init_sentry
 from server.state import build_state
 from storage import queries, users
 from storage.db import derived_data_writes, make_engine, migrate
 from workers import jobs
 from workers.db_queue import DatabaseWorker
+from workers.ingest_pressure import IngestPressure
 from workers.rq_worker import OutageLog, StopSignal, run_worker, wait_for
 
 
@@ -139,7 +140,8 @@ def database_worker(settings: Settings, args: argparse.Namespace) -> int:
         return 0
     derived_data_writes(ctx.engine)
     jobs.install_context(ctx)
-    worker = DatabaseWorker(ctx.engine, stop.event)
+    # started by `crashd serve`: give way to its web processes while they are busy
+    worker = DatabaseWorker(ctx.engine, stop.event, pressure=IngestPressure.of_supervisor(PARENT_VARIABLE))
     return worker.run(max_jobs=args.max_jobs, burst=args.burst)
 
 

@@ -1,0 +1,115 @@
+"""The embedded default's worker gives way to busy web processes (workers/ingest_pressure.py):
+real processes that burn CPU or sleep stand in for the server, read from /proc."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+from test_db_queue import db_crashd, status, upload  # noqa: F401 - db_crashd is a fixture
+
+from workers import ingest_pressure
+from workers.db_queue import DatabaseWorker
+from workers.ingest_pressure import IngestPressure, children, cpu_seconds
+
+from conftest import Crashd
+
+BURN = "import time\nend = time.monotonic() + 60\nwhile time.monotonic() < end: pass\n"
+SLEEP = "import time; time.sleep(60)"
+
+
+def started(code: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-c", code])
+
+
+@pytest.fixture
+def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
+    running: list[subprocess.Popen[bytes]] = []
+    yield running
+    for process in running:
+        process.kill()
+        process.wait()
+
+
+def sampled(pressure: IngestPressure) -> bool:
+    """busy after two samples SAMPLE_SECONDS and a little apart."""
+    pressure.check()
+    time.sleep(ingest_pressure.SAMPLE_SECONDS + 0.1)
+    return pressure.check()
+
+
+def test_a_server_burning_a_core_is_busy_and_the_worker_pauses_three_times_its_job(
+        processes: list[subprocess.Popen[bytes]]) -> None:
+    burner = started(BURN)
+    processes.append(burner)
+    pressure = IngestPressure(burner.pid)
+    assert sampled(pressure) is True
+    assert pressure.pause_after(0.02) == pytest.approx(0.06)
+    assert pressure.pause_after(10.0) == ingest_pressure.MAX_PAUSE_SECONDS  # capped
+    assert pressure.paused_seconds == pytest.approx(0.06 + ingest_pressure.MAX_PAUSE_SECONDS)
+
+
+def test_an_idle_server_is_not_busy(processes: list[subprocess.Popen[bytes]]) -> None:
+    sleeper = started(SLEEP)
+    processes.append(sleeper)
+    pressure = IngestPressure(sleeper.pid)
+    assert sampled(pressure) is False
+    assert pressure.pause_after(0.02) == 0.0
+
+
+def test_the_servers_other_children_count_and_the_worker_itself_does_not(tmp_path: Path) -> None:
+    # a server (sleeping) with two children: a web process burning a core, and "the worker"
+    # (burning too, but it is the one asking, so it must not count)
+    pids = tmp_path / "pids"
+    code = ("import subprocess, sys, time\n"
+            f"burn = {BURN!r}\n"
+            "kids = [subprocess.Popen([sys.executable, '-c', burn]) for _ in range(2)]\n"
+            f"open({str(pids)!r}, 'w').write(' '.join(str(k.pid) for k in kids))\n"
+            "time.sleep(60)\n")
+    server = started(code)
+    try:
+        deadline = time.monotonic() + 30
+        while not (pids.exists() and len(pids.read_text().split()) == 2):
+            assert time.monotonic() < deadline, "the server did not start its children"
+            time.sleep(0.05)
+        web, worker = (int(p) for p in pids.read_text().split())
+        assert sorted(children(server.pid)) == sorted([web, worker])
+        assert IngestPressure(server.pid, me=worker).web_cpu(time.monotonic()) is not None
+        assert sampled(IngestPressure(server.pid, me=worker)) is True  # the web child's core
+        subprocess.run(["kill", "-STOP", str(web)], check=True)  # the web child stops working
+        try:
+            assert sampled(IngestPressure(server.pid, me=worker)) is False  # its own burning is not counted
+        finally:
+            subprocess.run(["kill", "-CONT", str(web)], check=True)
+    finally:
+        for pid in pids.read_text().split() if pids.exists() else []:
+            subprocess.run(["kill", "-9", pid], check=False)
+        server.kill()
+        server.wait()
+
+
+def test_no_server_or_a_gone_one_is_never_busy(processes: list[subprocess.Popen[bytes]]) -> None:
+    assert sampled(IngestPressure(None)) is False
+    gone = started("pass")
+    gone.wait()
+    assert cpu_seconds(gone.pid) is None
+    assert sampled(IngestPressure(gone.pid)) is False
+
+
+def test_the_worker_keeps_processing_while_it_gives_way(db_crashd: Crashd,
+                                                        processes: list[subprocess.Popen[bytes]]) -> None:
+    burner = started(BURN)
+    processes.append(burner)
+    crash_ids = [upload(db_crashd, tag) for tag in (41, 42, 43)]
+    pressure = IngestPressure(burner.pid)
+    assert sampled(pressure) is True
+    worker = DatabaseWorker(db_crashd.state.ctx.engine, threading.Event(), poll_seconds=0.01, pressure=pressure)
+    worker.run(burst=True)
+    assert worker.jobs == 3
+    assert [status(db_crashd, c) for c in crash_ids] == ["processed"] * 3
+    assert pressure.paused_seconds > 0  # it paused after its jobs, and still did them all
