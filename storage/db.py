@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import threading
 import time
@@ -13,7 +14,8 @@ from typing import Any, Callable, ContextManager, TypeVar
 import psycopg
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Table, event, text
+from sqlalchemy import Table, bindparam, event, text
+from sqlalchemy import insert as sa_insert
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Dialect, Engine, ExceptionContext
 from sqlalchemy.engine.interfaces import DBAPIConnection
@@ -183,6 +185,32 @@ def dialect_insert(bind: Engine | Connection) -> Callable[[Table], postgresql.In
     return (postgresql if bind.dialect.name == "postgresql" else sqlite).insert
 
 
+@functools.lru_cache(maxsize=64)
+def _row_insert(table: Table, names: tuple[str, ...], dialect: Dialect) -> tuple[str, tuple[Any, ...]]:
+    """The INSERT of names into table as dialect's SQL text, and each name's bind processor
+    (SQLAlchemy's own: a datetime as SQLite's text, a dict as JSON), in its parameters' order."""
+    compiled = sa_insert(table).values({name: bindparam(name) for name in names}).compile(dialect=dialect)
+    order = compiled.positiontup or list(names)
+    processors = tuple(table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in order)
+    return str(compiled), tuple(zip(order, processors, strict=True))
+
+
+def insert_rows(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
+    """INSERT rows (dicts with the same keys) in one executemany of the driver. What
+    ``conn.execute(insert(table), rows)`` does, without SQLAlchemy's statement cache and
+    execution context per call, which cost an upload as much CPU as its three statements on
+    SQLite (bench/ingest.py). Only for a positional driver (SQLite's ``?``): others get
+    conn.execute. Errors are SQLAlchemy's (IntegrityError ...), as with conn.execute."""
+    if not rows:
+        return
+    if conn.dialect.paramstyle != "qmark":
+        conn.execute(sa_insert(table), rows)
+        return
+    sql, binds = _row_insert(table, tuple(rows[0]), conn.dialect)
+    conn.exec_driver_sql(sql, [tuple(row[name] if process is None else process(row[name]) for name, process in binds)
+                               for row in rows])
+
+
 def session(engine: Engine) -> Session:
     """A new Session; objects stay readable after commit."""
     return Session(engine, expire_on_commit=False)
@@ -221,8 +249,7 @@ def polling_for_the_write_lock(conn: Connection, work: Callable[[], T]) -> T:
     if conn.dialect.name != "sqlite":
         with conn.begin():
             return work()
-    conn.exec_driver_sql("PRAGMA busy_timeout=0")
-    conn.commit()  # the PRAGMA autobegan SQLAlchemy's transaction: end it
+    _busy_timeout(conn, 0)
     deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
     try:
         while True:
@@ -234,5 +261,11 @@ def polling_for_the_write_lock(conn: Connection, work: Callable[[], T]) -> T:
                     raise
             time.sleep(WRITE_LOCK_POLL_SECONDS)
     finally:
-        conn.exec_driver_sql(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-        conn.commit()
+        _busy_timeout(conn, BUSY_TIMEOUT_MS)
+
+
+def _busy_timeout(conn: Connection, milliseconds: int) -> None:
+    """Set SQLite's busy timeout of conn through its driver connection: no transaction of
+    SQLAlchemy begins for it (and none need end), which cost every batch of uploads two
+    statements and two commits through SQLAlchemy."""
+    conn.connection.driver_connection.execute(f"PRAGMA busy_timeout={int(milliseconds)}")  # type: ignore[union-attr]

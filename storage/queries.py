@@ -24,7 +24,7 @@ from schemas.tables import (
     UploadFingerprint,
     utcnow,
 )
-from storage.db import dialect_insert, polling_for_the_write_lock, session, write_lock
+from storage.db import dialect_insert, insert_rows, polling_for_the_write_lock, session, write_lock
 from storage.group_commit import GroupCommitter, committer
 from storage.search_index import reindex
 
@@ -215,7 +215,7 @@ def _insert_many(conn: Connection, batch: Sequence[NewCrash]) -> list[tuple[str,
     """What _insert does for one crash, for a batch: rows first (SQLite's write lock before
     any read), then one read of their fingerprints; a crash whose fingerprint is taken within
     its window (by an earlier crash or one earlier in the batch) is removed again."""
-    conn.execute(sa_insert(CRASHES), [new.crash for new in batch])
+    insert_rows(conn, CRASHES, [new.crash for new in batch])
     attachments = [_values(ATTACHMENTS, a) for new in batch for a in new.attachments]
     if attachments:
         conn.execute(sa_insert(ATTACHMENTS), attachments)
@@ -237,8 +237,7 @@ def _insert_many(conn: Connection, batch: Sequence[NewCrash]) -> list[tuple[str,
         (stale if held is not None else fresh).append(row)  # held here: stored before this batch
         stored[new.fingerprint] = (crash_id, now)
         answers.append((crash_id, True))
-    if fresh:
-        conn.execute(sa_insert(FINGERPRINTS), fresh)
+    insert_rows(conn, FINGERPRINTS, fresh)
     for row in stale:  # an old retry window: take the fingerprint over
         conn.execute(update(FINGERPRINTS).where(FINGERPRINTS.c.fingerprint == row["fingerprint"])
                      .values(crash_id=row["crash_id"], created_at=row["created_at"]))

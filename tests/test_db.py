@@ -34,3 +34,45 @@ def test_migrations_match_models(engine) -> None:
     assert diff == []
     assert {"projects", "crashes", "attachments", "upload_fingerprints", "discard_counts"} <= set(
         inspect(engine).get_table_names())
+
+
+def test_insert_rows_stores_what_sqlalchemys_insert_stores(engine) -> None:
+    """storage/db.insert_rows (the uploads' executemany) against conn.execute(insert(...)): the
+    same values read back, a datetime, a JSON dict, None and defaults of queries.crash_row included;
+    a duplicate key is SQLAlchemy's IntegrityError either way."""
+    from datetime import datetime, timezone
+
+    from sqlalchemy import insert
+    from sqlalchemy.exc import IntegrityError
+
+    from storage import queries
+    from storage.db import insert_rows
+
+    migrate(engine)
+    project = queries.create_project(engine, name="game")
+    at = datetime(2026, 12, 6, 1, 2, 3, 456789, tzinfo=timezone.utc)
+
+    def row(crash_id: str) -> dict:
+        return queries.crash_row(crash_id=crash_id, project_id=project.id, received_at=at, updated_at=at,
+                                 submitted_via="minidump", annotations_key="",
+                                 annotations={"ver": "1.0", "名前": "é", "n": [1, None]}, hang_seconds=2.5,
+                                 minidump_size=409600, build=None)
+
+    with engine.begin() as conn:
+        insert_rows(conn, queries.CRASHES, [row("raw-1"), row("raw-2")])
+        conn.execute(insert(queries.CRASHES), [row("orm-1")])
+    with engine.connect() as conn:
+        stored = {r.crash_id: r._asdict() for r in conn.execute(queries.CRASHES.select())}
+    assert set(stored) == {"raw-1", "raw-2", "orm-1"}
+    for crash_id in ("raw-1", "raw-2"):
+        assert {**stored[crash_id], "crash_id": "orm-1"} == stored["orm-1"]
+    crash = queries.get_crash(engine, crash_id="raw-1")
+    assert crash is not None and crash.annotations == {"ver": "1.0", "名前": "é", "n": [1, None]}
+    assert crash.status == "received" and crash.attempts == 0 and crash.kind == "crash"
+    assert crash.received_at.replace(tzinfo=timezone.utc) == at
+    with pytest.raises(IntegrityError), engine.begin() as conn:
+        insert_rows(conn, queries.CRASHES, [row("raw-1")])
+    with pytest.raises(TypeError, match="unknown columns \\['nonsense'\\]"):
+        queries.crash_row(**{**row("x"), "nonsense": 1})
+    with pytest.raises(TypeError, match="missing \\['crash_id'\\]"):
+        queries.crash_row(**{k: v for k, v in row("x").items() if k != "crash_id"})
