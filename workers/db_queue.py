@@ -11,7 +11,7 @@ the table. docs/processing.md, "The embedded default", says the rest.
   conditional update (two workers never take one crash) and runs the same pipeline as RQ and
   the in-process thread (workers.jobs.process_taken_crash: without claiming it again). It delivers due notifications after a job
   that made some and once every NOTIFY_EVERY_SECONDS.
-- While the web processes are busy (more than half a core), the worker pauses after each
+- While the web processes are busy (more than 3/4 of a core), the worker pauses after each
   job for three times its length: uploads first (workers/ingest_pressure.py).
 - The sweeper still puts crashes whose worker died back to `received`; nothing else of it is
   needed, since a `received` crash is always pending here.

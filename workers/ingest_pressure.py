@@ -10,22 +10,27 @@ variable the supervisor sets) and of that server's other children (``--workers N
 processes), from /proc. While they used more than BUSY_SHARE of a core over the last
 SAMPLE_SECONDS, the worker pauses after each job for YIELD_FACTOR times the job's length
 (at most MAX_PAUSE_SECONDS): it keeps processing, at about a quarter of a core, and the
-backlog is worked off at full speed when the burst is over. A steady 100 uploads/s keeps
-the web process under the share (bench/steady.py). Off Linux, or with no server above the
+backlog is worked off at full speed when the burst is over. A steady 100 uploads/s of real
+game-client dumps keeps the web process near 0.3-0.4 of a core, under the share
+(bench/steady.py); the bench's 16 uploads in flight keep it at a whole core. Off Linux, or with no server above the
 worker (``crashd worker`` started by hand, or on RQ), it never pauses.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from pathlib import Path
 
-BUSY_SHARE = 0.5  # of one core, the web processes' CPU over the last sample
+log = logging.getLogger("crashd.worker")
+
+BUSY_SHARE = 0.75  # of one core, the web processes' CPU over the last sample
 SAMPLE_SECONDS = 0.2
 YIELD_FACTOR = 3.0  # pause = this many times the job's length: the worker takes <= 1/4 of a core
 MAX_PAUSE_SECONDS = 0.5
 CHILDREN_EVERY_SECONDS = 5.0  # the server's children (web processes) are listed again this often
+LOG_EVERY_SECONDS = 60.0  # "giving way" is logged at most this often
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
@@ -63,6 +68,7 @@ class IngestPressure:
         self._last: tuple[float, float] | None = None  # (monotonic, web CPU seconds)
         self.busy = False
         self.paused_seconds = 0.0  # how long this worker gave way in all
+        self._logged = float("-inf")
 
     @classmethod
     def of_supervisor(cls, variable: str) -> "IngestPressure":
@@ -93,6 +99,10 @@ class IngestPressure:
             return False
         if self._last is not None:
             share = (used - self._last[1]) / (now - self._last[0])
+            if share > BUSY_SHARE and not self.busy and now - self._logged >= LOG_EVERY_SECONDS:
+                self._logged = now
+                log.info("the web processes are busy (%.0f%% of a core): the worker gives way to the uploads "
+                         "(%.1f s paused so far)", share * 100, self.paused_seconds)
             self.busy = share > BUSY_SHARE
         self._last = (now, used)
         return self.busy
