@@ -10,12 +10,13 @@ committed before it is answered.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import weakref
 from dataclasses import dataclass
 from typing import Any, Callable, Generic, Sequence, TypeVar
 
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from storage.db import write_lock
 
@@ -32,13 +33,32 @@ class _Waiting(Generic[Item, Answer]):
 
 
 class GroupCommitter(Generic[Item, Answer]):
-    """Runs batches of items through write(items) -> answers (one transaction per batch)."""
+    """Runs batches of items through write(conn, items) -> answers (one transaction per
+    batch). conn is the committer's own connection, held between batches and used by one
+    batch at a time: a connection from the pool for each batch found its page cache stale
+    (another pooled connection had written since) and read the pages of the crashes table's
+    indexes again, and the pool's checkout and reset cost a batch two more round trips
+    (bench/ingest.py). A batch that raises gives it up; the next one connects again."""
 
-    def __init__(self, engine: Engine, write: Callable[[Sequence[Item]], list[Answer]]) -> None:
+    def __init__(self, engine: Engine, write: Callable[[Connection, Sequence[Item]], list[Answer]]) -> None:
+        self.engine = engine
         self.lock = write_lock(engine)
         self.write = write
         self._queued: list[_Waiting[Item, Answer]] = []
         self._guard = threading.Lock()
+        self._conn: Connection | None = None
+
+    def _write(self, items: Sequence[Item]) -> list[Answer]:
+        """write(conn, items) on the held connection (under self.lock)."""
+        if self._conn is None or self._conn.closed:
+            self._conn = self.engine.connect()
+        try:
+            return self.write(self._conn, items)
+        except BaseException:
+            conn, self._conn = self._conn, None
+            with contextlib.suppress(Exception):
+                conn.close()
+            raise
 
     def submit(self, item: Item) -> Answer:
         """Write item (with whatever else is queued) and return its answer, or raise what
@@ -51,7 +71,7 @@ class GroupCommitter(Generic[Item, Answer]):
                 with self._guard:
                     batch, self._queued = self._queued, []
                 try:
-                    answers = self.write([w.item for w in batch])
+                    answers = self._write([w.item for w in batch])
                 except BaseException as exc:  # noqa: BLE001 - each waiting thread raises it
                     for w in batch:
                         w.done, w.error = True, exc
@@ -68,7 +88,8 @@ _committers: "weakref.WeakKeyDictionary[Engine, dict[str, GroupCommitter[Any, An
 _committers_guard = threading.Lock()
 
 
-def committer(engine: Engine, name: str, write: Callable[[Sequence[Item]], list[Answer]]) -> GroupCommitter[Item, Answer]:
+def committer(engine: Engine, name: str,
+              write: Callable[[Connection, Sequence[Item]], list[Answer]]) -> GroupCommitter[Item, Answer]:
     """The engine's GroupCommitter called name (made with write on first use)."""
     with _committers_guard:
         named = _committers.setdefault(engine, {})

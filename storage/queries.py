@@ -195,20 +195,18 @@ def insert_crash(
     new = NewCrash(_values(CRASHES, crash), attachments, fingerprint, window)
     if engine.dialect.name != "sqlite":
         return _insert_alone(engine, new)
-    batches: GroupCommitter[NewCrash, tuple[str, bool]] = committer(
-        engine, "crashes", lambda batch: _insert_together(engine, batch))
+    batches: GroupCommitter[NewCrash, tuple[str, bool]] = committer(engine, "crashes", _insert_together)
     return batches.submit(new)
 
 
-def _insert_together(engine: Engine, batch: Sequence[NewCrash]) -> list[tuple[str, bool]]:
-    """Insert a batch in one transaction with a statement per table, not per crash; should
-    that fail on a constraint (another process stored one of the fingerprints a moment ago),
-    each one alone."""
+def _insert_together(conn: Connection, batch: Sequence[NewCrash]) -> list[tuple[str, bool]]:
+    """Insert a batch in one transaction on conn (the group committer's) with a statement per
+    table, not per crash; should that fail on a constraint (another process stored one of
+    the fingerprints a moment ago), each one alone."""
     try:
-        with engine.connect() as conn:
-            return polling_for_the_write_lock(conn, lambda: _insert_many(conn, batch))
+        return polling_for_the_write_lock(conn, lambda: _insert_many(conn, batch))
     except IntegrityError:
-        return [_insert_alone(engine, new) for new in batch]
+        return [_insert_alone(conn.engine, new) for new in batch]
 
 
 def _insert_many(conn: Connection, batch: Sequence[NewCrash]) -> list[tuple[str, bool]]:
