@@ -135,11 +135,11 @@ def _temp_beside(path: Path) -> tuple[int, str]:
 def _copy(source: IO[bytes], out: BinaryIO) -> None:
     """source (from its position) into out; an upload spooled in memory (a BytesIO inside
     a SpooledTemporaryFile) is written from its buffer without a copy."""
-    buffer = getattr(getattr(source, "_file", source), "getbuffer", None)
-    if buffer is None:
+    inner = getattr(source, "_file", source)
+    if type(inner) is not io.BytesIO:  # a file on disk, a reader of its own (a subclass too)
         shutil.copyfileobj(source, out, CHUNK)
         return
-    with buffer() as view:
+    with inner.getbuffer() as view:
         out.write(view[source.tell():])
     source.seek(0, os.SEEK_END)
 

@@ -33,6 +33,25 @@ def test_round_trip_and_no_temp_files_left(tmp_path: Path) -> None:
     assert list(store.iter_folder("minidumps/2026-11-25/"))[0][1] != before[0][1]  # its version changed
 
 
+def test_a_spooled_upload_is_written_from_where_it_stands_in_memory_or_on_disk(tmp_path: Path) -> None:
+    """put_file writes an upload spooled in memory from its buffer (storage/blobs._copy), one
+    rolled over to disk by reading it: from the current position on, either way; the folder
+    is made when missing."""
+    import tempfile
+
+    store = FSBlobStore(tmp_path)
+    data = bytes(range(256)) * 4000
+    for in_memory in (True, False):
+        with tempfile.SpooledTemporaryFile(max_size=len(data) + 1 if in_memory else 16) as spool:
+            spool.write(data)
+            assert (type(spool._file) is io.BytesIO) is in_memory  # what _copy looks at
+            spool.seek(3)
+            key = f"minidumps/2026-12-06/{in_memory}.dmp"
+            store.put_file(key, spool)
+            assert store.read_bytes(key) == data[3:]
+            assert spool.tell() == len(data)  # read to its end, as copyfileobj leaves it
+
+
 def test_failed_write_leaves_nothing(tmp_path: Path) -> None:
     class Exploding(io.BytesIO):
         def read(self, n: int = -1) -> bytes:
