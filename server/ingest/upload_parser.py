@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import io
 import json
 import tempfile
 import zlib
@@ -46,14 +47,34 @@ SPOOL_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 @dataclass
 class UploadPart:
-    """One file from an upload, spooled to memory or a temp file, with its digest."""
+    """One file from an upload, spooled to memory or a temp file, with its digest (digest:
+    its sha256 when known; else sha256 reads the file for it once)."""
 
     name: str
     filename: str | None
     content_type: str | None
     file: IO[bytes]
     size: int = 0
-    sha256: str = ""
+    digest: str | None = None
+
+    @property
+    def sha256(self) -> str:
+        """The file's SHA-256 (hex). A part spooled in memory is hashed here, in one call over
+        its buffer, when first asked: in the thread that persists it, not on the event loop
+        as it arrives (SpoolWriter), where each chunk's update let the other threads take the
+        interpreter and the loop wait to get it back (bench/ingest.py). The file position
+        is kept."""
+        if self.digest is None:
+            inner = getattr(self.file, "_file", self.file)  # a SpooledTemporaryFile's BytesIO
+            if type(inner) is io.BytesIO:
+                with inner.getbuffer() as view:
+                    self.digest = hashlib.sha256(view).hexdigest()
+            else:
+                position = self.file.tell()
+                self.file.seek(0)
+                self.digest = hashlib.file_digest(self.file, "sha256").hexdigest()  # type: ignore[arg-type]
+                self.file.seek(position)
+        return self.digest
 
     def head(self, n: int = 4) -> bytes:
         """The first n bytes (the file position is restored to 0)."""
@@ -81,19 +102,26 @@ class ParsedUpload:
 
 
 class SpoolWriter:
-    """Write into a spooled temp file while hashing and counting against a shared budget."""
+    """Write into a spooled temp file while counting against a shared budget. What stays in
+    memory is hashed when its digest is first asked for (UploadPart.sha256); a part that
+    rolls over to disk is hashed as it is written, from the bytes it had in memory on."""
 
     def __init__(self, tmp_dir: Path | None, budget: "Budget") -> None:
         self.file: IO[bytes] = tempfile.SpooledTemporaryFile(  # noqa: SIM115
             max_size=SPOOL_IN_MEMORY, dir=None if tmp_dir is None else str(tmp_dir)
         )
-        self.digest = hashlib.sha256()
+        self.digest: Any = None  # hashlib's sha256, from the write that rolls over
         self.size = 0
         self.budget = budget
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         self.budget.spend(len(data))
-        self.digest.update(data)
+        if self.digest is None and self.size + len(data) > SPOOL_IN_MEMORY:
+            self.digest = hashlib.sha256()
+            with self.file._file.getbuffer() as held:  # type: ignore[attr-defined]
+                self.digest.update(held)  # what it had in memory: a BytesIO still
+        if self.digest is not None:
+            self.digest.update(data)
         self.size += len(data)
         try:
             self.file.write(data)
@@ -104,7 +132,8 @@ class SpoolWriter:
 
     def finish(self, name: str, filename: str | None, content_type: str | None) -> UploadPart:
         self.file.seek(0)
-        return UploadPart(name, filename, content_type, self.file, self.size, self.digest.hexdigest())
+        return UploadPart(name, filename, content_type, self.file, self.size,
+                          None if self.digest is None else self.digest.hexdigest())
 
 
 @dataclass
