@@ -315,7 +315,7 @@ class _PartCollector:
             "on_header_value": lambda d, s, e: self._append("_value", d[s:e]),
             "on_header_end": self._header_end,
             "on_headers_finished": self._headers_finished,
-            "on_part_data": lambda d, s, e: self._writer.write(d[s:e]) if self._writer else None,
+            "on_part_data": lambda d, s, e: self._writer.write(memoryview(d)[s:e]) if self._writer else None,
             "on_part_end": self._part_end,
             "on_end": self._end,
         }
