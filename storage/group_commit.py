@@ -16,6 +16,7 @@ import weakref
 from dataclasses import dataclass
 from typing import Any, Callable, Generic, Sequence, TypeVar
 
+from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 
 from storage.db import write_lock
@@ -38,10 +39,13 @@ class GroupCommitter(Generic[Item, Answer]):
     batch at a time: a connection from the pool for each batch found its page cache stale
     (another pooled connection had written since) and read the pages of the crashes table's
     indexes again, and the pool's checkout and reset cost a batch two more round trips
-    (bench/ingest.py). A batch that raises gives it up; the next one connects again."""
+    (bench/ingest.py). A batch that raises gives it up, and so does the engine's dispose(),
+    which closes its files; the next batch connects again. The committer refers to its
+    engine weakly."""
 
     def __init__(self, engine: Engine, write: Callable[[Connection, Sequence[Item]], list[Answer]]) -> None:
-        self.engine = engine
+        self._engine = weakref.ref(engine)
+        event.listen(engine, "engine_disposed", self._release)
         self.lock = write_lock(engine)
         self.write = write
         self._queued: list[_Waiting[Item, Answer]] = []
@@ -51,14 +55,25 @@ class GroupCommitter(Generic[Item, Answer]):
     def _write(self, items: Sequence[Item]) -> list[Answer]:
         """write(conn, items) on the held connection (under self.lock)."""
         if self._conn is None or self._conn.closed:
-            self._conn = self.engine.connect()
+            engine = self._engine()
+            assert engine is not None, "a committer outlived its engine"  # its caller holds the engine
+            self._conn = engine.connect()
         try:
             return self.write(self._conn, items)
         except BaseException:
-            conn, self._conn = self._conn, None
-            with contextlib.suppress(Exception):
-                conn.close()
+            self._drop()
             raise
+
+    def _drop(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):  # closing what failed: the first error counts
+                conn.close()
+
+    def _release(self, _engine: Engine) -> None:
+        """The engine was disposed: close the held connection (between batches)."""
+        with self.lock:
+            self._drop()
 
     def submit(self, item: Item) -> Answer:
         """Write item (with whatever else is queued) and return its answer, or raise what

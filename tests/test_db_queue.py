@@ -263,3 +263,35 @@ def test_serve_with_two_web_processes_shares_one_database(tmp_path: Path) -> Non
         _wait_processed(server.url, server.admin_token, crash_ids, seconds=120)
         web = subprocess.run(["pgrep", "-P", str(server.proc.pid)], capture_output=True, text=True).stdout.split()
         assert len(web) >= 3  # two web processes (and uvicorn's) plus the worker
+
+
+def test_the_group_commits_connection_is_held_between_batches_and_closed_by_dispose(tmp_path: Path) -> None:
+    """storage/group_commit.py keeps one connection for its batches; dispose() closes it (the
+    test suite makes hundreds of engines: their held files would add up)."""
+    from storage.group_commit import _committers
+
+    settings = make_settings("sqlite-inprocess", tmp_path, None, None)
+    state = build_state(settings)
+    engine = state.ctx.engine
+    project = queries.create_project(engine, name="game")
+
+    def insert(tag: str) -> None:
+        now = utcnow()
+        row = queries.crash_row(crash_id=str(uuid.uuid4()), project_id=project.id, received_at=now, updated_at=now,
+                                submitted_via="minidump", annotations_key="")
+        assert queries.insert_crash(engine, crash=row, attachments=[], fingerprint=tag,
+                                    window=timedelta(hours=1))[1] is True
+
+    insert("first")
+    committer = _committers[engine]["crashes"]
+    held = committer._conn
+    assert held is not None and not held.closed
+    insert("second")
+    assert committer._conn is held  # the same connection for the next batch
+    state.queue.close()
+    engine.dispose()
+    assert committer._conn is None and held.closed
+    insert("after dispose")  # the engine still works: the next batch connects again
+    assert committer._conn is not None and committer._conn is not held
+    engine.dispose()
+    assert committer._conn is None  # no file of the database stays open after dispose()
