@@ -27,6 +27,13 @@ def started(code: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen([sys.executable, "-c", code])
 
 
+@pytest.fixture(autouse=True)
+def low_share(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Busy from a tenth of a core: a process burning a core gets less than BUSY_SHARE's 3/4
+    on a box that the test suite keeps busy, and more than a tenth; a sleeper gets none."""
+    monkeypatch.setattr(ingest_pressure, "BUSY_SHARE", 0.1)
+
+
 @pytest.fixture
 def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
     running: list[subprocess.Popen[bytes]] = []
