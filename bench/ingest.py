@@ -55,6 +55,8 @@ if TYPE_CHECKING:
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
+from workers.ingest_pressure import cpu_seconds  # noqa: E402 - /proc/<pid>/stat, as the worker reads it
+
 from minidump_writer import MinidumpWriter  # noqa: E402
 from uploads import minidump_upload  # noqa: E402
 
@@ -176,26 +178,17 @@ async def measure(server: Server, encoding: str, warmup: list[Upload], uploads: 
     async with httpx.AsyncClient(timeout=60.0, limits=limits) as client:
         await asyncio.wait_for(send_all(client, server.url, warmup, concurrency), max_seconds)
         pid = server.process.pid
-        server_before, client_before, box_before = process_cpu(pid), time.process_time(), machine_cpu()
+        server_before, client_before, box_before = cpu_seconds(pid), time.process_time(), machine_cpu()
         start = time.perf_counter()
         tally = await asyncio.wait_for(send_all(client, server.url, uploads, concurrency), max_seconds)
         seconds = time.perf_counter() - start
-        server_after, client_after, box_after = process_cpu(pid), time.process_time(), machine_cpu()
+        server_after, client_after, box_after = cpu_seconds(pid), time.process_time(), machine_cpu()
     server_cpu = None if server_before is None or server_after is None else server_after - server_before
     box_busy = None
     if box_before and box_after and box_after[1] > box_before[1]:
         box_busy = (box_after[0] - box_before[0]) / (box_after[1] - box_before[1])
     return Result(server.label, encoding, concurrency, seconds, tally, server_cpu,
                   client_after - client_before, box_busy)
-
-
-def process_cpu(pid: int) -> float | None:
-    """User + system CPU seconds of pid (all its threads) from /proc; None off Linux."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
 
 
 def machine_cpu() -> tuple[int, int] | None:
@@ -287,7 +280,7 @@ def tree_pids(pid: int) -> list[int]:
 
 def tree_cpu(pid: int) -> float | None:
     """CPU seconds of pid's whole process tree (processes that ended are not counted)."""
-    values = [process_cpu(p) for p in tree_pids(pid)]
+    values = [cpu_seconds(p) for p in tree_pids(pid)]
     return None if values[0] is None else sum(v for v in values if v is not None)
 
 

@@ -132,11 +132,19 @@ def _temp_beside(path: Path) -> tuple[int, str]:
         return tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".part")
 
 
+def in_memory(file: IO[bytes]) -> io.BytesIO | None:
+    """The BytesIO holding file's bytes: file itself, or the one inside a SpooledTemporaryFile
+    that has not rolled over to disk; None for anything else (a file on disk, a reader of
+    its own, a subclass of BytesIO), which has to be read."""
+    inner = getattr(file, "_file", file)
+    return inner if type(inner) is io.BytesIO else None
+
+
 def _copy(source: IO[bytes], out: BinaryIO) -> None:
-    """source (from its position) into out; an upload spooled in memory (a BytesIO inside
-    a SpooledTemporaryFile) is written from its buffer without a copy."""
-    inner = getattr(source, "_file", source)
-    if type(inner) is not io.BytesIO:  # a file on disk, a reader of its own (a subclass too)
+    """source (from its position) into out; an upload spooled in memory is written from its
+    buffer without a copy."""
+    inner = in_memory(source)
+    if inner is None:
         shutil.copyfileobj(source, out, CHUNK)
         return
     with inner.getbuffer() as view:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import errno
 import hashlib
-import io
 import json
 import tempfile
 import zlib
@@ -28,6 +27,7 @@ from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from server.ingest.discard import MalformedUpload, SpoolFull, UploadTooLarge
+from storage.blobs import in_memory
 
 if TYPE_CHECKING:  # python-multipart defines its callbacks' TypedDict for type checkers only
     from python_multipart.multipart import MultipartCallbacks
@@ -65,8 +65,8 @@ class UploadPart:
         interpreter and the loop wait to get it back (bench/ingest.py). The file position
         is kept."""
         if self.digest is None:
-            inner = getattr(self.file, "_file", self.file)  # a SpooledTemporaryFile's BytesIO
-            if type(inner) is io.BytesIO:
+            inner = in_memory(self.file)
+            if inner is not None:
                 with inner.getbuffer() as view:
                     self.digest = hashlib.sha256(view).hexdigest()
             else:
@@ -118,8 +118,10 @@ class SpoolWriter:
         self.budget.spend(len(data))
         if self.digest is None and self.size + len(data) > SPOOL_IN_MEMORY:
             self.digest = hashlib.sha256()
-            with self.file._file.getbuffer() as held:  # type: ignore[attr-defined]
-                self.digest.update(held)  # what it had in memory: a BytesIO still
+            held = in_memory(self.file)
+            assert held is not None  # it rolls over with this write, not before
+            with held.getbuffer() as view:
+                self.digest.update(view)  # what it had in memory
         if self.digest is not None:
             self.digest.update(data)
         self.size += len(data)
