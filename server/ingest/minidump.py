@@ -30,9 +30,9 @@ from server.ingest.upload_parser import (
     UploadPart,
     assemble,
     decoded_body,
-    parse_multipart,
     prepare_minidump,
 )
+from server.ingest.whole_body import WholeBody, read_multipart, split_body
 from server.state import ServerState, state_of
 
 log = logging.getLogger(__name__)
@@ -98,9 +98,10 @@ async def _drop_rate_limited(request: Request, state: ServerState, via: str) -> 
 
 @dataclass
 class BodyParts:
-    """A multipart body as read: its (headers, part) pairs and what is left of its budget."""
+    """A multipart body as read: its (headers, part) pairs, or the whole body that
+    finish_upload splits into them, and what is left of its budget."""
 
-    parts: list[tuple[dict[str, str], UploadPart]]
+    parts: list[tuple[dict[str, str], UploadPart]] | WholeBody
     budget: Budget
 
 
@@ -121,7 +122,7 @@ async def read_body(request: Request, state: ServerState) -> BodyParts | ParsedU
     media_type = media_type.strip().lower()
     if media_type.startswith("multipart/"):
         boundary = _boundary(params)
-        return BodyParts(await parse_multipart(body, boundary=boundary, tmp_dir=state.tmp_dir, budget=budget),
+        return BodyParts(await read_multipart(body, boundary=boundary, tmp_dir=state.tmp_dir, budget=budget),
                          budget)
     # A bare minidump body (sentry-native, curl --data-binary).
     writer = SpoolWriter(state.tmp_dir, budget)
@@ -136,11 +137,14 @@ async def read_body(request: Request, state: ServerState) -> BodyParts | ParsedU
 
 
 def finish_upload(read: BodyParts | ParsedUpload, state: ServerState) -> ParsedUpload:
-    """A multipart body's parts as a ParsedUpload (sentry-native's __sentry-event and
+    """A multipart body's parts (split here when it was read whole) as a ParsedUpload (sentry-native's __sentry-event and
     breadcrumb parts and sentry[...] fields applied). Closes the parts when it raises."""
     if isinstance(read, ParsedUpload):
         return read
-    parsed = assemble(read.parts, tmp_dir=state.tmp_dir, budget=read.budget)
+    parts = read.parts
+    if isinstance(parts, WholeBody):
+        parts = split_body(parts, tmp_dir=state.tmp_dir, budget=read.budget)
+    parsed = assemble(parts, tmp_dir=state.tmp_dir, budget=read.budget)
     try:
         return apply_native_parts(parsed, state.tmp_dir, read.budget)
     except BaseException:

@@ -41,6 +41,7 @@ SPOOL_IN_MEMORY = 1024 * 1024
 MAX_FIELD_CHARS = 64 * 1024  # a longer text field is kept as an attachment instead
 MAX_JSON_DEPTH = 100  # deeper JSON is refused: flattening it would exhaust Python's stack
 MAX_PREAMBLE = 64 * 1024  # text allowed before a multipart body's first boundary
+MAX_PART_HEADERS = 32  # headers of one multipart part
 # A spool write failing with these means the spool folder's disk is full, not a bad upload.
 SPOOL_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
@@ -340,15 +341,8 @@ class _PartCollector:
     def _part_end(self) -> None:
         if self._writer is None:
             return
-        # As UTF-8 bytes: parse_options_header encodes a str as latin-1, which fails on a field
-        # name such as "名前" (RFC 7578 clients send UTF-8) and mangled "é" in file names.
-        disposition, params = parse_options_header(self._headers.get("content-disposition", "").encode("utf-8"))
-        name = params.get(b"name", b"").decode("utf-8", "replace")
-        raw_filename = params.get(b"filename")
-        filename = raw_filename.decode("utf-8", "replace") if raw_filename is not None else None
-        content_type = self._headers.get("content-type")
-        part = self._writer.finish(name, filename, content_type)
-        self.parts.append((self._headers, part))
+        name, filename, content_type = part_names(self._headers)
+        self.parts.append((self._headers, self._writer.finish(name, filename, content_type)))
         self._writer = None
 
     def _end(self) -> None:
@@ -361,54 +355,106 @@ class _PartCollector:
             self._writer.file.close()
 
 
+def part_names(headers: dict[str, str]) -> tuple[str, str | None, str | None]:
+    """A part's field name, file name and content type, from its (lower-case) headers."""
+    # As UTF-8 bytes: parse_options_header encodes a str as latin-1, which fails on a field
+    # name such as "名前" (RFC 7578 clients send UTF-8) and mangled "é" in file names.
+    _, params = parse_options_header(headers.get("content-disposition", "").encode("utf-8"))
+    name = params.get(b"name", b"").decode("utf-8", "replace")
+    raw_filename = params.get(b"filename")
+    filename = raw_filename.decode("utf-8", "replace") if raw_filename is not None else None
+    return name, filename, headers.get("content-type")
+
+
+class _Multipart:
+    """python-multipart's parser over a _PartCollector: feed chunks, then end() for the parts.
+    Raises MalformedUpload; the parts spooled so far are closed when it raises."""
+
+    def __init__(self, boundary: bytes, tmp_dir: Path | None, budget: Budget) -> None:
+        self.collector = _PartCollector(tmp_dir, budget)
+        try:  # python-multipart refuses a boundary over 256 characters (RFC 2046 allows 70)
+            self.parser = MultipartParser(boundary, self.collector.callbacks(), max_header_count=MAX_PART_HEADERS)
+        except FormParserError as exc:
+            raise MalformedUpload("bad_multipart", str(exc)) from exc
+
+    def feed(self, chunk: bytes | bytearray) -> None:
+        self._guarded(self.parser.write, chunk)
+
+    def end(self) -> list[tuple[dict[str, str], UploadPart]]:
+        self._guarded(self.parser.finalize)
+        if not self.collector.ended:
+            self.collector.close()
+            raise MalformedUpload("bad_multipart", "multipart body ended before its closing boundary")
+        return self.collector.parts
+
+    def close(self) -> None:
+        self.collector.close()
+
+    def _guarded(self, call: Any, *args: Any) -> None:
+        try:
+            call(*args)
+        except FormParserError as exc:
+            self.collector.close()
+            raise MalformedUpload("bad_multipart", str(exc)) from exc
+        except BaseException:
+            self.collector.close()
+            raise
+
+
 async def parse_multipart(
     body: AsyncIterator[bytes], *, boundary: bytes, tmp_dir: Path | None, budget: Budget
 ) -> list[tuple[dict[str, str], UploadPart]]:
     """Split a multipart body into (headers, part) pairs. Raises MalformedUpload."""
-    collector = _PartCollector(tmp_dir, budget)
-    try:  # python-multipart refuses a boundary over 256 characters (RFC 2046 allows 70)
-        parser = MultipartParser(boundary, collector.callbacks(), max_header_count=32)
-    except FormParserError as exc:
-        raise MalformedUpload("bad_multipart", str(exc)) from exc
+    multipart = _Multipart(boundary, tmp_dir, budget)
     try:
         async for chunk in _after_preamble(body, boundary):
-            parser.write(chunk)
-        parser.finalize()
-    except FormParserError as exc:
-        collector.close()
-        raise MalformedUpload("bad_multipart", str(exc)) from exc
+            multipart.feed(chunk)
     except BaseException:
-        collector.close()
+        multipart.close()
         raise
-    if not collector.ended:
-        collector.close()
-        raise MalformedUpload("bad_multipart", "multipart body ended before its closing boundary")
-    return collector.parts
+    return multipart.end()
+
+
+def parse_multipart_bytes(data: bytes | bytearray, *, boundary: bytes, tmp_dir: Path | None,
+                          budget: Budget) -> list[tuple[dict[str, str], UploadPart]]:
+    """parse_multipart over a body held whole. Raises MalformedUpload."""
+    multipart = _Multipart(boundary, tmp_dir, budget)
+    start = _preamble_end(data, boundary, whole=True)
+    multipart.feed(data[start:] if start else data)
+    return multipart.end()
 
 
 async def _after_preamble(body: AsyncIterator[bytes], boundary: bytes) -> AsyncIterator[bytes]:
     """body from its first boundary on. RFC 2046 allows a preamble before it (``This is a
     multi-part message in MIME format.\r\n--b``), which python-multipart refuses.
     Raises MalformedUpload when no boundary comes within MAX_PREAMBLE bytes."""
-    delimiter = b"\n--" + boundary  # the CRLF before it ends the preamble
     head: bytes | None = b""
     async for chunk in body:
         if head is None:
             yield chunk
             continue
         head += chunk
-        if head.startswith(delimiter[1:]):
-            start = 0
-        elif (found := head.find(delimiter, 0, MAX_PREAMBLE + len(delimiter))) >= 0:
-            start = found + 1
-        elif len(head) >= MAX_PREAMBLE + len(delimiter):
-            raise MalformedUpload("bad_multipart", "no boundary after the preamble")
-        else:
-            continue
-        yield head[start:]
-        head = None
+        start = _preamble_end(head, boundary, whole=False)
+        if start is not None:
+            yield head[start:]
+            head = None
     if head:  # no boundary at all: the parser says so
         yield head
+
+
+def _preamble_end(head: bytes | bytearray, boundary: bytes, *, whole: bool) -> int | None:
+    """Where the first boundary starts in head (0 without a preamble); None while it may
+    still come (not whole: more of the body follows), else 0 (the parser refuses the body).
+    Raises MalformedUpload when no boundary comes within MAX_PREAMBLE bytes."""
+    delimiter = b"\n--" + boundary  # the CRLF before it ends the preamble
+    if head.startswith(delimiter[1:]):
+        return 0
+    found = head.find(delimiter, 0, MAX_PREAMBLE + len(delimiter))
+    if found >= 0:
+        return found + 1
+    if len(head) >= MAX_PREAMBLE + len(delimiter):
+        raise MalformedUpload("bad_multipart", "no boundary after the preamble")
+    return 0 if whole else None
 
 
 def _close_all(parts: list[tuple[dict[str, str], UploadPart]]) -> None:
