@@ -106,12 +106,27 @@ class Rules:
     """The rules that apply to one project, in file order."""
 
     rules: tuple[Rule, ...] = ()
-    # key_rule's answers by path: the same few annotation names come with every upload
+    # key_rule's and patterns_at's answers by path: the same few annotation names come with
+    # every upload
     _answers: dict[tuple[str, ...], str | None] = field(default_factory=dict, compare=False, repr=False)
+    _patterns: dict[tuple[str, ...], tuple[Rule, ...]] = field(default_factory=dict, compare=False, repr=False)
 
     @cached_property
     def patterns(self) -> tuple[Rule, ...]:
         return tuple(r for r in self.rules if r.pattern is not None)
+
+    def patterns_at(self, path: tuple[str, ...]) -> tuple[Rule, ...]:
+        """The pattern rules that apply to a value at path: those whose skip selector does not
+        match it (remembered for up to KEY_RULE_ANSWERS paths)."""
+        try:
+            return self._patterns[path]
+        except KeyError:
+            pass
+        if len(self._patterns) >= KEY_RULE_ANSWERS:
+            self._patterns.clear()
+        applying = self._patterns[path] = tuple(
+            rule for rule in self.patterns if not (path and rule.skip and rule.skip.match(path)))
+        return applying
 
     def key_rule(self, path: tuple[str, ...]) -> str | None:
         """``<rule>:<selector>`` of the first key rule filtering the value at path, else None
@@ -152,9 +167,8 @@ class RuleSet:
 def scrub_text(rules: Rules, text: str, path: tuple[str, ...] = ()) -> str:
     """text with every pattern's matches filtered (a pattern whose skip selector matches path
     is not applied). Keys play no part: use scrub_fields for named values."""
-    for rule in rules.patterns:
-        if not (path and rule.skip and rule.skip.match(path)):
-            text = rule.replace(text)
+    for rule in rules.patterns_at(path):
+        text = rule.replace(text)
     return text
 
 

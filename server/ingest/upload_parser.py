@@ -13,6 +13,7 @@ or disk.
 from __future__ import annotations
 
 import errno
+import functools
 import hashlib
 import json
 import tempfile
@@ -357,13 +358,19 @@ class _PartCollector:
 
 def part_names(headers: dict[str, str]) -> tuple[str, str | None, str | None]:
     """A part's field name, file name and content type, from its (lower-case) headers."""
+    return (*_disposition_names(headers.get("content-disposition", "")), headers.get("content-type"))
+
+
+@functools.lru_cache(maxsize=1024)
+def _disposition_names(disposition: str) -> tuple[str, str | None]:
+    """(name, filename) of a Content-Disposition; remembered, as a client sends the same
+    fields with every upload and python-multipart's parse_options_header is slow Python."""
     # As UTF-8 bytes: parse_options_header encodes a str as latin-1, which fails on a field
     # name such as "名前" (RFC 7578 clients send UTF-8) and mangled "é" in file names.
-    _, params = parse_options_header(headers.get("content-disposition", "").encode("utf-8"))
-    name = params.get(b"name", b"").decode("utf-8", "replace")
+    _, params = parse_options_header(disposition.encode("utf-8"))
     raw_filename = params.get(b"filename")
-    filename = raw_filename.decode("utf-8", "replace") if raw_filename is not None else None
-    return name, filename, headers.get("content-type")
+    return (params.get(b"name", b"").decode("utf-8", "replace"),
+            raw_filename.decode("utf-8", "replace") if raw_filename is not None else None)
 
 
 class _Multipart:
