@@ -9,13 +9,14 @@ import threading
 import time
 import weakref
 from pathlib import Path
-from typing import Any, Callable, ContextManager, TypeVar
+from typing import Any, Callable, ContextManager, Sequence, TypeVar
 
 import psycopg
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Table, bindparam, event, text
 from sqlalchemy import insert as sa_insert
+from sqlalchemy import select as sa_select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Dialect, Engine, ExceptionContext
 from sqlalchemy.engine.interfaces import DBAPIConnection
@@ -209,6 +210,37 @@ def insert_rows(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> N
     sql, binds = _row_insert(table, tuple(rows[0]), conn.dialect)
     conn.exec_driver_sql(sql, [tuple(row[name] if process is None else process(row[name]) for name, process in binds)
                                for row in rows])
+
+
+@functools.lru_cache(maxsize=64)
+def _rows_where_in(table: Table, names: tuple[str, ...], key: str, dialect: Dialect,
+                   count: int) -> tuple[str, tuple[Any, ...], Any]:
+    """SELECT names FROM table WHERE key IN (count parameters) as dialect's SQL text, each
+    name's result processor and key's bind processor (SQLAlchemy's own)."""
+    sql = (f"SELECT {', '.join(dialect.identifier_preparer.quote(n) for n in names)} "
+           f"FROM {dialect.identifier_preparer.format_table(table)} "
+           f"WHERE {dialect.identifier_preparer.quote(key)} IN ({', '.join('?' * count)})")
+    results = tuple(table.c[n].type.dialect_impl(dialect).result_processor(dialect, None) for n in names)
+    return sql, results, table.c[key].type.dialect_impl(dialect).bind_processor(dialect)
+
+
+def rows_where_in(conn: Connection, table: Table, names: tuple[str, ...], key: str,
+                  keys: Sequence[Any]) -> list[tuple[Any, ...]]:
+    """The names columns of table's rows whose key is one of keys, as tuples: what
+    ``conn.execute(select(...).where(column.in_(keys)))`` returns, converted as SQLAlchemy
+    converts them (SQLite's datetime text -> datetime), with one statement of the driver (a
+    positional one, SQLite's ``?``: others get conn.execute). For the upload's group
+    commit, where SQLAlchemy's compile cache and result objects cost as much as the
+    statement (bench/ingest.py)."""
+    if not keys:
+        return []
+    if conn.dialect.paramstyle != "qmark":
+        statement = sa_select(*(table.c[n] for n in names)).where(table.c[key].in_(keys))
+        return [tuple(row) for row in conn.execute(statement)]
+    sql, results, bind = _rows_where_in(table, names, key, conn.dialect, len(keys))
+    rows = conn.exec_driver_sql(sql, tuple(keys if bind is None else map(bind, keys))).fetchall()
+    return [tuple(value if process is None else process(value) for value, process in zip(row, results, strict=True))
+            for row in rows]
 
 
 def session(engine: Engine) -> Session:

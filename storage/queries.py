@@ -24,7 +24,7 @@ from schemas.tables import (
     UploadFingerprint,
     utcnow,
 )
-from storage.db import dialect_insert, insert_rows, polling_for_the_write_lock, session, write_lock
+from storage.db import dialect_insert, insert_rows, polling_for_the_write_lock, rows_where_in, session, write_lock
 from storage.group_commit import GroupCommitter, committer
 from storage.search_index import reindex
 
@@ -217,9 +217,9 @@ def _insert_many(conn: Connection, batch: Sequence[NewCrash]) -> list[tuple[str,
     attachments = [_values(ATTACHMENTS, a) for new in batch for a in new.attachments]
     if attachments:
         conn.execute(sa_insert(ATTACHMENTS), attachments)
-    stored = {row.fingerprint: (str(row.crash_id), as_utc(row.created_at)) for row in conn.execute(
-        sa_select(FINGERPRINTS.c.fingerprint, FINGERPRINTS.c.crash_id, FINGERPRINTS.c.created_at)
-        .where(FINGERPRINTS.c.fingerprint.in_({new.fingerprint for new in batch})))}
+    stored = {fingerprint: (str(crash_id), as_utc(created_at)) for fingerprint, crash_id, created_at in rows_where_in(
+        conn, FINGERPRINTS, ("fingerprint", "crash_id", "created_at"), "fingerprint",
+        list(dict.fromkeys(new.fingerprint for new in batch)))}
     answers: list[tuple[str, bool]] = []
     fresh: list[dict[str, Any]] = []
     stale: list[dict[str, Any]] = []  # a fingerprint stored before the window: taken over

@@ -76,3 +76,34 @@ def test_insert_rows_stores_what_sqlalchemys_insert_stores(engine) -> None:
         queries.crash_row(**{**row("x"), "nonsense": 1})
     with pytest.raises(TypeError, match="missing \\['crash_id'\\]"):
         queries.crash_row(**{k: v for k, v in row("x").items() if k != "crash_id"})
+
+
+def test_rows_where_in_reads_what_sqlalchemys_select_reads(engine) -> None:
+    """storage/db.rows_where_in (the group commit's fingerprint read) against
+    conn.execute(select(...).where(...in_(...))): the same tuples, datetimes converted, keys
+    that match nothing and a repeated key included."""
+    from datetime import datetime, timedelta, timezone
+
+    from sqlalchemy import select
+
+    from storage import queries
+    from storage.db import insert_rows, rows_where_in
+
+    migrate(engine)
+    project = queries.create_project(engine, name="game")
+    at = datetime(2026, 12, 6, 1, 2, 3, 456789, tzinfo=timezone.utc)
+    table, names = queries.FINGERPRINTS, ("fingerprint", "crash_id", "created_at")
+    with engine.begin() as conn:
+        insert_rows(conn, queries.CRASHES, [queries.crash_row(
+            crash_id=f"c{n}", project_id=project.id, received_at=at, updated_at=at, submitted_via="minidump",
+            annotations_key="", annotations={}) for n in range(3)])
+        insert_rows(conn, table, [{"fingerprint": f"f{n}", "crash_id": f"c{n}", "created_at": at + timedelta(seconds=n)}
+                                  for n in range(3)])
+    keys = ["f2", "nothing", "f0", "f2"]
+    with engine.connect() as conn:
+        raw = rows_where_in(conn, table, names, "fingerprint", keys)
+        expected = [tuple(r) for r in conn.execute(select(*(table.c[n] for n in names))
+                                                   .where(table.c.fingerprint.in_(keys)))]
+        assert rows_where_in(conn, table, names, "fingerprint", []) == []
+    assert sorted(raw) == sorted(expected) and len(raw) == 2
+    assert {queries.as_utc(r[2]) for r in raw} == {at, at + timedelta(seconds=2)}
