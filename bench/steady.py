@@ -37,8 +37,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
-
-import httpx
+from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from grouping import BUILDS, CASES, install_symbols, load_dumps
@@ -73,34 +72,92 @@ def make_body(dumps: dict[str, bytes], rng: random.Random, index: int, testers: 
                            tester_id=f"tester-{rng.randrange(testers):02d}", guid=f"steady-{os.getpid()}-{index}")
 
 
+class _Closed(Exception):
+    """The server had closed a kept connection before this request."""
+
+
+class Connections:
+    """Keep-alive HTTP/1.1 connections to one URL for POSTs, on asyncio streams: httpx cost
+    this process about 8 ms of CPU per upload, 0.8 of a core at 100/s on a 2-core machine,
+    which the server then did not have (as bench/ingest.py uses wrk). At most IN_FLIGHT are
+    open; a connection is reused once its answer is read."""
+
+    def __init__(self, url: str) -> None:
+        parts = urlsplit(url)
+        self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 80
+        self.target = parts.path + (f"?{parts.query}" if parts.query else "")
+        self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+
+    async def post(self, body: bytes, content_type: str) -> int:
+        """POST body; the answer's status. A kept connection that the server closed meanwhile
+        (uvicorn closes one idle for 5 s) is replaced once, as browsers and httpx do. Raises
+        OSError, asyncio.IncompleteReadError, ValueError (an answer that is not HTTP)."""
+        request = (f"POST {self.target} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
+                   f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
+        while self.idle:
+            reader, writer = self.idle.pop(0)  # the longest idle first: fewer of them age out
+            try:
+                return await self._exchange(reader, writer, request)
+            except _Closed:
+                continue
+        reader, writer = await asyncio.open_connection(self.host, self.port)
+        return await self._exchange(reader, writer, request)
+
+    async def _exchange(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes) -> int:
+        try:
+            writer.write(request)
+            await writer.drain()
+            status_line = await reader.readline()
+            if not status_line:
+                raise _Closed()
+            status = int(status_line.split()[1])
+            length, keep = 0, True
+            while (line := await reader.readline()) not in (b"\r\n", b""):
+                name, _, value = line.decode("latin-1").partition(":")
+                if name.strip().lower() == "content-length":
+                    length = int(value)
+                elif name.strip().lower() == "connection" and value.strip().lower() == "close":
+                    keep = False
+            await reader.readexactly(length)
+        except BaseException:
+            writer.close()
+            raise
+        if keep:
+            self.idle.append((reader, writer))
+        else:
+            writer.close()
+        return status
+
+    def close(self) -> None:
+        for _, writer in self.idle:
+            writer.close()
+
+
 async def offer(url: str, dumps: dict[str, bytes], rate: float, seconds: float,
                 testers: int) -> tuple[list[float], list[str], float]:
     """Open-loop uploads at rate for seconds. Returns (latencies of the 200s, errors, seconds
     the last upload started late at most)."""
     rng, latencies, errors = random.Random(2026), [], []
     lag = 0.0
-    # At most IN_FLIGHT requests reach httpx's pool: requests queued in it are scanned for every
-    # connection change (quadratic), which took this process's whole core at 100/s and made
-    # the client, not the server, the bottleneck. The time waited here counts in the latency.
-    gate = asyncio.Semaphore(IN_FLIGHT)
-    limits = httpx.Limits(max_connections=IN_FLIGHT, max_keepalive_connections=IN_FLIGHT)
-    async with httpx.AsyncClient(timeout=60.0, limits=limits) as client:
+    gate = asyncio.Semaphore(IN_FLIGHT)  # the time waited here counts in the latency
+    connections = Connections(url)
 
-        async def one(body: bytes, content_type: str) -> None:
-            start = time.perf_counter()
-            try:
-                async with gate:
-                    response = await client.post(url, content=body, headers={"content-type": content_type})
-            except httpx.HTTPError as exc:
-                errors.append(type(exc).__name__)
-                return
-            if response.status_code == 200:
-                latencies.append(time.perf_counter() - start)
-            else:
-                errors.append(str(response.status_code))
+    async def one(body: bytes, content_type: str) -> None:
+        start = time.perf_counter()
+        try:
+            async with gate:
+                status = await asyncio.wait_for(connections.post(body, content_type), 60.0)
+        except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError, ValueError, IndexError) as exc:
+            errors.append(type(exc).__name__)
+            return
+        if status == 200:
+            latencies.append(time.perf_counter() - start)
+        else:
+            errors.append(str(status))
 
-        tasks = []
-        start, total = time.perf_counter(), int(rate * seconds)
+    tasks = []
+    start, total = time.perf_counter(), int(rate * seconds)
+    try:
         for index in range(total):
             due = start + index / rate
             delay = due - time.perf_counter()
@@ -111,6 +168,8 @@ async def offer(url: str, dumps: dict[str, bytes], rate: float, seconds: float,
             body, content_type = make_body(dumps, rng, index, testers)
             tasks.append(asyncio.create_task(one(body, content_type)))
         await asyncio.gather(*tasks)
+    finally:
+        connections.close()
     return latencies, errors, lag
 
 
@@ -209,10 +268,13 @@ def run(args: argparse.Namespace) -> int:
         workers_before = sum(tree_cpu(w.pid) or 0.0 for w in workers)
         print(f"{args.mode}: {args.rate:g} uploads/s for {args.seconds:g} s "
               f"({'its own worker process' if args.mode == 'embedded' else f'{args.workers} crashd worker'})", flush=True)
+        client_before = time.process_time()
         latencies, errors, lag = asyncio.run(offer(server.url, dumps, args.rate, args.seconds, args.testers))
+        client_cpu = time.process_time() - client_before
         assert server.database_url is not None
         drained = wait_drained(server.database_url, args.drain_seconds)
-        cpu = {"server tree (web + its worker)": (tree_cpu(server.process.pid) or 0.0) - cpu_before}
+        cpu = {"server tree (web + its worker)": (tree_cpu(server.process.pid) or 0.0) - cpu_before,
+               "this client": client_cpu}
         if workers:
             cpu["crashd worker processes"] = sum(tree_cpu(w.pid) or 0.0 for w in workers) - workers_before
         memory["server tree at the end"] = tree_rss_mb(server.process.pid)
@@ -221,6 +283,8 @@ def run(args: argparse.Namespace) -> int:
         rows = crash_rows(server.database_url)
         report(f"{args.mode}, {args.rate:g}/s for {args.seconds:g} s", rows, latencies, errors, lag, args.seconds,
                drained, cpu, memory)
+        if errors:
+            print(f"  upload errors: {sorted(set(errors))}")
         return 1 if errors or len(rows) != len(latencies) else 0
 
 
