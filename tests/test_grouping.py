@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import threading
 import uuid
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 
 from schemas.settings import Settings
 from schemas.tables import Crash
@@ -148,3 +149,66 @@ def test_list_filters(engine) -> None:
     assert [g["signature"] for g in groups.list_groups(engine, component="nar_ffi")] == ["nar::tell"]
     assert [(g["signature"], g["build_crash_count"]) for g in groups.list_groups(engine, build="2.0")] == [("nar::tell", 2)]
     assert [g["signature"] for g in groups.list_groups(engine, since=T0 + timedelta(days=1))] == ["nar::tell"]
+
+
+def test_reprocessing_without_a_reason_keeps_the_groups_reason(engine) -> None:
+    """Counted again in its group, a crash sets the group's component, and its reason when it has one."""
+    project = queries.create_project(engine, name="g")
+    (crash_id,) = add_crashes(engine, project.id, [("1.0", "t1")])
+    placed = Grouping(crash_id=crash_id, project_id=project.id, signature="sig", signature_version="t",
+                      component="game", reason_text="panicked", platform="Linux", seen_at=T0)
+    group_id = assign_group(engine, grouping=placed)
+    assign_group(engine, grouping=replace(placed, component="nar_ffi", reason_text=None))
+    group = groups.get_group(engine, group_id=group_id)
+    assert (group["component"], group["reason_text"], group["crash_count"]) == ("nar_ffi", "panicked", 1)
+    assign_group(engine, grouping=replace(placed, reason_text="SIGSEGV"))
+    assert groups.get_group(engine, group_id=group_id)["reason_text"] == "SIGSEGV"
+
+
+def test_a_redirected_signature_counts_in_its_target(engine) -> None:
+    """A signature merged into another group (group_redirects) counts there: its crashes,
+    testers, builds, platforms, the earliest time seen and the most severe kind."""
+    project = queries.create_project(engine, name="g")
+    first, merged = add_crashes(engine, project.id, [("1.0", "t1"), ("2.0", "t2")])
+    target = assign_group(engine, grouping=replace(grouping(first, project.id, "A", minute=10), kind="error"))
+    with engine.begin() as conn:
+        conn.execute(groups.REDIRECTS.insert().values(project_id=project.id, signature="B", group_id=target,
+                                                      actor="t", created_at=T0))
+    placed = replace(grouping(merged, project.id, "B", minute=5, platform="Windows NT"), kind="crash",
+                     component="other")
+    assert assign_group(engine, grouping=placed) == target
+    assert assign_group(engine, grouping=placed) == target  # counted once
+    group = groups.get_group(engine, group_id=target)
+    assert (group["crash_count"], group["tester_count"], group["kind"], group["component"]) == (2, 2, "crash", "game")
+    assert queries.as_utc(group["first_seen"]) == T0 + timedelta(minutes=5)
+    assert queries.as_utc(group["last_seen"]) == T0 + timedelta(minutes=10)
+    assert {b["build"]: b["crash_count"] for b in group["builds"]} == {"1.0": 1, "2.0": 1}
+    assert group["platforms"] == {"Linux": 1, "Windows NT": 1}
+
+
+def test_placing_a_crash_reuses_its_statements(engine) -> None:
+    """place() executes statements built once (storage/groups.py, "statements built once"):
+    a statement built for each call cost the worker more CPU than its SQL. The second new
+    crash, and the second move, run the very statement objects the first one ran."""
+    project = queries.create_project(engine, name="g")
+    ids = add_crashes(engine, project.id, [("1.0", f"t{i}") for i in range(5)])
+    executed: list[int] = []
+
+    def record(_conn, clause, *_args) -> None:
+        if not isinstance(clause, str):
+            executed.append(id(clause))
+
+    def statements(crash_id: str, signature: str) -> list[int]:
+        executed.clear()
+        assign_group(engine, grouping=grouping(crash_id, project.id, signature))
+        return list(executed)
+
+    event.listen(engine, "before_execute", record)
+    try:
+        assert statements(ids[0], "A") == statements(ids[1], "A")  # new crashes (and a new tester)
+        assign_group(engine, grouping=grouping(ids[2], project.id, "A"))
+        assert statements(ids[3], "C") == statements(ids[4], "D")  # new crashes in new groups
+        assert statements(ids[0], "B") == statements(ids[1], "B")  # moves (one tester less in A)
+        assert statements(ids[0], "B") == statements(ids[1], "B")  # counted in the same group again
+    finally:
+        event.remove(engine, "before_execute", record)
