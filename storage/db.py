@@ -183,7 +183,13 @@ def _no_timeouts(conn: Connection) -> None:
 
 def dialect_insert(bind: Engine | Connection) -> Callable[[Table], postgresql.Insert | sqlite.Insert]:
     """The INSERT of bind's database (PostgreSQL's or SQLite's), which has ``on_conflict_do_*``."""
-    return (postgresql if bind.dialect.name == "postgresql" else sqlite).insert
+    return insert_of(bind.dialect.name)
+
+
+def insert_of(dialect: str) -> Callable[[Table], postgresql.Insert | sqlite.Insert]:
+    """dialect_insert by the dialect's name: for statements built once per database kind
+    (an lru_cache keyed on the name)."""
+    return postgresql.insert if dialect == "postgresql" else sqlite.insert
 
 
 @functools.lru_cache(maxsize=64)

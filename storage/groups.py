@@ -17,7 +17,6 @@ from datetime import datetime
 from typing import Any, Callable, Iterator, TypeVar
 
 from sqlalchemy import Table, and_, bindparam, case, delete, func, literal, or_, select, text, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.sql.expression import Executable
@@ -33,6 +32,7 @@ from schemas.tables import (
     GroupTester,
     SymbolFile,
 )
+from storage.db import insert_of
 from storage.search_index import FIELDS
 from triage.kinds import CRASH, KINDS
 
@@ -187,18 +187,13 @@ _LOCKS = {shared: text(f"SELECT {function}(:key, :project)") for shared, functio
           ((True, "pg_advisory_xact_lock_shared"), (False, "pg_advisory_xact_lock"))}
 
 
-def _insert_of(dialect: str) -> Callable[[Table], postgresql.Insert | sqlite.Insert]:
-    """The INSERT of the dialect named (storage/db.dialect_insert by name, for the caches)."""
-    return postgresql.insert if dialect == "postgresql" else sqlite.insert
-
-
 @functools.lru_cache(maxsize=8)
 def _group_upsert(dialect: str) -> Executable:
     """Count a crash in the group of (project_id, signature), creating it; returns its id."""
     values = {name: _param(GROUPS.c[name]) for name in
               ("project_id", "signature", "signature_version", "component", "reason_text", "kind")}
     seen_at = _param(GROUPS.c.first_seen, "seen_at")
-    stmt = _insert_of(dialect)(GROUPS).values(**values, first_seen=seen_at, last_seen=seen_at,
+    stmt = insert_of(dialect)(GROUPS).values(**values, first_seen=seen_at, last_seen=seen_at,
                                               crash_count=1, tester_count=0)
     return stmt.on_conflict_do_update(index_elements=["project_id", "signature"], set_={
         "crash_count": GROUPS.c.crash_count + 1,
@@ -228,7 +223,7 @@ def _bump_upsert(dialect: str, table: Table, key: tuple[str, ...], seen: bool) -
     values = {name: _param(table.c[name]) for name in key}
     if seen:
         values["first_seen"] = values["last_seen"] = _param(table.c.first_seen, "seen_at")
-    stmt = _insert_of(dialect)(table).values(**values, crash_count=1)
+    stmt = insert_of(dialect)(table).values(**values, crash_count=1)
     changes: dict[str, Any] = {"crash_count": table.c.crash_count + 1}
     if seen:
         changes["first_seen"] = _least_of(dialect, table.c.first_seen, stmt.excluded.first_seen)
@@ -386,10 +381,13 @@ def _update_crash(conn: Connection, g: Grouping, group_id: int) -> None:
     })
 
 
+_MISSING_FORGOTTEN = delete(MISSING).where(MISSING.c.crash_id == bindparam("where_crash_id"))  # for every crash
+
+
 def record_missing_symbols(engine: Engine, *, crash_id: str, modules: set[tuple[str, str]]) -> None:
     """Replace the crash's list of (debug_file, debug_id) whose symbols were missing."""
     with engine.begin() as conn:
-        conn.execute(delete(MISSING).where(MISSING.c.crash_id == crash_id))
+        conn.execute(_MISSING_FORGOTTEN, {"where_crash_id": crash_id})
         if modules:
             conn.execute(MISSING.insert(), [
                 {"crash_id": crash_id, "debug_file": f, "debug_id": i} for f, i in sorted(modules)])

@@ -337,13 +337,17 @@ def due_received_ids(engine: Engine, *, limit: int) -> list[str]:
             .order_by(CRASHES.c.received_at).limit(limit)).scalars())
 
 
+_TAKE = update(CRASHES).where(CRASHES.c.crash_id == bindparam("of_crash"),
+                               CRASHES.c.status == CrashStatus.received.value).values(
+    status=CrashStatus.processing.value, updated_at=bindparam("new_now", type_=CRASHES.c.updated_at.type),
+    retry_after=None)  # built once: the database queue takes every crash with it
+
+
 def take_received(engine: Engine, *, crash_id: str) -> bool:
     """Mark a `received` crash `processing`; False when it is not `received` (another worker
     took it). Starts its lease as claim_crash does."""
     with write_lock(engine), engine.begin() as conn:
-        taken = conn.execute(update(CRASHES).where(CRASHES.c.crash_id == crash_id,
-                                                   CRASHES.c.status == CrashStatus.received.value)
-                             .values(status=CrashStatus.processing.value, updated_at=utcnow(), retry_after=None))
+        taken = conn.execute(_TAKE, {"of_crash": crash_id, "new_now": utcnow()})
         return bool(taken.rowcount == 1)
 
 

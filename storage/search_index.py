@@ -8,13 +8,14 @@ annotations and MAX_MODULES modules per crash, values cut to MAX_VALUE character
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Iterable, Mapping
 
-from sqlalchemy import Table, delete, insert, select, update
+from sqlalchemy import Table, bindparam, delete, insert, select, update
 from sqlalchemy.engine import Connection
 
 from schemas.tables import Crash, CrashField, FieldValue
-from storage.db import dialect_insert
+from storage.db import insert_of
 
 FIELDS: Table = CrashField.__table__  # type: ignore[attr-defined]
 VALUES: Table = FieldValue.__table__  # type: ignore[attr-defined]
@@ -89,26 +90,36 @@ def regrouped(conn: Connection, *, group_id: int, crash_ids: Any) -> None:
     conn.execute(update(FIELDS).where(FIELDS.c.crash_id.in_(crash_ids)).values(group_id=group_id))
 
 
+# Built once: reindex runs for every processed crash, and building these statements (and
+# SQLAlchemy's cache key walk over each new one) cost the worker more than running them.
+_INDEXED_ROW = select(CRASHES.c.crash_id, CRASHES.c.project_id, CRASHES.c.received_at, CRASHES.c.group_id,
+                      CRASHES.c.build, CRASHES.c.tester_id, CRASHES.c.kind, CRASHES.c.annotations,
+                      CRASHES.c.processed, CRASHES.c.signature, CRASHES.c.platform,
+                      CRASHES.c.component).where(CRASHES.c.crash_id == bindparam("of_crash"))
+_UNINDEX = delete(FIELDS).where(FIELDS.c.crash_id == bindparam("of_crash"))
+_INDEX = insert(FIELDS)
+
+
 def reindex(conn: Connection, *, crash_id: str) -> int:
     """Replace a crash's crash_fields rows with what its row says now, in conn's transaction
     (called where its processing result is saved). Returns the number of rows written."""
-    crash = conn.execute(select(CRASHES.c.crash_id, CRASHES.c.project_id, CRASHES.c.received_at, CRASHES.c.group_id,
-                                CRASHES.c.build, CRASHES.c.tester_id, CRASHES.c.kind,
-                                CRASHES.c.annotations, CRASHES.c.processed, CRASHES.c.signature,
-                                CRASHES.c.platform, CRASHES.c.component)
-                         .where(CRASHES.c.crash_id == crash_id)).first()
-    conn.execute(delete(FIELDS).where(FIELDS.c.crash_id == crash_id))
+    crash = conn.execute(_INDEXED_ROW, {"of_crash": crash_id}).first()
+    conn.execute(_UNINDEX, {"of_crash": crash_id})
     if crash is None:
         return 0
     rows = field_rows(dict(crash._mapping))
     if rows:
-        conn.execute(insert(FIELDS), rows)
+        conn.execute(_INDEX, rows)
         add_values(conn, rows)
     return len(rows)
+
+
+@functools.lru_cache(maxsize=4)
+def _add_values(dialect: str) -> Any:
+    return insert_of(dialect)(VALUES).on_conflict_do_nothing()
 
 
 def add_values(conn: Connection, rows: list[dict[str, Any]]) -> None:
     """Record the (project, field, value) of rows in field_values; those there already stay."""
     distinct = sorted({(r["project_id"], r["field"], r["value"]) for r in rows})  # one lock order for every writer
-    conn.execute(dialect_insert(conn)(VALUES).on_conflict_do_nothing(),
-                 [{"project_id": p, "field": f, "value": v} for p, f, v in distinct])
+    conn.execute(_add_values(conn.dialect.name), [{"project_id": p, "field": f, "value": v} for p, f, v in distinct])

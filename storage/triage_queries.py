@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any, Iterable, Sequence
 
-from sqlalchemy import Table, distinct, func, select
+from sqlalchemy import Table, bindparam, distinct, func, select
 from sqlalchemy.engine import Connection, Engine
 
 from schemas.tables import Crash, Feedback, GroupTester, utcnow
@@ -214,10 +214,13 @@ def _event_json(row: Any) -> dict[str, Any]:
             "action": row["action"], "details": row["details"] or {}}
 
 
+_TICKET_OF_GROUP = select(TICKETS).where(TICKETS.c.group_id == bindparam("of_group"))  # asked twice a crash
+
+
 def ticket_for_group(engine: Engine, *, group_id: int) -> dict[str, Any] | None:
     """The group's ticket row (JSON-ready), or None."""
     with engine.connect() as conn:
-        row = conn.execute(select(TICKETS).where(TICKETS.c.group_id == group_id)).first()
+        row = conn.execute(_TICKET_OF_GROUP, {"of_group": group_id}).first()
         return None if row is None else ticket_json(row._mapping)
 
 
