@@ -409,9 +409,12 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 
 @contextlib.contextmanager
 def crashd_server(label: str, work: Path, **crashd: str) -> Iterator[Server]:
-    """``crashd serve`` on a data dir under work; crashd holds more settings (database_url=...)."""
+    """``crashd serve`` on a data dir under work; crashd holds more settings (database_url=...),
+    and serve_workers / worker_processes its --workers / --worker-processes."""
     port, bin_dir = free_port(), Path(sys.executable).parent
     web = ["--workers", crashd.pop("serve_workers")] if "serve_workers" in crashd else []
+    if "worker_processes" in crashd:
+        web += ["--worker-processes", crashd.pop("worker_processes")]
     env = server_env(data_dir=str(work / "data"), **crashd)
     # the CLI refuses a database that does not exist yet (docs: friction 1 of issue 17): make it
     subprocess.run([str(bin_dir / "crashd"), "migrate"], env=env, cwd=REPO, check=True, capture_output=True,

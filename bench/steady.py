@@ -257,6 +257,8 @@ def run(args: argparse.Namespace) -> int:
         settings: dict[str, str] = {}
         if args.mode == "rq":
             settings = stack.enter_context(scratch_postgres_and_queue(args.postgres_url, args.redis_url))
+        if args.mode == "embedded" and args.worker_processes > 1:
+            settings["worker_processes"] = str(args.worker_processes)
         server = stack.enter_context(crashd_server(f"crashd {args.mode}", work, **settings))
         workers: list[subprocess.Popen[bytes]] = []
         if args.mode == "rq":
@@ -267,7 +269,8 @@ def run(args: argparse.Namespace) -> int:
         cpu_before = tree_cpu(server.process.pid) or 0.0
         workers_before = sum(tree_cpu(w.pid) or 0.0 for w in workers)
         print(f"{args.mode}: {args.rate:g} uploads/s for {args.seconds:g} s "
-              f"({'its own worker process' if args.mode == 'embedded' else f'{args.workers} crashd worker'})", flush=True)
+              f"({f'its {args.worker_processes} worker processes' if args.mode == 'embedded' else f'{args.workers} crashd worker'})",
+              flush=True)
         client_before = time.process_time()
         latencies, errors, lag = asyncio.run(offer(server.url, dumps, args.rate, args.seconds, args.testers))
         client_cpu = time.process_time() - client_before
@@ -294,6 +297,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rate", type=float, default=100, help="uploads a second (100)")
     parser.add_argument("--seconds", type=float, default=300, help="how long (300)")
     parser.add_argument("--workers", type=int, default=2, help="rq: crashd worker processes (2)")
+    parser.add_argument("--worker-processes", type=int, default=1,
+                        help="embedded: crashd serve --worker-processes (1, its default)")
     parser.add_argument("--testers", type=int, default=50)
     parser.add_argument("--drain-seconds", type=float, default=300, help="wait for the backlog at most (300)")
     parser.add_argument("--corpus", type=Path, default=corpus_dir())

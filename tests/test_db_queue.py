@@ -18,6 +18,7 @@ from typing import Iterator
 
 import httpx
 import pytest
+from sqlalchemy import create_engine, text
 
 from schemas.tables import Crash, utcnow
 from server.app import create_app
@@ -263,6 +264,28 @@ def test_serve_with_two_web_processes_shares_one_database(tmp_path: Path) -> Non
         _wait_processed(server.url, server.admin_token, crash_ids, seconds=120)
         web = subprocess.run(["pgrep", "-P", str(server.proc.pid)], capture_output=True, text=True).stdout.split()
         assert len(web) >= 3  # two web processes (and uvicorn's) plus the worker
+
+
+def test_serve_with_two_worker_processes_processes_every_crash_once(tmp_path: Path) -> None:
+    """`crashd serve --worker-processes 2`: two workers take crashes from the database, each
+    crash is processed once, and both worker processes are supervised children."""
+    with serve_process(tmp_path / "data", "--worker-processes", "2") as server:
+        assert "2 worker processes on the database queue" in server.banner, server.banner
+        workers = subprocess.run(["pgrep", "-P", str(server.proc.pid), "-f", "server.cli worker"],
+                                 capture_output=True, text=True).stdout.split()
+        assert len(workers) == 2, workers
+        with ThreadPoolExecutor(8) as pool:
+            crash_ids = list(pool.map(lambda tag: _post(server.upload_url, tag), range(60)))
+        assert len(set(crash_ids)) == 60
+        _wait_processed(server.url, server.admin_token, crash_ids, seconds=120)
+    engine = create_engine(f"sqlite:///{tmp_path / 'data' / 'crashd.db'}")
+    try:
+        with engine.connect() as conn:
+            counts = dict(conn.execute(text("SELECT status, count(*) FROM crashes GROUP BY status")).all())
+            grouped = conn.execute(text("SELECT sum(crash_count) FROM crash_groups")).scalar_one()
+    finally:
+        engine.dispose()
+    assert counts == {"processed": 60} and grouped == 60  # counted once each, in one group or another
 
 
 def test_the_group_commits_connection_is_held_between_batches_and_closed_by_dispose(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@ real processes that burn CPU or sleep stand in for the server, read from /proc."
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import threading
@@ -15,7 +16,7 @@ from test_db_queue import db_crashd, status, upload  # noqa: F401 - db_crashd is
 
 from workers import ingest_pressure
 from workers.db_queue import DatabaseWorker
-from workers.ingest_pressure import IngestPressure, children, cpu_seconds
+from workers.ingest_pressure import IngestPressure, children, cpu_seconds, is_worker
 
 from conftest import Crashd
 
@@ -91,6 +92,36 @@ def test_the_servers_other_children_count_and_the_worker_itself_does_not(tmp_pat
         subprocess.run(["kill", "-STOP", str(web)], check=True)  # the web child stops working
         try:
             assert sampled(IngestPressure(server.pid, me=worker)) is False  # its own burning is not counted
+        finally:
+            subprocess.run(["kill", "-CONT", str(web)], check=True)
+    finally:
+        for pid in pids.read_text().split() if pids.exists() else []:
+            subprocess.run(["kill", "-9", pid], check=False)
+        server.kill()
+        server.wait()
+
+
+def test_the_other_worker_processes_do_not_count(tmp_path: Path) -> None:
+    """`crashd serve --worker-processes 2`: a worker's sibling (``... server.cli worker``) is
+    not a web process; burning a core, it does not make the server busy."""
+    pids = tmp_path / "pids"
+    code = ("import subprocess, sys, time\n"
+            f"burn = {BURN!r}\n"
+            "kids = [subprocess.Popen([sys.executable, '-c', burn, *extra]) for extra in ([], ['server.cli', 'worker'])]\n"
+            f"open({str(pids)!r}, 'w').write(' '.join(str(k.pid) for k in kids))\n"
+            "time.sleep(60)\n")
+    server = started(code)
+    try:
+        deadline = time.monotonic() + 30
+        while not (pids.exists() and len(pids.read_text().split()) == 2):
+            assert time.monotonic() < deadline, "the server did not start its children"
+            time.sleep(0.05)
+        web, sibling = (int(p) for p in pids.read_text().split())
+        assert is_worker(sibling) and not is_worker(web) and not is_worker(server.pid)
+        assert sampled(IngestPressure(server.pid, me=os.getpid())) is True  # the web child's core
+        subprocess.run(["kill", "-STOP", str(web)], check=True)
+        try:
+            assert sampled(IngestPressure(server.pid, me=os.getpid())) is False  # the sibling's is not counted
         finally:
             subprocess.run(["kill", "-CONT", str(web)], check=True)
     finally:

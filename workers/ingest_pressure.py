@@ -7,9 +7,10 @@ crash takes the worker 20-25 ms of CPU and an upload the web process about 3 ms
 uploads needed: the uploads were answered later, and their clients waited. Here the worker
 reads the CPU time of the server that started it (its parent, named by the environment
 variable the supervisor sets) and of that server's other children (``--workers N`` web
-processes), from /proc. While they used more than BUSY_SHARE of a core over the last
-SAMPLE_SECONDS, the worker pauses after each job for YIELD_FACTOR times the job's length
-(at most MAX_PAUSE_SECONDS): it keeps processing, at about a quarter of a core, and the
+processes; the other workers of ``--worker-processes M`` are not counted), from /proc.
+While they used more than BUSY_SHARE of a core over the last SAMPLE_SECONDS, the worker
+pauses after each job for YIELD_FACTOR times the job's length (at most
+MAX_PAUSE_SECONDS): it keeps processing, at about a quarter of a core, and the
 backlog is worked off at full speed when the burst is over. A steady 100 uploads/s of real
 game-client dumps keeps the web process near 0.3-0.4 of a core, under the share
 (bench/steady.py); the bench's 16 uploads in flight keep it at a whole core. Off Linux, or with no server above the
@@ -57,6 +58,17 @@ def children(pid: int) -> list[int]:
     return found
 
 
+def is_worker(pid: int) -> bool:
+    """Whether pid is a crashd worker process (``python -m server.cli worker``, as
+    server/cli/supervisor.py starts one): a sibling worker of ``crashd serve
+    --worker-processes M`` is not a web process."""
+    try:
+        args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return b"server.cli" in args and b"worker" in args
+
+
 class IngestPressure:
     """Whether the web processes of the server above this worker are busy (see the module)."""
 
@@ -81,7 +93,7 @@ class IngestPressure:
         if self.server_pid is None:
             return None
         if now - self._listed >= CHILDREN_EVERY_SECONDS:
-            self._web = [pid for pid in children(self.server_pid) if pid != self.me]
+            self._web = [pid for pid in children(self.server_pid) if pid != self.me and not is_worker(pid)]
             self._listed = now
         total = cpu_seconds(self.server_pid)
         if total is None:

@@ -39,6 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-level", default="info")
     serve.add_argument("--workers", type=int, default=1, metavar="N",
                        help="web processes on the one port (uvicorn's); the processing worker is separate")
+    serve.add_argument("--worker-processes", type=int, default=1, metavar="M",
+                       help="without Redis: worker processes taking crashes from the database (1; each ~100 MB)")
     serve.set_defaults(func=cmd_serve)
     worker = sub.add_parser("worker", help="run a processing worker: RQ's with CRASHD_REDIS_URL, else one that "
                             "takes crashes from the database (`crashd serve` starts that one itself)")

@@ -35,12 +35,12 @@ def _base_url(host: str, port: int) -> str:
 
 
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
-    """Run the HTTP server: --workers web processes and, without Redis, the worker process
-    that takes crashes from the database (server/cli/supervisor.py)."""
+    """Run the HTTP server: --workers web processes and, without Redis, --worker-processes
+    worker processes that take crashes from the database (server/cli/supervisor.py)."""
     if not rules_ok(settings):
         return 2
-    if args.workers < 1:
-        print("--workers must be at least 1", file=sys.stderr)
+    if args.workers < 1 or args.worker_processes < 1:
+        print("--workers and --worker-processes must be at least 1", file=sys.stderr)
         return 2
     try:
         settings.resolve_session_secret()  # the dashboard's cookie key; production must set it
@@ -53,7 +53,9 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     project = first_project(state.ctx.engine)
     urls = project_urls(settings, project, _base_url(args.host, args.port))
     record_server_url(settings, _base_url(args.host, args.port))  # for `crashd project create`'s URLs
-    mode = "RQ on " + settings.redis_url if settings.redis_url else "a worker process on the database queue"
+    mode = ("RQ on " + settings.redis_url if settings.redis_url else
+            f"{args.worker_processes} worker processes on the database queue" if args.worker_processes > 1 else
+            "a worker process on the database queue")
     web = f", {args.workers} web processes" if args.workers > 1 else ""
     print(f"crashd listening on {_base_url(args.host, args.port)}  ({state.ctx.engine.dialect.name}, {mode}{web})")
     print(f"  project '{project.name}' minidump upload URL: {urls['minidump_url']}")
@@ -66,7 +68,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     print(f"  project '{project.name}' DSN for sentry-native / sentry-sdk: {urls['dsn']}")
     print(f"  dashboard: {_base_url(args.host, args.port)}/" + dashboard_hint(state.ctx.engine))
     sys.stdout.flush()
-    supervisor = None if settings.redis_url else WorkerSupervisor()
+    supervisors = [] if settings.redis_url else [WorkerSupervisor() for _ in range(args.worker_processes)]
     # X-Forwarded-For only from CRASHD_TRUSTED_PROXIES: uvicorn's default believes any
     # 127.0.0.1 peer, which let anyone behind a local proxy pick the address the sign-in
     # throttle counts; and no ingest key or token in the access log (server/log_redaction.py)
@@ -74,7 +76,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
                "proxy_headers": bool(settings.trusted_proxies), "forwarded_allow_ips": settings.trusted_proxies,
                "log_config": log_redaction.uvicorn_log_config()}
     try:
-        if supervisor is not None:
+        for supervisor in supervisors:
             supervisor.start()
         if args.workers == 1:
             uvicorn.run(create_app(settings, state), **options)
@@ -82,7 +84,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
             state.ctx.engine.dispose()
             uvicorn.run("server.cli.serve:web_app", factory=True, workers=args.workers, **options)
     finally:
-        if supervisor is not None:
+        for supervisor in supervisors:
             supervisor.stop()
         state.queue.close()
     return 0
