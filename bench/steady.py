@@ -269,8 +269,8 @@ def run(args: argparse.Namespace) -> int:
         cpu_before = tree_cpu(server.process.pid) or 0.0
         workers_before = sum(tree_cpu(w.pid) or 0.0 for w in workers)
         print(f"{args.mode}: {args.rate:g} uploads/s for {args.seconds:g} s "
-              f"({f'its {args.worker_processes} worker processes' if args.mode == 'embedded' else f'{args.workers} crashd worker'})",
-              flush=True)
+              f"({f'its {args.worker_processes} worker processes' if args.mode == 'embedded' else ''}"
+              f"{f'{args.workers} crashd worker' if args.mode == 'rq' else ''})", flush=True)
         client_before = time.process_time()
         latencies, errors, lag = asyncio.run(offer(server.url, dumps, args.rate, args.seconds, args.testers))
         client_cpu = time.process_time() - client_before
