@@ -33,7 +33,7 @@ from schemas.tables import (
     SymbolFile,
 )
 from storage.db import insert_of
-from storage.search_index import FIELDS
+from storage.search_index import crash_regrouped
 from triage.kinds import CRASH, KINDS
 
 log = logging.getLogger(__name__)
@@ -180,9 +180,6 @@ _ONE_TESTER_LESS = update(GROUPS).where(_where(GROUPS, "id")).values(tester_coun
 _CRASH_PLACED = update(CRASHES).where(_where(CRASHES, "crash_id")).values(
     {name: _param(CRASHES.c[name]) for name in
      ("group_id", "signature", "signature_version", "component", "reason_text", "platform")})
-# search_index.regrouped for one crash (its crash_fields rows follow it): that function builds
-# its UPDATE ... IN (...) anew for each call, which cost place() a third of its remaining CPU.
-_FIELDS_REGROUPED = update(FIELDS).where(_where(FIELDS, "crash_id")).values(group_id=_param(FIELDS.c.group_id))
 _LOCKS = {shared: text(f"SELECT {function}(:key, :project)") for shared, function in
           ((True, "pg_advisory_xact_lock_shared"), (False, "pg_advisory_xact_lock"))}
 
@@ -372,8 +369,8 @@ def _drop(conn: Connection, table: Table, key: dict[str, Any]) -> int | None:
 
 
 def _update_crash(conn: Connection, g: Grouping, group_id: int) -> None:
-    # its search rows (until finish_crash rewrites them), as search_index.regrouped would move them
-    conn.execute(_FIELDS_REGROUPED, {"where_crash_id": g.crash_id, "group_id": group_id})
+    # its search rows follow it (until finish_crash rewrites them)
+    crash_regrouped(conn, group_id=group_id, crash_id=g.crash_id)
     conn.execute(_CRASH_PLACED, {
         "where_crash_id": g.crash_id, "group_id": group_id, "signature": g.signature,
         "signature_version": g.signature_version, "component": g.component, "reason_text": g.reason_text,

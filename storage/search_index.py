@@ -85,9 +85,19 @@ def field_rows(row: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 
 def regrouped(conn: Connection, *, group_id: int, crash_ids: Any) -> None:
-    """Crashes moved to group_id (storage/groups.py, storage/regroup.py): their crash_fields
-    rows follow, in conn's transaction. crash_ids: a list or a subquery of crash ids."""
+    """Crashes moved to group_id (storage/regroup.py): their crash_fields rows follow, in
+    conn's transaction. crash_ids: a list or a subquery of crash ids."""
     conn.execute(update(FIELDS).where(FIELDS.c.crash_id.in_(crash_ids)).values(group_id=group_id))
+
+
+_ONE_REGROUPED = update(FIELDS).where(FIELDS.c.crash_id == bindparam("of_crash")).values(
+    group_id=bindparam("new_group_id", type_=FIELDS.c.group_id.type))
+
+
+def crash_regrouped(conn: Connection, *, group_id: int, crash_id: str) -> None:
+    """regrouped for one crash (storage/groups.place, for every processed crash): a statement
+    built once, where building regrouped's UPDATE ... IN anew cost place() a third of its CPU."""
+    conn.execute(_ONE_REGROUPED, {"of_crash": crash_id, "new_group_id": group_id})
 
 
 # Built once: reindex runs for every processed crash, and building these statements (and
