@@ -3,6 +3,7 @@ real processes that burn CPU or sleep stand in for the server, read from /proc."
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -70,13 +71,14 @@ def test_an_idle_server_is_not_busy(processes: list[subprocess.Popen[bytes]]) ->
     assert pressure.pause_after(0.02) == 0.0
 
 
-def test_the_servers_other_children_count_and_the_worker_itself_does_not(tmp_path: Path) -> None:
-    # a server (sleeping) with two children: a web process burning a core, and "the worker"
-    # (burning too, but it is the one asking, so it must not count)
+@contextlib.contextmanager
+def server_with_two_children(tmp_path: Path, second_args: list[str]) -> Iterator[tuple[int, int, int]]:
+    """A server process (sleeping) with two children burning a core each, the second with
+    second_args after its code; yields (server, first child, second child) and kills them."""
     pids = tmp_path / "pids"
     code = ("import subprocess, sys, time\n"
             f"burn = {BURN!r}\n"
-            "kids = [subprocess.Popen([sys.executable, '-c', burn]) for _ in range(2)]\n"
+            f"kids = [subprocess.Popen([sys.executable, '-c', burn, *extra]) for extra in ([], {second_args!r})]\n"
             f"open({str(pids)!r}, 'w').write(' '.join(str(k.pid) for k in kids))\n"
             "time.sleep(60)\n")
     server = started(code)
@@ -85,50 +87,44 @@ def test_the_servers_other_children_count_and_the_worker_itself_does_not(tmp_pat
         while not (pids.exists() and len(pids.read_text().split()) == 2):
             assert time.monotonic() < deadline, "the server did not start its children"
             time.sleep(0.05)
-        web, worker = (int(p) for p in pids.read_text().split())
-        assert sorted(children(server.pid)) == sorted([web, worker])
-        assert IngestPressure(server.pid, me=worker).web_cpu(time.monotonic()) is not None
-        assert sampled(IngestPressure(server.pid, me=worker)) is True  # the web child's core
-        subprocess.run(["kill", "-STOP", str(web)], check=True)  # the web child stops working
-        try:
-            assert sampled(IngestPressure(server.pid, me=worker)) is False  # its own burning is not counted
-        finally:
-            subprocess.run(["kill", "-CONT", str(web)], check=True)
+        first, second = (int(p) for p in pids.read_text().split())
+        yield server.pid, first, second
     finally:
         for pid in pids.read_text().split() if pids.exists() else []:
             subprocess.run(["kill", "-9", pid], check=False)
         server.kill()
         server.wait()
+
+
+@contextlib.contextmanager
+def stopped(pid: int) -> Iterator[None]:
+    """pid stopped (SIGSTOP) while inside, then continued."""
+    subprocess.run(["kill", "-STOP", str(pid)], check=True)
+    try:
+        yield
+    finally:
+        subprocess.run(["kill", "-CONT", str(pid)], check=True)
+
+
+def test_the_servers_other_children_count_and_the_worker_itself_does_not(tmp_path: Path) -> None:
+    # a server (sleeping) with two children: a web process burning a core, and "the worker"
+    # (burning too, but it is the one asking, so it must not count)
+    with server_with_two_children(tmp_path, []) as (server, web, worker):
+        assert sorted(children(server)) == sorted([web, worker])
+        assert IngestPressure(server, me=worker).web_cpu(time.monotonic()) is not None
+        assert sampled(IngestPressure(server, me=worker)) is True  # the web child's core
+        with stopped(web):  # the web child stops working
+            assert sampled(IngestPressure(server, me=worker)) is False  # its own burning is not counted
 
 
 def test_the_other_worker_processes_do_not_count(tmp_path: Path) -> None:
     """`crashd serve --worker-processes 2`: a worker's sibling (``... server.cli worker``) is
     not a web process; burning a core, it does not make the server busy."""
-    pids = tmp_path / "pids"
-    code = ("import subprocess, sys, time\n"
-            f"burn = {BURN!r}\n"
-            "kids = [subprocess.Popen([sys.executable, '-c', burn, *extra]) for extra in ([], ['server.cli', 'worker'])]\n"
-            f"open({str(pids)!r}, 'w').write(' '.join(str(k.pid) for k in kids))\n"
-            "time.sleep(60)\n")
-    server = started(code)
-    try:
-        deadline = time.monotonic() + 30
-        while not (pids.exists() and len(pids.read_text().split()) == 2):
-            assert time.monotonic() < deadline, "the server did not start its children"
-            time.sleep(0.05)
-        web, sibling = (int(p) for p in pids.read_text().split())
-        assert is_worker(sibling) and not is_worker(web) and not is_worker(server.pid)
-        assert sampled(IngestPressure(server.pid, me=os.getpid())) is True  # the web child's core
-        subprocess.run(["kill", "-STOP", str(web)], check=True)
-        try:
-            assert sampled(IngestPressure(server.pid, me=os.getpid())) is False  # the sibling's is not counted
-        finally:
-            subprocess.run(["kill", "-CONT", str(web)], check=True)
-    finally:
-        for pid in pids.read_text().split() if pids.exists() else []:
-            subprocess.run(["kill", "-9", pid], check=False)
-        server.kill()
-        server.wait()
+    with server_with_two_children(tmp_path, ["server.cli", "worker"]) as (server, web, sibling):
+        assert is_worker(sibling) and not is_worker(web) and not is_worker(server)
+        assert sampled(IngestPressure(server, me=os.getpid())) is True  # the web child's core
+        with stopped(web):
+            assert sampled(IngestPressure(server, me=os.getpid())) is False  # the sibling's is not counted
 
 
 def test_no_server_or_a_gone_one_is_never_busy(processes: list[subprocess.Popen[bytes]]) -> None:

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping, TypeVar
 
 FILTERED = "[Filtered]"
 WORDS = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|\d+")
@@ -101,6 +101,23 @@ class Rule:
         return whole[:start - match.start()] + FILTERED + whole[end - match.start():]
 
 
+Answer = TypeVar("Answer")
+
+
+def _remembered(answers: dict[tuple[str, ...], Answer], path: tuple[str, ...],
+                compute: Callable[[], Answer]) -> Answer:
+    """answers[path], computed and kept when missing; the dict is emptied when it holds
+    KEY_RULE_ANSWERS paths (they come from clients, so they are bounded here)."""
+    try:
+        return answers[path]
+    except KeyError:
+        pass
+    if len(answers) >= KEY_RULE_ANSWERS:
+        answers.clear()
+    answer = answers[path] = compute()
+    return answer
+
+
 @dataclass(frozen=True)
 class Rules:
     """The rules that apply to one project, in file order."""
@@ -118,27 +135,13 @@ class Rules:
     def patterns_at(self, path: tuple[str, ...]) -> tuple[Rule, ...]:
         """The pattern rules that apply to a value at path: those whose skip selector does not
         match it (remembered for up to KEY_RULE_ANSWERS paths)."""
-        try:
-            return self._patterns[path]
-        except KeyError:
-            pass
-        if len(self._patterns) >= KEY_RULE_ANSWERS:
-            self._patterns.clear()
-        applying = self._patterns[path] = tuple(
-            rule for rule in self.patterns if not (path and rule.skip and rule.skip.match(path)))
-        return applying
+        return _remembered(self._patterns, path, lambda: tuple(
+            rule for rule in self.patterns if not (path and rule.skip and rule.skip.match(path))))
 
     def key_rule(self, path: tuple[str, ...]) -> str | None:
         """``<rule>:<selector>`` of the first key rule filtering the value at path, else None
         (remembered for up to KEY_RULE_ANSWERS paths: the names come from clients)."""
-        try:
-            return self._answers[path]
-        except KeyError:
-            pass
-        if len(self._answers) >= KEY_RULE_ANSWERS:
-            self._answers.clear()
-        answer = self._answers[path] = self._key_rule(path)
-        return answer
+        return _remembered(self._answers, path, lambda: self._key_rule(path))
 
     def _key_rule(self, path: tuple[str, ...]) -> str | None:
         for rule in self.rules:

@@ -351,7 +351,7 @@ class _PartCollector:
 
     def close(self) -> None:
         """Close every spooled part, including one still being written."""
-        _close_all(self.parts)
+        close_all(self.parts)
         if self._writer is not None:
             self._writer.file.close()
 
@@ -464,7 +464,8 @@ def _preamble_end(head: bytes | bytearray, boundary: bytes, *, whole: bool) -> i
     return 0 if whole else None
 
 
-def _close_all(parts: list[tuple[dict[str, str], UploadPart]]) -> None:
+def close_all(parts: list[tuple[dict[str, str], UploadPart]]) -> None:
+    """Close the file of every (headers, part) pair."""
     for _, part in parts:
         part.close()
 
@@ -539,8 +540,7 @@ def assemble(
             else:
                 attachments.append(part)
     except BaseException:
-        for _, part in parts:
-            part.close()
+        close_all(parts)
         raise
     if minidump is None:
         for part in attachments:

@@ -7,10 +7,10 @@ python-multipart's parser made ten Python callbacks per part and spooled each pa
 chunk by chunk on the event loop (bench/ingest.py, docs/benchmarks.md).
 
 Only the plain form is split here: the body starts with its first boundary, each part has
-well-formed ``Name: value`` headers, the boundary is at most 70 characters, each delimiter is followed by CRLF or by the closing
-``--``. Anything else (a preamble, transport padding after a boundary, folded or odd headers,
-a delimiter that turns out to be part data, a missing closing boundary) goes to
-python-multipart's parser over the same bytes (upload_parser.parse_multipart_bytes), which
+well-formed ``Name: value`` headers, the boundary is at most 70 characters, each delimiter
+is followed by CRLF or by the closing ``--``. Anything else (a preamble, transport padding
+after a boundary, folded or odd headers, a delimiter that turns out to be part data, a
+missing closing boundary) goes to python-multipart's parser over the same bytes (upload_parser.parse_multipart_bytes), which
 accepts or refuses it exactly as it does a streamed body. A body over IN_MEMORY_BODY is
 streamed through that parser as it arrives and spooled to disk part by part.
 """
@@ -28,6 +28,7 @@ from server.ingest.upload_parser import (
     MAX_PART_HEADERS,
     Budget,
     UploadPart,
+    close_all,
     parse_multipart,
     parse_multipart_bytes,
     part_names,
@@ -52,8 +53,8 @@ async def read_multipart(body: AsyncIterator[bytes], *, boundary: bytes, tmp_dir
     """A body of up to IN_MEMORY_BODY bytes as a WholeBody (split_body splits it); a longer
     one parsed as it streams in (upload_parser.parse_multipart). Raises MalformedUpload,
     UploadTooLarge."""
-    chunks: list[bytes] = []  # joined once at the end: growing a bytearray chunk by chunk cost
-    size = 0                  # an upload about 10x the join (reallocations, fresh pages)
+    chunks: list[bytes] = []  # joined once at the end (a bytearray grown chunk by chunk took
+    size = 0                  # 190 us against the join's 10 us in a micro bench; no change end to end)
     async for chunk in body:
         chunks.append(chunk)
         size += len(chunk)
@@ -82,8 +83,7 @@ def split_body(whole: WholeBody, *, tmp_dir: Path | None, budget: Budget) -> Par
             try:
                 budget.spend(end - start)
             except BaseException:
-                for _, part in parts:
-                    part.close()
+                close_all(parts)
                 raise
             name, filename, content_type = part_names(headers)
             parts.append((headers, UploadPart(name, filename, content_type, io.BytesIO(view[start:end]),
